@@ -1,0 +1,3 @@
+"""Amaranth components of the spike accumulator accelerator."""
+
+__all__ = []

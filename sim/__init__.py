@@ -1,0 +1,3 @@
+"""Simulation runners: Amaranth simulator and Verilator through cocotb."""
+
+__all__ = []
