@@ -1,0 +1,197 @@
+"""The ``spikeforge`` command: a thin layer over the Python API (see ``cli/common.py`` for conventions)."""
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .common import (EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, CheckFailed, Reporter, add_model_args,
+                     add_output_args, config_from_args)
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_DEMO_CHECKPOINT = Path("runs/digits-tiny.pt")
+
+
+def _train(args, out):
+    from spikeforge.model.data import training_data
+    from spikeforge.model.train import TrainSettings, evaluate, save_checkpoint, train
+
+    config = config_from_args(args)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    train_batch, test_batch = training_data(config, args.data_dir)
+    out.say(f"training {args.arch} {args.model} on {config.dataset}: {len(train_batch)} train / "
+            f"{len(test_batch)} test images, {settings.epochs} epochs")
+    start = time.perf_counter()
+    model, history = train(config, train_batch, test_batch, args.arch, settings, progress=not args.json)
+    seconds = time.perf_counter() - start
+    accuracy = evaluate(model, test_batch)["accuracy"]
+    save_checkpoint(args.out, model, args.arch,
+                    {"test_accuracy": accuracy, "history": history, "settings": settings.as_dict(),
+                     "model": args.model})
+    out.say(f"test accuracy {accuracy:.2%} after {seconds:.0f} s; checkpoint {args.out}")
+    out.result({"checkpoint": str(args.out), "model": args.model, "arch": args.arch,
+                "config": config.as_dict(), "test_accuracy": accuracy, "seconds": seconds,
+                "history": history})
+
+
+def _load(checkpoint, args):
+    from spikeforge.model.train import load_checkpoint
+
+    config = config_from_args(args) if getattr(args, "model", None) else None
+    return load_checkpoint(checkpoint, config, getattr(args, "arch", None))
+
+
+def _eval(args, out):
+    from spikeforge.model.data import parse_input
+    from spikeforge.model.train import evaluate
+
+    model, meta = _load(args.checkpoint, args)
+    batch = parse_input(args.input, model.config)
+    result = evaluate(model, batch, progress=not args.json)
+    accuracy = result["accuracy"]
+    out.say(f"{meta['arch']} on {batch.source}: n={result['n']}"
+            + ("" if accuracy is None else f", accuracy {accuracy:.2%}"))
+    out.result({"checkpoint": str(args.checkpoint), "input": args.input, **result})
+    if args.min_accuracy is not None:
+        if accuracy is None:
+            raise ValueError(f"--min-accuracy needs labelled input; {args.input!r} has no labels")
+        if accuracy < args.min_accuracy:
+            raise CheckFailed(f"accuracy {accuracy:.4f} is below --min-accuracy {args.min_accuracy}")
+
+
+def _energy(args, out):
+    import torch
+
+    from spikeforge.model import model_from_config
+    from spikeforge.model.data import parse_input
+    from spikeforge.model.energy import calibrate_batchnorm, measure_energy
+    from spikeforge.model.train import load_checkpoint
+
+    config = config_from_args(args)
+    reports = {}
+    for arch, checkpoint in (("spikingformer", args.checkpoint), ("spikformer", args.spikformer_checkpoint)):
+        batch = parse_input(args.input, config)
+        if checkpoint is not None:
+            model, meta = load_checkpoint(checkpoint, config, arch)
+            if meta["arch"] != arch:
+                raise ValueError(f"{checkpoint}: field 'arch' is {meta['arch']!r}, expected {arch!r}")
+            if model.config != config:
+                raise ValueError(f"{checkpoint}: field 'config' does not match --model {args.model} "
+                                 f"with its --set overrides")
+            source = f"checkpoint {checkpoint}"
+        else:
+            torch.manual_seed(args.seed)
+            model = calibrate_batchnorm(model_from_config(config, arch), batch.x)
+            source = f"untrained (seed {args.seed}, BN statistics calibrated on the input)"
+        report = measure_energy(model, batch.x)
+        reports[arch] = {"source": source, **report.as_dict()}
+        out.say(f"\n{arch} — {source}")
+        out.say(f"  {'layer':<34} {'kind':<9} {'rate':>7} {'SOPs/MACs':>12} {'energy µJ':>10}")
+        for layer in report.layers:
+            out.say(f"  {layer.name:<34} {layer.kind:<9} {layer.input_rate:7.3f} {layer.ops:12.4g} "
+                    f"{layer.energy_pj * 1e-6:10.4f}")
+        out.say(f"  firing rates: " + ", ".join(f"{k} {v:.3f}" for k, v in report.firing_rates.items()))
+        out.say(f"  total: {report.sops:.4g} SOPs + {report.first_conv_flops:.4g} MACs = "
+                f"{report.energy_mj:.6f} mJ per image; non-spike multiplications in blocks: "
+                f"{report.non_spike_mults_in_blocks:.4g}")
+    ratio = reports["spikingformer"]["energy_mj"] / reports["spikformer"]["energy_mj"]
+    out.say(f"\nenergy ratio Spikingformer / Spikformer = {ratio:.3f} ({(1 - ratio):+.1%} saving)")
+    out.result({"model": args.model, "config": config.as_dict(), "input": args.input,
+                "spikingformer": reports["spikingformer"], "spikformer": reports["spikformer"],
+                "energy_ratio": ratio})
+
+
+def _demo(args, out):
+    from spikeforge.model import make_config
+    from spikeforge.model.data import training_data
+    from spikeforge.model.train import TrainSettings, evaluate, load_checkpoint, save_checkpoint, train
+
+    config = make_config("digits-tiny")
+    checkpoint = Path(args.checkpoint)
+    model = None
+    if checkpoint.is_file() and not args.retrain:
+        try:
+            model, _ = load_checkpoint(checkpoint)
+        except ValueError as e:
+            out.say(f"not reusing {checkpoint}: {e}")
+        if model is not None and model.config != config:
+            out.say(f"not reusing {checkpoint}: it holds another configuration")
+            model = None
+    train_batch, test_batch = training_data(config)
+    if model is None:
+        out.say(f"[1/2] training digits-tiny ({len(train_batch)} images) → {checkpoint}")
+        model, _ = train(config, train_batch, test_batch, settings=TrainSettings(seed=args.seed),
+                         progress=not args.json)
+        save_checkpoint(checkpoint, model, "spikingformer", {"model": "digits-tiny"})
+    else:
+        out.say(f"[1/2] reusing trained checkpoint {checkpoint} (--retrain to train again)")
+    result = evaluate(model, test_batch, progress=not args.json)
+    out.say(f"[2/2] float accuracy on the {result['n']} digits test images: {result['accuracy']:.2%}")
+    out.result({"checkpoint": str(checkpoint), "float_accuracy": result["accuracy"], "n": result["n"]})
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="spikeforge", description=(
+        "Spikingformer to bit-exact FPGA hardware: train, quantize, export, generate Verilog, "
+        "simulate and verify."))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("train", help="train a model and write a checkpoint")
+    add_model_args(p)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="CIFAR python-pickle batches folder (cifar presets)")
+    p.add_argument("--out", required=True, type=Path, metavar="CKPT")
+    add_output_args(p)
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser("eval", help="accuracy of a checkpoint on an input set")
+    p.add_argument("checkpoint", type=Path, metavar="CKPT")
+    p.add_argument("--input", required=True, metavar="SPEC", help="digits:N, random:N[:SEED] or FILE.npy")
+    add_model_args(p, required=False)
+    p.add_argument("--min-accuracy", type=float, help="exit 1 if the accuracy is below this fraction")
+    add_output_args(p)
+    p.set_defaults(run=_eval)
+
+    p = commands.add_parser("energy", help="firing rates, SOPs and energy: Spikingformer vs Spikformer")
+    add_model_args(p)
+    p.add_argument("--checkpoint", type=Path, help="trained Spikingformer (default: untrained)")
+    p.add_argument("--spikformer-checkpoint", type=Path, help="trained Spikformer (default: untrained)")
+    p.add_argument("--input", required=True, metavar="SPEC")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed of untrained models")
+    add_output_args(p)
+    p.set_defaults(run=_energy)
+
+    p = commands.add_parser("demo", help="the end-to-end demo on the embedded digits data")
+    p.add_argument("--checkpoint", default=DEFAULT_DEMO_CHECKPOINT, type=Path,
+                   help=f"where the trained model is kept and reused (default: {DEFAULT_DEMO_CHECKPOINT})")
+    p.add_argument("--retrain", action="store_true", help="train again even if the checkpoint exists")
+    p.add_argument("--seed", type=int, default=0)
+    add_output_args(p)
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse exits with 2 on usage errors
+    out = Reporter(args.json)
+    try:
+        args.run(args, out)
+    except CheckFailed as e:
+        print(f"spikeforge {args.command}: check failed: {e}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except (ValueError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"spikeforge {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
