@@ -98,6 +98,11 @@ def _energy(args, out):
                 f"{report.non_spike_mults_in_blocks:.4g}")
     ratio = reports["spikingformer"]["energy_mj"] / reports["spikformer"]["energy_mj"]
     out.say(f"\nenergy ratio Spikingformer / Spikformer = {ratio:.3f} ({(1 - ratio):+.1%} saving)")
+    if args.plot:
+        from spikeforge.model.plots import plot_energy
+
+        plot_energy(reports, args.plot)
+        out.say(f"plot: {args.plot}")
     out.result({"model": args.model, "config": config.as_dict(), "input": args.input,
                 "spikingformer": reports["spikingformer"], "spikformer": reports["spikformer"],
                 "energy_ratio": ratio})
@@ -163,6 +168,7 @@ def build_parser():
     p.add_argument("--spikformer-checkpoint", type=Path, help="trained Spikformer (default: untrained)")
     p.add_argument("--input", required=True, metavar="SPEC")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of untrained models")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="also draw energy per layer into this file")
     add_output_args(p)
     p.set_defaults(run=_energy)
 
