@@ -137,6 +137,120 @@ def _demo(args, out):
     out.result({"checkpoint": str(checkpoint), "float_accuracy": result["accuracy"], "n": result["n"]})
 
 
+def _export(args, out):
+    import torch
+
+    from spikeforge.model.data import parse_input, training_data
+    from spikeforge.model.train import load_checkpoint
+    from spikeforge.quant.bundle import encode_input, input_encoding
+    from spikeforge.quant.calibrate import ACTIVITY_RANGE, bias_correction, finetune, random_network
+    from spikeforge.quant.export import export_bundle, quantize
+
+    config = config_from_args(args)
+    encoding = input_encoding(config.as_dict())
+
+    def pixels_of(spec):
+        return encode_input(parse_input(spec, config).x, encoding)
+
+    calib_spec = args.calib or (None if args.checkpoint else f"random:32:{args.seed}")
+    calib = pixels_of(calib_spec) if calib_spec else None
+    if args.checkpoint:
+        model, meta = load_checkpoint(args.checkpoint, config, args.arch)
+        if model.config != config:
+            raise ValueError(f"{args.checkpoint}: field 'config' does not match --model {args.model} "
+                             f"with its --set overrides")
+        source = f"checkpoint {args.checkpoint}"
+    else:
+        model = random_network(config, args.seed, calib.float() * 2.0 ** encoding["scale_exp"])
+        source = f"random (seed {args.seed}), activity tuned on {calib_spec}"
+    out.say(f"quantizing {args.model} ({source}) to {args.bits}-bit weights")
+    qmodel = quantize(model, args.bits)
+    method = "ptq"
+    if args.checkpoint and calib is not None:
+        bias_correction(qmodel, model, calib.float())
+        method = "ptq+bias-correction"
+    if args.qat_epochs:
+        train_batch, _ = training_data(config)
+        finetune(qmodel, encode_input(train_batch.x, encoding).float(), train_batch.y, args.qat_epochs,
+                 seed=args.seed, progress=not args.json)
+        method += f"+qat({args.qat_epochs} epochs)"
+    extra = {}
+    if not args.no_qonnx:
+        from spikeforge.quant.qonnx_export import export_qonnx
+
+        example = calib[:1] if calib is not None else pixels_of("random:1:0")
+        extra["model.qonnx.onnx"] = lambda path: export_qonnx(qmodel, path, example.float())
+    model_info = {"arch": "spikingformer", "preset": args.model, "overrides": dict(sorted(
+        (k, v) for k, v in (o.split("=", 1) for o in args.overrides))), "source": source}
+    quant_info = {"method": method, "calibration": calib_spec, "seed": args.seed}
+    export_bundle(args.out, qmodel, model_info, quant_info, extra)
+    from spikeforge.quant import GoldenModel, load_bundle
+
+    bundle = load_bundle(args.out)
+    rates = {}
+    if calib is not None:
+        trace = GoldenModel(bundle).run(calib)
+        rates = {name: s.float().mean().item() for name, s in trace.spikes.items()}
+        lo, hi = ACTIVITY_RANGE
+        quiet = [n for n, r in rates.items() if not lo <= r <= hi]
+        out.say(f"golden firing rates on {calib_spec}: " + ", ".join(f"{n} {r:.3f}" for n, r in rates.items()))
+        if quiet:
+            out.say(f"warning: firing rate outside {lo:.0%}..{hi:.0%} in {', '.join(quiet)}")
+    widths = {k: max(l.get(k, 0) for l in bundle.layers) for k in ("acc_bits", "membrane_bits")}
+    out.say(f"bundle {args.out}: {len(bundle.layers)} layers, {len(bundle.tables)} tables, "
+            f"widest accumulator {widths['acc_bits']} bits, widest membrane {widths['membrane_bits']} bits")
+    out.result({"out": str(args.out), "bits": args.bits, "method": method, "source": source,
+                "layers": len(bundle.layers), "tables": len(bundle.tables), "firing_rates": rates, **widths})
+
+
+def _golden(args, out):
+    import numpy as np
+
+    from spikeforge.model.config import ModelConfig
+    from spikeforge.model.data import parse_input
+    from spikeforge.quant import GoldenModel, encode_input, load_bundle
+
+    bundle = load_bundle(args.bundle)
+    config = ModelConfig(**bundle.config)
+    batch = parse_input(args.input, config)
+    pixels = encode_input(batch.x, bundle.manifest["input"])
+    trace = GoldenModel(bundle).run(pixels)
+    predictions = trace.predictions
+    accuracy = None if batch.y is None else (predictions == batch.y).double().mean().item()
+    if args.out:
+        arrays = {f"spikes/{k}": v.numpy().astype(np.uint8) for k, v in trace.spikes.items()}
+        arrays.update({f"stream/{k}": v.numpy() for k, v in trace.stream.items()})
+        arrays["logits"] = trace.logits.numpy()
+        _save_npz(args.out, arrays)
+    out.say(f"golden {args.bundle} on {batch.source}: n={len(batch)}"
+            + ("" if accuracy is None else f", accuracy {accuracy:.2%}")
+            + (f"; overflow in {', '.join(trace.overflow)}" if trace.overflow else ""))
+    out.result({"bundle": str(args.bundle), "input": args.input, "n": len(batch), "accuracy": accuracy,
+                "predictions": predictions.tolist(), "overflow": trace.overflow,
+                "firing_rates": {k: v.double().mean().item() for k, v in trace.spikes.items()}})
+    if trace.overflow:
+        raise CheckFailed(f"values exceeded their declared widths in {', '.join(trace.overflow)}")
+
+
+def _save_npz(path, arrays):
+    """``np.savez_compressed`` written atomically (complete or absent)."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="spikeforge", description=(
         "Spikingformer to bit-exact FPGA hardware: train, quantize, export, generate Verilog, "
@@ -171,6 +285,27 @@ def build_parser():
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw energy per layer into this file")
     add_output_args(p)
     p.set_defaults(run=_energy)
+
+    p = commands.add_parser("export", help="quantize and export a bundle (weight tables + layer program)")
+    add_model_args(p)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, help="trained checkpoint to quantize")
+    source.add_argument("--seed", type=int, default=0, help="random network (default when no checkpoint)")
+    p.add_argument("--bits", type=int, default=8, help="weight bit width, 2..8 (default 8)")
+    p.add_argument("--calib", metavar="SPEC", help="calibration input (bias correction; activity of "
+                                                   "random networks, default random:32:SEED)")
+    p.add_argument("--qat-epochs", type=int, default=0, help="quantization-aware fine-tuning epochs")
+    p.add_argument("--no-qonnx", action="store_true", help="skip the QONNX export")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_output_args(p)
+    p.set_defaults(run=_export)
+
+    p = commands.add_parser("golden", help="run the integer golden model on a bundle")
+    p.add_argument("bundle", type=Path, metavar="DIR")
+    p.add_argument("--input", required=True, metavar="SPEC")
+    p.add_argument("--out", type=Path, metavar="TRACE.npz", help="save spikes, stream and logits")
+    add_output_args(p)
+    p.set_defaults(run=_golden)
 
     p = commands.add_parser("demo", help="the end-to-end demo on the embedded digits data")
     p.add_argument("--checkpoint", default=DEFAULT_DEMO_CHECKPOINT, type=Path,

@@ -1,3 +1,10 @@
-"""Quantization (brevitas QAT/PTQ), BN folding, weight-table export and the integer golden model."""
+"""Quantization (brevitas), BN folding, weight-table export and the integer golden model.
 
-__all__ = []
+``load_bundle`` and ``GoldenModel`` need neither brevitas nor the float model; the quantization
+side (``spikeforge.quant.export``, ``.fakequant``, ``.calibrate``) is imported on demand.
+"""
+
+from .bundle import Bundle, BundleError, encode_input, load_bundle
+from .golden import GoldenModel, Trace
+
+__all__ = ["Bundle", "BundleError", "encode_input", "load_bundle", "GoldenModel", "Trace"]

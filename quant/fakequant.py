@@ -12,6 +12,7 @@ mantissa. Gradients pass straight through the roundings (quantization-aware trai
 """
 
 import math
+import warnings
 
 import torch
 from brevitas.nn import QuantConv2d
@@ -93,13 +94,15 @@ class QuantConv(nn.Module):
     conv); the output unit is ``weight scale × input_scale`` per channel.
     """
 
-    def __init__(self, name, weight, bias, bits, input_scale=1.0, weight_quant=None):
+    def __init__(self, name, bn_name, weight, bias, bits, input_scale=1.0, weight_quant=None):
         super().__init__()
-        self.name, self.input_scale = name, input_scale
+        self.name, self.bn_name, self.input_scale = name, bn_name, input_scale
         cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[-1]
-        self.conv = QuantConv2d(cin, cout, k, padding=k // 2, bias=False,
-                                weight_quant=weight_quant or Int8WeightPerChannelFixedPoint,
-                                weight_bit_width=bits)
+        with warnings.catch_warnings():  # brevitas notes that a shared quantizer ignores bit_width
+            warnings.filterwarnings("ignore", message="Keyword arguments are being passed")
+            self.conv = QuantConv2d(cin, cout, k, padding=k // 2, bias=False,
+                                    weight_quant=weight_quant or Int8WeightPerChannelFixedPoint,
+                                    weight_bit_width=bits)
         self.conv.weight.data.copy_(weight.reshape(cout, cin, k, k))
         self.bias = nn.Parameter(bias.clone())
 
@@ -134,6 +137,7 @@ class QuantHead(nn.Module):
         super().__init__()
         self.weight, self.bias = nn.Parameter(weight.clone()), nn.Parameter(bias.clone())
         self.bits, self.count = bits, count
+        self.logit_scale = 1.0   # s_h of the last forward: real logits = integer logits × s_h
 
     def folded(self, stream_scale):
         """``(weight scaled to stream-sum units, power-of-two s_h)``."""
@@ -148,6 +152,7 @@ class QuantHead(nn.Module):
 
     def forward(self, stream, stream_scale):
         w, s_h = self.folded(stream_scale)
+        self.logit_scale = s_h
         limit = 2 ** (self.bits - 1)
         w_q = torch.clamp(round_ste(w / s_h), -limit, limit - 1)
         sums = stream.sum((0, 3, 4)) / stream_scale.view(1, -1)      # integer stream sums [B, C]
@@ -191,7 +196,7 @@ class QuantSpikingformer(nn.Module):
         self.tokenizer = nn.ModuleList()
         for i, ((lif_f, pool, conv, bn), (prefix, lif_name, _)) in enumerate(zip(stages, names)):
             last = i == len(stages) - 1
-            q = QuantConv(f"patch_embed.{prefix}", *_fold(conv, bn), bits,
+            q = QuantConv(f"patch_embed.{prefix}_conv", f"patch_embed.{prefix}_bn", *_fold(conv, bn), bits,
                           input_scale=input_scale if i == 0 else 1.0)
             if last:
                 stream_quant = q.weight_quant
@@ -206,17 +211,17 @@ class QuantSpikingformer(nn.Module):
             attn, mlp = blk.attn, blk.mlp
             b = nn.Module()
             b.proj_lif = lif(f"{p}.attn.proj_lif")
-            b.qkv = nn.ModuleList(QuantConv(f"{p}.attn.{n}_conv", *_fold(getattr(attn, f"{n}_conv"),
-                                                                          getattr(attn, f"{n}_bn")), bits)
+            b.qkv = nn.ModuleList(QuantConv(f"{p}.attn.{n}_conv", f"{p}.attn.{n}_bn",
+                                            *_fold(getattr(attn, f"{n}_conv"), getattr(attn, f"{n}_bn")), bits)
                                   for n in "qkv")
             b.qkv_lif = nn.ModuleList(lif(f"{p}.attn.{n}_lif") for n in "qkv")
             b.attn_lif = QuantLIF(f"{p}.attn.attn_lif", 0.5, tau, F)
-            b.proj = QuantConv(f"{p}.attn.proj_conv", *_fold(attn.proj_conv, attn.proj_bn), bits,
+            b.proj = QuantConv(f"{p}.attn.proj_conv", f"{p}.attn.proj_bn", *_fold(attn.proj_conv, attn.proj_bn), bits,
                                weight_quant=stream_quant)
             b.mlp1_lif = lif(f"{p}.mlp.mlp1_lif")
-            b.mlp1 = QuantConv(f"{p}.mlp.mlp1_conv", *_fold(mlp.mlp1_conv, mlp.mlp1_bn), bits)
+            b.mlp1 = QuantConv(f"{p}.mlp.mlp1_conv", f"{p}.mlp.mlp1_bn", *_fold(mlp.mlp1_conv, mlp.mlp1_bn), bits)
             b.mlp2_lif = lif(f"{p}.mlp.mlp2_lif")
-            b.mlp2 = QuantConv(f"{p}.mlp.mlp2_conv", *_fold(mlp.mlp2_conv, mlp.mlp2_bn), bits,
+            b.mlp2 = QuantConv(f"{p}.mlp.mlp2_conv", f"{p}.mlp.mlp2_bn", *_fold(mlp.mlp2_conv, mlp.mlp2_bn), bits,
                                weight_quant=stream_quant)
             b.heads, b.order = attn.num_heads, attn.order
             self.blocks.append(b)
