@@ -31,15 +31,50 @@ FORMAT = "spikeforge-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
-#: Required fields of each layer kind in the layer program (``manifest["layers"]``); values in
-#: ``tables`` name entries of ``manifest["tables"]``.
+#: Fields of each layer kind in the layer program (``manifest["layers"]``), with their meaning.
+#: Every layer also has ``kind`` and ``name``; ``docs/bundle-format.md`` shows this table.
 LAYER_FIELDS = {
-    "conv": {"input", "output", "kernel", "pool", "input_kind", "in_channels", "out_channels",
-             "weight", "bias", "residual", "acc_bits"},
-    "lif": {"input", "output", "channels", "threshold", "frac_bits", "decay_mult", "decay_shift",
-            "membrane_bits"},
-    "attention": {"q", "k", "v", "output", "heads", "order", "count_bits"},
-    "head": {"input", "output", "weight", "bias", "sum_bits", "logit_bits"},
+    "conv": {
+        "input": "tensor read (spikes, or 'input' pixels)",
+        "output": "tensor written",
+        "kernel": "1 or 3 (stride 1, zero padding kernel//2)",
+        "pool": "max-pool 3/2/1 (OR) on the input spikes first",
+        "input_kind": "'spikes' or 'pixels'",
+        "in_channels": "input channels",
+        "out_channels": "output channels",
+        "weight": "table [out_channels, in_channels, kernel, kernel]",
+        "bias": "table [out_channels], output units",
+        "residual": "stream tensor preloaded into the accumulator, or null",
+        "acc_bits": "accumulator width (two's complement) from the worst-case bound",
+        "scale_exp": "per output channel: one unit is 2**scale_exp in float terms",
+    },
+    "lif": {
+        "input": "tensor read (integer, input units)",
+        "output": "spike tensor written",
+        "channels": "channels",
+        "threshold": "table [channels]: θ in membrane units",
+        "frac_bits": "F: fractional bits of the membrane",
+        "decay_mult": "m of the decay m / 2**s",
+        "decay_shift": "s of the decay m / 2**s",
+        "membrane_bits": "membrane width from the worst-case bound",
+        "v_threshold": "the float threshold θ was derived from",
+    },
+    "attention": {
+        "q": "query spike tensor", "k": "key spike tensor", "v": "value spike tensor",
+        "output": "count tensor written (units 1/8)",
+        "heads": "heads; channel c belongs to head c // (C / heads)",
+        "order": "official product order, 'qk_first' or 'kv_first' (both exact)",
+        "count_bits": "count width (N · d)",
+    },
+    "head": {
+        "input": "final stream tensor",
+        "output": "logits tensor",
+        "weight": "table [classes, channels]",
+        "bias": "table [classes]",
+        "sum_bits": "width of the stream sums",
+        "logit_bits": "width of the logits",
+        "scale_exp": "one logit unit is 2**scale_exp",
+    },
 }
 _TABLE_FIELDS = {"conv": ("weight", "bias"), "head": ("weight", "bias"), "lif": ("threshold",)}
 _DTYPES = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
@@ -97,6 +132,9 @@ def write_bundle(out_dir, manifest, tables, extra_files=None):
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 would make the bundle private
     try:
         (tmp / "tables").mkdir()
         index = {}
@@ -117,9 +155,13 @@ def write_bundle(out_dir, manifest, tables, extra_files=None):
         manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION,
                     "tables": index, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        old = None
+        if out_dir.exists():  # keep the previous bundle until the new one is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / "bundle")
         os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -172,7 +214,7 @@ def _check_layer(root, i, layer, tables):
              "must be an object with 'kind' and 'name'")
     kind = layer["kind"]
     _require(kind in LAYER_FIELDS, f"{where}.kind", f"unknown layer kind {kind!r}")
-    missing = sorted(LAYER_FIELDS[kind] - set(layer))
+    missing = sorted(set(LAYER_FIELDS[kind]) - set(layer))
     _require(not missing, where, f"{kind} layer {layer['name']!r} lacks field '{missing[0] if missing else ''}'")
     for field in _TABLE_FIELDS.get(kind, ()):
         _require(layer[field] in tables, f"{where}.{field}", f"names no table ({layer[field]!r})")
@@ -249,4 +291,14 @@ def encode_input(x, encoding):
     return pixels.clamp(0, encoding["max"]).to(torch.int64)
 
 
-__all__ += ["input_encoding", "encode_input"]
+def layer_fields_markdown():
+    """The layer-field tables of ``docs/bundle-format.md``, generated from :data:`LAYER_FIELDS`."""
+    lines = []
+    for kind, fields in LAYER_FIELDS.items():
+        lines += [f"### `{kind}`", "", "| field | meaning |", "|---|---|"]
+        lines += [f"| `{name}` | {meaning} |" for name, meaning in fields.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ += ["input_encoding", "encode_input", "layer_fields_markdown"]

@@ -84,6 +84,7 @@ class QuantLIF(nn.Module):
         spikes = torch.stack(spikes)
         if record is not None:
             record[self.name] = spikes
+            record[f"{self.name}:membrane"] = torch.stack(membranes)
         return spikes
 
 

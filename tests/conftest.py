@@ -10,3 +10,13 @@ def trained_digits(tmp_path_factory):
     result = run_cli("train", "--model", "digits-tiny", "--out", path, "--json")
     assert result.code == 0, result.stderr
     return path, result.json
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(trained_digits, tmp_path_factory):
+    """An 8-bit bundle of the trained digits-tiny checkpoint, exported by ``spikeforge export``."""
+    checkpoint, _ = trained_digits
+    out = tmp_path_factory.mktemp("bundles") / "digits-8bit"
+    result = run_cli("export", "--model", "digits-tiny", "--checkpoint", checkpoint, "--out", out, "--json")
+    assert result.code == 0, result.stderr
+    return out

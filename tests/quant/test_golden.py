@@ -1,0 +1,124 @@
+"""The golden model: integer-only, independent of the float model, equal to the fake-quant model."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from spikeforge.model import make_config
+from spikeforge.model.neuron import MultiStepLIFNode
+from spikeforge.quant import GoldenModel, load_bundle
+from spikeforge.quant.calibrate import ACTIVITY_RANGE, random_network
+from spikeforge.quant.export import export_bundle, quantize
+from spikeforge.quant.fakequant import QuantLIF
+from spikeforge.quant.golden import lif_integer
+
+SMALL_NETWORKS = [
+    ("digits-tiny", dict(depth=2, dim=32, heads=2)),
+    ("cifar10-4-384", dict(depth=1, dim=32, heads=4, img_size=16, T=2)),
+    ("imagenet-8-384", dict(depth=2, dim=16, heads=1, img_size=32, T=3)),
+    ("dvs128-2-256", dict(depth=1, dim=16, heads=2, img_size=16, T=3)),
+]
+
+
+def _random_bundle(tmp_path, name, overrides, seed=0, bits=8):
+    config = make_config(name, **overrides)
+    from spikeforge.quant.bundle import encode_input, input_encoding
+
+    encoding = input_encoding(config.as_dict())
+    g = torch.Generator().manual_seed(seed)
+    shape = encoding["shape"]
+    pixels = torch.randint(0, encoding["max"] + 1, (12, *shape), generator=g)
+    model = random_network(config, seed, pixels.float() * 2.0 ** encoding["scale_exp"])
+    qmodel = quantize(model, bits)
+    export_bundle(tmp_path / name, qmodel, {"arch": "spikingformer", "preset": name}, {"method": "ptq"})
+    return load_bundle(tmp_path / name), qmodel, pixels
+
+
+@pytest.mark.parametrize("name,overrides", SMALL_NETWORKS, ids=[n for n, _ in SMALL_NETWORKS])
+def test_random_networks_fire_and_golden_equals_fake_quant(tmp_path, name, overrides):
+    bundle, qmodel, pixels = _random_bundle(tmp_path, name, overrides)
+    trace = GoldenModel(bundle).run(pixels)
+    record = {}
+    with torch.no_grad():
+        qmodel(pixels.float(), record)
+    lo, hi = ACTIVITY_RANGE
+    for lif, spikes in trace.spikes.items():
+        assert lo <= spikes.double().mean() <= hi, (lif, spikes.double().mean().item())
+        assert torch.equal(record[lif].transpose(0, 1).long(), spikes), lif
+    for block, stream in trace.stream.items():
+        assert torch.equal(record[block].transpose(0, 1).round().long(), stream)
+    assert torch.equal(record["logits"].round().long(), trace.logits)
+    assert trace.overflow == []
+
+
+class _DtypeRecorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.float_ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                self.float_ops.append(str(func))
+        return out
+
+
+def test_golden_model_holds_no_floating_point_tensor(tmp_path):
+    bundle, _, pixels = _random_bundle(tmp_path, "digits-tiny", dict(depth=1, dim=32, heads=2))
+    with _DtypeRecorder() as recorder:
+        trace = GoldenModel(load_bundle(bundle.path)).run(pixels, record_membranes=True)
+    assert recorder.float_ops == []
+    tensors = [*trace.spikes.values(), *trace.stream.values(), *trace.membranes.values(), trace.logits]
+    assert all(t.dtype == torch.int64 for t in tensors)
+    with pytest.raises(ValueError, match="int64 pixels"):
+        GoldenModel(bundle).run(pixels.float())
+
+
+def test_golden_path_never_imports_the_float_model_or_brevitas(tmp_path):
+    bundle, _, pixels = _random_bundle(tmp_path, "digits-tiny", dict(depth=1, dim=32, heads=2))
+    torch.save(pixels, tmp_path / "pixels.pt")
+    script = f"""
+import sys, torch
+from spikeforge.quant import GoldenModel, load_bundle
+trace = GoldenModel(load_bundle({str(bundle.path)!r})).run(torch.load({str(tmp_path / 'pixels.pt')!r}))
+loaded = [m for m in sys.modules if m.startswith(("spikeforge.model", "brevitas", "spikeforge.quant.fakequant"))]
+assert loaded == [], loaded
+print(trace.predictions.tolist())
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("tau", [2.0, 1.5])
+def test_integer_lif_matches_quant_lif_and_float_lif(tau):
+    g = torch.Generator().manual_seed(1)
+    T, F = 4, 4
+    x = torch.randint(-20, 40, (3, T, 8), generator=g)            # [B, T, C] integers, units 1/16
+    scale = torch.full((8,), 1 / 16)
+    quant = QuantLIF("lif", 1.0, tau, F).eval()
+    theta = quant.threshold(scale).long()
+    spikes, _ = lif_integer(x, theta, F, quant.decay_mult, quant.decay_shift)
+    fake = quant(x.transpose(0, 1).float() * 1 / 16, scale)
+    assert torch.equal(fake.transpose(0, 1).long(), spikes)
+    if tau == 2.0:  # the fixed-point decay of τ = 2 is exact: equal to the float LIF itself
+        float_spikes = MultiStepLIFNode(tau=2.0)(x.transpose(0, 1).float() / 16)
+        assert torch.equal(float_spikes.transpose(0, 1).long(), spikes)
+    assert 0 < spikes.double().mean() < 1
+
+
+def test_export_is_deterministic(tmp_path):
+    from spikeforge.tests.helpers import run_cli
+
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"b{i}"
+        result = run_cli("export", "--model", "digits-tiny", "--set", "dim=32", "--set", "heads=2",
+                         "--seed", "5", "--out", out)
+        assert result.code == 0, result.stderr
+        outs.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert outs[0] == outs[1]
+    assert any(str(name).endswith(".onnx") for name in outs[0])
