@@ -209,34 +209,35 @@ def _load_table(root, name, entry):
 
 
 def _check_layer(root, i, layer, tables):
-    where = f"{root / MANIFEST}: field 'layers[{i}]'"
-    _require(isinstance(layer, dict) and "kind" in layer and "name" in layer, where,
+    def where(sub=None):
+        return f"{root / MANIFEST}: field 'layers[{i}]{'.' + sub if sub else ''}'"
+
+    _require(isinstance(layer, dict) and "kind" in layer and "name" in layer, where(),
              "must be an object with 'kind' and 'name'")
     kind = layer["kind"]
-    _require(kind in LAYER_FIELDS, f"{where}.kind", f"unknown layer kind {kind!r}")
+    _require(kind in LAYER_FIELDS, where("kind"), f"unknown layer kind {kind!r}")
     missing = sorted(set(LAYER_FIELDS[kind]) - set(layer))
-    _require(not missing, where, f"{kind} layer {layer['name']!r} lacks field '{missing[0] if missing else ''}'")
+    _require(not missing, where(missing[0] if missing else None), f"missing in {kind} layer {layer['name']!r}")
     for field in _TABLE_FIELDS.get(kind, ()):
-        _require(layer[field] in tables, f"{where}.{field}", f"names no table ({layer[field]!r})")
+        _require(layer[field] in tables, where(field), f"names no table ({layer[field]!r})")
     if kind == "conv":
         k, cin, cout = layer["kernel"], layer["in_channels"], layer["out_channels"]
-        _require(k in (1, 3), f"{where}.kernel", f"must be 1 or 3, not {k!r}")
+        _require(k in (1, 3), where("kernel"), f"must be 1 or 3, not {k!r}")
         expected = [cout, cin, k, k]
         got = list(tables[layer["weight"]].shape)
-        _require(got == expected, f"{where}.weight", f"table shape {got}, expected {expected}")
+        _require(got == expected, where("weight"), f"table shape {got}, expected {expected}")
         got = list(tables[layer["bias"]].shape)
-        _require(got == [cout], f"{where}.bias", f"table shape {got}, expected [{cout}]")
+        _require(got == [cout], where("bias"), f"table shape {got}, expected [{cout}]")
     elif kind == "lif":
         got = list(tables[layer["threshold"]].shape)
-        _require(got == [layer["channels"]], f"{where}.threshold",
+        _require(got == [layer["channels"]], where("threshold"),
                  f"table shape {got}, expected [{layer['channels']}]")
-        _require(bool((tables[layer["threshold"]] > 0).all()), f"{where}.threshold",
-                 "thresholds must be positive")
+        _require(bool((tables[layer["threshold"]] > 0).all()), where("threshold"), "thresholds must be positive")
         _require(layer["decay_shift"] >= 0 and 0 < layer["decay_mult"] <= (1 << layer["decay_shift"]),
-                 f"{where}.decay_mult", "must satisfy 0 < decay_mult <= 2**decay_shift")
+                 where("decay_mult"), "must satisfy 0 < decay_mult <= 2**decay_shift")
     elif kind == "head":
         weight, bias = tables[layer["weight"]], tables[layer["bias"]]
-        _require(weight.dim() == 2 and list(bias.shape) == [weight.shape[0]], f"{where}.bias",
+        _require(weight.dim() == 2 and list(bias.shape) == [weight.shape[0]], where("bias"),
                  f"table shape {list(bias.shape)}, expected [{weight.shape[0]}]")
 
 

@@ -9,6 +9,7 @@ import torch
 
 from spikeforge.model import make_config
 from spikeforge.quant import BundleError, load_bundle
+from spikeforge.quant import bundle as bundle_module
 from spikeforge.quant.bundle import readmemh_lines, signed_bits, write_bundle
 from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import export_bundle, quantize
@@ -127,16 +128,16 @@ def test_bad_bundle_is_refused_with_file_and_field(copy, corrupt):
 def test_interrupted_export_leaves_no_half_written_bundle(bundle_dir, tmp_path, monkeypatch):
     bundle = load_bundle(bundle_dir)
     out = tmp_path / "new"
-    original = np.ndarray.tobytes
+    original = bundle_module.readmemh_lines
     calls = []
 
-    def fail_on_third(self, *args, **kwargs):
+    def fail_on_third(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(np.ndarray, "tobytes", fail_on_third)
+    monkeypatch.setattr(bundle_module, "readmemh_lines", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         write_bundle(out, bundle.manifest, bundle.tables)
     assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ SMALL_NETWORKS = [
     ("digits-tiny", dict(depth=2, dim=32, heads=2)),
     ("cifar10-4-384", dict(depth=1, dim=32, heads=4, img_size=16, T=2)),
     ("imagenet-8-384", dict(depth=2, dim=16, heads=1, img_size=32, T=3)),
-    ("dvs128-2-256", dict(depth=1, dim=16, heads=2, img_size=16, T=3)),
+    ("dvs128-2-256", dict(depth=1, dim=32, heads=2, img_size=32, T=3)),
 ]
 
 
