@@ -166,7 +166,9 @@ def _export(args, out):
     out.say(f"quantizing {args.model} ({source}) to {args.bits}-bit weights")
     qmodel = quantize(model, args.bits)
     method = "ptq"
-    if args.checkpoint and calib is not None:
+    if args.bias_correction:
+        if calib is None:
+            raise ValueError("--bias-correction needs calibration input: give --calib SPEC")
         bias_correction(qmodel, model, calib.float())
         method = "ptq+bias-correction"
     if args.qat_epochs:
@@ -292,8 +294,10 @@ def build_parser():
     source.add_argument("--checkpoint", type=Path, help="trained checkpoint to quantize")
     source.add_argument("--seed", type=int, default=0, help="random network (default when no checkpoint)")
     p.add_argument("--bits", type=int, default=8, help="weight bit width, 2..8 (default 8)")
-    p.add_argument("--calib", metavar="SPEC", help="calibration input (bias correction; activity of "
-                                                   "random networks, default random:32:SEED)")
+    p.add_argument("--calib", metavar="SPEC", help="calibration input: tunes the activity of random "
+                   "networks (default random:32:SEED), feeds --bias-correction, reports firing rates")
+    p.add_argument("--bias-correction", action="store_true",
+                   help="post-training calibration: shift biases by the mean output error on --calib")
     p.add_argument("--qat-epochs", type=int, default=0, help="quantization-aware fine-tuning epochs")
     p.add_argument("--no-qonnx", action="store_true", help="skip the QONNX export")
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
