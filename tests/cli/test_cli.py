@@ -91,3 +91,42 @@ def test_console_script_is_installed():
     assert script.is_file()
     proc = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "energy" in proc.stdout
+
+
+def test_golden_json_and_trace_file(digits_bundle, trained_digits, tmp_path):
+    import numpy as np
+
+    trace_path = tmp_path / "trace.npz"
+    result = run_cli("golden", digits_bundle, "--input", "digits:40", "--out", trace_path, "--json")
+    assert result.code == 0, result.stderr
+    payload = result.json
+    assert payload["n"] == 40 and len(payload["predictions"]) == 40 and payload["overflow"] == []
+    assert 0.9 <= payload["accuracy"] <= 1.0
+    with np.load(trace_path) as trace:
+        assert trace["logits"].shape == (40, 10)
+        assert np.array_equal(trace["logits"].argmax(1), payload["predictions"])
+        spikes = [k for k in trace.files if k.startswith("spikes/")]
+        assert "spikes/block.0.attn.attn_lif" in spikes and trace["spikes/block.0.attn.q_lif"].shape[:2] == (40, 4)
+        assert "stream/block.0" in trace.files
+    unlabeled = run_cli("golden", digits_bundle, "--input", "random:3:1", "--json")
+    assert unlabeled.code == 0 and unlabeled.json["accuracy"] is None
+
+
+def test_export_seed_json_reports_activity(tmp_path):
+    result = run_cli("export", "--model", "cifar10-4-384", "--set", "depth=1", "--set", "dim=32",
+                     "--set", "heads=2", "--set", "img_size=8", "--set", "T=2", "--seed", "4",
+                     "--no-qonnx", "--out", tmp_path / "b", "--json")
+    assert result.code == 0, result.stderr
+    rates = result.json["firing_rates"]
+    assert len(rates) == 4 + 7 and all(0.02 <= r <= 0.5 for r in rates.values()), rates
+    assert (tmp_path / "b" / "manifest.json").is_file() and not (tmp_path / "b" / "model.qonnx.onnx").exists()
+
+
+def test_export_of_a_spikformer_checkpoint_is_refused(tmp_path):
+    from spikeforge.model import build_model
+    from spikeforge.model.train import save_checkpoint
+
+    save_checkpoint(tmp_path / "s.pt", build_model("digits-tiny", "spikformer"), "spikformer")
+    result = run_cli("export", "--model", "digits-tiny", "--arch", "spikformer", "--checkpoint", tmp_path / "s.pt",
+                     "--out", tmp_path / "b")
+    assert result.code == 2 and "only Spikingformer models can be quantized" in result.stderr
