@@ -1,0 +1,67 @@
+"""Spike accumulator array: ``n_pe`` lanes, each event adds one weight row to one accumulator word."""
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AccumulatorArray"]
+
+
+class AccumulatorArray(wiring.Component):
+    """Accumulator memory of ``2**(t_bits + h_bits + w_bits)`` words × ``n_pe`` lanes.
+
+    An event at cycle c reads the word at ``event_addr``; at c+1 every lane adds its weight of
+    ``event_row`` and writes back (the read port is transparent to the write port, so an event on
+    the word written in the same cycle sees the new sum). A drain at cycle c returns the word at
+    ``drain_addr`` on ``drain_data`` at c+1 and clears it to 0, ready for the next tile. Events and
+    drains never overlap (the engine runs them in separate phases). No multiplier: adds only.
+
+    Ports
+    -----
+    event_valid : In(1)
+    event_addr : In(addr_bits)
+        Accumulator word ``{t, y, x}``.
+    event_row : In(ArrayLayout(signed(weight_bits), n_pe))
+        The weights selected by the spike, one per lane (output channel).
+    drain_valid : In(1)
+    drain_addr : In(addr_bits)
+    drain_data : Out(ArrayLayout(signed(acc_bits), n_pe))
+        The drained word, one cycle after the request.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.addr_bits = params.t_bits + params.h_bits + params.w_bits
+        row = data.ArrayLayout(signed(params.weight_bits), params.n_pe)
+        self.word = data.ArrayLayout(signed(params.acc_bits), params.n_pe)
+        super().__init__({"event_valid": In(1), "event_addr": In(max(1, self.addr_bits)), "event_row": In(row),
+                          "drain_valid": In(1), "drain_addr": In(max(1, self.addr_bits)),
+                          "drain_data": Out(self.word)})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.acc = acc = memory.Memory(shape=self.word, depth=1 << self.addr_bits, init=[])
+        write = acc.write_port()
+        read = acc.read_port(transparent_for=(write,))
+        pending_add = Signal()
+        pending_clear = Signal()
+        pending_addr = Signal.like(self.event_addr)
+        pending_row = Signal.like(self.event_row)
+        m.d.comb += read.addr.eq(self.event_addr)
+        with m.If(self.drain_valid):
+            m.d.comb += read.addr.eq(self.drain_addr)
+        m.d.sync += [
+            pending_add.eq(self.event_valid),
+            pending_clear.eq(self.drain_valid),
+            pending_addr.eq(read.addr),
+            pending_row.eq(self.event_row),
+        ]
+        m.d.comb += [write.addr.eq(pending_addr), self.drain_data.eq(read.data)]
+        with m.If(pending_add):
+            m.d.comb += write.en.eq(1)
+            for lane in range(p.n_pe):
+                m.d.comb += write.data[lane].eq(read.data[lane] + pending_row[lane])
+        with m.Elif(pending_clear):
+            m.d.comb += write.en.eq(1)   # data stays 0: clear after draining
+        return m

@@ -1,0 +1,62 @@
+"""LIF unit: one integer LIF step for all lanes (docs/integer-semantics.md §3)."""
+
+from amaranth import Module, Mux, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["LIFUnit", "times_constant"]
+
+
+def times_constant(value, constant):
+    """``value * constant`` as a sum of shifted copies (no multiplier cell)."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+class LIFUnit(wiring.Component):
+    """Combinational LIF step of ``n_pe`` lanes.
+
+    ``H = V + ((((X << F) − V) · m) >> s)`` with ``X = acc + bias``; ``spike = H ≥ θ``;
+    ``v_next = spike ? 0 : H``.
+
+    Ports
+    -----
+    acc : In(ArrayLayout(signed(acc_bits), n_pe))
+        Accumulated input of this timestep.
+    bias : In(ArrayLayout(signed(acc_bits), n_pe))
+        Per-lane bias.
+    threshold : In(ArrayLayout(signed(membrane_bits), n_pe))
+        Per-lane θ in membrane units.
+    v : In(ArrayLayout(signed(membrane_bits), n_pe))
+        Membrane after the previous step (0 at t = 0).
+    h : Out(ArrayLayout(signed(membrane_bits), n_pe))
+        Membrane before reset.
+    spike : Out(n_pe)
+        One bit per lane.
+    v_next : Out(ArrayLayout(signed(membrane_bits), n_pe))
+        Membrane after reset.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        acc = data.ArrayLayout(signed(params.acc_bits), params.n_pe)
+        membrane = data.ArrayLayout(signed(params.membrane_bits), params.n_pe)
+        super().__init__({"acc": In(acc), "bias": In(acc), "threshold": In(membrane), "v": In(membrane),
+                          "h": Out(membrane), "spike": Out(params.n_pe), "v_next": Out(membrane)})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        for lane in range(p.n_pe):
+            x = self.acc[lane] + self.bias[lane]
+            step = times_constant((x << p.frac_bits) - self.v[lane], p.decay_mult) >> p.decay_shift
+            h = self.v[lane] + step
+            m.d.comb += [
+                self.h[lane].eq(h),
+                self.spike[lane].eq(self.h[lane] >= self.threshold[lane]),
+                self.v_next[lane].eq(Mux(self.spike[lane], 0, self.h[lane])),
+            ]
+        return m

@@ -1,0 +1,94 @@
+"""Build parameters of the spike accumulator hardware, validated once and shared by all components."""
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+__all__ = ["EngineParams"]
+
+
+def _power_of_two(value):
+    return isinstance(value, int) and value >= 1 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Widths and capacities of the layer engine.
+
+    ``n_pe`` lanes (output channels per tile); weights of ``weight_bits``; accumulators of
+    ``acc_bits``; membranes of ``membrane_bits``; capacities as powers of two: ``max_T`` timesteps,
+    ``max_cin`` input channels, ``max_tiles`` output tiles, images up to ``max_h`` × ``max_w``
+    (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: ``frac_bits``
+    F and decay ``decay_mult / 2**decay_shift`` (docs/integer-semantics.md §3).
+    """
+
+    n_pe: int = 16
+    weight_bits: int = 8
+    acc_bits: int = 24
+    membrane_bits: int = 32
+    max_T: int = 4
+    max_cin: int = 64
+    max_tiles: int = 8
+    max_h: int = 16
+    max_w: int = 16
+    frac_bits: int = 4
+    decay_mult: int = 1
+    decay_shift: int = 1
+
+    def __post_init__(self):
+        for name in ("n_pe", "max_T", "max_cin", "max_tiles", "max_h", "max_w"):
+            value = getattr(self, name)
+            if not _power_of_two(value):
+                raise ValueError(f"{name} must be a power of two, not {value!r}")
+        for name, lo, hi in (("weight_bits", 2, 16), ("acc_bits", 4, 48), ("membrane_bits", 4, 64),
+                             ("frac_bits", 0, 16), ("decay_shift", 0, 16)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+        if not 0 < self.decay_mult <= 1 << self.decay_shift:
+            raise ValueError(f"decay_mult must be in 1..2**decay_shift, not {self.decay_mult!r}")
+        if self.membrane_bits < self.acc_bits + self.frac_bits + 1:
+            raise ValueError(f"membrane_bits must be at least acc_bits + frac_bits + 1 "
+                             f"({self.acc_bits + self.frac_bits + 1}), not {self.membrane_bits!r}")
+
+    @classmethod
+    def from_overrides(cls, overrides):
+        """Parameters from ``{"n_pe": "16", ...}`` (values as text, e.g. from ``--set``)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown hardware parameter {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+        parsed = {}
+        for key, value in overrides.items():
+            try:
+                parsed[key] = int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"hardware parameter {key} must be an integer, not {value!r}") from None
+        return cls(**parsed)
+
+    @property
+    def t_bits(self):
+        return (self.max_T - 1).bit_length()
+
+    @property
+    def c_bits(self):
+        return (self.max_cin - 1).bit_length()
+
+    @property
+    def h_bits(self):
+        return (self.max_h - 1).bit_length()
+
+    @property
+    def w_bits(self):
+        return (self.max_w - 1).bit_length()
+
+    @property
+    def tile_bits(self):
+        return (self.max_tiles - 1).bit_length()
+
+    @property
+    def weight_depth(self):
+        """Weight rows: one per (tile, input channel, tap)."""
+        return self.max_tiles * self.max_cin * 9
+
+    def as_json(self):
+        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
