@@ -1,6 +1,7 @@
 """The ``spikeforge`` command: a thin layer over the Python API (see ``cli/common.py`` for conventions)."""
 
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -234,6 +235,23 @@ def _golden(args, out):
         raise CheckFailed(f"values exceeded their declared widths in {', '.join(trace.overflow)}")
 
 
+def _hardware_params(args):
+    from spikeforge.hw.params import EngineParams
+
+    from .common import parse_overrides
+
+    return EngineParams.from_overrides(parse_overrides(args.overrides))
+
+
+def _verilog(args, out):
+    from spikeforge.hw.netlist import write_verilog
+
+    params = _hardware_params(args)
+    verilog_path, params_path = write_verilog(params, args.out)
+    out.say(f"wrote {verilog_path} ({verilog_path.stat().st_size} bytes) and {params_path}")
+    out.result({"verilog": str(verilog_path), "params": json.loads(params_path.read_text())})
+
+
 def _save_npz(path, arrays):
     """``np.savez_compressed`` written atomically (complete or absent)."""
     import os
@@ -310,6 +328,14 @@ def build_parser():
     p.add_argument("--out", type=Path, metavar="TRACE.npz", help="save spikes, stream and logits")
     add_output_args(p)
     p.set_defaults(run=_golden)
+
+    p = commands.add_parser("verilog", help="generate the layer engine's Verilog")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="hardware parameter (n_pe, weight_bits, acc_bits, membrane_bits, max_T, max_cin, "
+                        "max_tiles, max_h, max_w, frac_bits, decay_mult, decay_shift); repeatable")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_output_args(p)
+    p.set_defaults(run=_verilog)
 
     p = commands.add_parser("demo", help="the end-to-end demo on the embedded digits data")
     p.add_argument("--checkpoint", default=DEFAULT_DEMO_CHECKPOINT, type=Path,

