@@ -20,6 +20,7 @@ import traceback
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, Timer
+from cocotb.types import Logic
 
 from .transport import Ports
 
@@ -53,7 +54,9 @@ class _CocotbPorts(Ports):
         self._handles[name].value = value
 
     def _read(self, name):
-        return self._handles[name].value.to_unsigned()
+        value = self._handles[name].value
+        # one-bit ports read as a Logic, wider ones as a LogicArray
+        return int(value) if isinstance(value, Logic) else value.to_unsigned()
 
     async def _tick(self, n):
         await ClockCycles(self._clk, n)

@@ -24,7 +24,7 @@ Timing contract, identical in both simulators:
 from abc import ABC, abstractmethod
 from typing import NamedTuple
 
-from amaranth.hdl import Const, Value
+from amaranth.hdl import Value
 from amaranth.lib import wiring
 
 __all__ = ["PortSpec", "Ports", "flat_ports", "port_specs"]
@@ -84,8 +84,7 @@ def port_specs(component):
     specs = {}
     for name, (value, flow) in flat_ports(component).items():
         width = len(value)
-        init = Const(getattr(value, "init", 0), width).value  # as unsigned
-        specs[name] = PortSpec(width, flow == wiring.In, init)
+        specs[name] = PortSpec(width, flow == wiring.In, value.init & ((1 << width) - 1))
     return specs
 
 
@@ -136,10 +135,11 @@ class Ports(ABC):
         spec = self._spec(name)
         if not spec.input:
             raise ValueError(f"port {name!r} is an output and cannot be written")
-        if not isinstance(value, int) or not -(1 << (spec.width - 1)) <= value < (1 << spec.width):
+        low, high = -(1 << (spec.width - 1)), (1 << spec.width) - 1
+        if not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"value for {spec.width}-bit port {name!r} must be an integer in "
-                             f"[{-(1 << (spec.width - 1))}, {(1 << spec.width) - 1}], not {value!r}")
-        await self._write(name, value & ((1 << spec.width) - 1))
+                             f"[{low}, {high}], not {value!r}")
+        await self._write(name, value & high)
         self._unsettled = name
 
     def read(self, name):

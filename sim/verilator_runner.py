@@ -184,6 +184,7 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
         raise SimulationError(f"testbench {testbench_module}.{testbench_name} failed in "
                               f"Verilator:\n{result['error']}")
     if failure is not None or "value" not in result:
-        raise SimulationError(f"Verilator simulation in {directory} failed "
-                              f"({'no result' if failure is None else repr(failure)}); end of {log}:\n{_tail(log)}")
+        cause = "no result" if failure is None else repr(failure)
+        raise SimulationError(f"Verilator simulation in {directory} failed ({cause}); "
+                              f"end of {log}:\n{_tail(log)}")
     return result["value"]
