@@ -252,6 +252,50 @@ def _verilog(args, out):
     out.result({"verilog": str(verilog_path), "params": json.loads(params_path.read_text())})
 
 
+def _sim_layer(args, out):
+    from spikeforge.hw.params import EngineParams
+    from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound
+    from spikeforge.sim.layer import run_layer
+    from spikeforge.sim.layer_case import random_case
+
+    height, _, width = args.size.partition("x")
+    try:
+        size = (int(height), int(width))
+    except ValueError:
+        raise ValueError(f"--size {args.size!r}: expected HxW, e.g. 4x4") from None
+    overrides = {"n_pe": args.n_pe, "weight_bits": args.bits, "max_T": _next_power_of_two(args.T),
+                 "max_cin": _next_power_of_two(args.cin), "max_tiles": _next_power_of_two(-(-args.cout // args.n_pe)),
+                 "max_h": _next_power_of_two(1 if args.kind == "linear" else size[0]),
+                 "max_w": _next_power_of_two(size[0] * size[1] if args.kind == "linear" else size[1]),
+                 "frac_bits": args.T}
+    params = EngineParams(**overrides)
+    case = random_case(args.kind, args.cin, args.cout, size=size, T=args.T, rate=args.rate, bits=args.bits,
+                       seed=args.seed, params=params)
+    result, difference = run_layer(case, params, args.backend, build_root=args.build_dir, waves=args.waves)
+    tiles = -(-args.cout // args.n_pe)
+    sops = layer_events(case, params) // tiles * args.cout   # weight additions: in-image events × channels
+    cycles = result["cycles"]
+    report = {"match": difference is None, "backend": args.backend, "kind": args.kind, "cycles": cycles,
+              "predicted_cycles": layer_cycles(case, params), "overhead_bound": overhead_bound(case, params),
+              "events": result["events"], "sops": sops, "utilization": sops / (args.n_pe * cycles),
+              "params": json.loads(params.as_json())}
+    out.say(f"{args.kind} {args.cin}->{args.cout} {args.size} T={args.T} rate={args.rate} on {args.backend} "
+            f"(n_pe={args.n_pe}): {'match' if difference is None else 'MISMATCH'}, {cycles} cycles, "
+            f"{result['events']} events, {sops} SOPs, utilization {report['utilization']:.3f}")
+    if difference is not None:
+        what, t, c, y, x, golden, got = difference
+        report["first_difference"] = {"what": what, "t": t, "channel": c, "position": [y, x],
+                                      "golden": golden, "hardware": got}
+    out.result(report)
+    if difference is not None:
+        raise CheckFailed(f"{what} differs at timestep {t}, channel {c}, position ({y}, {x}): "
+                          f"golden {golden}, hardware {got}")
+
+
+def _next_power_of_two(n):
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
 def _save_npz(path, arrays):
     """``np.savez_compressed`` written atomically (complete or absent)."""
     import os
@@ -336,6 +380,22 @@ def build_parser():
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     add_output_args(p)
     p.set_defaults(run=_verilog)
+
+    p = commands.add_parser("sim-layer", help="run one random layer on the hardware, check it bit for bit")
+    p.add_argument("--kind", required=True, choices=("linear", "conv1x1", "conv3x3"))
+    p.add_argument("--cin", required=True, type=int)
+    p.add_argument("--cout", required=True, type=int)
+    p.add_argument("--size", default="4x4", metavar="HxW", help="image size (linear: H·W tokens)")
+    p.add_argument("--T", type=int, default=4)
+    p.add_argument("--rate", type=float, default=0.1, help="input firing rate (0..1)")
+    p.add_argument("--bits", type=int, default=8, help="weight bits")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-pe", type=int, default=16)
+    p.add_argument("--backend", required=True, choices=("amaranth", "verilator"))
+    p.add_argument("--build-dir", type=Path, default=Path("build/verilator"))
+    p.add_argument("--waves", action="store_true", help="write a VCD waveform into the build directory")
+    add_output_args(p)
+    p.set_defaults(run=_sim_layer)
 
     p = commands.add_parser("demo", help="the end-to-end demo on the embedded digits data")
     p.add_argument("--checkpoint", default=DEFAULT_DEMO_CHECKPOINT, type=Path,

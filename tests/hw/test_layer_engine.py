@@ -1,0 +1,139 @@
+"""Layer engine in the Amaranth simulator: every spike and membrane equal to the golden model's,
+cycles equal to the documented cycle model."""
+
+import pytest
+import torch
+from amaranth.sim import Simulator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spikeforge.hw.lif_unit import LIFUnit
+from spikeforge.hw.params import EngineParams
+from spikeforge.hw.spike_to_event import SpikeToEvent
+from spikeforge.quant.golden import lif_integer
+from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound
+from spikeforge.sim.layer import run_layer
+from spikeforge.sim.layer_case import check_fits, random_case
+
+
+def _params(n_pe, bits, T=4, cin=8, tiles=4, h=4, w=8):
+    return EngineParams(n_pe=n_pe, weight_bits=bits, max_T=T, max_cin=cin, max_tiles=tiles, max_h=h, max_w=w,
+                        frac_bits=T)
+
+
+def _check(case, params):
+    result, difference = run_layer(case, params, "amaranth")
+    assert difference is None, difference
+    assert result["cycles"] == layer_cycles(case, params)
+    assert result["events"] == layer_events(case, params)
+    assert result["cycles"] <= 1.1 * result["events"] + overhead_bound(case, params)
+    return result
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv1x1", "conv3x3"])
+@pytest.mark.parametrize("rate", [0.0, 0.05, 0.5, 1.0])
+def test_every_kind_and_rate_is_bit_exact(kind, rate):
+    params = _params(n_pe=4, bits=8)
+    size = (2, 4) if kind == "linear" else (3, 5)
+    _check(random_case(kind, 3, 6, size=size, T=3, rate=rate, bits=8, seed=7, params=params), params)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["linear", "conv1x1", "conv3x3"]), cin=st.integers(1, 5), cout=st.integers(1, 9),
+       h=st.integers(1, 4), w=st.integers(1, 6), T=st.integers(1, 4), rate=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+       bits=st.sampled_from([4, 8]), n_pe=st.sampled_from([4, 8, 16, 64]), seed=st.integers(0, 2**16))
+def test_random_layers_are_bit_exact(kind, cin, cout, h, w, T, rate, bits, n_pe, seed):
+    params = _params(n_pe=n_pe, bits=bits, w=8 if kind != "linear" else 32)
+    size = (h, w) if kind != "linear" else (h, w)
+    case = random_case(kind, cin, cout, size=size, T=T, rate=rate, bits=bits, seed=seed, params=params)
+    case.frac_bits = params.frac_bits
+    _check(case, params)
+
+
+def test_multi_tile_layer_with_64_lanes():
+    params = _params(n_pe=64, bits=4, cin=4, tiles=2)
+    _check(random_case("conv1x1", 4, 70, size=(2, 2), T=2, rate=0.5, bits=4, seed=3, params=params), params)
+
+
+def test_capacity_errors_name_the_parameter():
+    params = _params(n_pe=4, bits=8)
+    with pytest.raises(ValueError, match="layer cin=9 exceeds the hardware's max_cin=8"):
+        check_fits(random_case("conv1x1", 9, 2, params=params), params)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("n_pe", 12, "n_pe must be a power of two, not 12"),
+    ("max_w", 0, "max_w must be a power of two, not 0"),
+    ("weight_bits", 1, "weight_bits must be an integer in 2..16, not 1"),
+    ("decay_mult", 3, "decay_mult must be in 1..2\\*\\*decay_shift, not 3"),
+    ("membrane_bits", 20, "membrane_bits must be at least acc_bits \\+ frac_bits \\+ 1"),
+])
+def test_parameter_validation_messages(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        EngineParams(**{field: value})
+
+
+def _run(component, testbench, clocked=True):
+    sim = Simulator(component)
+    if clocked:
+        sim.add_clock(1e-8)
+    out = {}
+
+    async def bench(ctx):
+        out["value"] = await testbench(ctx)
+
+    sim.add_testbench(bench)
+    sim.run()
+    return out["value"]
+
+
+def test_spike_to_event_emits_each_set_bit_once_lowest_first():
+    dut = SpikeToEvent(8)
+
+    async def bench(ctx):
+        seen = []
+        for word in (0b10110010, 0, 0b1):
+            ctx.set(dut.word, word)
+            ctx.set(dut.load, 1)
+            while True:
+                valid, index, last = ctx.get(dut.valid), ctx.get(dut.index), ctx.get(dut.last)
+                ctx.set(dut.advance, valid)
+                if valid:
+                    seen.append(index)
+                await ctx.tick()
+                ctx.set(dut.load, 0)
+                if last:
+                    break
+            seen.append("|")
+        return seen
+
+    assert _run(dut, bench) == [1, 4, 5, 7, "|", "|", 0, "|"]
+
+
+def test_lif_unit_step_matches_the_integer_semantics():
+    params = EngineParams(n_pe=4, acc_bits=12, membrane_bits=20, frac_bits=3, decay_mult=171, decay_shift=8)
+    dut = LIFUnit(params)
+    g = torch.Generator().manual_seed(0)
+    acc = torch.randint(-500, 500, (6, 4), generator=g)
+    bias = torch.randint(-50, 50, (4,), generator=g)
+    theta = torch.randint(1, 2000, (4,), generator=g)
+    expected_spikes, expected_h = lif_integer((acc + bias).unsqueeze(0), theta, 3, 171, 8)
+
+    async def bench(ctx):
+        v = [0] * 4
+        rows = []
+        for t in range(6):
+            for lane in range(4):
+                ctx.set(dut.acc[lane], int(acc[t, lane]))
+                ctx.set(dut.bias[lane], int(bias[lane]))
+                ctx.set(dut.threshold[lane], int(theta[lane]))
+                ctx.set(dut.v[lane], v[lane])
+            await ctx.delay(1e-9)
+            h = [ctx.get(dut.h[lane]) for lane in range(4)]
+            rows.append((h, [ctx.get(dut.spike) >> lane & 1 for lane in range(4)]))
+            v = [ctx.get(dut.v_next[lane]) for lane in range(4)]
+        return rows
+
+    rows = _run(dut, bench, clocked=False)
+    assert [r[0] for r in rows] == expected_h[0].tolist()
+    assert [r[1] for r in rows] == expected_spikes[0].tolist()
