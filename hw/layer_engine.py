@@ -1,6 +1,6 @@
 """Layer engine: one spike-input layer (conv 1×1 / linear or conv 3×3) over all T timesteps."""
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -74,6 +74,11 @@ class LayerEngine(wiring.Component):
         m.submodules.spikes = spikes = memory.Memory(shape=p.max_w, depth=1 << self.spike_addr_bits, init=[])
         m.submodules.array = array = AccumulatorArray(p)
         m.submodules.scanner = scanner = SpikeToEvent(p.max_w)
+        # Row occupancy: per input channel one bit per bitmap row {t, y}, kept by the load path, so
+        # the scan visits only rows that hold spikes.
+        rows_bits = p.max_T * p.max_h
+        m.submodules.occupancy = occupancy = memory.Memory(shape=rows_bits, depth=p.max_cin, init=[])
+        m.submodules.row_scanner = row_scanner = SpikeToEvent(rows_bits)
         m.submodules.lif = lif = LIFUnit(p)
 
         # Host loading: one write port per memory, selected by load_target.
@@ -81,6 +86,21 @@ class LayerEngine(wiring.Component):
             port = mem.write_port()
             m.d.comb += [port.addr.eq(self.load_addr), port.data.eq(self.load_data),
                          port.en.eq(self.load_valid & (self.load_target == target))]
+        occupancy_write = occupancy.write_port()
+        occupancy_read = occupancy.read_port(transparent_for=(occupancy_write,))
+        load_row = self.load_addr[:p.h_bits + p.c_bits + p.t_bits]
+        load_ci = load_row[p.h_bits:p.h_bits + p.c_bits]
+        load_bit = Cat(load_row[:p.h_bits], load_row[p.h_bits + p.c_bits:])     # {t, y}
+        loading_spikes = self.load_valid & (self.load_target == LOAD_SPIKES)
+        pending_load, pending_ci = Signal(), Signal.like(load_ci)
+        pending_bit, pending_nonzero = Signal.like(load_bit), Signal()
+        m.d.sync += [pending_load.eq(loading_spikes), pending_ci.eq(load_ci), pending_bit.eq(load_bit),
+                     pending_nonzero.eq(self.load_data[:p.max_w] != 0)]
+        m.d.comb += occupancy_read.addr.eq(load_ci)
+        with m.If(pending_load):   # read at c, write at c+1; transparency covers back-to-back rows
+            m.d.comb += [occupancy_write.en.eq(1), occupancy_write.addr.eq(pending_ci),
+                         occupancy_write.data.eq((occupancy_read.data & ~(Const(1, rows_bits) << pending_bit))
+                                                 | (pending_nonzero << pending_bit))]
         weight_read = weights.read_port()
         spike_read = spikes.read_port()
         bias_read = bias.read_port()
@@ -96,8 +116,6 @@ class LayerEngine(wiring.Component):
         t = Signal.like(self.T)
         y = Signal.like(self.H)
         x = Signal.like(self.W)
-        y_first = Signal.like(self.H)
-        y_last = Signal.like(self.H)
         x_mask = Signal(p.max_w)
         fresh = Signal()          # the spike word read last cycle arrives now
 
@@ -117,6 +135,15 @@ class LayerEngine(wiring.Component):
         def read_spike_row(t_, y_):
             m.d.comb += [spike_read.en.eq(1), row_t.eq(t_), row_y.eq(y_)]   # fixed widths for Cat
             m.d.sync += fresh.eq(1)
+
+        row_mask = Signal(p.max_T * p.max_h)
+
+        def start_row():
+            """Read the bitmap row of the row scanner's next event {t, y} and consume it."""
+            row_t_, row_y_ = row_scanner.index >> p.h_bits, row_scanner.index[:p.h_bits]
+            m.d.comb += row_scanner.advance.eq(1)
+            m.d.sync += [t.eq(row_t_), y.eq(row_y_)]
+            read_spike_row(row_t_, row_y_)
 
         def next_tap():
             """Advance (tap, ci, tile) after a tap's pass; one weight row per tap."""
@@ -153,15 +180,24 @@ class LayerEngine(wiring.Component):
                                  tile.eq(0), ci.eq(0), dy.eq(0), dx.eq(0), weight_addr.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += [weight_read.en.eq(1), weight_read.addr.eq(weight_addr)]
+                m.d.comb += [weight_read.en.eq(1), weight_read.addr.eq(weight_addr),
+                             occupancy_read.addr.eq(ci[:p.c_bits])]
                 mask = [((i >= first_col) & (i <= last_col)) for i in range(p.max_w)]
-                m.d.sync += [x_mask.eq(Cat(*mask)), y_first.eq(first_row), y_last.eq(last_row),
-                             t.eq(0), y.eq(first_row)]
+                rows = [((b >> p.h_bits) < self.T) & ((b & (p.max_h - 1)) >= first_row)
+                        & ((b & (p.max_h - 1)) <= last_row) for b in range(p.max_T * p.max_h)]
+                m.d.sync += [x_mask.eq(Cat(*mask)), row_mask.eq(Cat(*rows))]
                 with m.If((first_row > last_row) | (self.H == 1) & (tap_dy != 1)):
                     next_tap()                          # no output row reachable from this tap
                 with m.Else():
-                    read_spike_row(0, first_row)
+                    m.next = "ROWS"
+            with m.State("ROWS"):
+                # the occupancy word arrived: visit only the occupied, reachable rows
+                m.d.comb += [row_scanner.word.eq(occupancy_read.data & row_mask), row_scanner.load.eq(1)]
+                with m.If(row_scanner.valid):
+                    start_row()
                     m.next = "SCAN"
+                with m.Else():
+                    next_tap()
             with m.State("SCAN"):
                 m.d.comb += [scanner.word.eq(spike_read.data & x_mask), scanner.load.eq(fresh),
                              scanner.advance.eq(scanner.valid)]
@@ -173,15 +209,10 @@ class LayerEngine(wiring.Component):
                                                          t[:p.t_bits]))]
                     m.d.sync += self.events.eq(self.events + 1)
                 with m.If(scanner.last):
-                    pass_over = (t == self.T - 1) & (y == y_last)
-                    with m.If(pass_over):
-                        next_tap()
-                    with m.Elif(y == y_last):
-                        m.d.sync += [t.eq(t + 1), y.eq(y_first)]
-                        read_spike_row(t + 1, y_first)
+                    with m.If(row_scanner.valid):
+                        start_row()
                     with m.Else():
-                        m.d.sync += y.eq(y + 1)
-                        read_spike_row(t, y + 1)
+                        next_tap()
             with m.State("LIF_START"):
                 m.d.comb += [bias_read.en.eq(1), bias_read.addr.eq(tile),
                              threshold_read.en.eq(1), threshold_read.addr.eq(tile)]

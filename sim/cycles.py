@@ -25,9 +25,10 @@ def layer_events(case, params):
 
 
 def layer_cycles(case, params):
-    """Exact cycles of one run: per tile, per input channel, per tap one weight-fetch cycle plus
-    ``max(1, spikes in the row)`` per scanned bitmap row; per tile ``T·H·W + 2`` for the LIF pass
-    (start and flush); one final cycle."""
+    """Exact cycles of one run: per tile, per input channel, per tap one weight-fetch cycle, one
+    occupancy cycle (unless no row is reachable from the tap) and ``max(1, spikes in the masked
+    row)`` per occupied reachable bitmap row; per tile ``T·H·W + 2`` for the LIF pass (start and
+    flush); one final cycle."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
@@ -35,13 +36,20 @@ def layer_cycles(case, params):
     for y0, y1, s in _masked(case, k):
         scan += cin                                  # weight fetch per (input channel, tap)
         if s is not None:
-            scan += int(s.sum(-1).clamp(min=1).sum())  # each row: max(1, its spikes)
+            rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0             # occupied rows
+            scan += cin + int((s.sum(-1).clamp(min=1) * rows).sum())   # occupancy + rows
     return tiles * (scan + T * H * W + 2) + 1
 
 
 def overhead_bound(case, params):
-    """Upper bound of the cycles beyond one per event: ``tiles × (Cin·taps·(1 + T·H) + T·H·W + 2) + 1``."""
+    """Cycles beyond one per event, at most: ``tiles × (Cin·taps·2 + R + T·H·W + 2) + 1``, where ``R``
+    counts occupied rows whose spikes all fall outside the tap's reachable columns (border rows)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
-    taps = case.weight.shape[-1] ** 2
-    return tiles * (cin * taps * (1 + T * H) + T * H * W + 2) + 1
+    k = case.weight.shape[-1]
+    border = 0
+    for y0, y1, s in _masked(case, k):
+        if s is not None:
+            rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0
+            border += int((rows & (s.sum(-1) == 0)).sum())
+    return tiles * (cin * k * k * 2 + border + T * H * W + 2) + 1
