@@ -145,8 +145,14 @@ class LayerEngine(wiring.Component):
             m.d.sync += [t.eq(row_t_), y.eq(row_y_)]
             read_spike_row(row_t_, row_y_)
 
+        def fetch(row_addr, channel):
+            """Read the weight row and the channel's occupancy word (data arrive next cycle)."""
+            m.d.comb += [weight_read.en.eq(1), weight_read.addr.eq(row_addr),
+                         occupancy_read.addr.eq(channel[:p.c_bits])]
+
         def next_tap():
-            """Advance (tap, ci, tile) after a tap's pass; one weight row per tap."""
+            """Advance (tap, ci, tile) after a tap's pass, fetching for the next tap at once so
+            that it starts with its occupancy in the next cycle; one weight row per tap."""
             m.d.sync += weight_addr.eq(weight_addr + 1)
             with m.If(tap_is_last):
                 m.d.sync += [dy.eq(0), dx.eq(0)]
@@ -155,13 +161,15 @@ class LayerEngine(wiring.Component):
                     m.next = "LIF_START"
                 with m.Else():
                     m.d.sync += ci.eq(ci + 1)
-                    m.next = "FETCH"
+                    fetch(weight_addr + 1, ci + 1)
+                    m.next = "ROWS"
             with m.Else():
                 with m.If(dx == 2):
                     m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
                 with m.Else():
                     m.d.sync += dx.eq(dx + 1)
-                m.next = "FETCH"
+                fetch(weight_addr + 1, ci)
+                m.next = "ROWS"
 
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
@@ -179,21 +187,18 @@ class LayerEngine(wiring.Component):
                     m.d.sync += [busy.eq(1), self.done.eq(0), self.cycles.eq(0), self.events.eq(0),
                                  tile.eq(0), ci.eq(0), dy.eq(0), dx.eq(0), weight_addr.eq(0)]
                     m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += [weight_read.en.eq(1), weight_read.addr.eq(weight_addr),
-                             occupancy_read.addr.eq(ci[:p.c_bits])]
+            with m.State("FETCH"):   # first tap of a tile
+                fetch(weight_addr, ci)
+                m.next = "ROWS"
+            with m.State("ROWS"):
+                # weight row and occupancy word arrived: visit only the occupied rows this tap reaches
                 mask = [((i >= first_col) & (i <= last_col)) for i in range(p.max_w)]
                 rows = [((b >> p.h_bits) < self.T) & ((b & (p.max_h - 1)) >= first_row)
                         & ((b & (p.max_h - 1)) <= last_row) for b in range(p.max_T * p.max_h)]
-                m.d.sync += [x_mask.eq(Cat(*mask)), row_mask.eq(Cat(*rows))]
-                with m.If((first_row > last_row) | (self.H == 1) & (tap_dy != 1)):
-                    next_tap()                          # no output row reachable from this tap
-                with m.Else():
-                    m.next = "ROWS"
-            with m.State("ROWS"):
-                # the occupancy word arrived: visit only the occupied, reachable rows
+                m.d.comb += row_mask.eq(Cat(*rows))
+                m.d.sync += x_mask.eq(Cat(*mask))
                 m.d.comb += [row_scanner.word.eq(occupancy_read.data & row_mask), row_scanner.load.eq(1)]
-                with m.If(row_scanner.valid):
+                with m.If(row_scanner.valid & ~((self.H == 1) & (tap_dy != 1))):
                     start_row()
                     m.next = "SCAN"
                 with m.Else():

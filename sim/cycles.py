@@ -25,24 +25,23 @@ def layer_events(case, params):
 
 
 def layer_cycles(case, params):
-    """Exact cycles of one run: per tile, per input channel, per tap one weight-fetch cycle, one
-    occupancy cycle (unless no row is reachable from the tap) and ``max(1, spikes in the masked
-    row)`` per occupied reachable bitmap row; per tile ``T·H·W + 2`` for the LIF pass (start and
-    flush); one final cycle."""
+    """Exact cycles of one run: per tile one fetch cycle; per input channel and tap one cycle to
+    pick the occupied rows it reaches, then ``max(1, spikes in the masked row)`` per such row; per
+    tile ``T·H·W + 2`` for the LIF pass (start and flush); one final cycle."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
-    scan = 0
+    scan = 1                                         # fetch of the tile's first tap
     for y0, y1, s in _masked(case, k):
-        scan += cin                                  # weight fetch per (input channel, tap)
+        scan += cin                                  # occupancy cycle per (input channel, tap)
         if s is not None:
             rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0             # occupied rows
-            scan += cin + int((s.sum(-1).clamp(min=1) * rows).sum())   # occupancy + rows
+            scan += int((s.sum(-1).clamp(min=1) * rows).sum())
     return tiles * (scan + T * H * W + 2) + 1
 
 
 def overhead_bound(case, params):
-    """Cycles beyond one per event, at most: ``tiles × (Cin·taps·2 + R + T·H·W + 2) + 1``, where ``R``
+    """Cycles beyond one per event, at most: ``tiles × (1 + Cin·taps + R + T·H·W + 2) + 1``, where ``R``
     counts occupied rows whose spikes all fall outside the tap's reachable columns (border rows)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
@@ -52,4 +51,4 @@ def overhead_bound(case, params):
         if s is not None:
             rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0
             border += int((rows & (s.sum(-1) == 0)).sum())
-    return tiles * (cin * k * k * 2 + border + T * H * W + 2) + 1
+    return tiles * (1 + cin * k * k + border + T * H * W + 2) + 1

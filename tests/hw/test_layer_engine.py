@@ -137,3 +137,13 @@ def test_lif_unit_step_matches_the_integer_semantics():
     rows = _run(dut, bench, clocked=False)
     assert [r[0] for r in rows] == expected_h[0].tolist()
     assert [r[1] for r in rows] == expected_spikes[0].tolist()
+
+
+def test_cycles_follow_the_spikes_not_the_dense_size():
+    """Same layer, same weights: 5 % input firing takes at most 1/8 of the cycles of 50 %."""
+    params = EngineParams(n_pe=4, max_T=1, max_cin=32, max_tiles=1, max_h=16, max_w=16, frac_bits=1)
+    cycles = {}
+    for rate in (0.05, 0.5):
+        case = random_case("conv3x3", 32, 4, size=(16, 16), T=1, rate=rate, bits=8, seed=11, params=params)
+        cycles[rate] = _check(case, params)["cycles"]
+    assert cycles[0.05] <= cycles[0.5] / 8, cycles
