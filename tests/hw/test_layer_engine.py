@@ -147,3 +147,15 @@ def test_cycles_follow_the_spikes_not_the_dense_size():
         case = random_case("conv3x3", 32, 4, size=(16, 16), T=1, rate=rate, bits=8, seed=11, params=params)
         cycles[rate] = _check(case, params)["cycles"]
     assert cycles[0.05] <= cycles[0.5] / 8, cycles
+
+
+def test_compare_names_the_first_difference():
+    from spikeforge.sim.layer_case import compare, expected
+
+    params = _params(n_pe=4, bits=8)
+    case = random_case("conv1x1", 2, 3, size=(2, 2), T=2, rate=0.5, seed=1, params=params)
+    spikes, membranes = expected(case)
+    result = {"spikes": spikes.tolist(), "membranes": membranes.tolist()}
+    assert compare(case, result) is None
+    result["membranes"][1][2][0][1] += 1
+    assert compare(case, result)[:5] == ("membrane", 1, 2, 0, 1)

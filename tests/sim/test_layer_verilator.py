@@ -15,6 +15,8 @@ CASES = [  # (kind, cin, cout, size, T, rate, bits, n_pe, seed)
     ("linear", 2, 3, (1, 6), 2, 1.0, 8, 4, 3),
     ("conv3x3", 2, 9, (2, 2), 2, 0.0, 4, 16, 4),
     ("conv1x1", 3, 20, (2, 2), 2, 0.5, 4, 16, 5),
+    ("conv3x3", 2, 7, (3, 3), 2, 0.5, 8, 8, 6),
+    ("linear", 2, 70, (1, 4), 2, 0.5, 4, 64, 7),
 ]
 
 
@@ -42,3 +44,10 @@ def test_sim_layer_command_on_verilator(tmp_path):
     payload = result.json
     assert payload["match"] is True and payload["cycles"] == payload["predicted_cycles"]
     assert 0 < payload["utilization"] <= 1
+
+
+def test_amaranth_waveform_on_request(tmp_path):
+    result = run_cli("sim-layer", "--kind", "conv1x1", "--cin", "2", "--cout", "2", "--size", "2x2", "--T", "1",
+                     "--n-pe", "4", "--backend", "amaranth", "--waves", "--build-dir", tmp_path)
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "layer.vcd").read_text().startswith("$date") or "$var" in (tmp_path / "layer.vcd").read_text()
