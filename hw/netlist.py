@@ -33,10 +33,14 @@ def write_verilog(params, out_dir):
     try:
         (tmp / f"{TOP_NAME}.v").write_text(engine_verilog(params))
         (tmp / "params.json").write_text(params.as_json())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        os.chmod(tmp, 0o755)
+        old = None
+        if out_dir.exists():  # keep the previous output until the new one is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / "previous")
         os.replace(tmp, out_dir)
-        os.chmod(out_dir, 0o755)
+        if old is not None:
+            shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
