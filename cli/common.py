@@ -4,7 +4,6 @@ Exit codes: 0 success; 1 a check failed (mismatch, accuracy gate); 2 bad input o
 as one line naming the file, field or value (``--debug`` shows the traceback instead).
 """
 
-import argparse
 import json
 import sys
 

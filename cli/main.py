@@ -93,7 +93,7 @@ def _energy(args, out):
         for layer in report.layers:
             out.say(f"  {layer.name:<34} {layer.kind:<9} {layer.input_rate:7.3f} {layer.ops:12.4g} "
                     f"{layer.energy_pj * 1e-6:10.4f}")
-        out.say(f"  firing rates: " + ", ".join(f"{k} {v:.3f}" for k, v in report.firing_rates.items()))
+        out.say("  firing rates: " + ", ".join(f"{k} {v:.3f}" for k, v in report.firing_rates.items()))
         out.say(f"  total: {report.sops:.4g} SOPs + {report.first_conv_flops:.4g} MACs = "
                 f"{report.energy_mj:.6f} mJ per image; non-spike multiplications in blocks: "
                 f"{report.non_spike_mults_in_blocks:.4g}")
@@ -139,8 +139,6 @@ def _demo(args, out):
 
 
 def _export(args, out):
-    import torch
-
     from spikeforge.model.data import parse_input, training_data
     from spikeforge.model.train import load_checkpoint
     from spikeforge.quant.bundle import encode_input, input_encoding

@@ -1,6 +1,5 @@
 """Verilog generation and Yosys statistics of the hardware."""
 
-import json
 import os
 import re
 import shutil

@@ -1,6 +1,5 @@
 """Pieces shared by Spikingformer and Spikformer: time-folding helpers and spiking attention."""
 
-import torch
 from torch import nn
 
 __all__ = ["ATTENTION_SCALE", "attention_order", "spiking_attention", "fold_time", "unfold_time",

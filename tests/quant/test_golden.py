@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from spikeforge.model import make_config
 from spikeforge.model.neuron import MultiStepLIFNode
 from spikeforge.quant import GoldenModel, load_bundle
+from spikeforge.quant.bundle import input_encoding
 from spikeforge.quant.calibrate import ACTIVITY_RANGE, random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.quant.fakequant import QuantLIF
@@ -25,7 +26,6 @@ SMALL_NETWORKS = [
 
 def _random_bundle(tmp_path, name, overrides, seed=0, bits=8):
     config = make_config(name, **overrides)
-    from spikeforge.quant.bundle import encode_input, input_encoding
 
     encoding = input_encoding(config.as_dict())
     g = torch.Generator().manual_seed(seed)
