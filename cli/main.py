@@ -110,12 +110,21 @@ def _energy(args, out):
 
 
 def _demo(args, out):
+    """Train (or reuse) digits-tiny, quantize and export it, run the golden model, generate the
+    layer engine's Verilog and run a real layer of the network on it, checked bit for bit."""
+    import torch
+
+    from spikeforge.hw.netlist import write_verilog
     from spikeforge.model import make_config
     from spikeforge.model.data import training_data
     from spikeforge.model.train import TrainSettings, evaluate, load_checkpoint, save_checkpoint, train
+    from spikeforge.quant import GoldenModel, encode_input, load_bundle
+    from spikeforge.quant.export import export_bundle, quantize
+    from spikeforge.sim.layer import bundle_layer_case, params_for, run_layer
 
     config = make_config("digits-tiny")
     checkpoint = Path(args.checkpoint)
+    runs = checkpoint.parent
     model = None
     if checkpoint.is_file() and not args.retrain:
         try:
@@ -127,15 +136,47 @@ def _demo(args, out):
             model = None
     train_batch, test_batch = training_data(config)
     if model is None:
-        out.say(f"[1/2] training digits-tiny ({len(train_batch)} images) → {checkpoint}")
+        out.say(f"[1/5] training digits-tiny ({len(train_batch)} images) → {checkpoint}")
         model, _ = train(config, train_batch, test_batch, settings=TrainSettings(seed=args.seed),
                          progress=not args.json)
         save_checkpoint(checkpoint, model, "spikingformer", {"model": "digits-tiny"})
     else:
-        out.say(f"[1/2] reusing trained checkpoint {checkpoint} (--retrain to train again)")
-    result = evaluate(model, test_batch, progress=not args.json)
-    out.say(f"[2/2] float accuracy on the {result['n']} digits test images: {result['accuracy']:.2%}")
-    out.result({"checkpoint": str(checkpoint), "float_accuracy": result["accuracy"], "n": result["n"]})
+        out.say(f"[1/5] reusing trained checkpoint {checkpoint} (--retrain to train again)")
+    float_accuracy = evaluate(model, test_batch, progress=not args.json)["accuracy"]
+    out.say(f"      float accuracy on the {len(test_batch)} digits test images: {float_accuracy:.2%}")
+
+    bundle_dir = runs / "digits-tiny-8bit"
+    qmodel = quantize(model, 8)
+    export_bundle(bundle_dir, qmodel, {"arch": "spikingformer", "preset": "digits-tiny", "overrides": {},
+                                       "source": f"checkpoint {checkpoint}"}, {"method": "ptq", "seed": args.seed})
+    bundle = load_bundle(bundle_dir)
+    out.say(f"[2/5] quantized to 8-bit weights and exported the bundle {bundle_dir}")
+
+    pixels = encode_input(test_batch.x, bundle.manifest["input"])
+    trace = GoldenModel(bundle).run(pixels)
+    golden_accuracy = (trace.predictions == test_batch.y).double().mean().item()
+    with torch.no_grad():
+        fake_quant_logits = qmodel(pixels.float())
+    same = torch.equal(fake_quant_logits.round().long(), trace.logits)
+    out.say(f"[3/5] integer golden model: accuracy {golden_accuracy:.2%}; logits "
+            f"{'identical to' if same else 'DIFFERENT from'} the brevitas fake-quant model")
+
+    case, golden_spikes, (conv, lif) = bundle_layer_case(bundle, trace, "block.0.mlp.mlp1_conv", image=0)
+    params = params_for(case, 16, conv["acc_bits"], lif["membrane_bits"], 8)
+    verilog_path, _ = write_verilog(params, runs / "rtl")
+    out.say(f"[4/5] layer engine Verilog ({params.n_pe} lanes): {verilog_path}")
+
+    result, difference = run_layer(case, params, args.backend, build_root=runs / "build")
+    exact = difference is None and torch.equal(torch.tensor(result["spikes"]), golden_spikes)
+    out.say(f"[5/5] {conv['name']} + {lif['name']} of test image 0 on {args.backend}: "
+            f"{'bit-exact' if exact else 'MISMATCH'} ({result['cycles']} cycles, {result['events']} events)")
+    out.result({"checkpoint": str(checkpoint), "float_accuracy": float_accuracy, "n": len(test_batch),
+                "bundle": str(bundle_dir), "golden_accuracy": golden_accuracy, "fake_quant_identical": same,
+                "verilog": str(verilog_path),
+                "layer_check": {"layer": conv["name"], "backend": args.backend, "bit_exact": exact,
+                                "cycles": result["cycles"], "events": result["events"]}})
+    if not (exact and same):
+        raise CheckFailed("the hardware layer or the fake-quant model differs from the golden model")
 
 
 def _export(args, out):
@@ -400,6 +441,8 @@ def build_parser():
                    help=f"where the trained model is kept and reused (default: {DEFAULT_DEMO_CHECKPOINT})")
     p.add_argument("--retrain", action="store_true", help="train again even if the checkpoint exists")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="verilator", choices=("amaranth", "verilator"),
+                   help="simulator for the hardware check (default: verilator)")
     add_output_args(p)
     p.set_defaults(run=_demo)
     return parser

@@ -12,7 +12,7 @@ from spikeforge.hw.params import EngineParams
 
 from .layer_case import LayerCase, check_fits, compare, layer_testbench
 
-__all__ = ["BACKENDS", "engine", "run_layer", "CASE_ENV"]
+__all__ = ["BACKENDS", "engine", "run_layer", "CASE_ENV", "bundle_layer_case", "params_for"]
 
 BACKENDS = ("amaranth", "verilator")
 #: Environment variable through which the Verilator process receives the case file.
@@ -69,3 +69,37 @@ def run_layer(case, params, backend, build_root="build/verilator", waves=False):
     else:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     return result, compare(case, result)
+
+
+def bundle_layer_case(bundle, trace, conv_name, image=0):
+    """A :class:`LayerCase` of one spike-input conv of a bundle and the LIF it feeds, with the
+    input spikes the golden model computed for ``image``; also returns the golden output spikes.
+
+    Only convs without residual or pooling map onto the layer engine (the tokenizer's stages and
+    the Q/K/V and MLP convs); the case's expected result is that LIF's trace.
+    """
+    layers = {layer["name"]: layer for layer in bundle.layers}
+    conv = layers.get(conv_name)
+    if conv is None or conv["kind"] != "conv" or conv["input_kind"] != "spikes":
+        raise ValueError(f"{conv_name!r} is not a spike-input conv of the bundle")
+    if conv["residual"] or conv["pool"]:
+        raise ValueError(f"{conv_name!r} adds a residual or pools its input; the layer engine runs neither")
+    lif = next(layer for layer in bundle.layers if layer["kind"] == "lif" and layer["input"] == conv["output"])
+    kind = "conv3x3" if conv["kernel"] == 3 else "conv1x1"
+    case = LayerCase(kind, bundle.tables[conv["weight"]], bundle.tables[conv["bias"]],
+                     bundle.tables[lif["threshold"]], trace.spikes[conv["input"]][image],
+                     lif["frac_bits"], lif["decay_mult"], lif["decay_shift"])
+    return case, trace.spikes[lif["name"]][image], (conv, lif)
+
+
+def params_for(case, n_pe, acc_bits, membrane_bits, weight_bits):
+    """The smallest engine parameters (powers of two) that hold ``case``."""
+    T, cin, cout, H, W = case.shape
+
+    def fit(n):
+        return 1 << max(0, (int(n) - 1).bit_length())
+
+    return EngineParams(n_pe=n_pe, weight_bits=weight_bits, acc_bits=acc_bits,
+                        membrane_bits=max(membrane_bits, acc_bits + case.frac_bits + 1), max_T=fit(T),
+                        max_cin=fit(cin), max_tiles=fit(-(-cout // n_pe)), max_h=fit(H), max_w=fit(W),
+                        frac_bits=case.frac_bits, decay_mult=case.decay_mult, decay_shift=case.decay_shift)
