@@ -155,6 +155,7 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
         If the build fails, the testbench raises (the message holds its traceback), or the
         simulator ends without a result.
     """
+    build_root = Path(build_root).resolve()   # the simulator process runs in the build directory
     component = component_factory(**params)
     source = verilog.convert(component, name=TOPNAME, emit_src=False)
     directory = build_dir(component_factory, params, build_root)

@@ -38,8 +38,10 @@ def test_layer_engine_in_verilator_is_bit_exact(case_args, build_root):
 
 
 def test_sim_layer_command_on_verilator(tmp_path):
+    # a relative --build-dir, as users type it: the simulator process runs elsewhere
     result = run_cli("sim-layer", "--kind", "conv3x3", "--cin", "2", "--cout", "4", "--size", "3x3", "--T", "2",
-                     "--rate", "0.3", "--n-pe", "4", "--backend", "verilator", "--build-dir", tmp_path, "--json")
+                     "--rate", "0.3", "--n-pe", "4", "--backend", "verilator", "--build-dir", "build", "--json",
+                     cwd=tmp_path)
     assert result.code == 0, result.stderr
     payload = result.json
     assert payload["match"] is True and payload["cycles"] == payload["predicted_cycles"]
