@@ -1,14 +1,14 @@
 """Verilog generation and Yosys statistics of the hardware."""
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
+
+from spikeforge.quant.bundle import staged_directory
 
 from .layer_engine import LayerEngine
 
@@ -27,22 +27,9 @@ def engine_verilog(params):
 def write_verilog(params, out_dir):
     """Write ``<TOP_NAME>.v`` and ``params.json`` into ``out_dir`` atomically; returns the paths."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as tmp:
         (tmp / f"{TOP_NAME}.v").write_text(engine_verilog(params))
         (tmp / "params.json").write_text(params.as_json())
-        os.chmod(tmp, 0o755)
-        old = None
-        if out_dir.exists():  # keep the previous output until the new one is in place
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "previous")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir / f"{TOP_NAME}.v", out_dir / "params.json"
 
 

@@ -13,6 +13,7 @@ The manifest layout is defined here once (``LAYER_FIELDS``); ``docs/bundle-forma
 Loading validates everything and raises :class:`BundleError` naming the file and field.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "LAYER_FIELDS", "BundleError", "Bundle", "write_bundle",
-           "load_bundle", "readmemh_lines", "signed_bits"]
+           "load_bundle", "readmemh_lines", "signed_bits", "staged_directory"]
 
 FORMAT = "spikeforge-bundle"
 FORMAT_VERSION = 1
@@ -124,18 +125,38 @@ class Bundle:
         return self.tables[name]
 
 
+@contextlib.contextmanager
+def staged_directory(out_dir):
+    """Yield a temporary directory beside ``out_dir``; on success it replaces ``out_dir`` (the
+    previous one is kept until the new one is in place), on any failure it is removed: the
+    output appears complete or not at all."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 would make the output private
+    try:
+        yield tmp
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / "previous")
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_bundle(out_dir, manifest, tables, extra_files=None):
     """Write ``manifest`` (tables index and checksums filled in here) and integer ``tables``
     (``{name: int tensor/array}``) to ``out_dir`` atomically: a temporary directory beside it is
     renamed into place, so the bundle is complete or absent. ``extra_files``: ``{name: writer}``
     where ``writer(path)`` creates the file. An existing ``out_dir`` is replaced."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 would make the bundle private
-    try:
+    with staged_directory(out_dir) as tmp:
         (tmp / "tables").mkdir()
         index = {}
         for name in sorted(tables):
@@ -155,16 +176,6 @@ def write_bundle(out_dir, manifest, tables, extra_files=None):
         manifest = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION,
                     "tables": index, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        old = None
-        if out_dir.exists():  # keep the previous bundle until the new one is in place
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "bundle")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
