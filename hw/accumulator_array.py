@@ -23,8 +23,12 @@ class AccumulatorArray(wiring.Component):
         Accumulator word ``{t, y, x}``.
     event_row : In(ArrayLayout(signed(weight_bits), n_pe))
         The weights selected by the spike, one per lane (output channel).
+    event_shift : In(3)
+        Left shift of the row (bit plane of an integer input: shift-and-add, no multiplier).
     drain_valid : In(1)
     drain_addr : In(addr_bits)
+    drain_keep : In(1)
+        Leave the drained word in place (a static input's result read at every timestep).
     drain_data : Out(ArrayLayout(signed(acc_bits), n_pe))
         The drained word, one cycle after the request.
     """
@@ -35,7 +39,8 @@ class AccumulatorArray(wiring.Component):
         row = data.ArrayLayout(signed(params.weight_bits), params.n_pe)
         self.word = data.ArrayLayout(signed(params.acc_bits), params.n_pe)
         super().__init__({"event_valid": In(1), "event_addr": In(max(1, self.addr_bits)), "event_row": In(row),
-                          "drain_valid": In(1), "drain_addr": In(max(1, self.addr_bits)),
+                          "event_shift": In(3),
+                          "drain_valid": In(1), "drain_addr": In(max(1, self.addr_bits)), "drain_keep": In(1),
                           "drain_data": Out(self.word)})
 
     def elaborate(self, platform):
@@ -48,20 +53,22 @@ class AccumulatorArray(wiring.Component):
         pending_clear = Signal()
         pending_addr = Signal.like(self.event_addr)
         pending_row = Signal.like(self.event_row)
+        pending_shift = Signal.like(self.event_shift)
         m.d.comb += read.addr.eq(self.event_addr)
         with m.If(self.drain_valid):
             m.d.comb += read.addr.eq(self.drain_addr)
         m.d.sync += [
             pending_add.eq(self.event_valid),
-            pending_clear.eq(self.drain_valid),
+            pending_clear.eq(self.drain_valid & ~self.drain_keep),
             pending_addr.eq(read.addr),
             pending_row.eq(self.event_row),
+            pending_shift.eq(self.event_shift),
         ]
         m.d.comb += [write.addr.eq(pending_addr), self.drain_data.eq(read.data)]
         with m.If(pending_add):
             m.d.comb += write.en.eq(1)
             for lane in range(p.n_pe):
-                m.d.comb += write.data[lane].eq(read.data[lane] + pending_row[lane])
+                m.d.comb += write.data[lane].eq(read.data[lane] + (pending_row[lane] << pending_shift))
         with m.Elif(pending_clear):
             m.d.comb += write.en.eq(1)   # data stays 0: clear after draining
         return m

@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["EngineParams"]
+__all__ = ["EngineParams", "AcceleratorParams"]
 
 
 def _power_of_two(value):
@@ -92,3 +92,48 @@ class EngineParams:
 
     def as_json(self):
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class AcceleratorParams(EngineParams):
+    """Build parameters of the whole accelerator (``hw/accelerator.py``).
+
+    Adds memory depths to :class:`EngineParams`: ``spike_groups`` groups of ``n_pe`` spike
+    channels (each ``max_T × max_h`` bitmap rows), ``stream_tiles`` tiles of the residual stream,
+    ``weight_rows``, ``bias_rows``, ``threshold_rows`` and ``program_depth`` descriptors.
+    ``max_cin`` and ``max_tiles`` bound the attention's channels and the head's channel tiles.
+    """
+
+    spike_groups: int = 64
+    stream_tiles: int = 8
+    weight_rows: int = 4096
+    bias_rows: int = 64
+    threshold_rows: int = 64
+    program_depth: int = 64
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("spike_groups", "stream_tiles"):
+            value = getattr(self, name)
+            if not _power_of_two(value):
+                raise ValueError(f"{name} must be a power of two, not {value!r}")
+        for name in ("weight_rows", "bias_rows", "threshold_rows", "program_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+    @property
+    def group_bits(self):
+        return (self.spike_groups - 1).bit_length()
+
+    @property
+    def stream_tile_bits(self):
+        return (self.stream_tiles - 1).bit_length()
+
+    @property
+    def lane_bits(self):
+        return (self.n_pe - 1).bit_length()
+
+    @property
+    def weight_depth(self):
+        return self.weight_rows

@@ -31,6 +31,15 @@ class _AmaranthPorts(Ports):
         # A testbench resumes after the edge, once registers and comb logic have updated.
         await self._ctx.tick().repeat(n)
 
+    async def _wait(self, name, value, limit):
+        signal = self._signals[name]
+        for _ in range(limit):
+            if self._ctx.get(signal) == value:
+                return
+            await self._ctx.tick()
+        if self._ctx.get(signal) != value:
+            raise TimeoutError(f"{name} did not become {value} within {limit} cycles")
+
     async def _settle(self):
         """Nothing to do: ``ctx.set`` propagates through comb logic before returning."""
 

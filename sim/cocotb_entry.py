@@ -19,7 +19,7 @@ import traceback
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, Timer
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer, with_timeout
 from cocotb.types import Logic
 
 from .transport import Ports
@@ -61,6 +61,18 @@ class _CocotbPorts(Ports):
     async def _tick(self, n):
         await ClockCycles(self._clk, n)
         # The falling edge is half a period after the rising one, long after it settled.
+        await FallingEdge(self._clk)
+        self._settle_steps = 0
+
+    async def _wait(self, name, value, limit):
+        handle = self._handles[name]
+        if self._read(name) != value:
+            # the simulator runs on its own until the edge: no Python work per cycle
+            edge = RisingEdge(handle) if value else FallingEdge(handle)
+            try:
+                await with_timeout(edge, limit * CLOCK_PERIOD_PS, "step")
+            except cocotb.triggers.SimTimeoutError:
+                raise TimeoutError(f"{name} did not become {value} within {limit} cycles") from None
         await FallingEdge(self._clk)
         self._settle_steps = 0
 

@@ -165,6 +165,23 @@ class Ports(ABC):
         await self._tick(n)
         self._unsettled = None
 
+    async def wait(self, name, value, limit):
+        """Advance until the one-bit output ``name`` equals ``value`` (at most ``limit`` cycles).
+
+        The simulator runs freely while waiting (no per-cycle testbench work), which is what makes
+        long runs in Verilator fast.
+
+        Raises
+        ------
+        TimeoutError
+            If ``name`` did not reach ``value`` within ``limit`` cycles.
+        """
+        if self._spec(name).width != 1 or value not in (0, 1):
+            raise ValueError(f"wait needs a one-bit port and a value 0 or 1, not {name!r} = {value!r}")
+        await self.settle()
+        await self._wait(name, value, limit)
+        self._unsettled = None
+
     async def settle(self):
         """Let combinational logic react to the writes made since the last edge."""
         if self._unsettled is not None:
@@ -188,6 +205,10 @@ class Ports(ABC):
     @abstractmethod
     async def _tick(self, n):
         """Advance ``n`` rising edges and return once the last one has settled."""
+
+    @abstractmethod
+    async def _wait(self, name, value, limit):
+        """Return after the rising edge at which ``name`` became ``value``, settled."""
 
     @abstractmethod
     async def _settle(self):

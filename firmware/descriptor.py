@@ -1,0 +1,70 @@
+"""Layer descriptor: one word of program memory per operation, defined here once.
+
+The sequencer (``hw/sequencer.py``) decodes it through :data:`DESCRIPTOR_LAYOUT`, the compiler
+(``firmware/compiler.py``) packs it with :func:`pack`, and ``docs/firmware.md`` lists
+:data:`FIELDS`. Field meanings per opcode are in the docs.
+"""
+
+from typing import NamedTuple
+
+from amaranth.lib import data
+
+__all__ = ["Field", "FIELDS", "OPCODES", "DESCRIPTOR_LAYOUT", "DESCRIPTOR_BITS", "pack", "unpack"]
+
+
+class Field(NamedTuple):
+    name: str
+    bits: int
+    doc: str
+
+
+#: Operation codes.
+OPCODES = {"END": 0, "CONV": 1, "POOL": 2, "ATTENTION": 3, "HEAD": 4}
+
+FIELDS = (
+    Field("op", 4, "operation (OPCODES)"),
+    Field("lif", 1, "CONV/ATTENTION: run the LIF on the result and write its spikes at out_base"),
+    Field("stream_write", 1, "CONV: write the result to the residual-stream memory"),
+    Field("residual", 1, "CONV: add the residual stream to the result (read in step with the drain)"),
+    Field("static", 1, "CONV: input is one static frame (t = 0), the result repeats over T"),
+    Field("kernel3", 1, "CONV: 3×3 kernel (else 1×1)"),
+    Field("cin", 16, "CONV: input channels (weight columns); ATTENTION/HEAD: channels C"),
+    Field("planes", 4, "CONV: spike channels per input channel (bit planes of integer pixels; 1 for spikes)"),
+    Field("tiles", 8, "output tiles of n_pe channels (POOL: channel groups)"),
+    Field("T", 5, "timesteps"),
+    Field("H", 8, "image height (POOL: of the input)"),
+    Field("W", 8, "image width (POOL: of the input)"),
+    Field("in_base", 16, "spike group of the input (ATTENTION: of Q)"),
+    Field("k_base", 16, "ATTENTION: spike group of K"),
+    Field("v_base", 16, "ATTENTION: spike group of V"),
+    Field("out_base", 16, "spike group of the output spikes"),
+    Field("weight_base", 20, "first weight row (ATTENTION: scratch rows for Kᵀ·V)"),
+    Field("bias_base", 16, "bias row of tile 0"),
+    Field("threshold_base", 16, "threshold row of tile 0"),
+    Field("head_dim", 8, "ATTENTION: channels per head d"),
+    Field("sum_bits", 6, "HEAD: width of the per-channel stream sums (bit-serial steps)"),
+    Field("check_bits", 6, "declared width of the result (CONV acc_bits, ATTENTION count_bits, "
+                           "HEAD logit_bits); a wider value raises OVERFLOW"),
+)
+
+DESCRIPTOR_LAYOUT = data.StructLayout({f.name: f.bits for f in FIELDS})
+DESCRIPTOR_BITS = DESCRIPTOR_LAYOUT.size
+
+
+def pack(**values):
+    """One descriptor word from field values (missing fields are 0)."""
+    unknown = set(values) - {f.name for f in FIELDS}
+    if unknown:
+        raise ValueError(f"unknown descriptor field {sorted(unknown)[0]!r}")
+    word = 0
+    for f in FIELDS:
+        value = values.get(f.name, 0)
+        if not isinstance(value, int) or not 0 <= value < 1 << f.bits:
+            raise ValueError(f"descriptor field {f.name!r} must fit {f.bits} bits, not {value!r}")
+        word |= value << DESCRIPTOR_LAYOUT[f.name].offset
+    return word
+
+
+def unpack(word):
+    """Field values of one descriptor word."""
+    return {f.name: word >> DESCRIPTOR_LAYOUT[f.name].offset & ((1 << f.bits) - 1) for f in FIELDS}

@@ -1,0 +1,45 @@
+"""The generated tables of ``docs/firmware.md``, from the register map and descriptor definitions.
+
+The document embeds :func:`firmware_tables_markdown` between :data:`BEGIN_MARKER` and
+:data:`END_MARKER`; a test checks that it is current.
+"""
+
+from . import regmap
+from .descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
+
+__all__ = ["BEGIN_MARKER", "END_MARKER", "firmware_tables_markdown"]
+
+BEGIN_MARKER = "<!-- firmware-tables:begin -->"
+END_MARKER = "<!-- firmware-tables:end -->"
+
+
+def _cell(text):
+    # A bare "|" (as in "major << 8 | minor") would end the table cell.
+    return text.replace("|", "\\|")
+
+
+def firmware_tables_markdown():
+    """Markdown tables of the registers, STATUS/CTRL bits, windows, opcodes and descriptor fields.
+
+    Returns
+    -------
+    str
+    """
+    lines = ["### Registers (window `CSR`)", "",
+             "| register | address | access | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{r.name}` | `0x{regmap.address('CSR', r.offset):08x}` | {r.access} | {_cell(r.doc)} |"
+              for r in regmap.REGISTERS]
+    lines += ["", "| register | bit | name |", "|---|---|---|"]
+    lines += [f"| `STATUS` | {bit} | `{name}` |" for name, bit in regmap.STATUS_BITS.items()]
+    lines += [f"| `CTRL` | {bit} | `{name}` |" for name, bit in regmap.CTRL_BITS.items()]
+    lines += ["", "### Windows", "",
+              f"Address `{{window, offset}}`: window `w` starts at `w << {regmap.OFFSET_BITS}`.", "",
+              "| window | index | base | access | holds |", "|---|---|---|---|---|"]
+    lines += [f"| `{w.name}` | {w.index} | `0x{regmap.address(w.name):08x}` | {w.access} | {_cell(w.doc)} |"
+              for w in regmap.WINDOWS]
+    lines += ["", "### Opcodes", "", "| opcode | value |", "|---|---|"]
+    lines += [f"| `{name}` | {code} |" for name, code in OPCODES.items()]
+    lines += ["", f"### Descriptor fields ({DESCRIPTOR_BITS} bits, first field lowest)", "",
+              "| field | lsb | bits | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{f.name}` | {DESCRIPTOR_LAYOUT[f.name].offset} | {f.bits} | {_cell(f.doc)} |" for f in FIELDS]
+    return "\n".join(lines) + "\n"

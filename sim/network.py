@@ -1,0 +1,156 @@
+"""Run a compiled bundle on the whole accelerator in either simulator and check it against the golden model."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spikeforge.firmware.driver import Driver, PortsBus
+from spikeforge.firmware.image import ProgramImage, load_image, write_image
+from spikeforge.hw.accelerator import Accelerator
+from spikeforge.hw.params import AcceleratorParams
+
+__all__ = ["BACKENDS", "accelerator", "run_network", "first_difference", "network_testbench"]
+
+BACKENDS = ("verilator", "amaranth")
+#: Environment variable naming the job file of a Verilator run.
+JOB_ENV = "SPIKEFORGE_NETWORK_JOB"
+
+
+def accelerator(**params):
+    """The accelerator for keyword build parameters (a named factory for the runners)."""
+    return Accelerator(AcceleratorParams(**params))
+
+
+async def network_testbench(ports, image, inputs, check, progress=None):
+    """Load ``image``, run every input; with ``check`` also read every LIF layer and the stream after
+    every block (the run stops at each block's breakpoint). Returns a dict of numpy arrays."""
+    driver = Driver(PortsBus(ports))
+    await driver.load(image)
+    layout = image.layout
+    breakpoints = sorted(layout["breakpoints"].items(), key=lambda item: item[1]) if check else []
+    results = {"logits": [], "cycles": [], "op_cycles": [], "overflow": []}
+    for name in layout["spikes"] if check else ():
+        results[f"spikes/{layout['spikes'][name]['lif']}"] = []
+    for block, _ in breakpoints:
+        results[f"stream/{block}"] = []
+    for x in inputs:
+        await driver.write_input(x)
+        cycles, start = 0, 0
+        for block, pc in breakpoints:
+            cycles += await driver.run(start_pc=start, stop_pc=pc)
+            start = pc
+            results[f"stream/{block}"].append(await driver.read_stream())
+        cycles += await driver.run(start_pc=start)
+        results["cycles"].append(cycles)
+        results["logits"].append(await driver.read_logits())
+        results["op_cycles"].append(list((await driver.read_op_cycles()).values()))
+        results["overflow"].append(await driver.overflow() or "")
+        for name, place in layout["spikes"].items() if check else ():
+            results[f"spikes/{place['lif']}"].append(await driver.read_layer(name))
+        if progress is not None:
+            progress()
+    return {key: np.asarray(value) for key, value in results.items()}
+
+
+async def testbench_from_env(ports):
+    """Verilator side: the job file names the image, the inputs and where the results go."""
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
+    results = await network_testbench(ports, load_image(job["image"]), np.load(job["inputs"]), job["check"])
+    np.savez(job["results"], **results)
+    return len(results["cycles"])
+
+
+def run_network(image, inputs, backend="verilator", check=False, build_root="build/verilator", progress=None):
+    """Run integer ``inputs`` (``[B, C, H, W]`` pixels or ``[B, T, C, H, W]`` events) on the accelerator.
+
+    Parameters
+    ----------
+    image : ProgramImage or path
+        From :func:`spikeforge.firmware.compiler.compile_bundle` (or its written directory).
+    backend : {"verilator", "amaranth"}
+    check : bool
+        Also read every LIF's spikes and the stream after every block (for :func:`first_difference`).
+    progress : callable, optional
+        Called after each input (Amaranth backend; Verilator runs in a separate process).
+
+    Returns
+    -------
+    dict
+        ``logits`` [B, classes], ``cycles`` [B], ``op_cycles`` [B, descriptors], ``overflow`` [B]
+        (descriptor name or ""), and with ``check`` ``spikes/<LIF>`` [B, T, C, H, W] and
+        ``stream/<block>``.
+    """
+    inputs = np.asarray(inputs, dtype=np.int64)
+    if backend == "amaranth":
+        from .amaranth_runner import run_amaranth
+
+        image = image if isinstance(image, ProgramImage) else load_image(image)
+        dut = accelerator(**image.params)
+        return run_amaranth(dut, lambda ports: network_testbench(ports, image, inputs, check, progress))
+    if backend != "verilator":
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    from .verilator_runner import run_verilator
+
+    build_root = Path(build_root).resolve()
+    build_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_root) as tmp:
+        tmp = Path(tmp)
+        if isinstance(image, ProgramImage):
+            write_image(image, tmp / "image")
+            image_path = tmp / "image"
+        else:
+            image_path = Path(image).resolve()
+        params = load_image(image_path).params
+        np.save(tmp / "inputs.npy", inputs)
+        job = {"image": str(image_path), "inputs": str(tmp / "inputs.npy"), "check": bool(check),
+               "results": str(tmp / "results.npz")}
+        (tmp / "job.json").write_text(json.dumps(job))
+        run_verilator(accelerator, params, "spikeforge.sim.network", "testbench_from_env", build_root,
+                      extra_env={JOB_ENV: str(tmp / "job.json")})
+        with np.load(tmp / "results.npz") as data:
+            return {key: data[key] for key in data.files}
+
+
+def first_difference(results, trace):
+    """The first place where the hardware differs from the golden ``trace``, as text, or None.
+
+    Compared with ``==``: every LIF's spikes at every timestep, the stream after every block,
+    the logits, and the overflow flag.
+    """
+    def where(hw, golden, what):
+        hw, golden = np.asarray(hw), torch.as_tensor(golden).numpy()
+        if hw.shape != golden.shape:
+            return f"{what}: hardware shape {list(hw.shape)}, golden {list(golden.shape)}"
+        diff = np.argwhere(hw != golden)
+        if len(diff) == 0:
+            return None
+        index = tuple(int(i) for i in diff[0])
+        names = ("image", "timestep", "channel", "y", "x")[:len(index)]
+        place = ", ".join(f"{n} {i}" for n, i in zip(names, index))
+        return f"{what}: {place}: hardware {hw[index]}, golden {golden[index]}"
+
+    for name, spikes in trace.spikes.items():
+        key = f"spikes/{name}"
+        if key in results:
+            found = where(results[key], spikes, f"LIF {name}")
+            if found:
+                return found
+    for block, stream in trace.stream.items():
+        key = f"stream/{block}"
+        if key in results:
+            found = where(results[key], stream, f"stream after {block}")
+            if found:
+                return found
+    found = where(results["logits"], trace.logits, "logits")
+    if found:
+        return found
+    golden_overflow = bool(trace.overflow)
+    for i, name in enumerate(results["overflow"]):
+        if bool(name) != golden_overflow:
+            return (f"overflow flag: image {i}: hardware {name or 'none'}, "
+                    f"golden {', '.join(trace.overflow) or 'none'}")
+    return None
