@@ -110,17 +110,19 @@ def _energy(args, out):
 
 
 def _demo(args, out):
-    """Train (or reuse) digits-tiny, quantize and export it, run the golden model, generate the
-    layer engine's Verilog and run a real layer of the network on it, checked bit for bit."""
+    """Train (or reuse) digits-tiny, quantize and export it, check the golden model against the
+    fake-quantized model, generate the accelerator's Verilog and program image, and run test images
+    on the accelerator cycle-accurately, every spike checked against the golden model."""
     import torch
 
+    from spikeforge.firmware.compiler import compile_bundle
     from spikeforge.hw.netlist import write_verilog
+    from spikeforge.hw.params import AcceleratorParams
     from spikeforge.model import make_config
     from spikeforge.model.data import training_data
     from spikeforge.model.train import TrainSettings, evaluate, load_checkpoint, save_checkpoint, train
     from spikeforge.quant import GoldenModel, encode_input, load_bundle
     from spikeforge.quant.export import export_bundle, quantize
-    from spikeforge.sim.layer import bundle_layer_case, params_for, run_layer
 
     config = make_config("digits-tiny")
     checkpoint = Path(args.checkpoint)
@@ -135,6 +137,8 @@ def _demo(args, out):
             out.say(f"not reusing {checkpoint}: it holds another configuration")
             model = None
     train_batch, test_batch = training_data(config)
+    if not 1 <= args.images <= len(test_batch):
+        raise ValueError(f"--images must lie in 1..{len(test_batch)}, not {args.images}")
     if model is None:
         out.say(f"[1/5] training digits-tiny ({len(train_batch)} images) → {checkpoint}")
         model, _ = train(config, train_batch, test_batch, settings=TrainSettings(seed=args.seed),
@@ -161,22 +165,21 @@ def _demo(args, out):
     out.say(f"[3/5] integer golden model: accuracy {golden_accuracy:.2%}; logits "
             f"{'identical to' if same else 'DIFFERENT from'} the brevitas fake-quant model")
 
-    case, golden_spikes, (conv, lif) = bundle_layer_case(bundle, trace, "block.0.mlp.mlp1_conv", image=0)
-    params = params_for(case, 16, conv["acc_bits"], lif["membrane_bits"], 8)
-    verilog_path, _ = write_verilog(params, runs / "rtl")
-    out.say(f"[4/5] layer engine Verilog ({params.n_pe} lanes): {verilog_path}")
+    image = compile_bundle(bundle)
+    verilog_path, _ = write_verilog(AcceleratorParams(**image.params), runs / "rtl", image)
+    out.say(f"[4/5] accelerator Verilog ({image.params['n_pe']} lanes) and program image "
+            f"({len(image.memories['PROGRAM'])} descriptors, {len(image.memories['WEIGHTS'])} weight rows): "
+            f"{verilog_path.parent}")
 
-    result, difference = run_layer(case, params, args.backend, build_root=runs / "build")
-    exact = difference is None and torch.equal(torch.tensor(result["spikes"]), golden_spikes)
-    out.say(f"[5/5] {conv['name']} + {lif['name']} of test image 0 on {args.backend}: "
-            f"{'bit-exact' if exact else 'MISMATCH'} ({result['cycles']} cycles, {result['events']} events)")
-    out.result({"checkpoint": str(checkpoint), "float_accuracy": float_accuracy, "n": len(test_batch),
+    n = args.images
+    out.say(f"[5/5] {n} test images on the accelerator in {args.backend}, every spike checked:")
+    report, _ = _hardware_run(bundle, pixels[:n], test_batch.y[:n], args.backend, True, {}, runs / "build", out)
+    _say_hardware_report(report, out)
+    out.result({"checkpoint": str(checkpoint), "float_accuracy": float_accuracy, "n_test": len(test_batch),
                 "bundle": str(bundle_dir), "golden_accuracy": golden_accuracy, "fake_quant_identical": same,
-                "verilog": str(verilog_path),
-                "layer_check": {"layer": conv["name"], "backend": args.backend, "bit_exact": exact,
-                                "cycles": result["cycles"], "events": result["events"]}})
-    if not (exact and same):
-        raise CheckFailed("the hardware layer or the fake-quant model differs from the golden model")
+                "verilog": str(verilog_path), "hardware": report})
+    if not (report["bit_exact"] and same):
+        raise CheckFailed(report["first_difference"] or "the fake-quant model differs from the golden model")
 
 
 def _export(args, out):
@@ -274,21 +277,119 @@ def _golden(args, out):
         raise CheckFailed(f"values exceeded their declared widths in {', '.join(trace.overflow)}")
 
 
-def _hardware_params(args):
-    from spikeforge.hw.params import EngineParams
+def _verilog(args, out):
+    from spikeforge.firmware.compiler import compile_bundle
+    from spikeforge.hw.netlist import TOP_NAME, multiplier_cells, write_verilog, yosys_cell_counts
+    from spikeforge.hw.params import AcceleratorParams
 
     from .common import parse_overrides
 
-    return EngineParams.from_overrides(parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    image = None
+    if args.bundle:
+        image = compile_bundle(args.bundle, overrides=overrides)
+        params = AcceleratorParams(**image.params)
+    else:
+        params = AcceleratorParams.from_overrides(overrides)
+    verilog_path, params_path = write_verilog(params, args.out, image)
+    out.say(f"wrote {verilog_path} ({verilog_path.stat().st_size} bytes), {params_path}, the C header"
+            + (f" and the program image {args.out / 'image'}" if image else ""))
+    report = {"verilog": str(verilog_path), "params": json.loads(params_path.read_text())}
+    if args.stats:
+        text = verilog_path.read_text()
+        report["cells"] = yosys_cell_counts(text, TOP_NAME)
+        report["multiplier_cells"] = multiplier_cells(text, TOP_NAME)
+        out.say(f"yosys: {sum(report['cells'].values())} word-level cells, "
+                f"{report['multiplier_cells']} multipliers")
+    out.result(report)
 
 
-def _verilog(args, out):
-    from spikeforge.hw.netlist import write_verilog
+def _hardware_run(bundle, pixels, labels, backend, check, overrides, build_dir, out, progress=True):
+    """Compile ``bundle``, run ``pixels`` on the accelerator in ``backend``; with ``check`` compare
+    with the golden model. Returns the report (the ``sim`` JSON) and the raw results."""
+    import numpy as np
+    from tqdm import tqdm
 
-    params = _hardware_params(args)
-    verilog_path, params_path = write_verilog(params, args.out)
-    out.say(f"wrote {verilog_path} ({verilog_path.stat().st_size} bytes) and {params_path}")
-    out.result({"verilog": str(verilog_path), "params": json.loads(params_path.read_text())})
+    from spikeforge.firmware.compiler import compile_bundle
+    from spikeforge.quant import GoldenModel
+    from spikeforge.sim.network import first_difference, run_network
+
+    image = compile_bundle(bundle, overrides=overrides)
+    bar = tqdm(total=len(pixels), desc=f"{backend} images", unit="img", disable=not progress or out.as_json,
+               file=out.text_stream)
+
+    def advance(done):
+        bar.update(done - bar.n)
+
+    if backend == "verilator":
+        out.say(f"building and running the accelerator in Verilator (n_pe={image.params['n_pe']}) ...")
+    try:
+        results = run_network(image, pixels.numpy(), backend=backend, check=True, build_root=build_dir,
+                              progress=advance)
+    finally:
+        bar.close()
+    logits = results["logits"]
+    predictions = [int(p) for p in np.argmax(logits, axis=1)]   # first maximum on ties, as the golden model
+    ops = image.layout["ops"][:-1]
+    report = {"backend": backend, "n": len(pixels), "predictions": predictions, "n_pe": image.params["n_pe"],
+              "cycles": {"per_image": [int(c) for c in results["cycles"]],
+                         "mean": float(np.mean(results["cycles"])),
+                         "per_layer": {op: float(c) for op, c in zip(ops, results["op_cycles"].mean(0))}},
+              "firing_rates": {key.split("/", 1)[1]: float(v.mean()) for key, v in results.items()
+                               if key.startswith("spikes/")},
+              "overflow": sorted({str(o) for o in results["overflow"] if o}),
+              "accuracy": None if labels is None else float(np.mean(np.array(predictions) == labels.numpy())),
+              "bit_exact": None}
+    if check:
+        trace = GoldenModel(bundle).run(pixels)
+        difference = first_difference(results, trace)
+        report["bit_exact"] = difference is None
+        report["first_difference"] = difference
+        report["golden_accuracy"] = (None if labels is None
+                                     else float((trace.predictions == labels).double().mean()))
+    return report, results
+
+
+def _say_hardware_report(report, out):
+    width = max(len(op) for op in report["cycles"]["per_layer"])
+    out.say(f"{'descriptor':<{width}}  mean cycles")
+    for op, cycles in report["cycles"]["per_layer"].items():
+        out.say(f"{op:<{width}}  {cycles:12.1f}")
+    out.say(f"cycles per image: {report['cycles']['mean']:.0f} (mean of {report['n']})")
+    if report["accuracy"] is not None:
+        out.say(f"hardware accuracy: {report['accuracy']:.2%}"
+                + ("" if report.get("golden_accuracy") is None
+                   else f" (golden model: {report['golden_accuracy']:.2%})"))
+    if report["bit_exact"] is not None:
+        out.say("bit-exact: every LIF's spikes at every timestep, the stream after every block and the logits "
+                "equal the golden model" if report["bit_exact"] else f"MISMATCH: {report['first_difference']}")
+
+
+def _sim(args, out):
+    import numpy as np
+
+    from spikeforge.model.config import ModelConfig
+    from spikeforge.model.data import parse_input
+    from spikeforge.quant import encode_input, load_bundle
+
+    from .common import parse_overrides
+
+    bundle = load_bundle(args.bundle)
+    batch = parse_input(args.input, ModelConfig(**bundle.config))
+    pixels = encode_input(batch.x, bundle.manifest["input"])
+    report, results = _hardware_run(bundle, pixels, batch.y, args.backend, args.check,
+                                    parse_overrides(args.overrides), args.build_dir, out)
+    report.update(bundle=str(args.bundle), input=args.input)
+    out.say(f"{args.bundle} on {batch.source}, {args.backend}: predictions {report['predictions'][:20]}"
+            + (" ..." if len(report["predictions"]) > 20 else ""))
+    _say_hardware_report(report, out)
+    if args.trace:
+        _save_npz(args.trace, {key: (np.asarray(v, dtype=str) if key == "overflow" else v)
+                               for key, v in results.items()})
+        out.say(f"hardware trace: {args.trace}")
+    out.result(report)
+    if report["bit_exact"] is False:
+        raise CheckFailed(report["first_difference"])
 
 
 def _sim_layer(args, out):
@@ -354,6 +455,13 @@ def _save_npz(path, arrays):
             os.unlink(tmp)
 
 
+def _add_hardware_args(parser):
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="hardware parameter (n_pe, weight_bits, acc_bits, membrane_bits, max_T, max_h, "
+                             "max_w, spike_groups, stream_tiles, weight_rows, bias_rows, threshold_rows, "
+                             "program_depth, ...); repeatable")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="spikeforge", description=(
         "Spikingformer to bit-exact FPGA hardware: train, quantize, export, generate Verilog, "
@@ -412,13 +520,26 @@ def build_parser():
     add_output_args(p)
     p.set_defaults(run=_golden)
 
-    p = commands.add_parser("verilog", help="generate the layer engine's Verilog")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="hardware parameter (n_pe, weight_bits, acc_bits, membrane_bits, max_T, max_cin, "
-                        "max_tiles, max_h, max_w, frac_bits, decay_mult, decay_shift); repeatable")
+    p = commands.add_parser("verilog", help="generate the accelerator's Verilog (sized for a bundle, or by --set)")
+    p.add_argument("bundle", nargs="?", type=Path, metavar="DIR",
+                   help="size the hardware for this bundle and write its program image too")
+    _add_hardware_args(p)
+    p.add_argument("--stats", action="store_true", help="Yosys cell statistics (multipliers included)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     add_output_args(p)
     p.set_defaults(run=_verilog)
+
+    p = commands.add_parser("sim", help="run a bundle on the whole accelerator, cycle-accurate")
+    p.add_argument("bundle", type=Path, metavar="DIR")
+    p.add_argument("--backend", default="verilator", choices=("verilator", "amaranth"))
+    p.add_argument("--input", required=True, metavar="SPEC", help="digits:N, random:N[:SEED] or FILE.npy")
+    p.add_argument("--check", action="store_true",
+                   help="compare every LIF, the stream after every block and the logits with the golden model")
+    p.add_argument("--trace", type=Path, metavar="FILE.npz", help="save the hardware's spikes, stream, logits")
+    _add_hardware_args(p)
+    p.add_argument("--build-dir", type=Path, default=Path("build/verilator"))
+    add_output_args(p)
+    p.set_defaults(run=_sim)
 
     p = commands.add_parser("sim-layer", help="run one random layer on the hardware, check it bit for bit")
     p.add_argument("--kind", required=True, choices=("linear", "conv1x1", "conv3x3"))
@@ -443,6 +564,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="verilator", choices=("amaranth", "verilator"),
                    help="simulator for the hardware check (default: verilator)")
+    p.add_argument("--images", type=int, default=50, help="test images run on the hardware (default 50)")
     add_output_args(p)
     p.set_defaults(run=_demo)
     return parser

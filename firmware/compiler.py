@@ -73,8 +73,11 @@ class _Program:
         return rows
 
 
-def compile_bundle(bundle, n_pe=DEFAULT_N_PE):
+def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     """Compile ``bundle`` (a :class:`~spikeforge.quant.bundle.Bundle` or a path) for ``n_pe`` lanes.
+
+    ``overrides`` (``{"acc_bits": "32", ...}``, from ``--set``) enlarge the build parameters beyond
+    what the bundle needs; smaller values are refused with a ValueError naming the parameter.
 
     Returns
     -------
@@ -84,6 +87,12 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE):
         block, the breakpoint after which the stream holds that block's output.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    overrides = dict(overrides or {})
+    if "n_pe" in overrides:
+        try:
+            n_pe = int(overrides.pop("n_pe"))
+        except ValueError:
+            raise CompileError("hardware parameter n_pe must be an integer") from None
     if n_pe not in (1, 2, 4, 8, 16, 32, 64, 128):
         raise CompileError(f"n_pe must be a power of two in 1..128, not {n_pe!r}")
     manifest, tables = bundle.manifest, bundle.tables
@@ -216,13 +225,15 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE):
     stream_tiles = _ceil_div(stream_shape[0], n_pe) if stream_shape else 1
     max_h = max(H for H, _ in sizes.values())
     max_w = max(W for _, W in sizes.values())
-    params = AcceleratorParams(
+    needed = dict(
         n_pe=n_pe, weight_bits=widths["weight"], acc_bits=acc_bits, membrane_bits=membrane_bits,
         max_T=_pow2(T), max_cin=_pow2(max_cin), max_tiles=_pow2(max(head_tiles, 1)), max_h=_pow2(max_h),
         max_w=_pow2(max_w), frac_bits=widths["frac"] or 0, decay_mult=widths["decay"][0] if widths["decay"] else 1,
         decay_shift=widths["decay"][1] if widths["decay"] else 1, spike_groups=_pow2(prog.groups),
         stream_tiles=_pow2(stream_tiles), weight_rows=len(prog.weights), bias_rows=len(prog.biases),
         threshold_rows=max(1, len(prog.thresholds)), program_depth=len(prog.descriptors))
+    params = _apply_overrides(needed, overrides)
+    acc_bits, membrane_bits = params.acc_bits, params.membrane_bits
     # pad lanes of partial tiles get the largest threshold, which their zero input never reaches
     thresholds = [[value if value is not None else (1 << (membrane_bits - 1)) - 1 for value in row]
                   for row in prog.thresholds]
@@ -260,3 +271,27 @@ def _fuse_lif(prog, lif, fields, channels, T, H, W, widths):
     out = prog.place(lif["output"], channels, T, H, W, lif=lif["name"])
     fields.update(lif=1, out_base=out["group"], threshold_base=len(prog.thresholds))
     prog.thresholds += prog.lanes(prog.tables[lif["threshold"]].tolist(), pad=None)
+
+
+
+#: Parameters an override may set only to the value the bundle's LIFs use.
+_FIXED = ("frac_bits", "decay_mult", "decay_shift")
+
+
+def _apply_overrides(needed, overrides):
+    """``needed`` build parameters with ``--set`` overrides: widths and depths may grow, never shrink
+    below what the bundle needs; the LIF constants must stay."""
+    params = dict(needed)
+    for key, text in (overrides or {}).items():
+        if key not in params:
+            raise ValueError(f"unknown hardware parameter {key!r}; allowed: {', '.join(sorted(params))}")
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"hardware parameter {key} must be an integer, not {text!r}") from None
+        if key in _FIXED and value != params[key]:
+            raise ValueError(f"--set {key}={value}: the bundle's LIFs need {key}={params[key]}")
+        if value < params[key]:
+            raise ValueError(f"--set {key}={value}: the bundle needs at least {key}={params[key]}")
+        params[key] = value
+    return AcceleratorParams(**params)

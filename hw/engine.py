@@ -1,6 +1,6 @@
 """Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD) on the accelerator's memories."""
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -497,7 +497,10 @@ class Engine(wiring.Component):
                 for lane in range(p.n_pe):
                     with m.If(~_fits(sum_next[lane], d.sum_bits)):
                         m.d.comb += self.overflow.eq(1)
-        selected = sums_read.data.as_value().word_select(horner_lane, p.acc_bits).bit_select(bit, 1)
+        # lane and bit selection by mux and shift (a variable word_select would multiply the index)
+        lane_sum = Array(sums_read.data.as_value()[lane * p.acc_bits:(lane + 1) * p.acc_bits]
+                         for lane in range(p.n_pe))[horner_lane]
+        selected = (lane_sum >> bit)[0]
         with m.If(horner_pending):
             for lane in range(p.n_pe):
                 term = Mux(selected, Mux(horner_sign, -weight_read.data[lane], weight_read.data[lane]), 0)

@@ -1,4 +1,4 @@
-"""Verilog generation and Yosys statistics of the hardware."""
+"""Verilog generation and Yosys statistics of the accelerator."""
 
 import re
 import subprocess
@@ -10,26 +10,33 @@ from amaranth.back import verilog
 
 from spikeforge.quant.bundle import staged_directory
 
-from .layer_engine import LayerEngine
+from .accelerator import Accelerator
 
-__all__ = ["TOP_NAME", "engine_verilog", "write_verilog", "yosys_cell_counts", "multiplier_cells"]
+__all__ = ["TOP_NAME", "accelerator_verilog", "write_verilog", "yosys_cell_counts", "multiplier_cells"]
 
-TOP_NAME = "spikeforge_layer_engine"
+TOP_NAME = "spikeforge_accelerator"
 #: Yosys word-level cell types that multiply.
 MULTIPLIER_CELLS = ("$mul", "$macc", "$macc_v2")
 
 
-def engine_verilog(params):
-    """Verilog text of the layer engine for ``params`` (no source locations: byte-stable)."""
-    return verilog.convert(LayerEngine(params), name=TOP_NAME, emit_src=False)
+def accelerator_verilog(params):
+    """Verilog text of the accelerator for ``params`` (no source locations: byte-stable)."""
+    return verilog.convert(Accelerator(params), name=TOP_NAME, emit_src=False)
 
 
-def write_verilog(params, out_dir):
-    """Write ``<TOP_NAME>.v`` and ``params.json`` into ``out_dir`` atomically; returns the paths."""
+def write_verilog(params, out_dir, image=None):
+    """Write ``<TOP_NAME>.v``, ``params.json``, the C header of the register map and, if given, the
+    program ``image/`` into ``out_dir`` atomically; returns the Verilog and params paths."""
+    from spikeforge.firmware.cheader import HEADER_NAME, c_header
+    from spikeforge.firmware.image import write_image
+
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as tmp:
-        (tmp / f"{TOP_NAME}.v").write_text(engine_verilog(params))
+        (tmp / f"{TOP_NAME}.v").write_text(accelerator_verilog(params))
         (tmp / "params.json").write_text(params.as_json())
+        (tmp / HEADER_NAME).write_text(c_header())
+        if image is not None:
+            write_image(image, tmp / "image")
     return out_dir / f"{TOP_NAME}.v", out_dir / "params.json"
 
 

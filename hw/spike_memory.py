@@ -1,6 +1,6 @@
 """Spike memory: bitmap rows of every spike tensor, banked by lane, with row-occupancy words."""
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -98,6 +98,7 @@ class SpikeMemory(wiring.Component):
             m.d.sync += scan_lane.eq(self.scan_lane)
         with m.If(self.occ_en):
             m.d.sync += occ_lane.eq(self.occ_lane)
-        m.d.comb += [self.scan_data.eq(Cat(*scan_words).word_select(scan_lane, p.max_w)),
-                     self.occ_data.eq(Cat(*occ_words).word_select(occ_lane, self.rows_bits))]
+        # a mux per bank (a variable word_select would multiply the index by the width)
+        m.d.comb += [self.scan_data.eq(Array(scan_words)[scan_lane]),
+                     self.occ_data.eq(Array(occ_words)[occ_lane])]
         return m

@@ -1,8 +1,10 @@
 """Run a compiled bundle on the whole accelerator in either simulator and check it against the golden model."""
 
+import contextlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +54,19 @@ async def network_testbench(ports, image, inputs, check, progress=None):
         for name, place in layout["spikes"].items() if check else ():
             results[f"spikes/{place['lif']}"].append(await driver.read_layer(name))
         if progress is not None:
-            progress()
+            progress(len(results["cycles"]))
     return {key: np.asarray(value) for key, value in results.items()}
 
 
 async def testbench_from_env(ports):
     """Verilator side: the job file names the image, the inputs and where the results go."""
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
-    results = await network_testbench(ports, load_image(job["image"]), np.load(job["inputs"]), job["check"])
+
+    def progress(done):
+        Path(job["progress"]).write_text(str(done))
+
+    results = await network_testbench(ports, load_image(job["image"]), np.load(job["inputs"]), job["check"],
+                                      progress)
     np.savez(job["results"], **results)
     return len(results["cycles"])
 
@@ -75,7 +82,7 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
     check : bool
         Also read every LIF's spikes and the stream after every block (for :func:`first_difference`).
     progress : callable, optional
-        Called after each input (Amaranth backend; Verilator runs in a separate process).
+        Called with the number of inputs done so far (from Verilator's process through a file).
 
     Returns
     -------
@@ -107,12 +114,37 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         params = load_image(image_path).params
         np.save(tmp / "inputs.npy", inputs)
         job = {"image": str(image_path), "inputs": str(tmp / "inputs.npy"), "check": bool(check),
-               "results": str(tmp / "results.npz")}
+               "results": str(tmp / "results.npz"), "progress": str(tmp / "progress")}
         (tmp / "job.json").write_text(json.dumps(job))
-        run_verilator(accelerator, params, "spikeforge.sim.network", "testbench_from_env", build_root,
-                      extra_env={JOB_ENV: str(tmp / "job.json")})
+        with _watch(Path(job["progress"]), progress):
+            run_verilator(accelerator, params, "spikeforge.sim.network", "testbench_from_env", build_root,
+                          extra_env={JOB_ENV: str(tmp / "job.json")})
         with np.load(tmp / "results.npz") as data:
             return {key: data[key] for key in data.files}
+
+
+@contextlib.contextmanager
+def _watch(path, progress):
+    """Report the count the simulator process writes to ``path`` while the block runs."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(0.5):
+            try:
+                progress(int(path.read_text()))
+            except (OSError, ValueError):
+                pass   # not written yet, or caught mid-write
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def first_difference(results, trace):

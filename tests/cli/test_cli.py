@@ -80,16 +80,20 @@ def test_usage_errors_exit_2():
 def test_demo_reuses_its_checkpoint(trained_digits, tmp_path):
     path, trained = trained_digits
     shutil.copy(path, tmp_path / "demo.pt")
-    result = run_cli("demo", "--checkpoint", tmp_path / "demo.pt", "--backend", "amaranth", "--json")
+    result = run_cli("demo", "--checkpoint", tmp_path / "demo.pt", "--backend", "amaranth", "--images", "1",
+                     "--json")
     assert result.code == 0, result.stderr
     assert "reusing trained checkpoint" in result.stderr
     payload = result.json
     assert payload["float_accuracy"] == trained["test_accuracy"]
     assert payload["golden_accuracy"] >= payload["float_accuracy"] - 0.01
     assert payload["fake_quant_identical"] is True
-    assert payload["layer_check"]["bit_exact"] is True and payload["layer_check"]["cycles"] > 0
+    hardware = payload["hardware"]
+    assert hardware["bit_exact"] is True and hardware["n"] == 1 and hardware["cycles"]["mean"] > 0
+    assert hardware["accuracy"] == hardware["golden_accuracy"]
     assert (tmp_path / "digits-tiny-8bit" / "manifest.json").is_file()
-    assert (tmp_path / "rtl" / "spikeforge_layer_engine.v").is_file()
+    assert (tmp_path / "rtl" / "spikeforge_accelerator.v").is_file()
+    assert (tmp_path / "rtl" / "image" / "image.json").is_file()
 
 
 def test_console_script_is_installed():

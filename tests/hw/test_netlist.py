@@ -5,8 +5,8 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hw.netlist import TOP_NAME, engine_verilog, multiplier_cells, yosys_cell_counts
-from spikeforge.hw.params import EngineParams
+from spikeforge.hw.netlist import TOP_NAME, accelerator_verilog, multiplier_cells, yosys_cell_counts
+from spikeforge.hw.params import AcceleratorParams
 from spikeforge.tests.helpers import run_cli
 
 
@@ -21,12 +21,18 @@ class _Multiplier(wiring.Component):
         return m
 
 
-def test_layer_engine_has_no_multiplier_cells():
-    params = EngineParams(n_pe=8, max_cin=8, max_tiles=2, max_h=4, max_w=8, frac_bits=4, decay_mult=171,
-                          decay_shift=8)
-    counts = yosys_cell_counts(engine_verilog(params), TOP_NAME)
+#: Small memories keep Yosys quick; every component of the accelerator is in, with widths that are
+#: not powers of two (index arithmetic on them would need a multiplier) and the τ = 1.5 decay.
+SMALL = dict(n_pe=4, weight_bits=7, acc_bits=27, membrane_bits=33, max_cin=8, max_tiles=2, max_h=8, max_w=8,
+             frac_bits=4, decay_mult=171, decay_shift=8, spike_groups=4, stream_tiles=2, weight_rows=40,
+             bias_rows=6, threshold_rows=6, program_depth=5)
+
+
+def test_the_whole_accelerator_has_no_multiplier_cells():
+    text = accelerator_verilog(AcceleratorParams(**SMALL))
+    counts = yosys_cell_counts(text, TOP_NAME)
     assert counts.get("$add", 0) > 0          # the statistics are real: the adders are there
-    assert multiplier_cells(engine_verilog(params), TOP_NAME) == 0, counts
+    assert multiplier_cells(text, TOP_NAME) == 0, counts
 
 
 def test_the_multiplier_check_finds_a_multiplier():
@@ -36,13 +42,26 @@ def test_the_multiplier_check_finds_a_multiplier():
 def test_verilog_command_is_byte_identical_across_runs(tmp_path):
     outputs = []
     for i in range(2):
-        result = run_cli("verilog", "--set", "n_pe=4", "--set", "max_cin=8", "--out", tmp_path / f"v{i}", "--json")
+        sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+        result = run_cli("verilog", *sets, "--out", tmp_path / f"v{i}", "--stats", "--json")
         assert result.code == 0, result.stderr
-        assert result.json["params"]["n_pe"] == 4
+        assert result.json["params"]["n_pe"] == 4 and result.json["multiplier_cells"] == 0
         outputs.append({p.name: p.read_bytes() for p in (tmp_path / f"v{i}").iterdir()})
     assert outputs[0] == outputs[1]
-    assert set(outputs[0]) == {f"{TOP_NAME}.v", "params.json"}
-    assert b"module spikeforge_layer_engine" in outputs[0][f"{TOP_NAME}.v"]
+    assert set(outputs[0]) == {f"{TOP_NAME}.v", "params.json", "spikeforge_regs.h"}
+    assert b"module spikeforge_accelerator" in outputs[0][f"{TOP_NAME}.v"]
+
+
+def test_verilog_command_sizes_the_hardware_for_a_bundle(digits_bundle, tmp_path):
+    from spikeforge.firmware.image import load_image
+
+    result = run_cli("verilog", digits_bundle, "--set", "acc_bits=40", "--out", tmp_path / "rtl", "--json")
+    assert result.code == 0, result.stderr
+    image = load_image(tmp_path / "rtl" / "image")
+    assert result.json["params"] == image.params and image.params["acc_bits"] == 40
+    result = run_cli("verilog", digits_bundle, "--set", "acc_bits=4", "--out", tmp_path / "small")
+    assert result.code == 2 and "the bundle needs at least acc_bits=" in result.stderr
+    assert not (tmp_path / "small").exists()
 
 
 def test_verilog_command_rejects_bad_parameters(tmp_path):

@@ -1,0 +1,148 @@
+"""The whole accelerator, end to end: random Spikingformers of the cifar and imagenet families run
+through the host driver in the Amaranth simulator (fast tier) and in Verilator, every LIF's spikes at
+every timestep, the stream after every block and the logits compared with the golden model by ``==``."""
+
+import numpy as np
+import pytest
+from spikeforge.firmware.compiler import CompileError, compile_bundle
+from spikeforge.model.config import ModelConfig
+from spikeforge.model.data import parse_input
+from spikeforge.quant import GoldenModel, encode_input, load_bundle
+from spikeforge.sim.network import first_difference, run_network
+from spikeforge.tests.helpers import run_cli
+
+# (id, preset, overrides, n_pe): depth 1–2, dim 16–64, heads 1–4, T 1–4, both families
+NETWORKS = [
+    ("cifar-d1-dim16-h1-T1", "cifar10-4-384", dict(depth=1, dim=16, heads=1, T=1, img_size=8, num_classes=4), 4),
+    ("cifar-d2-dim32-h4-T2", "cifar10-4-384", dict(depth=2, dim=32, heads=4, T=2, img_size=8, num_classes=8), 8),
+    ("imagenet-d1-dim64-h2-T4", "imagenet-8-384", dict(depth=1, dim=64, heads=2, T=4, img_size=16,
+                                                       num_classes=10), 16),
+    ("imagenet-d2-dim24-h3-T3", "imagenet-8-384", dict(depth=2, dim=24, heads=3, T=3, img_size=16,
+                                                       num_classes=8), 8),
+]
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
+    """Bundles of seeded random networks exported by ``spikeforge export`` (activity tuned)."""
+    root = tmp_path_factory.mktemp("networks")
+    bundles = {}
+    for seed, (name, preset, overrides, n_pe) in enumerate(NETWORKS):
+        sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
+        result = run_cli("export", "--model", preset, *sets, "--seed", seed, "--no-qonnx", "--out", root / name)
+        assert result.code == 0, result.stderr
+        bundles[name] = (load_bundle(root / name), n_pe)
+    return bundles
+
+
+def _inputs(bundle, n, seed):
+    """Random images drawn like the export's calibration input (``random:N:SEED``), as integer pixels."""
+    batch = parse_input(f"random:{n}:{seed}", ModelConfig(**bundle.config))
+    return encode_input(batch.x, bundle.manifest["input"])
+
+
+def _check(bundle, n_pe, backend, n, build_root=None):
+    pixels = _inputs(bundle, n, seed=n_pe)
+    trace = GoldenModel(bundle).run(pixels)
+    results = run_network(compile_bundle(bundle, n_pe=n_pe), pixels.numpy(), backend=backend, check=True,
+                          **({"build_root": build_root} if build_root else {}))
+    assert first_difference(results, trace) is None, first_difference(results, trace)
+    # the comparison covered everything the golden model traces
+    assert {f"spikes/{name}" for name in trace.spikes} <= set(results)
+    assert {f"stream/{block}" for block in trace.stream} <= set(results)
+    silent = [name for name, s in trace.spikes.items() if s.sum() == 0]
+    assert not silent, f"silent layers make the comparison trivial: {silent}"
+    return results
+
+
+@pytest.mark.parametrize("name", [n[0] for n in NETWORKS])
+def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
+    bundle, n_pe = networks[name]
+    results = _check(bundle, n_pe, "amaranth", n=2)
+    assert results["cycles"][0] > 0 and all(c > 0 for c in results["op_cycles"][0])
+
+
+@pytest.mark.parametrize("name", [n[0] for n in NETWORKS])
+def test_random_network_is_bit_exact_in_verilator(networks, name, tmp_path_factory):
+    bundle, n_pe = networks[name]
+    _check(bundle, n_pe, "verilator", n=2, build_root=tmp_path_factory.getbasetemp() / "verilator-networks")
+
+
+def test_a_corrupted_weight_is_caught_and_named(networks):
+    """The check can fail: one flipped bit in the first conv's weights of the program image shows up
+    as a difference in the first LIF layer."""
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, n_pe=n_pe)
+    image.memories["WEIGHTS"][4] ^= 1 << 3     # tile 0, input channel 0, tap (1, 1), lane 0
+    pixels = _inputs(bundle, 1, seed=0)
+    pixels[0, 0] = bundle.manifest["input"]["max"]    # every pixel lights every plane: the tap is used
+    results = run_network(image, pixels.numpy(), backend="amaranth", check=True)
+    difference = first_difference(results, GoldenModel(bundle).run(pixels))
+    assert difference is not None and difference.startswith("LIF patch_embed.block1_lif: image 0"), difference
+
+
+def test_overflow_flag_equals_the_golden_models(networks):
+    """A layer declared narrower than its values raises the same flag in hardware and golden model."""
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    conv = next(layer for layer in bundle.layers if layer["name"] == "patch_embed.block2_conv")
+    conv["acc_bits"] = 3
+    try:
+        pixels = _inputs(bundle, 1, seed=1)
+        trace = GoldenModel(bundle).run(pixels)
+        assert trace.overflow == ["patch_embed.block2_conv"]
+        results = run_network(compile_bundle(bundle, n_pe=n_pe), pixels.numpy(), backend="amaranth")
+        assert list(results["overflow"]) == ["patch_embed.block2_conv"]
+        assert first_difference(results, trace) is None
+    finally:
+        conv["acc_bits"] = bundle.manifest["layers"][[l["name"] for l in bundle.layers].index(conv["name"])][
+            "acc_bits"]
+
+
+def test_compile_refuses_what_the_hardware_cannot_hold(networks):
+    bundle, _ = networks["imagenet-d1-dim64-h2-T4"]
+    with pytest.raises(CompileError, match="10 classes need n_pe >= 10, not 4"):
+        compile_bundle(bundle, n_pe=4)
+    with pytest.raises(ValueError, match="the bundle needs at least acc_bits="):
+        compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "4"})
+    image = compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "40", "weight_rows": "5000"})
+    assert image.params["acc_bits"] == 40 and image.params["weight_rows"] == 5000
+
+
+def test_driver_refuses_an_image_for_other_hardware(networks):
+    from spikeforge.firmware.driver import Driver, DriverError, PortsBus
+    from spikeforge.sim.amaranth_runner import run_amaranth
+    from spikeforge.sim.network import accelerator
+
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, n_pe=n_pe)
+    other = dict(image.params, acc_bits=image.params["acc_bits"] + 1)
+
+    async def testbench(ports):
+        with pytest.raises(DriverError, match="register WIDTHS: the image needs"):
+            await Driver(PortsBus(ports)).load(image)
+        return True
+
+    assert run_amaranth(accelerator(**other), testbench)
+
+
+def test_sim_command_on_the_trained_digits_network_in_verilator(digits_bundle, tmp_path):
+    """The CI's end-to-end case: real digits images through Verilator with --check."""
+    trace_path = tmp_path / "hw.npz"
+    result = run_cli("sim", digits_bundle, "--backend", "verilator", "--input", "digits:4", "--check",
+                     "--trace", trace_path, "--build-dir", tmp_path / "build", "--json")
+    assert result.code == 0, result.stderr
+    report = result.json
+    assert report["bit_exact"] is True and report["n"] == 4
+    assert report["accuracy"] == report["golden_accuracy"]
+    assert len(report["predictions"]) == 4 and len(report["cycles"]["per_image"]) == 4
+    assert set(report["firing_rates"]) == set(load_bundle(digits_bundle).manifest["outputs"]["lif"])
+    assert all(0 < rate < 1 for rate in report["firing_rates"].values())
+    with np.load(trace_path) as hw:
+        assert np.array_equal(hw["logits"].argmax(1), report["predictions"])
+
+
+def test_sim_command_reports_usage_errors(digits_bundle, tmp_path):
+    result = run_cli("sim", digits_bundle, "--backend", "amaranth", "--input", "digits:1", "--set", "n_pe=4")
+    assert result.code == 2 and "10 classes need n_pe >= 10, not 4" in result.stderr
+    result = run_cli("sim", tmp_path / "missing", "--backend", "amaranth", "--input", "digits:1")
+    assert result.code == 2 and "missing" in result.stderr
