@@ -263,19 +263,20 @@ def _fuse_lif(prog, lif, fields, channels, T, H, W, widths):
     if lif is None:
         return
     constants = (lif["decay_mult"], lif["decay_shift"])
-    if widths["frac"] is None:
-        widths["frac"], widths["decay"] = lif["frac_bits"], constants
-    elif (widths["frac"], widths["decay"]) != (lif["frac_bits"], constants):
-        raise CompileError(f"layer {lif['name']!r}: every LIF must share frac_bits and decay")
+    if widths["decay"] is None:
+        widths["decay"] = constants
+    elif widths["decay"] != constants:
+        raise CompileError(f"layer {lif['name']!r}: every LIF must share the decay (tau)")
+    widths["frac"] = max(widths["frac"] or 0, lif["frac_bits"])
     widths["membrane"] = max(widths["membrane"], lif["membrane_bits"])
     out = prog.place(lif["output"], channels, T, H, W, lif=lif["name"])
-    fields.update(lif=1, out_base=out["group"], threshold_base=len(prog.thresholds))
+    fields.update(lif=1, out_base=out["group"], threshold_base=len(prog.thresholds), frac_bits=lif["frac_bits"])
     prog.thresholds += prog.lanes(prog.tables[lif["threshold"]].tolist(), pad=None)
 
 
 
-#: Parameters an override may set only to the value the bundle's LIFs use.
-_FIXED = ("frac_bits", "decay_mult", "decay_shift")
+#: Parameters an override may set only to the value the bundle's LIFs use (the decay is built in).
+_FIXED = ("decay_mult", "decay_shift")
 
 
 def _apply_overrides(needed, overrides):

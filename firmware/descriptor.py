@@ -41,6 +41,7 @@ FIELDS = (
     Field("weight_base", 20, "first weight row (ATTENTION: scratch rows for Kᵀ·V)"),
     Field("bias_base", 16, "bias row of tile 0"),
     Field("threshold_base", 16, "threshold row of tile 0"),
+    Field("frac_bits", 4, "CONV/ATTENTION: fractional bits F of the fused LIF's membrane (F = T for τ = 2)"),
     Field("head_dim", 8, "ATTENTION: channels per head d"),
     Field("sum_bits", 6, "HEAD: width of the per-channel stream sums (bit-serial steps)"),
     Field("check_bits", 6, "declared width of the result (CONV acc_bits, ATTENTION count_bits, "

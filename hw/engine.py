@@ -21,6 +21,20 @@ def _fits(value, bits):
     return (high == 0) | (high == -1)
 
 
+def _count(m, counters, finished):
+    """Advance nested loop counters ``[(signal, last value), ...]`` (innermost first) by one step;
+    when the outermost wraps, go to state ``finished``."""
+    signal, last = counters[0]
+    with m.If(signal == last):
+        m.d.sync += signal.eq(0)
+        if len(counters) > 1:
+            _count(m, counters[1:], finished)
+        else:
+            m.next = finished
+    with m.Else():
+        m.d.sync += signal.eq(signal + 1)
+
+
 def _popcount(word):
     total = Const(0, 1)
     for bit in word:
@@ -47,11 +61,16 @@ class Engine(wiring.Component):
     overflow : Out(1)
         Pulses when a result exceeds the descriptor's ``check_bits`` (or a head sum its ``sum_bits``).
     events : Out(32)
-        Accumulation events since reset.
+        Accumulation events of the descriptor running or last run.
     host_we, host_window, host_offset, host_wdata : In
         Host writes into the WEIGHTS, BIAS, THRESHOLD and SPIKES windows (only while idle).
     host_rdata : Out(host_data_bits)
         Read data of the window and offset presented one cycle earlier.
+    drain_valid, drain_tile, drain_t, drain_y, drain_x : Out
+        One drained position per cycle (CONV, ATTENTION), for single-layer checks.
+    drain_spikes : Out(n_pe)
+    drain_membrane : Out(ArrayLayout(signed(membrane_bits), n_pe))
+        The LIF's spikes and membrane H before reset at that position.
     """
 
     def __init__(self, params):
@@ -67,6 +86,8 @@ class Engine(wiring.Component):
             "overflow": Out(1), "events": Out(32),
             "host_we": In(1), "host_window": In(WINDOW_BITS), "host_offset": In(OFFSET_BITS),
             "host_wdata": In(self.host_data_bits), "host_rdata": Out(self.host_data_bits),
+            "drain_valid": Out(1), "drain_tile": Out(8), "drain_t": Out(5), "drain_y": Out(8), "drain_x": Out(8),
+            "drain_spikes": Out(p.n_pe), "drain_membrane": Out(self.membrane_word),
         })
 
     def elaborate(self, platform):
@@ -249,7 +270,7 @@ class Engine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [busy.eq(1), tile.eq(0), ci.eq(0), plane.eq(0), channel.eq(0),
+                    m.d.sync += [busy.eq(1), self.events.eq(0), tile.eq(0), ci.eq(0), plane.eq(0), channel.eq(0),
                                  channel_base.eq(0), dy.eq(0), dx.eq(0), weight_addr.eq(d.weight_base),
                                  t.eq(0), y.eq(0), x.eq(0), t_sel.eq(0), pool_r.eq(0),
                                  head_start.eq(0), head_count.eq(0), bit.eq(d.sum_bits - 1)]
@@ -310,18 +331,7 @@ class Engine(wiring.Component):
                              array.drain_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
                              array.drain_keep.eq(d.static & (t != d.T - 1)),
                              stream_read.addr.eq(stream_address(tile, t, y, x))]
-                with m.If(t == d.T - 1):
-                    m.d.sync += t.eq(0)
-                    with m.If(x == d.W - 1):
-                        m.d.sync += x.eq(0)
-                        with m.If(y == d.H - 1):
-                            m.next = "DRAIN_FLUSH"
-                        with m.Else():
-                            m.d.sync += y.eq(y + 1)
-                    with m.Else():
-                        m.d.sync += x.eq(x + 1)
-                with m.Else():
-                    m.d.sync += t.eq(t + 1)
+                _count(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "DRAIN_FLUSH")
             with m.State("DRAIN_FLUSH"):
                 m.d.sync += [t_sel.eq(0), t.eq(0), y.eq(0), x.eq(0)]
                 with m.If(tile == d.tiles - 1):
@@ -354,21 +364,8 @@ class Engine(wiring.Component):
                 m.d.comb += [spikes.word_valid.eq(1), spikes.word_addr.eq(spike_row(
                                  group_of(d.out_base, tile << lb), t, y)), spikes.word_data.eq(pooled)]
                 m.d.sync += [pool_pending.eq(0), pool_acc.eq(0)]
-                with m.If(y == pooled_H - 1):
-                    m.d.sync += y.eq(0)
-                    with m.If(t == d.T - 1):
-                        m.d.sync += t.eq(0)
-                        with m.If(tile == d.tiles - 1):
-                            m.next = "DONE"
-                        with m.Else():
-                            m.d.sync += tile.eq(tile + 1)
-                            m.next = "POOL_READ"
-                    with m.Else():
-                        m.d.sync += t.eq(t + 1)
-                        m.next = "POOL_READ"
-                with m.Else():
-                    m.d.sync += y.eq(y + 1)
-                    m.next = "POOL_READ"
+                m.next = "POOL_READ"
+                _count(m, [(y, pooled_H - 1), (t, d.T - 1), (tile, d.tiles - 1)], "DONE")
 
             # -- ATTENTION, first half: Kᵀ·V rows of timestep t_sel by AND-and-count --
             with m.State("KV"):
@@ -402,22 +399,7 @@ class Engine(wiring.Component):
                 m.d.comb += stream_read.addr.eq(stream_address(tile, t, y, x))
                 last = (x == d.W - 1) & (y == d.H - 1) & (t == d.T - 1)
                 m.d.sync += [sum_pending.eq(1), sum_last.eq(last), sum_tile.eq(tile)]
-                with m.If(x == d.W - 1):
-                    m.d.sync += x.eq(0)
-                    with m.If(y == d.H - 1):
-                        m.d.sync += y.eq(0)
-                        with m.If(t == d.T - 1):
-                            m.d.sync += t.eq(0)
-                            with m.If(tile == d.tiles - 1):
-                                m.next = "SUM_FLUSH"
-                            with m.Else():
-                                m.d.sync += tile.eq(tile + 1)
-                        with m.Else():
-                            m.d.sync += t.eq(t + 1)
-                    with m.Else():
-                        m.d.sync += y.eq(y + 1)
-                with m.Else():
-                    m.d.sync += x.eq(x + 1)
+                _count(m, [(x, d.W - 1), (y, d.H - 1), (t, d.T - 1), (tile, d.tiles - 1)], "SUM_FLUSH")
             with m.State("SUM_FLUSH"):
                 m.d.sync += [sum_pending.eq(0), ci.eq(0), logits.eq(0)]
                 m.next = "HORNER"
@@ -462,7 +444,11 @@ class Engine(wiring.Component):
             with m.If(drain_pending & ~_fits(value, d.check_bits)):
                 m.d.comb += self.overflow.eq(1)
         m.d.comb += [lif.acc.eq(total), lif.bias.eq(0), lif.threshold.eq(threshold_read.data),
+                     lif.frac_bits.eq(d.frac_bits),
                      lif.v.eq(Mux(drain_t == 0, 0, membrane))]
+        m.d.comb += [self.drain_valid.eq(drain_pending), self.drain_tile.eq(tile), self.drain_t.eq(drain_t),
+                     self.drain_y.eq(drain_y), self.drain_x.eq(drain_x), self.drain_spikes.eq(lif.spike),
+                     self.drain_membrane.eq(lif.h)]
         with m.If(drain_pending):
             m.d.sync += membrane.eq(lif.v_next)
             m.d.comb += [stream_write.en.eq(d.stream_write),

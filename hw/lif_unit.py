@@ -1,6 +1,6 @@
 """LIF unit: one integer LIF step for all lanes (docs/integer-semantics.md §3)."""
 
-from amaranth import Module, Mux, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,7 +19,7 @@ def times_constant(value, constant):
 class LIFUnit(wiring.Component):
     """Combinational LIF step of ``n_pe`` lanes.
 
-    ``H = V + ((((X << F) − V) · m) >> s)`` with ``X = acc + bias``; ``spike = H ≥ θ``;
+    ``H = V + ((((X << F) − V) · m) >> s)`` with ``X = acc + bias`` and ``F = frac_bits``; ``spike = H ≥ θ``;
     ``v_next = spike ? 0 : H``.
 
     Ports
@@ -32,6 +32,9 @@ class LIFUnit(wiring.Component):
         Per-lane θ in membrane units.
     v : In(ArrayLayout(signed(membrane_bits), n_pe))
         Membrane after the previous step (0 at t = 0).
+    frac_bits : In(4)
+        Fractional bits F of the membrane (at most the build parameter ``frac_bits``), so that one
+        build serves networks of any T.
     h : Out(ArrayLayout(signed(membrane_bits), n_pe))
         Membrane before reset.
     spike : Out(n_pe)
@@ -45,14 +48,17 @@ class LIFUnit(wiring.Component):
         acc = data.ArrayLayout(signed(params.acc_bits), params.n_pe)
         membrane = data.ArrayLayout(signed(params.membrane_bits), params.n_pe)
         super().__init__({"acc": In(acc), "bias": In(acc), "threshold": In(membrane), "v": In(membrane),
+                          "frac_bits": In(4),
                           "h": Out(membrane), "spike": Out(params.n_pe), "v_next": Out(membrane)})
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
         for lane in range(p.n_pe):
-            x = self.acc[lane] + self.bias[lane]
-            step = times_constant((x << p.frac_bits) - self.v[lane], p.decay_mult) >> p.decay_shift
+            # X << F fits the membrane (membrane_bits >= acc_bits + frac_bits + 1): bound the shift's width
+            scaled = Signal(signed(p.membrane_bits), name=f"scaled{lane}")
+            m.d.comb += scaled.eq((self.acc[lane] + self.bias[lane]) << self.frac_bits)
+            step = times_constant(scaled - self.v[lane], p.decay_mult) >> p.decay_shift
             h = self.v[lane] + step
             m.d.comb += [
                 self.h[lane].eq(h),

@@ -17,8 +17,8 @@ class EngineParams:
     ``n_pe`` lanes (output channels per tile); weights of ``weight_bits``; accumulators of
     ``acc_bits``; membranes of ``membrane_bits``; capacities as powers of two: ``max_T`` timesteps,
     ``max_cin`` input channels, ``max_tiles`` output tiles, images up to ``max_h`` × ``max_w``
-    (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: ``frac_bits``
-    F and decay ``decay_mult / 2**decay_shift`` (docs/integer-semantics.md §3).
+    (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: the largest
+    ``frac_bits`` F (each layer names its own, up to this) and decay ``decay_mult / 2**decay_shift`` (docs/integer-semantics.md §3).
     """
 
     n_pe: int = 16
@@ -40,7 +40,7 @@ class EngineParams:
             if not _power_of_two(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
         for name, lo, hi in (("weight_bits", 2, 16), ("acc_bits", 4, 48), ("membrane_bits", 4, 64),
-                             ("frac_bits", 0, 16), ("decay_shift", 0, 16)):
+                             ("frac_bits", 0, 15), ("decay_shift", 0, 16)):
             value = getattr(self, name)
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")

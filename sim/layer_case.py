@@ -128,11 +128,14 @@ async def layer_testbench(ports, case, params):
                     row += 1
         await load(LOAD_BIAS, tile, pack_lanes(lanes(case.bias, tile), params.acc_bits))
         await load(LOAD_THRESHOLD, tile, pack_lanes(lanes(case.threshold, tile), params.membrane_bits))
-    for t in range(T):
-        for ci in range(cin):
+    for t in range(T):   # spike words: n_pe channels of one image row
+        for group in range(-(-cin // n)):
             for y in range(H):
-                word = sum(int(case.spikes[t, ci, y, x]) << x for x in range(W))
-                addr = (((t << params.c_bits) | ci) << params.h_bits) | y
+                word = 0
+                for lane, ci in enumerate(range(group * n, min(cin, (group + 1) * n))):
+                    row = sum(int(case.spikes[t, ci, y, x]) << x for x in range(W))
+                    word |= row << (lane * params.max_w)
+                addr = (((group << params.t_bits) | t) << params.h_bits) | y
                 await load(LOAD_SPIKES, addr, word)
     await ports.write("load_valid", 0)
     for name, value in (("cin", cin), ("tiles", tiles), ("T", T), ("H", H), ("W", W), ("kernel3", int(k == 3))):

@@ -165,21 +165,13 @@ def first_difference(results, trace):
         place = ", ".join(f"{n} {i}" for n, i in zip(names, index))
         return f"{what}: {place}: hardware {hw[index]}, golden {golden[index]}"
 
-    for name, spikes in trace.spikes.items():
-        key = f"spikes/{name}"
-        if key in results:
-            found = where(results[key], spikes, f"LIF {name}")
-            if found:
-                return found
-    for block, stream in trace.stream.items():
-        key = f"stream/{block}"
-        if key in results:
-            found = where(results[key], stream, f"stream after {block}")
-            if found:
-                return found
-    found = where(results["logits"], trace.logits, "logits")
-    if found:
-        return found
+    compared = ([(f"spikes/{name}", spikes, f"LIF {name}") for name, spikes in trace.spikes.items()]
+                + [(f"stream/{block}", stream, f"stream after {block}") for block, stream in trace.stream.items()]
+                + [("logits", trace.logits, "logits")])
+    for key, golden, what in compared:
+        found = key in results and where(results[key], golden, what)
+        if found:
+            return found
     golden_overflow = bool(trace.overflow)
     for i, name in enumerate(results["overflow"]):
         if bool(name) != golden_overflow:

@@ -11,15 +11,18 @@ from spikeforge.quant import GoldenModel, encode_input, load_bundle
 from spikeforge.sim.network import first_difference, run_network
 from spikeforge.tests.helpers import run_cli
 
-# (id, preset, overrides, n_pe): depth 1–2, dim 16–64, heads 1–4, T 1–4, both families
+# (id, preset, overrides, n_pe in the Amaranth simulator): depth 1–2, dim 16–64, heads 1–4, T 1–4,
+# both families; n_pe and widths vary per network there, while Verilator runs all on one build.
 NETWORKS = [
     ("cifar-d1-dim16-h1-T1", "cifar10-4-384", dict(depth=1, dim=16, heads=1, T=1, img_size=8, num_classes=4), 4),
     ("cifar-d2-dim32-h4-T2", "cifar10-4-384", dict(depth=2, dim=32, heads=4, T=2, img_size=8, num_classes=8), 8),
-    ("imagenet-d1-dim64-h2-T4", "imagenet-8-384", dict(depth=1, dim=64, heads=2, T=4, img_size=16,
-                                                       num_classes=10), 16),
-    ("imagenet-d2-dim24-h3-T3", "imagenet-8-384", dict(depth=2, dim=24, heads=3, T=3, img_size=16,
+    ("imagenet-d1-dim64-h4-T1", "imagenet-8-384", dict(depth=1, dim=64, heads=4, T=1, img_size=8,
+                                                       num_classes=8), 16),
+    ("imagenet-d2-dim24-h3-T4", "imagenet-8-384", dict(depth=2, dim=24, heads=3, T=4, img_size=8,
                                                        num_classes=8), 8),
 ]
+#: Lanes of the one Verilator build that runs every network.
+SHARED_N_PE = 8
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +35,20 @@ def networks(tmp_path_factory):
         result = run_cli("export", "--model", preset, *sets, "--seed", seed, "--no-qonnx", "--out", root / name)
         assert result.code == 0, result.stderr
         bundles[name] = (load_bundle(root / name), n_pe)
+        bundles[name][0].seed = seed
     return bundles
 
 
-def _inputs(bundle, n, seed):
-    """Random images drawn like the export's calibration input (``random:N:SEED``), as integer pixels."""
-    batch = parse_input(f"random:{n}:{seed}", ModelConfig(**bundle.config))
+def _inputs(bundle, n):
+    """Images of the export's calibration input (``random:N:SEED``, the activity was tuned on them)."""
+    batch = parse_input(f"random:{n}:{bundle.seed}", ModelConfig(**bundle.config))
     return encode_input(batch.x, bundle.manifest["input"])
 
 
-def _check(bundle, n_pe, backend, n, build_root=None):
-    pixels = _inputs(bundle, n, seed=n_pe)
+def _check(image, bundle, backend, n, build_root=None):
+    pixels = _inputs(bundle, n)
     trace = GoldenModel(bundle).run(pixels)
-    results = run_network(compile_bundle(bundle, n_pe=n_pe), pixels.numpy(), backend=backend, check=True,
+    results = run_network(image, pixels.numpy(), backend=backend, check=True,
                           **({"build_root": build_root} if build_root else {}))
     assert first_difference(results, trace) is None, first_difference(results, trace)
     # the comparison covered everything the golden model traces
@@ -58,14 +62,24 @@ def _check(bundle, n_pe, backend, n, build_root=None):
 @pytest.mark.parametrize("name", [n[0] for n in NETWORKS])
 def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
     bundle, n_pe = networks[name]
-    results = _check(bundle, n_pe, "amaranth", n=2)
+    results = _check(compile_bundle(bundle, n_pe=n_pe), bundle, "amaranth", n=1)
     assert results["cycles"][0] > 0 and all(c > 0 for c in results["op_cycles"][0])
 
 
+@pytest.fixture(scope="module")
+def shared_overrides(networks):
+    """Build parameters large enough for every network: one Verilator build runs them all (the LIF's
+    fractional bits are a descriptor field, so networks of any T share the hardware)."""
+    needed = [compile_bundle(bundle, n_pe=SHARED_N_PE).params for bundle, _ in networks.values()]
+    return {key: str(max(p[key] for p in needed)) for key in needed[0] if key not in ("decay_mult", "decay_shift")}
+
+
 @pytest.mark.parametrize("name", [n[0] for n in NETWORKS])
-def test_random_network_is_bit_exact_in_verilator(networks, name, tmp_path_factory):
-    bundle, n_pe = networks[name]
-    _check(bundle, n_pe, "verilator", n=2, build_root=tmp_path_factory.getbasetemp() / "verilator-networks")
+def test_random_network_is_bit_exact_in_verilator(networks, shared_overrides, name, tmp_path_factory):
+    bundle, _ = networks[name]
+    image = compile_bundle(bundle, overrides=shared_overrides)
+    assert image.params["n_pe"] == SHARED_N_PE
+    _check(image, bundle, "verilator", n=2, build_root=tmp_path_factory.getbasetemp() / "verilator-networks")
 
 
 def test_a_corrupted_weight_is_caught_and_named(networks):
@@ -74,7 +88,7 @@ def test_a_corrupted_weight_is_caught_and_named(networks):
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     image = compile_bundle(bundle, n_pe=n_pe)
     image.memories["WEIGHTS"][4] ^= 1 << 3     # tile 0, input channel 0, tap (1, 1), lane 0
-    pixels = _inputs(bundle, 1, seed=0)
+    pixels = _inputs(bundle, 1)
     pixels[0, 0] = bundle.manifest["input"]["max"]    # every pixel lights every plane: the tap is used
     results = run_network(image, pixels.numpy(), backend="amaranth", check=True)
     difference = first_difference(results, GoldenModel(bundle).run(pixels))
@@ -87,7 +101,7 @@ def test_overflow_flag_equals_the_golden_models(networks):
     conv = next(layer for layer in bundle.layers if layer["name"] == "patch_embed.block2_conv")
     conv["acc_bits"] = 3
     try:
-        pixels = _inputs(bundle, 1, seed=1)
+        pixels = _inputs(bundle, 1)
         trace = GoldenModel(bundle).run(pixels)
         assert trace.overflow == ["patch_embed.block2_conv"]
         results = run_network(compile_bundle(bundle, n_pe=n_pe), pixels.numpy(), backend="amaranth")
@@ -99,8 +113,8 @@ def test_overflow_flag_equals_the_golden_models(networks):
 
 
 def test_compile_refuses_what_the_hardware_cannot_hold(networks):
-    bundle, _ = networks["imagenet-d1-dim64-h2-T4"]
-    with pytest.raises(CompileError, match="10 classes need n_pe >= 10, not 4"):
+    bundle, _ = networks["imagenet-d1-dim64-h4-T1"]
+    with pytest.raises(CompileError, match="8 classes need n_pe >= 8, not 4"):
         compile_bundle(bundle, n_pe=4)
     with pytest.raises(ValueError, match="the bundle needs at least acc_bits="):
         compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "4"})
