@@ -295,4 +295,6 @@ def _apply_overrides(needed, overrides):
         if value < params[key]:
             raise ValueError(f"--set {key}={value}: the bundle needs at least {key}={params[key]}")
         params[key] = value
+    if "membrane_bits" not in (overrides or {}):   # a wider accumulator or more fraction bits widen it
+        params["membrane_bits"] = max(params["membrane_bits"], params["acc_bits"] + params["frac_bits"] + 1)
     return AcceleratorParams(**params)

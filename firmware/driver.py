@@ -1,7 +1,8 @@
 """Host driver: loads a program image, runs images and reads results through the register map.
 
-The driver speaks only to a *bus* (``await bus.write(address, value)``, ``await bus.read(address)``,
-``await bus.wait_done()``); :class:`PortsBus` is that bus over the simulation transports of
+The driver speaks only to a *bus* (``await bus.write(address, value)``,
+``await bus.write_block(address, words)``, ``await bus.read(address)``, ``await bus.wait_done()``);
+:class:`PortsBus` is that bus over the simulation transports of
 :mod:`spikeforge.sim.transport` (the Amaranth simulator and cocotb/Verilator), and a board would
 supply its own.
 """
@@ -39,6 +40,15 @@ class PortsBus:
         await self.ports.tick()
         await self.ports.write("bus_we", 0)
 
+    async def write_block(self, addr, words):
+        """Write ``words`` to consecutive addresses from ``addr``, one per cycle."""
+        await self.ports.write("bus_we", 1)
+        for offset, word in enumerate(words):
+            await self.ports.write("bus_addr", addr + offset)
+            await self.ports.write("bus_wdata", word)
+            await self.ports.tick()
+        await self.ports.write("bus_we", 0)
+
     async def read(self, addr):
         await self.ports.write("bus_addr", addr)
         await self.ports.tick()
@@ -54,7 +64,7 @@ class Driver:
     Parameters
     ----------
     bus : object
-        Provides ``write``, ``read`` and ``wait_done`` coroutines (see :class:`PortsBus`).
+        Provides ``write``, ``write_block``, ``read`` and ``wait_done`` coroutines (see :class:`PortsBus`).
     """
 
     def __init__(self, bus):
@@ -79,8 +89,7 @@ class Driver:
             if found[name] != value:
                 raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found[name]:#x}")
         for window_name, words in image.memories.items():
-            for offset, word in enumerate(words):
-                await self.bus.write(address(window_name, offset), int(word))
+            await self.bus.write_block(address(window_name), [int(word) for word in words])
         self.image = image
 
     def _spike_address(self, group, t, y):

@@ -15,14 +15,15 @@ from spikeforge.tests.helpers import run_cli
 # both families; n_pe and widths vary per network there, while Verilator runs all on one build.
 NETWORKS = [
     ("cifar-d1-dim16-h1-T1", "cifar10-4-384", dict(depth=1, dim=16, heads=1, T=1, img_size=8, num_classes=4), 4),
-    ("cifar-d2-dim32-h4-T2", "cifar10-4-384", dict(depth=2, dim=32, heads=4, T=2, img_size=8, num_classes=8), 8),
-    ("imagenet-d1-dim64-h4-T1", "imagenet-8-384", dict(depth=1, dim=64, heads=4, T=1, img_size=8,
+    ("cifar-d2-dim32-h4-T2", "cifar10-4-384", dict(depth=2, dim=32, heads=4, T=2, img_size=8, in_channels=1,
+                                                   num_classes=8), 8),
+    ("imagenet-d1-dim64-h4-T1", "imagenet-8-384", dict(depth=1, dim=64, heads=4, T=1, img_size=16, in_channels=1,
                                                        num_classes=8), 16),
-    ("imagenet-d2-dim24-h3-T4", "imagenet-8-384", dict(depth=2, dim=24, heads=3, T=4, img_size=8,
+    ("imagenet-d2-dim24-h3-T4", "imagenet-8-384", dict(depth=2, dim=24, heads=3, T=4, img_size=16, in_channels=1,
                                                        num_classes=8), 8),
 ]
-#: Lanes of the one Verilator build that runs every network.
-SHARED_N_PE = 8
+#: Lanes of the one Verilator build that runs every network (the digits network's 10 classes need 16).
+SHARED_N_PE = 16
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +68,28 @@ def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
 
 
 @pytest.fixture(scope="module")
-def shared_overrides(networks):
-    """Build parameters large enough for every network: one Verilator build runs them all (the LIF's
-    fractional bits are a descriptor field, so networks of any T share the hardware)."""
-    needed = [compile_bundle(bundle, n_pe=SHARED_N_PE).params for bundle, _ in networks.values()]
+def shared_overrides(networks, digits_bundle):
+    """Build parameters large enough for every network and the trained digits network: one Verilator
+    build runs them all (the LIF's fractional bits are a descriptor field, so any T shares it)."""
+    bundles = [bundle for bundle, _ in networks.values()] + [load_bundle(digits_bundle)]
+    needed = [compile_bundle(bundle, n_pe=SHARED_N_PE).params for bundle in bundles]
     return {key: str(max(p[key] for p in needed)) for key in needed[0] if key not in ("decay_mult", "decay_shift")}
 
 
+@pytest.fixture(scope="module")
+def shared_build(tmp_path_factory):
+    """Where the shared Verilator build lives (the working directory of the CLI test below)."""
+    root = tmp_path_factory.mktemp("shared")
+    (root / "verilator").mkdir()
+    return root
+
+
 @pytest.mark.parametrize("name", [n[0] for n in NETWORKS])
-def test_random_network_is_bit_exact_in_verilator(networks, shared_overrides, name, tmp_path_factory):
+def test_random_network_is_bit_exact_in_verilator(networks, shared_overrides, shared_build, name):
     bundle, _ = networks[name]
     image = compile_bundle(bundle, overrides=shared_overrides)
     assert image.params["n_pe"] == SHARED_N_PE
-    _check(image, bundle, "verilator", n=2, build_root=tmp_path_factory.getbasetemp() / "verilator-networks")
+    _check(image, bundle, "verilator", n=1, build_root=shared_build / "verilator")
 
 
 def test_a_corrupted_weight_is_caught_and_named(networks):
@@ -118,8 +128,10 @@ def test_compile_refuses_what_the_hardware_cannot_hold(networks):
         compile_bundle(bundle, n_pe=4)
     with pytest.raises(ValueError, match="the bundle needs at least acc_bits="):
         compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "4"})
-    image = compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "40", "weight_rows": "5000"})
-    assert image.params["acc_bits"] == 40 and image.params["weight_rows"] == 5000
+    needed = compile_bundle(bundle, n_pe=16).params
+    image = compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "40", "weight_rows": str(needed["weight_rows"] + 1)})
+    assert image.params["acc_bits"] == 40 and image.params["weight_rows"] == needed["weight_rows"] + 1
+    assert image.params["membrane_bits"] >= 40 + image.params["frac_bits"] + 1
 
 
 def test_driver_refuses_an_image_for_other_hardware(networks):
@@ -129,7 +141,7 @@ def test_driver_refuses_an_image_for_other_hardware(networks):
 
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     image = compile_bundle(bundle, n_pe=n_pe)
-    other = dict(image.params, acc_bits=image.params["acc_bits"] + 1)
+    other = dict(image.params, acc_bits=image.params["acc_bits"] + 1, membrane_bits=image.params["membrane_bits"] + 1)
 
     async def testbench(ports):
         with pytest.raises(DriverError, match="register WIDTHS: the image needs"):
@@ -139,11 +151,14 @@ def test_driver_refuses_an_image_for_other_hardware(networks):
     assert run_amaranth(accelerator(**other), testbench)
 
 
-def test_sim_command_on_the_trained_digits_network_in_verilator(digits_bundle, tmp_path):
-    """The CI's end-to-end case: real digits images through Verilator with --check."""
+def test_sim_command_on_the_trained_digits_network_in_verilator(digits_bundle, shared_overrides, shared_build,
+                                                                tmp_path):
+    """The CI's end-to-end case: real digits images through Verilator with --check (on the shared build;
+    a relative --build-dir, as users type it, while the simulator process runs elsewhere)."""
     trace_path = tmp_path / "hw.npz"
+    sets = [arg for key, value in shared_overrides.items() for arg in ("--set", f"{key}={value}")]
     result = run_cli("sim", digits_bundle, "--backend", "verilator", "--input", "digits:4", "--check",
-                     "--trace", trace_path, "--build-dir", tmp_path / "build", "--json")
+                     "--trace", trace_path, *sets, "--build-dir", "verilator", "--json", cwd=shared_build)
     assert result.code == 0, result.stderr
     report = result.json
     assert report["bit_exact"] is True and report["n"] == 4
