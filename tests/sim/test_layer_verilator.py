@@ -29,7 +29,7 @@ def build_root(tmp_path_factory):
 def test_layer_engine_in_verilator_is_bit_exact(case_args, build_root):
     kind, cin, cout, size, T, rate, bits, n_pe, seed = case_args
     # 8-bit weight lanes hold the 4-bit cases too, so the builds are shared
-    params = EngineParams(n_pe=n_pe, weight_bits=8, max_T=4, max_cin=4, max_tiles=2, max_h=4, max_w=8,
+    params = EngineParams(n_pe=n_pe, weight_bits=8, max_T=4, max_cin=4, max_tiles=4, max_h=4, max_w=8,
                           frac_bits=4)
     case = random_case(kind, cin, cout, size=size, T=T, rate=rate, bits=bits, seed=seed, params=params)
     case.frac_bits = params.frac_bits
