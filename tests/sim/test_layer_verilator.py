@@ -11,11 +11,8 @@ from spikeforge.tests.helpers import run_cli
 
 CASES = [  # (kind, cin, cout, size, T, rate, bits, n_pe, seed): two builds (4 and 16 lanes) serve all
     ("conv3x3", 3, 5, (3, 4), 2, 0.5, 8, 4, 1),
-    ("conv1x1", 4, 6, (2, 3), 3, 0.05, 8, 4, 2),
     ("linear", 2, 3, (1, 6), 2, 1.0, 8, 4, 3),
     ("conv3x3", 2, 9, (2, 2), 2, 0.0, 4, 16, 4),
-    ("conv1x1", 3, 20, (2, 2), 2, 0.5, 4, 16, 5),
-    ("conv3x3", 2, 7, (3, 3), 2, 0.5, 4, 4, 6),
     ("linear", 2, 40, (1, 4), 2, 0.5, 4, 16, 7),
 ]
 
