@@ -8,7 +8,7 @@ from spikeforge.firmware.descriptor import DESCRIPTOR_BITS
 from spikeforge.firmware.regmap import (CTRL_BITS, OFFSET_BITS, STATUS_BITS, VERSION, WINDOW_BITS,
                                         register, window)
 
-from .engine import Engine
+from .engine import Engine, host_data_bits
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator"]
@@ -36,17 +36,15 @@ class Accelerator(wiring.Component):
 
     def __init__(self, params):
         self.params = params
-        self.engine = Engine(params)
-        self.sequencer = Sequencer(params.program_depth)
-        self.data_bits = max(self.engine.host_data_bits, DESCRIPTOR_BITS, 32)
+        self.data_bits = max(host_data_bits(params), DESCRIPTOR_BITS, 32)
         super().__init__({"bus_addr": In(WINDOW_BITS + OFFSET_BITS), "bus_we": In(1),
                           "bus_wdata": In(self.data_bits), "bus_rdata": Out(self.data_bits), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        m.submodules.engine = engine = self.engine
-        m.submodules.sequencer = seq = self.sequencer
+        m.submodules.engine = engine = Engine(p)
+        m.submodules.sequencer = seq = Sequencer(p.program_depth)
         m.submodules.program = program = memory.Memory(shape=DESCRIPTOR_BITS, depth=p.program_depth, init=[])
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
         offset, win = self.bus_addr[:OFFSET_BITS], self.bus_addr[OFFSET_BITS:]

@@ -12,7 +12,7 @@ from .lif_unit import LIFUnit
 from .spike_memory import SpikeMemory
 from .spike_to_event import SpikeToEvent
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "host_data_bits"]
 
 
 def _fits(value, bits):
@@ -40,6 +40,12 @@ def _popcount(word):
     for bit in word:
         total = total + bit
     return total
+
+
+def host_data_bits(params):
+    """Width of the engine's host data: its widest memory word (threshold, bias, weight or spike rows)."""
+    p = params
+    return p.n_pe * max(p.weight_bits, p.acc_bits, p.membrane_bits, p.max_w)
 
 
 class Engine(wiring.Component):
@@ -78,9 +84,7 @@ class Engine(wiring.Component):
         self.row = data.ArrayLayout(signed(p.weight_bits), p.n_pe)
         self.acc_word = data.ArrayLayout(signed(p.acc_bits), p.n_pe)
         self.membrane_word = data.ArrayLayout(signed(p.membrane_bits), p.n_pe)
-        self.spikes = SpikeMemory(p)
-        self.host_data_bits = max(self.row.size, self.acc_word.size, self.membrane_word.size,
-                                  self.spikes.group_word.size)
+        self.host_data_bits = host_data_bits(p)
         super().__init__({
             "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "busy": Out(1), "done": Out(1),
             "overflow": Out(1), "events": Out(32),
@@ -95,7 +99,7 @@ class Engine(wiring.Component):
         p = self.params
         d = self.desc
         lb = p.lane_bits
-        m.submodules.spikes = spikes = self.spikes
+        m.submodules.spikes = spikes = SpikeMemory(p)
         m.submodules.array = array = AccumulatorArray(p)
         m.submodules.scanner = scanner = SpikeToEvent(p.max_w)
         m.submodules.row_scanner = row_scanner = SpikeToEvent(p.max_T * p.max_h)

@@ -3,14 +3,14 @@ accelerator's :class:`~spikeforge.hw.engine.Engine` with a fixed CONV descriptor
 
 from dataclasses import asdict
 
-from amaranth import Module, Signal
-from amaranth.lib import wiring
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.descriptor import OPCODES
 from spikeforge.firmware.regmap import window
 
-from .engine import Engine
+from .engine import Engine, host_data_bits
 from .params import AcceleratorParams
 
 __all__ = ["LayerEngine", "LOAD_WEIGHTS", "LOAD_BIAS", "LOAD_THRESHOLD", "LOAD_SPIKES", "layer_params"]
@@ -61,22 +61,21 @@ class LayerEngine(wiring.Component):
 
     def __init__(self, params):
         self.params = params
-        self.engine = Engine(layer_params(params))
-        p = self.engine.params
+        p = layer_params(params)
         super().__init__({
             "load_valid": In(1), "load_target": In(2), "load_addr": In(20),
-            "load_data": In(self.engine.host_data_bits),
+            "load_data": In(host_data_bits(p)),
             "cin": In(p.c_bits + 1), "tiles": In(p.tile_bits + 1), "T": In(p.t_bits + 1),
             "H": In(p.h_bits + 1), "W": In(p.w_bits + 1), "kernel3": In(1),
             "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32), "events": Out(32),
             "out_valid": Out(1), "out_tile": Out(max(1, p.tile_bits)), "out_t": Out(max(1, p.t_bits)),
             "out_y": Out(max(1, p.h_bits)), "out_x": Out(max(1, p.w_bits)), "out_spikes": Out(p.n_pe),
-            "out_membrane": Out(self.engine.membrane_word),
+            "out_membrane": Out(data.ArrayLayout(signed(p.membrane_bits), p.n_pe)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine = engine = self.engine
+        m.submodules.engine = engine = Engine(layer_params(self.params))
         desc = engine.desc
         input_groups = -(-self.params.max_cin // self.params.n_pe)
         target_window = Signal(len(engine.host_window))
