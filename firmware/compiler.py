@@ -14,6 +14,7 @@ from spikeforge.quant.bundle import Bundle, load_bundle
 
 from .descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from .image import ProgramImage
+from .regmap import pack_lanes
 
 __all__ = ["CompileError", "compile_bundle", "DEFAULT_N_PE"]
 
@@ -32,18 +33,6 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def _unsigned(value, bits):
-    return int(value) & ((1 << bits) - 1)
-
-
-def _row(values, bits):
-    """Pack lane values (lane 0 lowest) as one unsigned word of ``len(values) * bits`` bits."""
-    word = 0
-    for lane, value in enumerate(values):
-        word |= _unsigned(value, bits) << (lane * bits)
-    return word
-
-
 class _Program:
     def __init__(self, n_pe, tables):
         self.n_pe, self.tables = n_pe, tables
@@ -51,7 +40,7 @@ class _Program:
         self.weights, self.biases, self.thresholds = [], [], []   # lane lists, packed at the end
         self.groups = 0
         self.spikes = {}            # tensor name -> placement
-        self.scratch = None         # (base, rows) of the attention's Kᵀ·V rows
+        self.scratch_rows = 0       # the attention's Kᵀ·V rows (shared by every attention)
 
     def place(self, name, channels, T, H, W, **extra):
         groups = _ceil_div(channels, self.n_pe)
@@ -182,8 +171,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                 widths["weight"] = (H * W).bit_length() + 1     # Kᵀ·V counts ≤ N live in weight rows
             zero_bias = len(prog.biases)     # the attention adds no bias: one zero row per tile
             prog.biases += [[0] * n_pe] * _ceil_div(C, n_pe)
-            if prog.scratch is None or prog.scratch[1] < C:
-                prog.scratch = (None, C)
+            prog.scratch_rows = max(prog.scratch_rows, C)
             fields = dict(op=OPCODES["ATTENTION"], cin=C, planes=1, tiles=_ceil_div(C, n_pe), T=T, H=H, W=W,
                           in_base=q["group"], k_base=k_["group"], v_base=v["group"], head_dim=C // heads,
                           bias_base=zero_bias, check_bits=layer["count_bits"])
@@ -213,9 +201,9 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
             max_cin = max(max_cin, C)
     prog.emit("end", op=OPCODES["END"])
 
-    if prog.scratch is not None:   # Kᵀ·V rows after all weights; every attention shares them
+    if prog.scratch_rows:   # Kᵀ·V rows after all weights; every attention shares them
         base = len(prog.weights)
-        prog.weights += [[0] * n_pe] * prog.scratch[1]
+        prog.weights += [[0] * n_pe] * prog.scratch_rows
         for fields in prog.descriptors:
             if fields["op"] == OPCODES["ATTENTION"]:
                 fields["weight_base"] = base
@@ -239,9 +227,9 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                   for row in prog.thresholds]
     memories = {
         "PROGRAM": [pack(**fields) for fields in prog.descriptors],
-        "WEIGHTS": [_row(row, params.weight_bits) for row in prog.weights],
-        "BIAS": [_row(row, acc_bits) for row in prog.biases],
-        "THRESHOLD": [_row(row, membrane_bits) for row in thresholds] or [0],
+        "WEIGHTS": [pack_lanes(row, params.weight_bits) for row in prog.weights],
+        "BIAS": [pack_lanes(row, acc_bits) for row in prog.biases],
+        "THRESHOLD": [pack_lanes(row, membrane_bits) for row in thresholds] or [0],
     }
     word_bits = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": n_pe * params.weight_bits, "BIAS": n_pe * acc_bits,
                  "THRESHOLD": n_pe * membrane_bits}

@@ -9,21 +9,13 @@ supply its own.
 
 import numpy as np
 
-from .regmap import CTRL_BITS, STATUS_BITS, VERSION, address, register
+from .regmap import CTRL_BITS, STATUS_BITS, VERSION, address, register, unpack_lanes
 
 __all__ = ["Driver", "PortsBus", "DriverError"]
 
 
 class DriverError(RuntimeError):
     """The accelerator reported an error, or the image does not match the hardware."""
-
-
-def _lanes(word, lanes, bits, signed):
-    mask = (1 << bits) - 1
-    values = [(word >> (lane * bits)) & mask for lane in range(lanes)]
-    if signed:
-        values = [v - (1 << bits) if v >> (bits - 1) else v for v in values]
-    return values
 
 
 class PortsBus:
@@ -139,7 +131,7 @@ class Driver:
     async def read_logits(self):
         p = self.image.params
         word = await self.bus.read(address("LOGITS"))
-        return _lanes(word, p["n_pe"], p["acc_bits"], signed=True)[:self.image.layout["classes"]]
+        return unpack_lanes(word, p["n_pe"], p["acc_bits"])[:self.image.layout["classes"]]
 
     async def read_layer(self, name):
         """Spikes of LIF layer ``name`` as an int64 array ``[T, C, H, W]``."""
@@ -151,7 +143,7 @@ class Driver:
             for t in range(place["T"]):
                 for y in range(place["H"]):
                     word = await self.bus.read(self._spike_address(place["group"] + group, t, y))
-                    for lane, row in enumerate(_lanes(word, n_pe, max_w, signed=False)):
+                    for lane, row in enumerate(unpack_lanes(word, n_pe, max_w, signed=False)):
                         out[t, group * n_pe + lane, y] = (row >> np.arange(place["W"])) & 1
         return out[:, :place["channels"]]
 
@@ -168,7 +160,7 @@ class Driver:
                     for x in range(spec["W"]):
                         offset = (((tile << t_bits | t) << h_bits | y) << w_bits) | x
                         word = await self.bus.read(address("STREAM", offset))
-                        out[t, tile * n_pe:(tile + 1) * n_pe, y, x] = _lanes(word, n_pe, acc_bits, signed=True)
+                        out[t, tile * n_pe:(tile + 1) * n_pe, y, x] = unpack_lanes(word, n_pe, acc_bits)
         return out[:, :spec["channels"]]
 
     async def read_op_cycles(self):

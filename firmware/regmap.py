@@ -13,7 +13,8 @@ Writes take effect at the clock edge; read data appear one cycle after the addre
 from typing import NamedTuple
 
 __all__ = ["OFFSET_BITS", "WINDOW_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
-           "STATUS_BITS", "CTRL_BITS", "register", "window", "address"]
+           "STATUS_BITS", "CTRL_BITS", "register", "window", "address", "pack_lanes",
+           "unpack_lanes"]
 
 #: Offset bits of one window (each window spans 2**OFFSET_BITS words).
 OFFSET_BITS = 20
@@ -90,3 +91,18 @@ def address(window_name, offset=0):
     if not 0 <= offset < 1 << OFFSET_BITS:
         raise ValueError(f"offset must lie in [0, 2**{OFFSET_BITS}), not {offset!r}")
     return window(window_name).index << OFFSET_BITS | offset
+
+
+def pack_lanes(values, bits):
+    """One multi-lane word: ``values`` (lane 0 lowest), each two's complement on ``bits`` bits."""
+    word = 0
+    for lane, value in enumerate(values):
+        word |= (int(value) & ((1 << bits) - 1)) << (lane * bits)
+    return word
+
+
+def unpack_lanes(word, lanes, bits, signed=True):
+    """The ``lanes`` values of a multi-lane word (two's complement when ``signed``)."""
+    mask = (1 << bits) - 1
+    values = [(word >> (lane * bits)) & mask for lane in range(lanes)]
+    return [v - (1 << bits) if signed and v >> (bits - 1) else v for v in values]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeforge.firmware.regmap import pack_lanes, unpack_lanes
 from spikeforge.quant.golden import conv_integer, lif_integer
 
 from .cycles import layer_cycles
@@ -80,22 +81,6 @@ def check_fits(case, params):
                              f"(raise it with --set {field}=...)")
 
 
-def pack_lanes(values, bits):
-    """Unsigned integer of ``values`` (lane 0 lowest), each two's complement on ``bits`` bits."""
-    word = 0
-    for lane, value in enumerate(values):
-        word |= (int(value) & ((1 << bits) - 1)) << (lane * bits)
-    return word
-
-
-def _unpack_signed(word, bits, lanes):
-    values = []
-    for lane in range(lanes):
-        v = (word >> (lane * bits)) & ((1 << bits) - 1)
-        values.append(v - (1 << bits) if v >> (bits - 1) else v)
-    return values
-
-
 async def layer_testbench(ports, case, params):
     """Load ``case`` through the engine's ports, run it, and return the streamed results:
     ``{"spikes", "membranes"}`` as nested lists ``[T][Cout][H][W]``, plus ``cycles`` and ``events``."""
@@ -151,7 +136,7 @@ async def layer_testbench(ports, case, params):
         if ports.read("out_valid"):
             tile, t, y, x = (ports.read(f"out_{f}") for f in ("tile", "t", "y", "x"))
             bits = ports.read("out_spikes")
-            values = _unpack_signed(ports.read("out_membrane"), params.membrane_bits, n)
+            values = unpack_lanes(ports.read("out_membrane"), n, params.membrane_bits)
             for lane in range(n):
                 channel = tile * n + lane
                 if channel < cout:
