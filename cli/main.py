@@ -117,7 +117,7 @@ def _demo(args, out):
 
     from spikeforge.firmware.compiler import compile_bundle
     from spikeforge.hw.netlist import write_verilog
-    from spikeforge.hw.params import AcceleratorParams
+    from spikeforge.interface.params import AcceleratorParams
     from spikeforge.model import make_config
     from spikeforge.model.data import training_data
     from spikeforge.model.train import TrainSettings, evaluate, load_checkpoint, save_checkpoint, train
@@ -280,7 +280,7 @@ def _golden(args, out):
 def _verilog(args, out):
     from spikeforge.firmware.compiler import compile_bundle
     from spikeforge.hw.netlist import TOP_NAME, multiplier_cells, write_verilog, yosys_cell_counts
-    from spikeforge.hw.params import AcceleratorParams
+    from spikeforge.interface.params import AcceleratorParams
 
     from .common import parse_overrides
 
@@ -393,7 +393,8 @@ def _sim(args, out):
 
 
 def _sim_layer(args, out):
-    from spikeforge.hw.params import EngineParams
+    from spikeforge.interface.bits import next_power_of_two
+    from spikeforge.interface.params import EngineParams
     from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound
     from spikeforge.sim.layer import run_layer
     from spikeforge.sim.layer_case import random_case
@@ -403,10 +404,10 @@ def _sim_layer(args, out):
         size = (int(height), int(width))
     except ValueError:
         raise ValueError(f"--size {args.size!r}: expected HxW, e.g. 4x4") from None
-    overrides = {"n_pe": args.n_pe, "weight_bits": args.bits, "max_T": _next_power_of_two(args.T),
-                 "max_cin": _next_power_of_two(args.cin), "max_tiles": _next_power_of_two(-(-args.cout // args.n_pe)),
-                 "max_h": _next_power_of_two(1 if args.kind == "linear" else size[0]),
-                 "max_w": _next_power_of_two(size[0] * size[1] if args.kind == "linear" else size[1]),
+    overrides = {"n_pe": args.n_pe, "weight_bits": args.bits, "max_T": next_power_of_two(args.T),
+                 "max_cin": next_power_of_two(args.cin), "max_tiles": next_power_of_two(-(-args.cout // args.n_pe)),
+                 "max_h": next_power_of_two(1 if args.kind == "linear" else size[0]),
+                 "max_w": next_power_of_two(size[0] * size[1] if args.kind == "linear" else size[1]),
                  "frac_bits": args.T}
     params = EngineParams(**overrides)
     case = random_case(args.kind, args.cin, args.cout, size=size, T=args.T, rate=args.rate, bits=args.bits,
@@ -430,10 +431,6 @@ def _sim_layer(args, out):
     if difference is not None:
         raise CheckFailed(f"{what} differs at timestep {t}, channel {c}, position ({y}, {x}): "
                           f"golden {golden}, hardware {got}")
-
-
-def _next_power_of_two(n):
-    return 1 << max(0, (int(n) - 1).bit_length())
 
 
 def _save_npz(path, arrays):

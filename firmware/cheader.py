@@ -6,8 +6,8 @@ so a C driver cannot drift from the hardware. The descriptor is wider than any C
 least significant bit and width rather than masks.
 """
 
-from . import regmap
-from .descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
+from spikeforge.interface import regmap
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
 
 __all__ = ["HEADER_NAME", "c_header"]
 

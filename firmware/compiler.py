@@ -9,12 +9,13 @@ residual stream lives in one place and is updated in place.
 
 from dataclasses import asdict
 
-from spikeforge.hw.params import AcceleratorParams
+from spikeforge.interface.bits import ceil_div, next_power_of_two
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
+from spikeforge.interface.layout import pack_lanes
+from spikeforge.interface.params import AcceleratorParams
 from spikeforge.quant.bundle import Bundle, load_bundle
 
-from .descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from .image import ProgramImage
-from .regmap import pack_lanes
 
 __all__ = ["CompileError", "compile_bundle", "DEFAULT_N_PE"]
 
@@ -23,14 +24,6 @@ DEFAULT_N_PE = 16
 
 class CompileError(ValueError):
     """The bundle's program cannot run on the accelerator; the message names the layer."""
-
-
-def _pow2(n):
-    return 1 << max(0, (int(n) - 1).bit_length())
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
 
 
 class _Program:
@@ -43,7 +36,7 @@ class _Program:
         self.scratch_rows = 0       # the attention's Kᵀ·V rows (shared by every attention)
 
     def place(self, name, channels, T, H, W, **extra):
-        groups = _ceil_div(channels, self.n_pe)
+        groups = ceil_div(channels, self.n_pe)
         self.spikes[name] = dict(group=self.groups, groups=groups, channels=channels, T=T, H=H, W=W, **extra)
         self.groups += groups
         return self.spikes[name]
@@ -134,7 +127,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                 H, W = pooled["H"], pooled["W"]
             weight, bias = tables[layer["weight"]], tables[layer["bias"]]
             cout, cin, k, _ = weight.shape
-            tiles = _ceil_div(cout, n_pe)
+            tiles = ceil_div(cout, n_pe)
             weight_base = len(prog.weights)
             for tile in range(tiles):
                 for ci in range(cin):
@@ -170,9 +163,9 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
             if (H * W).bit_length() + 1 > widths["weight"]:
                 widths["weight"] = (H * W).bit_length() + 1     # Kᵀ·V counts ≤ N live in weight rows
             zero_bias = len(prog.biases)     # the attention adds no bias: one zero row per tile
-            prog.biases += [[0] * n_pe] * _ceil_div(C, n_pe)
+            prog.biases += [[0] * n_pe] * ceil_div(C, n_pe)
             prog.scratch_rows = max(prog.scratch_rows, C)
-            fields = dict(op=OPCODES["ATTENTION"], cin=C, planes=1, tiles=_ceil_div(C, n_pe), T=T, H=H, W=W,
+            fields = dict(op=OPCODES["ATTENTION"], cin=C, planes=1, tiles=ceil_div(C, n_pe), T=T, H=H, W=W,
                           in_base=q["group"], k_base=k_["group"], v_base=v["group"], head_dim=C // heads,
                           bias_base=zero_bias, check_bits=layer["count_bits"])
             widths["acc"] = max(widths["acc"], layer["count_bits"])
@@ -192,7 +185,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                 prog.weights.append(column + [0] * (n_pe - classes))
             bias_base = len(prog.biases)
             prog.biases += prog.lanes(bias.tolist())
-            head_tiles = _ceil_div(C, n_pe)
+            head_tiles = ceil_div(C, n_pe)
             _, H, W = stream_shape
             prog.emit(name, op=OPCODES["HEAD"], cin=C, tiles=head_tiles, T=T, H=H, W=W, weight_base=weight_base,
                       bias_base=bias_base, sum_bits=layer["sum_bits"], check_bits=layer["logit_bits"])
@@ -210,15 +203,15 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
 
     acc_bits = widths["acc"]
     membrane_bits = max(widths["membrane"], acc_bits + (widths["frac"] or 0) + 1)
-    stream_tiles = _ceil_div(stream_shape[0], n_pe) if stream_shape else 1
+    stream_tiles = ceil_div(stream_shape[0], n_pe) if stream_shape else 1
     max_h = max(H for H, _ in sizes.values())
     max_w = max(W for _, W in sizes.values())
     needed = dict(
         n_pe=n_pe, weight_bits=widths["weight"], acc_bits=acc_bits, membrane_bits=membrane_bits,
-        max_T=_pow2(T), max_cin=_pow2(max_cin), max_tiles=_pow2(max(head_tiles, 1)), max_h=_pow2(max_h),
-        max_w=_pow2(max_w), frac_bits=widths["frac"] or 0, decay_mult=widths["decay"][0] if widths["decay"] else 1,
-        decay_shift=widths["decay"][1] if widths["decay"] else 1, spike_groups=_pow2(prog.groups),
-        stream_tiles=_pow2(stream_tiles), weight_rows=len(prog.weights), bias_rows=len(prog.biases),
+        max_T=next_power_of_two(T), max_cin=next_power_of_two(max_cin), max_tiles=next_power_of_two(max(head_tiles, 1)), max_h=next_power_of_two(max_h),
+        max_w=next_power_of_two(max_w), frac_bits=widths["frac"] or 0, decay_mult=widths["decay"][0] if widths["decay"] else 1,
+        decay_shift=widths["decay"][1] if widths["decay"] else 1, spike_groups=next_power_of_two(prog.groups),
+        stream_tiles=next_power_of_two(stream_tiles), weight_rows=len(prog.weights), bias_rows=len(prog.biases),
         threshold_rows=max(1, len(prog.thresholds)), program_depth=len(prog.descriptors))
     params = _apply_overrides(needed, overrides)
     acc_bits, membrane_bits = params.acc_bits, params.membrane_bits

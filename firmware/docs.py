@@ -4,8 +4,8 @@ The document embeds :func:`firmware_tables_markdown` between :data:`BEGIN_MARKER
 :data:`END_MARKER`; a test checks that it is current.
 """
 
-from . import regmap
-from .descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
+from spikeforge.interface import regmap
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
 
 __all__ = ["BEGIN_MARKER", "END_MARKER", "firmware_tables_markdown"]
 

@@ -9,7 +9,10 @@ supply its own.
 
 import numpy as np
 
-from .regmap import CTRL_BITS, STATUS_BITS, VERSION, address, register, unpack_lanes
+from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word_layout, pack_fields,
+                                         unpack_lanes, unpack_row)
+from spikeforge.interface.params import AcceleratorParams
+from spikeforge.interface.regmap import CTRL_BITS, STATUS_BITS, address, identity_values, register
 
 __all__ = ["Driver", "PortsBus", "DriverError"]
 
@@ -71,23 +74,18 @@ class Driver:
 
     async def load(self, image):
         """Check the hardware's identity against ``image.params`` and write its memories."""
-        p = image.params
-        found = {"VERSION": await self.csr("VERSION"), "N_PE": await self.csr("N_PE"),
-                 "WIDTHS": await self.csr("WIDTHS"), "SHAPE": await self.csr("SHAPE")}
-        expected = {"VERSION": VERSION, "N_PE": p["n_pe"],
-                    "WIDTHS": p["weight_bits"] | p["acc_bits"] << 8 | p["membrane_bits"] << 16,
-                    "SHAPE": p["max_T"] | p["max_h"] << 8 | p["max_w"] << 16}
-        for name, value in expected.items():
-            if found[name] != value:
-                raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found[name]:#x}")
+        for name, value in identity_values(image.params).items():
+            found = await self.csr(name)
+            if found != value:
+                raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found:#x}")
         for window_name, words in image.memories.items():
             await self.bus.write_block(address(window_name), [int(word) for word in words])
         self.image = image
+        params = AcceleratorParams(**image.params)
+        self._spike_row, self._stream_word = spike_row_layout(params), stream_word_layout(params)
 
     def _spike_address(self, group, t, y):
-        p = self.image.params
-        t_bits, h_bits = (p["max_T"] - 1).bit_length(), (p["max_h"] - 1).bit_length()
-        return address("SPIKES", (group << (t_bits + h_bits)) | (t << h_bits) | y)
+        return address("SPIKES", pack_fields(self._spike_row, group=group, t=t, y=y))
 
     async def write_input(self, pixels):
         """Write integer pixels ``[C, H, W]`` (or events ``[T, C, H, W]``) as bit planes."""
@@ -104,8 +102,7 @@ class Driver:
                         channel = group * n_pe + lane
                         if channel < channels:
                             bits = (frame[channel // planes, y] >> (channel % planes)) & 1
-                            row = int(np.dot(bits, 1 << np.arange(spec["W"], dtype=np.int64)))
-                            word |= row << (lane * self.image.params["max_w"])
+                            word |= pack_row(bits.tolist()) << (lane * self.image.params["max_w"])
                     await self.bus.write(self._spike_address(spec["group"] + group, t, y), word)
 
     async def run(self, pixels=None, start_pc=0, stop_pc=0):
@@ -144,21 +141,20 @@ class Driver:
                 for y in range(place["H"]):
                     word = await self.bus.read(self._spike_address(place["group"] + group, t, y))
                     for lane, row in enumerate(unpack_lanes(word, n_pe, max_w, signed=False)):
-                        out[t, group * n_pe + lane, y] = (row >> np.arange(place["W"])) & 1
+                        out[t, group * n_pe + lane, y] = unpack_row(row, place["W"])
         return out[:, :place["channels"]]
 
     async def read_stream(self):
         """The residual stream ``[T, C, H, W]`` (int64) as it is in memory now."""
         spec, p = self.image.layout["stream"], self.image.params
         n_pe, acc_bits = p["n_pe"], p["acc_bits"]
-        t_bits, h_bits, w_bits = ((p[k] - 1).bit_length() for k in ("max_T", "max_h", "max_w"))
         tiles = -(-spec["channels"] // n_pe)
         out = np.zeros((spec["T"], tiles * n_pe, spec["H"], spec["W"]), dtype=np.int64)
         for tile in range(tiles):
             for t in range(spec["T"]):
                 for y in range(spec["H"]):
                     for x in range(spec["W"]):
-                        offset = (((tile << t_bits | t) << h_bits | y) << w_bits) | x
+                        offset = pack_fields(self._stream_word, tile=tile, t=t, y=y, x=x)
                         word = await self.bus.read(address("STREAM", offset))
                         out[t, tile * n_pe:(tile + 1) * n_pe, y, x] = unpack_lanes(word, n_pe, acc_bits)
         return out[:, :spec["channels"]]

@@ -7,20 +7,20 @@ An image is a directory::
     NAME.hex       one word per line for Verilog $readmemh: lower-case hex, ceil(word_bits/4) digits
     NAME.bin       the same words, each little-endian in ceil(word_bits/8) bytes
 
-``NAME`` is a writable memory window of :mod:`~spikeforge.firmware.regmap` (``PROGRAM``,
+``NAME`` is a writable memory window of :mod:`~spikeforge.interface.regmap` (``PROGRAM``,
 ``WEIGHTS``, ``BIAS``, ``THRESHOLD``, ``SPIKES``); words are unsigned (signed lanes are already packed
 as two's complement). ``docs/firmware.md`` describes the format. Loading validates everything and
 raises :class:`ImageError` naming the file and field.
 """
 
-import hashlib
 import json
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..quant.bundle import staged_directory
-from . import regmap
+from spikeforge.interface.bits import readmemh_lines
+from spikeforge.interface.files import sha256_bytes, staged_directory
+from spikeforge.interface import regmap
 
 __all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", "ImageError",
            "ProgramImage", "write_image", "load_image"]
@@ -62,15 +62,6 @@ def _fail(path, name, expected, found):
     raise ImageError(f"{path}: field '{name}' expected {expected}, found {found}")
 
 
-def _sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def _hex_lines(words, bits):
-    # Not quant.bundle.readmemh_lines: numpy turns lists like [2**63, 1] into float64 and loses bits.
-    return [f"{w:0{(bits + 3) // 4}x}" for w in words]
-
-
 def _check_memory(path, name, words, bits):
     """Shared by writer and reader: a known window, a sane width and depth, words that fit."""
     if name not in MEMORY_WINDOWS:
@@ -105,13 +96,13 @@ def write_image(image, path):
         for name in sorted(image.memories):
             words, bits = [operator.index(w) for w in image.memories[name]], image.word_bits[name]
             _check_memory(where, name, words, bits)
-            hex_text = "".join(line + "\n" for line in _hex_lines(words, bits))
+            hex_text = "".join(line + "\n" for line in readmemh_lines(words, bits))
             data = b"".join(w.to_bytes((bits + 7) // 8, "little") for w in words)
             (tmp / f"{name}.hex").write_bytes(hex_text.encode())   # "\n" on every platform
             (tmp / f"{name}.bin").write_bytes(data)
             memories[name] = {"hex": f"{name}.hex", "bin": f"{name}.bin", "word_bits": bits,
-                              "depth": len(words), "hex_sha256": _sha256(hex_text.encode()),
-                              "bin_sha256": _sha256(data)}
+                              "depth": len(words), "hex_sha256": sha256_bytes(hex_text.encode()),
+                              "bin_sha256": sha256_bytes(data)}
         manifest = {"format": IMAGE_FORMAT, "version": IMAGE_VERSION, "params": image.params,
                     "layout": image.layout, "memories": memories}
         (tmp / IMAGE_MANIFEST).write_bytes((json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
@@ -126,8 +117,8 @@ def _read(root, name, entry, kind):
     if not file.is_file():
         _fail(file, key, "an existing file", "none")
     data = file.read_bytes()
-    if _sha256(data) != entry.get(f"{kind}_sha256"):
-        _fail(file, f"{key}_sha256", entry.get(f"{kind}_sha256"), _sha256(data))
+    if sha256_bytes(data) != entry.get(f"{kind}_sha256"):
+        _fail(file, f"{key}_sha256", entry.get(f"{kind}_sha256"), sha256_bytes(data))
     return file, data
 
 
@@ -149,7 +140,7 @@ def _load_memory(root, name, entry):
     lines = hex_data.decode("ascii", "replace").splitlines()
     if len(lines) != depth:
         _fail(hex_file, f"memories.{name}.depth", f"{depth} lines", f"{len(lines)} lines")
-    for i, (line, want) in enumerate(zip(lines, _hex_lines(words, bits))):
+    for i, (line, want) in enumerate(zip(lines, readmemh_lines(words, bits))):
         if line != want:
             _fail(hex_file, f"memories.{name}.hex", f"line {i + 1} = {want} as in {bin_file.name}", repr(line))
     return words, bits

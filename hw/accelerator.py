@@ -4,8 +4,8 @@ from amaranth import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.descriptor import DESCRIPTOR_BITS
-from spikeforge.firmware.regmap import (CTRL_BITS, OFFSET_BITS, STATUS_BITS, VERSION, WINDOW_BITS,
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS
+from spikeforge.interface.regmap import (CTRL_BITS, OFFSET_BITS, STATUS_BITS, WINDOW_BITS, identity_values,
                                         register, window)
 
 from .engine import Engine, host_data_bits
@@ -17,7 +17,7 @@ __all__ = ["Accelerator"]
 class Accelerator(wiring.Component):
     """The whole Spikingformer accelerator behind one word-addressed host bus.
 
-    Addresses, registers and windows are those of :mod:`spikeforge.firmware.regmap`. The host
+    Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
     loads the program image and the input through the windows, writes ``START_PC``/``STOP_PC``,
     writes ``CTRL.START``, waits for ``done`` (or polls ``STATUS.DONE``) and reads the results.
 
@@ -96,9 +96,8 @@ class Accelerator(wiring.Component):
         for name, bit in STATUS_BITS.items():
             m.d.comb += status[bit].eq({"BUSY": seq.busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow}[name])
         csr_values = {"STATUS": status, "START_PC": start_pc, "STOP_PC": stop_pc, "PC": seq.pc,
-                      "CYCLES": cycles, "ERROR_PC": error_pc, "OVERFLOW_PC": overflow_pc, "VERSION": VERSION,
-                      "N_PE": p.n_pe, "WIDTHS": p.weight_bits | p.acc_bits << 8 | p.membrane_bits << 16,
-                      "SHAPE": p.max_T | p.max_h << 8 | p.max_w << 16}
+                      "CYCLES": cycles, "ERROR_PC": error_pc, "OVERFLOW_PC": overflow_pc,
+                      **identity_values(p)}
         csr_data = Signal(32)
         with m.Switch(offset):
             for name, value in csr_values.items():

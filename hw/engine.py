@@ -4,8 +4,9 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.descriptor import DESCRIPTOR_LAYOUT, OPCODES
-from spikeforge.firmware.regmap import OFFSET_BITS, WINDOW_BITS, window
+from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
+from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_word_layout
+from spikeforge.interface.regmap import OFFSET_BITS, WINDOW_BITS, window
 
 from .accumulator_array import AccumulatorArray
 from .lif_unit import LIFUnit
@@ -165,11 +166,10 @@ class Engine(wiring.Component):
         def group_of(base, ch):
             return (base + (ch >> lb))[:p.group_bits] if p.group_bits else Const(0, 1)
 
+        spike_rows = spike_row_layout(p)
+
         def spike_row(group, t_, y_):
-            parts = [y_[:p.h_bits], t_[:p.t_bits]]
-            if p.group_bits:
-                parts.append(group)
-            return Cat(*parts)
+            return cat_fields(spike_rows, group=group, t=t_, y=y_)
 
         scan_group = group_of(d.in_base, channel)
         row_t, row_y = Signal(max(1, p.t_bits)), Signal(max(1, p.h_bits))
@@ -237,11 +237,10 @@ class Engine(wiring.Component):
         drain_t, drain_y, drain_x = Signal.like(t), Signal.like(y), Signal.like(x)
         membrane = Signal(self.membrane_word)
 
+        stream_words = stream_word_layout(p)
+
         def stream_address(tile_, t_, y_, x_):
-            parts = [x_[:p.w_bits], y_[:p.h_bits], t_[:p.t_bits]]
-            if p.stream_tile_bits:
-                parts.append(tile_[:p.stream_tile_bits])
-            return Cat(*parts)
+            return cat_fields(stream_words, tile=tile_, t=t_, y=y_, x=x_)
 
         # ---- pooling state -----------------------------------------------------------------
         pool_r = Signal(2)

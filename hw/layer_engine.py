@@ -7,11 +7,11 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.descriptor import OPCODES
-from spikeforge.firmware.regmap import window
+from spikeforge.interface.descriptor import OPCODES
+from spikeforge.interface.regmap import window
 
 from .engine import Engine, host_data_bits
-from .params import AcceleratorParams
+from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["LayerEngine", "LOAD_WEIGHTS", "LOAD_BIAS", "LOAD_THRESHOLD", "LOAD_SPIKES", "layer_params"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from spikeforge.quant.bundle import staged_directory
+from spikeforge.interface.files import staged_directory
 
 from .accelerator import Accelerator
 

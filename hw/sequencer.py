@@ -4,7 +4,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.firmware.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, OPCODES
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, OPCODES
 
 __all__ = ["Sequencer"]
 

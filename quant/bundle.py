@@ -13,20 +13,19 @@ The manifest layout is defined here once (``LAYER_FIELDS``); ``docs/bundle-forma
 Loading validates everything and raises :class:`BundleError` naming the file and field.
 """
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from spikeforge.interface.bits import readmemh_lines, signed_bits
+from spikeforge.interface.files import staged_directory
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "LAYER_FIELDS", "BundleError", "Bundle", "write_bundle",
-           "load_bundle", "readmemh_lines", "signed_bits", "staged_directory"]
+           "load_bundle"]
 
 FORMAT = "spikeforge-bundle"
 FORMAT_VERSION = 1
@@ -85,22 +84,6 @@ class BundleError(ValueError):
     """A bundle that cannot be used; the message names the file and the field."""
 
 
-def signed_bits(values):
-    """Smallest two's complement width holding every value of an integer array (at least 2)."""
-    values = np.asarray(values)
-    if values.size == 0:
-        return 2
-    hi = int(max(values.max(), -values.min() - 1, 1))
-    return hi.bit_length() + 1
-
-
-def readmemh_lines(values, bits):
-    """``$readmemh`` words of a flat integer array, two's complement on ``bits`` bits."""
-    digits = (bits + 3) // 4
-    mask = (1 << bits) - 1
-    return [f"{int(v) & mask:0{digits}x}" for v in np.asarray(values).reshape(-1)]
-
-
 def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -123,31 +106,6 @@ class Bundle:
 
     def table(self, name):
         return self.tables[name]
-
-
-@contextlib.contextmanager
-def staged_directory(out_dir):
-    """Yield a temporary directory beside ``out_dir``; on success it replaces ``out_dir`` (the
-    previous one is kept until the new one is in place), on any failure it is removed: the
-    output appears complete or not at all."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 would make the output private
-    try:
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "previous")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_bundle(out_dir, manifest, tables, extra_files=None):

@@ -10,7 +10,9 @@ import math
 
 import torch
 
-from .bundle import input_encoding, signed_bits, write_bundle
+from spikeforge.interface.bits import signed_bits
+
+from .bundle import input_encoding, write_bundle
 from .fakequant import QuantSpikingformer
 
 __all__ = ["QUANT_DEFAULT_BITS", "quantize", "program", "export_bundle"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from spikeforge.hw.layer_engine import LayerEngine
-from spikeforge.hw.params import EngineParams
+from spikeforge.interface.bits import next_power_of_two
+from spikeforge.interface.params import EngineParams
 
 from .layer_case import LayerCase, check_fits, compare, layer_testbench
 
@@ -96,10 +97,7 @@ def params_for(case, n_pe, acc_bits, membrane_bits, weight_bits):
     """The smallest engine parameters (powers of two) that hold ``case``."""
     T, cin, cout, H, W = case.shape
 
-    def fit(n):
-        return 1 << max(0, (int(n) - 1).bit_length())
-
     return EngineParams(n_pe=n_pe, weight_bits=weight_bits, acc_bits=acc_bits,
-                        membrane_bits=max(membrane_bits, acc_bits + case.frac_bits + 1), max_T=fit(T),
-                        max_cin=fit(cin), max_tiles=fit(-(-cout // n_pe)), max_h=fit(H), max_w=fit(W),
+                        membrane_bits=max(membrane_bits, acc_bits + case.frac_bits + 1), max_T=next_power_of_two(T),
+                        max_cin=next_power_of_two(cin), max_tiles=next_power_of_two(-(-cout // n_pe)), max_h=next_power_of_two(H), max_w=next_power_of_two(W),
                         frac_bits=case.frac_bits, decay_mult=case.decay_mult, decay_shift=case.decay_shift)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spikeforge.firmware.regmap import pack_lanes, unpack_lanes
+from spikeforge.interface.layout import pack_fields, pack_lanes, pack_row, spike_row_layout, unpack_lanes
 from spikeforge.quant.golden import conv_integer, lif_integer
 
 from .cycles import layer_cycles
@@ -84,7 +84,7 @@ def check_fits(case, params):
 async def layer_testbench(ports, case, params):
     """Load ``case`` through the engine's ports, run it, and return the streamed results:
     ``{"spikes", "membranes"}`` as nested lists ``[T][Cout][H][W]``, plus ``cycles`` and ``events``."""
-    from spikeforge.hw.layer_engine import LOAD_BIAS, LOAD_SPIKES, LOAD_THRESHOLD, LOAD_WEIGHTS
+    from spikeforge.hw.layer_engine import LOAD_BIAS, LOAD_SPIKES, LOAD_THRESHOLD, LOAD_WEIGHTS, layer_params
 
     T, cin, cout, H, W = case.shape
     n = params.n_pe
@@ -103,6 +103,7 @@ async def layer_testbench(ports, case, params):
         await ports.write("load_valid", 1)
         await ports.tick()
 
+    spike_rows = spike_row_layout(layer_params(params))
     row = 0
     for tile in range(tiles):
         for ci in range(cin):
@@ -118,10 +119,8 @@ async def layer_testbench(ports, case, params):
             for y in range(H):
                 word = 0
                 for lane, ci in enumerate(range(group * n, min(cin, (group + 1) * n))):
-                    row = sum(int(case.spikes[t, ci, y, x]) << x for x in range(W))
-                    word |= row << (lane * params.max_w)
-                addr = (((group << params.t_bits) | t) << params.h_bits) | y
-                await load(LOAD_SPIKES, addr, word)
+                    word |= pack_row(case.spikes[t, ci, y].tolist()) << (lane * params.max_w)
+                await load(LOAD_SPIKES, pack_fields(spike_rows, group=group, t=t, y=y), word)
     await ports.write("load_valid", 0)
     for name, value in (("cin", cin), ("tiles", tiles), ("T", T), ("H", H), ("W", W), ("kernel3", int(k == 3))):
         await ports.write(name, value)

@@ -13,7 +13,7 @@ import torch
 from spikeforge.firmware.driver import Driver, PortsBus
 from spikeforge.firmware.image import ProgramImage, load_image, write_image
 from spikeforge.hw.accelerator import Accelerator
-from spikeforge.hw.params import AcceleratorParams
+from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["BACKENDS", "accelerator", "run_network", "first_difference", "network_testbench"]
 

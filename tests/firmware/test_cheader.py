@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from spikeforge.firmware import regmap
+from spikeforge.interface import regmap
 from spikeforge.firmware.cheader import HEADER_NAME, c_header
-from spikeforge.firmware.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
 from spikeforge.firmware.docs import BEGIN_MARKER, END_MARKER, firmware_tables_markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "firmware.md"

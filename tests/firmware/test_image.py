@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from spikeforge.firmware.descriptor import DESCRIPTOR_BITS, pack
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, pack
 from spikeforge.firmware.image import (IMAGE_MANIFEST, IMAGE_VERSION, ImageError, ProgramImage, load_image,
                                        write_image)
 

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spikeforge.hw.lif_unit import LIFUnit
-from spikeforge.hw.params import EngineParams
+from spikeforge.interface.params import EngineParams
 from spikeforge.hw.spike_to_event import SpikeToEvent
 from spikeforge.quant.golden import lif_integer
 from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound

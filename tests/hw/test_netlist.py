@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.hw.netlist import TOP_NAME, accelerator_verilog, multiplier_cells, yosys_cell_counts
-from spikeforge.hw.params import AcceleratorParams
+from spikeforge.interface.params import AcceleratorParams
 from spikeforge.tests.helpers import run_cli
 
 

@@ -10,7 +10,8 @@ import torch
 from spikeforge.model import make_config
 from spikeforge.quant import BundleError, load_bundle
 from spikeforge.quant import bundle as bundle_module
-from spikeforge.quant.bundle import readmemh_lines, signed_bits, write_bundle
+from spikeforge.interface.bits import readmemh_lines, signed_bits
+from spikeforge.quant.bundle import write_bundle
 from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.tests.helpers import run_cli

@@ -3,7 +3,7 @@ bit-exact against the golden model on a fixed set of seeds."""
 
 import pytest
 
-from spikeforge.hw.params import EngineParams
+from spikeforge.interface.params import EngineParams
 from spikeforge.sim.cycles import layer_cycles
 from spikeforge.sim.layer import run_layer
 from spikeforge.sim.layer_case import random_case

@@ -1,13 +1,16 @@
 """Layer descriptor: one word of program memory per operation, defined here once.
 
-The sequencer (``hw/sequencer.py``) decodes it through :data:`DESCRIPTOR_LAYOUT`, the compiler
-(``firmware/compiler.py``) packs it with :func:`pack`, and ``docs/firmware.md`` lists
+The sequencer (``hw/sequencer.py``) and the engine decode it through :data:`DESCRIPTOR_LAYOUT`
+(their loop counters take their widths from its fields), the operations (``ops/``) pack it with
+:func:`pack`, and ``docs/firmware.md`` lists
 :data:`FIELDS`. Field meanings per opcode are in the docs.
 """
 
 from typing import NamedTuple
 
 from amaranth.lib import data
+
+from .layout import pack_fields, unpack_fields
 
 __all__ = ["Field", "FIELDS", "OPCODES", "DESCRIPTOR_LAYOUT", "DESCRIPTOR_BITS", "pack", "unpack"]
 
@@ -54,18 +57,12 @@ DESCRIPTOR_BITS = DESCRIPTOR_LAYOUT.size
 
 def pack(**values):
     """One descriptor word from field values (missing fields are 0)."""
-    unknown = set(values) - {f.name for f in FIELDS}
-    if unknown:
-        raise ValueError(f"unknown descriptor field {sorted(unknown)[0]!r}")
-    word = 0
-    for f in FIELDS:
-        value = values.get(f.name, 0)
-        if not isinstance(value, int) or not 0 <= value < 1 << f.bits:
-            raise ValueError(f"descriptor field {f.name!r} must fit {f.bits} bits, not {value!r}")
-        word |= value << DESCRIPTOR_LAYOUT[f.name].offset
-    return word
+    try:
+        return pack_fields(DESCRIPTOR_LAYOUT, **values)
+    except ValueError as e:
+        raise ValueError(f"descriptor {e}") from None
 
 
 def unpack(word):
     """Field values of one descriptor word."""
-    return {f.name: word >> DESCRIPTOR_LAYOUT[f.name].offset & ((1 << f.bits) - 1) for f in FIELDS}
+    return unpack_fields(DESCRIPTOR_LAYOUT, word)

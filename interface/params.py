@@ -1,13 +1,11 @@
-"""Build parameters of the spike accumulator hardware, validated once and shared by all components."""
+"""Build parameters of the accelerator, validated once and shared by the hardware, compiler and driver."""
 
 import json
 from dataclasses import asdict, dataclass, fields
 
+from .bits import index_bits, is_power_of_two
+
 __all__ = ["EngineParams", "AcceleratorParams"]
-
-
-def _power_of_two(value):
-    return isinstance(value, int) and value >= 1 and value & (value - 1) == 0
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class EngineParams:
     def __post_init__(self):
         for name in ("n_pe", "max_T", "max_cin", "max_tiles", "max_h", "max_w"):
             value = getattr(self, name)
-            if not _power_of_two(value):
+            if not is_power_of_two(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
         for name, lo, hi in (("weight_bits", 2, 16), ("acc_bits", 4, 48), ("membrane_bits", 4, 64),
                              ("frac_bits", 0, 15), ("decay_shift", 0, 16)):
@@ -67,23 +65,23 @@ class EngineParams:
 
     @property
     def t_bits(self):
-        return (self.max_T - 1).bit_length()
+        return index_bits(self.max_T)
 
     @property
     def c_bits(self):
-        return (self.max_cin - 1).bit_length()
+        return index_bits(self.max_cin)
 
     @property
     def h_bits(self):
-        return (self.max_h - 1).bit_length()
+        return index_bits(self.max_h)
 
     @property
     def w_bits(self):
-        return (self.max_w - 1).bit_length()
+        return index_bits(self.max_w)
 
     @property
     def tile_bits(self):
-        return (self.max_tiles - 1).bit_length()
+        return index_bits(self.max_tiles)
 
     @property
     def weight_depth(self):
@@ -115,7 +113,7 @@ class AcceleratorParams(EngineParams):
         super().__post_init__()
         for name in ("spike_groups", "stream_tiles"):
             value = getattr(self, name)
-            if not _power_of_two(value):
+            if not is_power_of_two(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
         for name in ("weight_rows", "bias_rows", "threshold_rows", "program_depth"):
             value = getattr(self, name)
@@ -124,15 +122,15 @@ class AcceleratorParams(EngineParams):
 
     @property
     def group_bits(self):
-        return (self.spike_groups - 1).bit_length()
+        return index_bits(self.spike_groups)
 
     @property
     def stream_tile_bits(self):
-        return (self.stream_tiles - 1).bit_length()
+        return index_bits(self.stream_tiles)
 
     @property
     def lane_bits(self):
-        return (self.n_pe - 1).bit_length()
+        return index_bits(self.n_pe)
 
     @property
     def weight_depth(self):

@@ -13,8 +13,7 @@ Writes take effect at the clock edge; read data appear one cycle after the addre
 from typing import NamedTuple
 
 __all__ = ["OFFSET_BITS", "WINDOW_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
-           "STATUS_BITS", "CTRL_BITS", "register", "window", "address", "pack_lanes",
-           "unpack_lanes"]
+           "STATUS_BITS", "CTRL_BITS", "IDENTITY", "register", "window", "address", "identity_values"]
 
 #: Offset bits of one window (each window spans 2**OFFSET_BITS words).
 OFFSET_BITS = 20
@@ -22,6 +21,19 @@ OFFSET_BITS = 20
 WINDOW_BITS = 4
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor).
 VERSION = 0x0100
+
+
+#: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
+#: The driver compares them with a program image's parameters before loading it.
+IDENTITY = {
+    "N_PE": (("n_pe", 0),),
+    "WIDTHS": (("weight_bits", 0), ("acc_bits", 8), ("membrane_bits", 16)),
+    "SHAPE": (("max_T", 0), ("max_h", 8), ("max_w", 16)),
+}
+
+
+def _identity_doc(name):
+    return " | ".join(f"{param} << {shift}" if shift else param for param, shift in IDENTITY[name])
 
 
 class Register(NamedTuple):
@@ -49,8 +61,8 @@ REGISTERS = (
     Register("OVERFLOW_PC", 7, "r", "first descriptor whose result exceeded its declared width"),
     Register("VERSION", 8, "r", "interface version, major << 8 | minor"),
     Register("N_PE", 9, "r", "lanes of the accumulator array"),
-    Register("WIDTHS", 10, "r", "weight_bits | acc_bits << 8 | membrane_bits << 16"),
-    Register("SHAPE", 11, "r", "max_T | max_h << 8 | max_w << 16"),
+    Register("WIDTHS", 10, "r", _identity_doc("WIDTHS")),
+    Register("SHAPE", 11, "r", _identity_doc("SHAPE")),
 )
 
 STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2, "OVERFLOW": 3}
@@ -93,16 +105,13 @@ def address(window_name, offset=0):
     return window(window_name).index << OFFSET_BITS | offset
 
 
-def pack_lanes(values, bits):
-    """One multi-lane word: ``values`` (lane 0 lowest), each two's complement on ``bits`` bits."""
-    word = 0
-    for lane, value in enumerate(values):
-        word |= (int(value) & ((1 << bits) - 1)) << (lane * bits)
-    return word
-
-
-def unpack_lanes(word, lanes, bits, signed=True):
-    """The ``lanes`` values of a multi-lane word (two's complement when ``signed``)."""
-    mask = (1 << bits) - 1
-    values = [(word >> (lane * bits)) & mask for lane in range(lanes)]
-    return [v - (1 << bits) if signed and v >> (bits - 1) else v for v in values]
+def identity_values(params):
+    """Values of ``VERSION`` and the :data:`IDENTITY` registers for build parameters ``params``
+    (an object with the parameters as attributes, or a dict)."""
+    get = params.get if isinstance(params, dict) else lambda key: getattr(params, key)
+    values = {"VERSION": VERSION}
+    for name, fields in IDENTITY.items():
+        values[name] = 0
+        for param, shift in fields:
+            values[name] |= get(param) << shift
+    return values

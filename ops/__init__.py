@@ -1,0 +1,1 @@
+"""Operations of the layer program, one module each, and the bundle format they make up."""
