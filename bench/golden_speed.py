@@ -17,7 +17,8 @@ import torch
 from spikeforge.model.data import digits_split
 from spikeforge.model.train import load_checkpoint, predict, save_checkpoint, train
 from spikeforge.model import make_config
-from spikeforge.quant import GoldenModel, encode_input, load_bundle
+from spikeforge.model.encoding import encode_input
+from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.quant.export import export_bundle, quantize
 
 

@@ -121,7 +121,8 @@ def _demo(args, out):
     from spikeforge.model import make_config
     from spikeforge.model.data import training_data
     from spikeforge.model.train import TrainSettings, evaluate, load_checkpoint, save_checkpoint, train
-    from spikeforge.quant import GoldenModel, encode_input, load_bundle
+    from spikeforge.model.encoding import encode_input
+    from spikeforge.quant import GoldenModel, load_bundle
     from spikeforge.quant.export import export_bundle, quantize
 
     config = make_config("digits-tiny")
@@ -185,7 +186,7 @@ def _demo(args, out):
 def _export(args, out):
     from spikeforge.model.data import parse_input, training_data
     from spikeforge.model.train import load_checkpoint
-    from spikeforge.quant.bundle import encode_input, input_encoding
+    from spikeforge.model.encoding import encode_input, input_encoding
     from spikeforge.quant.calibrate import ACTIVITY_RANGE, bias_correction, finetune, random_network
     from spikeforge.quant.export import export_bundle, quantize
 
@@ -253,7 +254,8 @@ def _golden(args, out):
 
     from spikeforge.model.config import ModelConfig
     from spikeforge.model.data import parse_input
-    from spikeforge.quant import GoldenModel, encode_input, load_bundle
+    from spikeforge.model.encoding import encode_input
+    from spikeforge.quant import GoldenModel, load_bundle
 
     bundle = load_bundle(args.bundle)
     config = ModelConfig(**bundle.config)
@@ -370,7 +372,8 @@ def _sim(args, out):
 
     from spikeforge.model.config import ModelConfig
     from spikeforge.model.data import parse_input
-    from spikeforge.quant import encode_input, load_bundle
+    from spikeforge.model.encoding import encode_input
+    from spikeforge.quant import load_bundle
 
     from .common import parse_overrides
 

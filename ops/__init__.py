@@ -1,1 +1,20 @@
-"""Operations of the layer program, one module each, and the bundle format they make up."""
+"""The operations of the layer program, one module each, and the bundle format they make up.
+
+Each module (``conv``, ``pool``, ``lif``, ``attention``, ``head``) holds its manifest fields and
+their rules, its golden (integer) execution, its descriptor emission and its cycle model
+(``ops/base.py`` lists the names). The bundle checker (``ops/bundle.py``), the golden model
+(``quant/golden.py``) and the firmware compiler (``firmware/compiler.py``) dispatch over
+:data:`OPERATIONS`. Torch-free: numpy and pydantic only.
+"""
+
+from . import attention, conv, head, lif, pool
+
+__all__ = ["OPERATIONS", "operation"]
+
+#: Operation modules by manifest ``kind``.
+OPERATIONS = {module.KIND: module for module in (conv, pool, lif, attention, head)}
+
+
+def operation(kind):
+    """The operation module of a layer ``kind``."""
+    return OPERATIONS[kind]

@@ -1,7 +1,7 @@
 """Quantize a float Spikingformer and export the bundle: layer program, integer tables, widths.
 
-The layer program lists, in execution order, ``conv`` / ``lif`` / ``attention`` / ``head`` layers
-(fields in :data:`spikeforge.quant.bundle.LAYER_FIELDS`); tensors are named after the layer that
+The layer program lists, in execution order, ``conv`` / ``pool`` / ``lif`` / ``attention`` / ``head`` layers
+(fields declared by the operation modules, :mod:`spikeforge.ops`); tensors are named after the layer that
 writes them; LIF layers carry the float model's LIF names, so traces line up with the model.
 Widths come from worst-case bounds, so no value can overflow (``docs/integer-semantics.md`` §7).
 """
@@ -11,8 +11,9 @@ import math
 import torch
 
 from spikeforge.interface.bits import signed_bits
+from spikeforge.model.encoding import input_encoding
+from spikeforge.ops.bundle import write_bundle
 
-from .bundle import input_encoding, write_bundle
 from .fakequant import QuantSpikingformer
 
 __all__ = ["QUANT_DEFAULT_BITS", "quantize", "program", "export_bundle"]
@@ -36,7 +37,12 @@ class _Program:
         self.layers, self.tables, self.bounds = [], {}, {}
         self.F = qmodel.frac_bits
 
-    def conv(self, conv, source, pool=False, residual=None, pixels_max=None):
+    def pool(self, name, source):
+        self.layers.append({"kind": "pool", "name": name, "input": source, "output": name})
+        self.bounds[name] = self.bounds.get(source)
+        return name
+
+    def conv(self, conv, source, residual=None, pixels_max=None):
         weight, bias = conv.integer_weight(), conv.integer_bias()
         name = conv.name
         self.tables[f"{name}.weight"], self.tables[f"{name}.bias"] = weight, bias
@@ -46,7 +52,7 @@ class _Program:
         self.bounds[name] = reach
         self.layers.append({
             "kind": "conv", "name": name, "input": source, "output": name, "kernel": weight.shape[-1],
-            "pool": pool, "input_kind": "pixels" if pixels_max else "spikes",
+            "input_kind": "pixels" if pixels_max else "spikes",
             "in_channels": weight.shape[1], "out_channels": weight.shape[0],
             "weight": f"{name}.weight", "bias": f"{name}.bias", "residual": residual,
             "acc_bits": signed_bits(reach.max()),
@@ -82,7 +88,9 @@ def program(qmodel):
     for i, stage in enumerate(qmodel.tokenizer):
         if stage.lif is not None:
             tensor = p.lif(stage.lif, tensor, scale)
-        tensor = p.conv(stage.conv, tensor, pool=stage.pool, pixels_max=encoding["max"] if i == 0 else None)
+        if stage.pool:
+            tensor = p.pool(stage.pool_name, tensor)
+        tensor = p.conv(stage.conv, tensor, pixels_max=encoding["max"] if i == 0 else None)
         scale = stage.conv.scale()
     stream, stream_scale = tensor, scale
     outputs = {"stream": {}, "lif": [], "logits": "logits"}

@@ -22,6 +22,7 @@ from torch import nn
 
 from spikeforge.model.layers import heads_merge, heads_split, spiking_attention, ATTENTION_SCALE
 from spikeforge.model.neuron import SigmoidSpike
+from spikeforge.ops.lif import decay_fixed_point
 
 __all__ = ["QuantLIF", "QuantConv", "QuantHead", "QuantSpikingformer", "decay_fixed_point",
            "round_ste", "floor_ste"]
@@ -33,16 +34,6 @@ def round_ste(x):
 
 def floor_ste(x):
     return x + (torch.floor(x) - x).detach()
-
-
-def decay_fixed_point(tau):
-    """``(m, s)`` with ``1/tau ≈ m / 2**s``: exact ``(1, 1)`` for τ = 2, 8-bit ``(171, 8)`` for τ = 1.5."""
-    inverse = 1.0 / tau
-    for shift in range(0, 9):
-        mult = inverse * (1 << shift)
-        if mult == int(mult):
-            return int(mult), shift
-    return int(round(inverse * 256)), 8
 
 
 class QuantLIF(nn.Module):
@@ -195,7 +186,7 @@ class QuantSpikingformer(nn.Module):
         names = float_model.patch_embed.stage_names
         stream_quant = None
         self.tokenizer = nn.ModuleList()
-        for i, ((lif_f, pool, conv, bn), (prefix, lif_name, _)) in enumerate(zip(stages, names)):
+        for i, ((lif_f, pool, conv, bn), (prefix, lif_name, pool_name)) in enumerate(zip(stages, names)):
             last = i == len(stages) - 1
             q = QuantConv(f"patch_embed.{prefix}_conv", f"patch_embed.{prefix}_bn", *_fold(conv, bn), bits,
                           input_scale=input_scale if i == 0 else 1.0)
@@ -204,6 +195,7 @@ class QuantSpikingformer(nn.Module):
             stage = nn.Module()
             stage.lif = lif(f"patch_embed.{lif_name}") if lif_name else None
             stage.pool = pool is not None
+            stage.pool_name = f"patch_embed.{pool_name}" if pool_name else None
             stage.conv = q
             self.tokenizer.append(stage)
         self.blocks = nn.ModuleList()

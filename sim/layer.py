@@ -83,12 +83,13 @@ def bundle_layer_case(bundle, trace, conv_name, image=0):
     conv = layers.get(conv_name)
     if conv is None or conv["kind"] != "conv" or conv["input_kind"] != "spikes":
         raise ValueError(f"{conv_name!r} is not a spike-input conv of the bundle")
-    if conv["residual"] or conv["pool"]:
-        raise ValueError(f"{conv_name!r} adds a residual or pools its input; the layer engine runs neither")
+    if conv["residual"] or conv["input"] not in trace.spikes:
+        raise ValueError(f"{conv_name!r} adds a residual or reads pooled spikes; the layer engine runs neither")
     lif = next(layer for layer in bundle.layers if layer["kind"] == "lif" and layer["input"] == conv["output"])
     kind = "conv3x3" if conv["kernel"] == 3 else "conv1x1"
-    case = LayerCase(kind, bundle.tables[conv["weight"]], bundle.tables[conv["bias"]],
-                     bundle.tables[lif["threshold"]], trace.spikes[conv["input"]][image],
+    tables = {name: torch.from_numpy(bundle.tables[lif_or_conv[name]])
+              for name, lif_or_conv in (("weight", conv), ("bias", conv), ("threshold", lif))}
+    case = LayerCase(kind, tables["weight"], tables["bias"], tables["threshold"], trace.spikes[conv["input"]][image],
                      lif["frac_bits"], lif["decay_mult"], lif["decay_shift"])
     return case, trace.spikes[lif["name"]][image], (conv, lif)
 

@@ -3,7 +3,7 @@ and the one testbench every simulator runs.
 
 A case holds integer weights ``[Cout, Cin, k, k]``, bias, thresholds and input spikes
 ``[T, Cin, H, W]``; :func:`expected` computes the golden model's spikes and membranes with the
-functions of ``spikeforge.quant.golden`` (the integer semantics), and :func:`layer_testbench` loads
+operations' integer semantics (``spikeforge.ops.conv``, ``spikeforge.ops.lif``), and :func:`layer_testbench` loads
 the case through the engine's ports, runs it and collects what the hardware streams out.
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from spikeforge.interface.layout import pack_fields, pack_lanes, pack_row, spike_row_layout, unpack_lanes
-from spikeforge.quant.golden import conv_integer, lif_integer
+from spikeforge.ops.conv import conv_integer
+from spikeforge.ops.lif import lif_integer
 
 from .cycles import layer_cycles
 
@@ -65,9 +66,9 @@ def random_case(kind, cin, cout, size=(4, 4), T=4, rate=0.5, bits=8, seed=0, par
 
 def expected(case):
     """Golden ``(spikes [T, Cout, H, W], membranes [T, Cout, H, W])`` of a case."""
-    acc = conv_integer(case.spikes.unsqueeze(0), case.weight, case.bias)
-    spikes, membranes = lif_integer(acc, case.threshold, case.frac_bits, case.decay_mult, case.decay_shift)
-    return spikes[0], membranes[0]
+    acc = conv_integer(case.spikes.unsqueeze(0).numpy(), case.weight.numpy(), case.bias.numpy())
+    spikes, membranes = lif_integer(acc, case.threshold.numpy(), case.frac_bits, case.decay_mult, case.decay_shift)
+    return torch.from_numpy(spikes[0]), torch.from_numpy(membranes[0])
 
 
 def check_fits(case, params):

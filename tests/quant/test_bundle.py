@@ -9,9 +9,9 @@ import torch
 
 from spikeforge.model import make_config
 from spikeforge.quant import BundleError, load_bundle
-from spikeforge.quant import bundle as bundle_module
+from spikeforge.ops import bundle as bundle_module
 from spikeforge.interface.bits import readmemh_lines, signed_bits
-from spikeforge.quant.bundle import write_bundle
+from spikeforge.ops.bundle import write_bundle
 from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.tests.helpers import run_cli
@@ -50,14 +50,14 @@ def _first_table(path, kind="conv", field="weight"):
 
 def test_valid_bundle_loads(bundle_dir):
     bundle = load_bundle(bundle_dir)
-    assert bundle.manifest["format_version"] == 1 and bundle.layers[0]["kind"] == "conv"
-    assert all(t.dtype == torch.int64 for t in bundle.tables.values())
+    assert bundle.manifest["format_version"] == 2 and bundle.layers[0]["kind"] == "conv"
+    assert all(t.dtype == np.int64 for t in bundle.tables.values())
 
 
 def _corrupt_missing_file(path):
     name, entry = _first_table(path)
     (path / entry["file"]).unlink()
-    return entry["file"], "missing"
+    return entry["file"], f"field 'tables.{name}.file'"
 
 
 def _corrupt_checksum(path):
@@ -81,14 +81,14 @@ def _corrupt_range(path):
     name, entry = _first_table(path)
     manifest["tables"][name]["bits"] = 2
     _write_manifest(path, manifest)
-    return entry["file"], f"out of range for 2-bit field 'tables.{name}.bits'"
+    return entry["file"], f"field 'tables.{name}.bits' = 2"
 
 
 def _corrupt_version(path):
     manifest = _manifest(path)
     manifest["format_version"] = 7
     _write_manifest(path, manifest)
-    return "manifest.json", "field 'format_version' is 7, expected 1"
+    return "manifest.json", "field 'format_version': 'spikeforge-bundle' version 7, expected"
 
 
 def _corrupt_json(path):

@@ -2,7 +2,8 @@ import torch
 
 from spikeforge.model import make_config
 from spikeforge.model.data import digits_split
-from spikeforge.quant import GoldenModel, encode_input, load_bundle
+from spikeforge.model.encoding import encode_input
+from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.quant.calibrate import bias_correction, finetune, random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.tests.helpers import run_cli

@@ -5,7 +5,8 @@ import torch
 
 from spikeforge.model.data import digits_split
 from spikeforge.model.train import evaluate, load_checkpoint
-from spikeforge.quant import GoldenModel, encode_input, load_bundle
+from spikeforge.model.encoding import encode_input
+from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.quant.export import quantize
 
 
@@ -80,7 +81,7 @@ def test_four_bit_bundle_runs_and_matches_its_fake_quant(trained_digits, tmp_pat
     bundle = load_bundle(tmp_path / "b4")
     assert bundle.manifest["quant"]["weight_bits"] == 4
     conv_weights = [bundle.tables[l["weight"]] for l in bundle.layers if l["kind"] == "conv"]
-    assert all(w.abs().max() <= 7 for w in conv_weights)
+    assert all(abs(w).max() <= 7 for w in conv_weights)
     test = digits_split("test")
     pixels = encode_input(test.x[:100], bundle.manifest["input"])
     trace = GoldenModel(bundle).run(pixels)

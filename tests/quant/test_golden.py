@@ -10,11 +10,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from spikeforge.model import make_config
 from spikeforge.model.neuron import MultiStepLIFNode
 from spikeforge.quant import GoldenModel, load_bundle
-from spikeforge.quant.bundle import input_encoding
+from spikeforge.model.encoding import input_encoding
 from spikeforge.quant.calibrate import ACTIVITY_RANGE, random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.quant.fakequant import QuantLIF
-from spikeforge.quant.golden import lif_integer
+from spikeforge.ops.lif import lif_integer
 
 SMALL_NETWORKS = [
     ("digits-tiny", dict(depth=2, dim=32, heads=2)),
@@ -101,7 +101,8 @@ def test_integer_lif_matches_quant_lif_and_float_lif(tau):
     scale = torch.full((8,), 1 / 16)
     quant = QuantLIF("lif", 1.0, tau, F).eval()
     theta = quant.threshold(scale).long()
-    spikes, _ = lif_integer(x, theta, F, quant.decay_mult, quant.decay_shift)
+    spikes, _ = lif_integer(x.numpy(), theta.numpy(), F, quant.decay_mult, quant.decay_shift)
+    spikes = torch.from_numpy(spikes)
     fake = quant(x.transpose(0, 1).float() * 1 / 16, scale)
     assert torch.equal(fake.transpose(0, 1).long(), spikes)
     if tau == 2.0:  # the fixed-point decay of τ = 2 is exact: equal to the float LIF itself

@@ -9,7 +9,7 @@ import torch
 
 from spikeforge.model.config import make_config
 from spikeforge.model.data import parse_input
-from spikeforge.quant.bundle import encode_input, input_encoding
+from spikeforge.model.encoding import encode_input, input_encoding
 from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import quantize
 from spikeforge.quant.qonnx_export import INPUT_NAME, OUTPUT_NAME, QONNX_DOMAIN, export_qonnx

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from spikeforge.model.data import digits_split
-from spikeforge.quant import GoldenModel, encode_input, load_bundle
+from spikeforge.model.encoding import encode_input
+from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.sim.layer import bundle_layer_case, params_for, run_layer
 
 
@@ -28,7 +29,7 @@ def test_bundle_layer_on_the_engine_equals_the_golden_trace(bundle_and_trace, co
 
 def test_layers_with_residual_or_pooling_are_refused(bundle_and_trace):
     bundle, trace = bundle_and_trace
-    with pytest.raises(ValueError, match="adds a residual or pools"):
+    with pytest.raises(ValueError, match="adds a residual or reads pooled spikes"):
         bundle_layer_case(bundle, trace, "block.0.attn.proj_conv")
     with pytest.raises(ValueError, match="is not a spike-input conv"):
         bundle_layer_case(bundle, trace, "patch_embed.block0_conv")

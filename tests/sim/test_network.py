@@ -7,7 +7,8 @@ import pytest
 from spikeforge.firmware.compiler import CompileError, compile_bundle
 from spikeforge.model.config import ModelConfig
 from spikeforge.model.data import parse_input
-from spikeforge.quant import GoldenModel, encode_input, load_bundle
+from spikeforge.model.encoding import encode_input
+from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.sim.network import first_difference, run_network
 from spikeforge.tests.helpers import run_cli
 

@@ -1,0 +1,82 @@
+"""``attention``: spiking self-attention without softmax, per head ``(Q·Kᵀ)·V`` (= ``Q·(Kᵀ·V)`` in exact
+integer arithmetic) on binary Q, K, V; the 0.125 scale lives in ``attn_lif``'s threshold."""
+
+from typing import Literal
+
+import numpy as np
+
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.descriptor import OPCODES
+
+from . import lif
+from pydantic import Field
+
+from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
+
+__all__ = ["KIND", "Fields", "check", "golden", "emit", "attention_counts"]
+
+KIND = "attention"
+
+
+class Fields(LayerFields):
+    """Manifest fields of an ``attention`` layer."""
+
+    kind: Literal["attention"]
+    q: Name = Field(description='query spike tensor')
+    k: Name = Field(description='key spike tensor')
+    v: Name = Field(description='value spike tensor')
+    output: Name = Field(description='count tensor written (units 1/8)')
+    heads: int = Field(description='heads; channel c belongs to head c // (C / heads)')
+    order: Literal["qk_first", "kv_first"] = Field(description='official product order (both exact)')
+    count_bits: Width = Field(description='count width, holds N · d')
+
+
+def check(layer, net):
+    q = net.read(layer, "q", ("spikes",))
+    for name in ("k", "v"):
+        other = net.read(layer, name, ("spikes",))
+        if other.shape != q.shape:
+            raise RuleError(name, f"tensor {getattr(layer, name)!r} has shape {list(other.shape)}, "
+                                  f"expected that of q {list(q.shape)}")
+    T, C, H, W = q.shape
+    if not 1 <= layer.heads <= C or C % layer.heads:
+        raise RuleError("heads", f"{layer.heads} heads do not divide the {C} channels")
+    count = H * W * (C // layer.heads)
+    require_width("count_bits", layer.count_bits, count)
+    net.write(layer, "output", Tensor("integer", q.shape, np.full(C, count, dtype=np.int64), producer=layer))
+
+
+def attention_counts(q, k, v, heads):
+    """``(Q·Kᵀ)·V`` per head on binary ``[B, T, C, H, W]`` arrays; integer counts ``[B, T, C, H, W]``."""
+    B, T, C, H, W = q.shape
+    d = C // heads
+
+    def split(x):  # [B, T, heads, N, d]
+        return x.reshape(B, T, heads, d, H * W).swapaxes(-1, -2)
+
+    qs, ks, vs = split(q), split(k), split(v)
+    counts = (qs @ ks.swapaxes(-1, -2)) @ vs     # AND-and-count, then spike-gated accumulation
+    return counts.swapaxes(-1, -2).reshape(B, T, C, H, W)
+
+
+def golden(layer, run):
+    out = attention_counts(run.values[layer.q], run.values[layer.k], run.values[layer.v], layer.heads)
+    run.check_width(layer.name, out, layer.count_bits)
+    run.values[layer.output] = out
+
+
+def emit(layer, program):
+    """One ATTENTION descriptor: Kᵀ·V into scratch weight rows (shared by every attention), then the
+    Q spikes accumulate them like a 1×1 conv; the drain runs the fused ``attn_lif``."""
+    q, k, v = (program.spike_tensor(layer, getattr(layer, key)) for key in ("q", "k", "v"))
+    C, H, W = q["channels"], q["H"], q["W"]
+    n_pe, T = program.n_pe, program.T
+    zero_bias = len(program.biases)     # the attention adds no bias: one zero row per tile
+    program.biases += [[0] * n_pe] * ceil_div(C, n_pe)
+    fields = dict(op=OPCODES["ATTENTION"], cin=C, planes=1, tiles=ceil_div(C, n_pe), T=T, H=H, W=W,
+                  in_base=q["group"], k_base=k["group"], v_base=v["group"], head_dim=C // layer.heads,
+                  bias_base=zero_bias, check_bits=layer.count_bits)
+    # Kᵀ·V counts (≤ N) live in weight rows
+    program.need(max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)
+    lif.fuse(program.lif_after(layer), program, fields, C, T, H, W)
+    program.emit(layer.name, fields, scratch=True)

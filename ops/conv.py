@@ -1,0 +1,128 @@
+"""``conv``: a convolution (stride 1, zero padding ``kernel // 2``) plus bias, optionally added to the
+residual stream — on spikes an accumulation of selected weights, on the first layer's integer
+pixels a bit-serial shift-and-add (``docs/integer-semantics.md`` §2)."""
+
+from typing import Literal
+
+import numpy as np
+
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.descriptor import OPCODES
+
+from . import lif
+from pydantic import Field
+
+from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
+
+__all__ = ["KIND", "Fields", "check", "golden", "emit", "conv_integer"]
+
+KIND = "conv"
+
+
+class Fields(LayerFields):
+    """Manifest fields of a ``conv`` layer."""
+
+    kind: Literal["conv"]
+    input: Name = Field(description="tensor read (spikes, or 'input' pixels)")
+    output: Name = Field(description='tensor written')
+    kernel: Literal[1, 3] = Field(description='1 or 3 (stride 1, zero padding kernel//2)')
+    input_kind: Literal["spikes", "pixels"] = Field(description="'spikes' or 'pixels'")
+    in_channels: int = Field(description='input channels')
+    out_channels: int = Field(description='output channels')
+    weight: Name = Field(description='table [out_channels, in_channels, kernel, kernel]')
+    bias: Name = Field(description='table [out_channels], output units')
+    residual: Name | None = Field(description='stream tensor added to the result, or null')
+    acc_bits: Width = Field(description="accumulator width (two's complement), holds the worst case")
+    scale_exp: list[int] = Field(description='per output channel: one unit is 2**scale_exp in float terms')
+
+
+def check(layer, net):
+    source = net.read(layer, "input", (layer.input_kind,))
+    T, C, H, W = source.shape
+    if layer.in_channels != C:
+        raise RuleError("in_channels", f"{layer.in_channels}, but tensor {layer.input!r} has {C} channels")
+    cout, k = layer.out_channels, layer.kernel
+    if not 1 <= cout <= 1 << 16:
+        raise RuleError("out_channels", f"must lie in 1..65536, not {cout}")
+    weight = net.table(layer, "weight", [cout, C, k, k], bits=net.quant["weight_bits"])
+    bias = net.table(layer, "bias", [cout], bits=layer.acc_bits)
+    if len(layer.scale_exp) != cout:
+        raise RuleError("scale_exp", f"has {len(layer.scale_exp)} entries, expected out_channels = {cout}")
+    in_max = net.encoding["max"] if layer.input_kind == "pixels" else 1
+    bound = np.abs(weight).sum((1, 2, 3)) * in_max + np.abs(bias)
+    T_out = net.config["T"]
+    if layer.residual is not None:
+        residual = net.read(layer, "residual", ("integer",))
+        if residual.shape != (T_out, cout, H, W):
+            raise RuleError("residual", f"tensor {layer.residual!r} has shape {list(residual.shape)}, "
+                                        f"expected {[T_out, cout, H, W]}")
+        if residual.producer is None or residual.producer.kind != KIND:
+            raise RuleError("residual", f"tensor {layer.residual!r} is not a residual stream (written by a conv)")
+        residual.stream = True
+        bound = bound + residual.bound
+    require_width("acc_bits", layer.acc_bits, bound)
+    net.write(layer, "output", Tensor("integer", (T_out, cout, H, W), bound, producer=layer,
+                                      stream=layer.residual is not None))
+
+
+def conv_integer(x, weight, bias):
+    """Integer conv, stride 1, 'same' padding, on ``x [B, T, Cin, H, W]``; ``weight [Cout, Cin, k, k]``.
+
+    For spike inputs every product is a weight selected by a spike: a sum of selected weights."""
+    k = weight.shape[-1]
+    pad = k // 2
+    padded = np.pad(x, [(0, 0)] * 3 + [(pad, pad)] * 2)
+    B, T, _, H, W = x.shape
+    out = np.broadcast_to(bias.reshape(1, 1, -1, 1, 1), (B, T, len(bias), H, W)).copy()
+    for dy in range(k):
+        for dx in range(k):
+            patch = padded[..., dy:dy + H, dx:dx + W]                    # [B, T, Cin, H, W]
+            out += np.moveaxis(np.tensordot(patch, weight[:, :, dy, dx], axes=([2], [1])), -1, 2)
+    return out
+
+
+def golden(layer, run):
+    out = conv_integer(run.values[layer.input], run.tables[layer.weight], run.tables[layer.bias])
+    if out.shape[1] != run.T:                     # static first conv: the same result every step
+        out = np.broadcast_to(out, (out.shape[0], run.T, *out.shape[2:]))
+    if layer.residual is not None:
+        out = out + run.values[layer.residual]
+    run.check_width(layer.name, out, layer.acc_bits)
+    run.values[layer.output] = out
+
+
+def emit(layer, program):
+    """One CONV descriptor: weight rows in (tile, input channel, tap) order, one bias row per tile;
+    the LIF that reads the result is fused into the drain."""
+    source = program.spike_tensor(layer, layer.input)
+    H, W = source["H"], source["W"]
+    weight, bias = program.tables[layer.weight], program.tables[layer.bias]
+    cout, cin, k, _ = weight.shape
+    n_pe = program.n_pe
+    tiles = ceil_div(cout, n_pe)
+    weight_base = len(program.weights)
+    for tile in range(tiles):
+        for ci in range(cin):
+            for dy in range(k):
+                for dx in range(k):
+                    program.weights.append(program.pad(weight[tile * n_pe:(tile + 1) * n_pe, ci, dy, dx].tolist()))
+    bias_base = len(program.biases)
+    program.biases += program.lanes(bias.tolist())
+    T = program.T
+    fields = dict(op=OPCODES["CONV"], kernel3=int(k == 3), cin=cin, planes=source.get("planes", 1),
+                  static=int(layer.input_kind == "pixels" and not program.events), tiles=tiles, T=T, H=H, W=W,
+                  in_base=source["group"], weight_base=weight_base, bias_base=bias_base,
+                  check_bits=layer.acc_bits)
+    program.need(max_cin=cin, acc_bits=layer.acc_bits)
+    if layer.residual is not None:
+        if layer.residual != program.stream:
+            raise program.error(layer, f"residual {layer.residual!r} is not the stream in memory "
+                                       f"({program.stream!r})")
+        fields["residual"] = 1
+    if layer.output in program.stream_names:
+        fields["stream_write"] = 1
+        program.stream, program.stream_shape = layer.output, (cout, H, W)
+    lif.fuse(program.lif_after(layer), program, fields, cout, T, H, W)
+    program.emit(layer.name, fields)
+    program.size(H, W)
+    program.block_end(layer.output)

@@ -1,0 +1,75 @@
+"""``head``: the classifier — per-channel sums of the final stream over tokens and timesteps, then a
+linear layer on the sums (mean over tokens and T folds into its scale), computed bit-serially."""
+
+from typing import Literal
+
+import numpy as np
+
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.descriptor import OPCODES
+
+from pydantic import Field
+
+from .base import LayerFields, Name, RuleError, Width, require_width
+
+__all__ = ["KIND", "Fields", "check", "golden", "emit"]
+
+KIND = "head"
+
+
+class Fields(LayerFields):
+    """Manifest fields of the ``head`` layer."""
+
+    kind: Literal["head"]
+    input: Name = Field(description='final stream tensor')
+    output: Name = Field(description='logits tensor')
+    weight: Name = Field(description='table [classes, channels]')
+    bias: Name = Field(description='table [classes]')
+    sum_bits: Width = Field(description='width of the stream sums')
+    logit_bits: Width = Field(description='width of the logits')
+    scale_exp: int = Field(description='one logit unit is 2**scale_exp')
+
+
+def check(layer, net):
+    source = net.read(layer, "input", ("integer",))
+    if not source.stream:
+        raise RuleError("input", f"tensor {layer.input!r} is not the residual stream")
+    T, C, H, W = source.shape
+    classes = net.config["num_classes"]
+    weight = net.table(layer, "weight", [classes, C], bits=net.quant["weight_bits"])
+    bias = net.table(layer, "bias", [classes], bits=layer.logit_bits)
+    sums = source.bound.astype(object) * (T * H * W)
+    require_width("sum_bits", layer.sum_bits, sums)
+    require_width("logit_bits", layer.logit_bits, (np.abs(weight).astype(object) * sums).sum(1) + np.abs(bias))
+    net.tensors[layer.output] = None   # the logits end the program; nothing may read them
+
+
+def golden(layer, run):
+    sums = run.values[layer.input].sum((1, 3, 4))
+    logits = sums @ run.tables[layer.weight].T + run.tables[layer.bias]
+    run.check_width(layer.name, sums, layer.sum_bits)
+    run.check_width(layer.name, logits, layer.logit_bits)
+    run.logits = logits
+
+
+def emit(layer, program):
+    """One HEAD descriptor: one weight row per channel (lane k holds class k's weight)."""
+    if layer.input != program.stream:
+        raise program.error(layer, f"input {layer.input!r} is not the stream in memory")
+    weight, bias = program.tables[layer.weight], program.tables[layer.bias]
+    classes, C = weight.shape
+    if classes > program.n_pe:
+        raise program.error(layer, f"{classes} classes need n_pe >= {classes}, not {program.n_pe}")
+    weight_base = len(program.weights)
+    for c in range(C):
+        program.weights.append(program.pad(weight[:, c].tolist()))
+    bias_base = len(program.biases)
+    program.biases += program.lanes(bias.tolist())
+    _, H, W = program.stream_shape
+    tiles = ceil_div(C, program.n_pe)
+    program.emit(layer.name, dict(op=OPCODES["HEAD"], cin=C, tiles=tiles, T=program.T, H=H, W=W,
+                                  weight_base=weight_base, bias_base=bias_base, sum_bits=layer.sum_bits,
+                                  check_bits=layer.logit_bits))
+    # Horner doubles a partial sum before the last bit's columns are added: one spare bit
+    program.need(max_cin=C, max_tiles=tiles, acc_bits=max(layer.sum_bits, layer.logit_bits + 1),
+                 classes=classes)

@@ -1,0 +1,55 @@
+"""``pool``: max-pool 3×3, stride 2, padding 1 on spikes — an OR over each window."""
+
+from typing import Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from spikeforge.interface.descriptor import OPCODES
+
+from pydantic import Field
+
+from .base import LayerFields, Name, Tensor
+
+__all__ = ["KIND", "Fields", "check", "golden", "emit", "maxpool_spikes", "pooled_size"]
+
+KIND = "pool"
+
+
+class Fields(LayerFields):
+    """Manifest fields of a ``pool`` layer."""
+
+    kind: Literal["pool"]
+    input: Name = Field(description='spike tensor read')
+    output: Name = Field(description='spike tensor written, (H + 1) // 2 × (W + 1) // 2')
+
+
+def pooled_size(n):
+    return (n - 1) // 2 + 1
+
+
+def check(layer, net):
+    source = net.read(layer, "input", ("spikes",))
+    T, C, H, W = source.shape
+    net.write(layer, "output", Tensor("spikes", (T, C, pooled_size(H), pooled_size(W)), producer=layer))
+
+
+def maxpool_spikes(x):
+    """MaxPool(3, stride 2, padding 1) on spikes ``[..., H, W]`` = OR over each window."""
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)])   # 0 is neutral for OR
+    windows = sliding_window_view(padded, (3, 3), axis=(-2, -1))[..., ::2, ::2, :, :]
+    return windows.max((-1, -2))
+
+
+def golden(layer, run):
+    run.values[layer.output] = maxpool_spikes(run.values[layer.input])
+
+
+def emit(layer, program):
+    """One POOL descriptor over the input's channel groups."""
+    source = program.spike_tensor(layer, layer.input)
+    H, W = source["H"], source["W"]
+    pooled = program.place(layer.output, source["channels"], source["T"], pooled_size(H), pooled_size(W))
+    program.emit(layer.name, dict(op=OPCODES["POOL"], tiles=source["groups"], T=source["T"], H=H, W=W,
+                                  in_base=source["group"], out_base=pooled["group"], check_bits=1))
+    program.size(pooled["H"], pooled["W"])
