@@ -7,12 +7,16 @@ their rules, its golden (integer) execution, its descriptor emission and its cyc
 :data:`OPERATIONS`. Torch-free: numpy and pydantic only.
 """
 
+from spikeforge.interface.descriptor import OPCODES
+
 from . import attention, conv, head, lif, pool
 
-__all__ = ["OPERATIONS", "operation"]
+__all__ = ["OPERATIONS", "BY_OPCODE", "operation"]
 
 #: Operation modules by manifest ``kind``.
 OPERATIONS = {module.KIND: module for module in (conv, pool, lif, attention, head)}
+#: Operation modules by the opcode of the descriptor they emit (a LIF emits none).
+BY_OPCODE = {OPCODES[module.OPCODE]: module for module in OPERATIONS.values() if module.OPCODE}
 
 
 def operation(kind):

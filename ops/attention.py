@@ -13,9 +13,10 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
 
-__all__ = ["KIND", "Fields", "check", "golden", "emit", "attention_counts"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "attention_counts"]
 
 KIND = "attention"
+OPCODE = "ATTENTION"
 
 
 class Fields(LayerFields):
@@ -73,10 +74,31 @@ def emit(layer, program):
     n_pe, T = program.n_pe, program.T
     zero_bias = len(program.biases)     # the attention adds no bias: one zero row per tile
     program.biases += [[0] * n_pe] * ceil_div(C, n_pe)
-    fields = dict(op=OPCODES["ATTENTION"], cin=C, planes=1, tiles=ceil_div(C, n_pe), T=T, H=H, W=W,
+    fields = dict(op=OPCODES[OPCODE], cin=C, planes=1, tiles=ceil_div(C, n_pe), T=T, H=H, W=W,
                   in_base=q["group"], k_base=k["group"], v_base=v["group"], head_dim=C // layer.heads,
                   bias_base=zero_bias, check_bits=layer.count_bits)
     # Kᵀ·V counts (≤ N) live in weight rows
     program.need(max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)
     lif.fuse(program.lif_after(layer), program, fields, C, T, H, W)
     program.emit(layer.name, fields, scratch=True)
+
+
+def cycles(fields, spikes):
+    """Engine cycles (from leaving IDLE to DONE) of an ATTENTION descriptor; ``spikes``: the Q spikes at ``in_base`` as stored,
+    ``[T_s, C_s, H_s, W_s]`` (at least ``T``, ``C`` = ``cin``, ``H``, ``W``).
+
+    Per output tile and timestep ``t``:
+
+    * KV: ``C·H`` cycles (one per ``(ci, y)``: the K row of channel ``ci`` AND the V rows of the
+      tile's lanes, counted), KV_FLUSH 1, FETCH 1;
+    * the Q-gated accumulation: per Q channel 1 ROWS cycle, then per occupied row ``y < H`` of
+      timestep ``t`` ``max(1, k)`` SCAN cycles, ``k`` its spikes in columns ``< W`` (the centre tap
+      reaches every row and column: with ``W_s = W`` these sum to the Q spikes at ``t``);
+
+    then per tile DRAIN_START 1, DRAIN ``T·H·W``, DRAIN_FLUSH 1.
+    """
+    C, T, H, W = fields["cin"], fields["T"], fields["H"], fields["W"]
+    rows = np.asarray(spikes)[:T, :C, :H] != 0                      # [t, channel, row, stored columns]
+    scan = int((np.maximum(rows[..., :W].sum(-1), 1) * rows.any(-1)).sum())
+    per_tile = T * (C * H + 1 + 1 + C) + scan + 1 + T * H * W + 1
+    return fields["tiles"] * per_tile

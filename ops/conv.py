@@ -14,9 +14,10 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
 
-__all__ = ["KIND", "Fields", "check", "golden", "emit", "conv_integer"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer"]
 
 KIND = "conv"
+OPCODE = "CONV"
 
 
 class Fields(LayerFields):
@@ -109,7 +110,7 @@ def emit(layer, program):
     bias_base = len(program.biases)
     program.biases += program.lanes(bias.tolist())
     T = program.T
-    fields = dict(op=OPCODES["CONV"], kernel3=int(k == 3), cin=cin, planes=source.get("planes", 1),
+    fields = dict(op=OPCODES[OPCODE], kernel3=int(k == 3), cin=cin, planes=source.get("planes", 1),
                   static=int(layer.input_kind == "pixels" and not program.events), tiles=tiles, T=T, H=H, W=W,
                   in_base=source["group"], weight_base=weight_base, bias_base=bias_base,
                   check_bits=layer.acc_bits)
@@ -126,3 +127,39 @@ def emit(layer, program):
     program.emit(layer.name, fields)
     program.size(H, W)
     program.block_end(layer.output)
+
+
+def cycles(fields, spikes):
+    """Engine cycles (from leaving IDLE to DONE) of a CONV descriptor.
+
+    ``spikes``: the spike channels at ``in_base`` as stored, ``[T_s, C_s, H_s, W_s]`` with ``C_s ≥
+    cin·planes`` (extra timesteps, channels, rows and columns are allowed: the hardware does not scan
+    them; the first conv's pixels as bit planes, channel ``c·P + b`` bit ``b`` of channel ``c``).
+
+    Per output tile (``tiles``):
+
+    * 1 FETCH cycle (the first weight row and occupancy word);
+    * per slot (input channel, tap ``(dy, dx)`` — 9 for ``kernel3``, else the centre —, bit plane):
+      1 ROWS cycle, which picks the occupied rows ``{t, y}`` the tap reaches (``t < scan_T``, 1 for
+      ``static`` else ``T``; ``y`` in ``[1 if dy = 2 else 0, H−2 if dy = 0 else H−1]``), then per
+      such row ``max(1, k)`` SCAN cycles, ``k`` its spikes in the tap's columns ``[1 if dx = 2 else
+      0, W−2 if dx = 0 else W−1]``: a row is occupied when its stored word holds any spike, so a row
+      whose spikes all lie outside the tap's columns still costs its one empty scan;
+    * DRAIN_START (bias, threshold read) 1, DRAIN ``T·H·W`` (every position, also for ``static``),
+      DRAIN_FLUSH 1.
+    """
+    cin, planes, T, H, W = fields["cin"], fields["planes"], fields["T"], fields["H"], fields["W"]
+    x = np.asarray(spikes, dtype=np.int64)
+    scan_T = 1 if fields["static"] else T
+    x = x[:scan_T, :cin * planes] != 0
+    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if fields["kernel3"] else [(1, 1)]
+    scan = 0
+    for dy, dx in taps:
+        y0, y1 = (1 if dy == 2 else 0), (H - 2 if dy == 0 else H - 1)
+        x0, x1 = (1 if dx == 2 else 0), (W - 2 if dx == 0 else W - 1)
+        rows = x[:, :, y0:y1 + 1]                           # [t, channel, reached rows, stored columns]
+        occupied = rows.any(-1)
+        reached = rows[..., x0:x1 + 1].sum(-1)
+        scan += int((np.maximum(reached, 1) * occupied).sum())
+    per_tile = 1 + cin * planes * len(taps) + scan + 1 + T * H * W + 1
+    return fields["tiles"] * per_tile

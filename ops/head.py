@@ -12,9 +12,10 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Width, require_width
 
-__all__ = ["KIND", "Fields", "check", "golden", "emit"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles"]
 
 KIND = "head"
+OPCODE = "HEAD"
 
 
 class Fields(LayerFields):
@@ -67,9 +68,17 @@ def emit(layer, program):
     program.biases += program.lanes(bias.tolist())
     _, H, W = program.stream_shape
     tiles = ceil_div(C, program.n_pe)
-    program.emit(layer.name, dict(op=OPCODES["HEAD"], cin=C, tiles=tiles, T=program.T, H=H, W=W,
+    program.emit(layer.name, dict(op=OPCODES[OPCODE], cin=C, tiles=tiles, T=program.T, H=H, W=W,
                                   weight_base=weight_base, bias_base=bias_base, sum_bits=layer.sum_bits,
                                   check_bits=layer.logit_bits))
     # Horner doubles a partial sum before the last bit's columns are added: one spare bit
     program.need(max_cin=C, max_tiles=tiles, acc_bits=max(layer.sum_bits, layer.logit_bits + 1),
                  classes=classes)
+
+
+def cycles(fields, spikes):
+    """Engine cycles (from leaving IDLE to DONE) of a HEAD descriptor: SUM ``tiles·T·H·W`` (one stream word per cycle), SUM_FLUSH 1,
+    then per bit of the sums (``sum_bits``, Horner from the sign bit down) ``cin`` HORNER cycles (one
+    weight row each) and one HORNER_SHIFT, and HEAD_BIAS 1; independent of the spikes."""
+    return (fields["tiles"] * fields["T"] * fields["H"] * fields["W"] + 1
+            + fields["sum_bits"] * (fields["cin"] + 1) + 1)

@@ -12,10 +12,12 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
 
-__all__ = ["KIND", "Fields", "check", "golden", "emit", "fuse", "lif_integer", "decay_fixed_point",
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "fuse", "lif_integer", "decay_fixed_point",
            "MAX_DECAY_SHIFT", "MAX_FRAC_BITS"]
 
 KIND = "lif"
+#: No descriptor of its own (fused into its producer), hence no cycle model either.
+OPCODE = None
 #: Largest decay shift s (the decay m / 2**s has at most 16 fraction bits).
 MAX_DECAY_SHIFT = 16
 #: Largest number of fractional membrane bits F.

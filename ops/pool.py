@@ -11,9 +11,10 @@ from pydantic import Field
 
 from .base import LayerFields, Name, Tensor
 
-__all__ = ["KIND", "Fields", "check", "golden", "emit", "maxpool_spikes", "pooled_size"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "maxpool_spikes", "pooled_size"]
 
 KIND = "pool"
+OPCODE = "POOL"
 
 
 class Fields(LayerFields):
@@ -50,6 +51,13 @@ def emit(layer, program):
     source = program.spike_tensor(layer, layer.input)
     H, W = source["H"], source["W"]
     pooled = program.place(layer.output, source["channels"], source["T"], pooled_size(H), pooled_size(W))
-    program.emit(layer.name, dict(op=OPCODES["POOL"], tiles=source["groups"], T=source["T"], H=H, W=W,
+    program.emit(layer.name, dict(op=OPCODES[OPCODE], tiles=source["groups"], T=source["T"], H=H, W=W,
                                   in_base=source["group"], out_base=pooled["group"], check_bits=1))
     program.size(pooled["H"], pooled["W"])
+
+
+def cycles(fields, spikes):
+    """Engine cycles (from leaving IDLE to DONE) of a POOL descriptor (``H``, ``W`` of the input): per channel group (``tiles``),
+    timestep and pooled row (``⌈H/2⌉``), 3 POOL_READ cycles (input rows ``2y−1 .. 2y+1``) and one
+    POOL_WRITE; independent of the spikes."""
+    return fields["tiles"] * fields["T"] * ((fields["H"] + 1) // 2) * 4

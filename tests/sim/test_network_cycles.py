@@ -5,6 +5,7 @@ the Amaranth simulator, and for hand-made descriptors with sizes the compiler ne
 import numpy as np
 import pytest
 import torch
+
 from spikeforge.firmware.compiler import compile_bundle
 from spikeforge.firmware.driver import Driver, PortsBus
 from spikeforge.firmware.image import ProgramImage
@@ -20,9 +21,9 @@ from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.sim.network import accelerator, first_difference, run_network
-from spikeforge.sim.network_cycles import (attention_cycles, bit_planes, conv_cycles, descriptor_cycles,
-                                           head_cycles, network_cycles, pool_cycles, run_cycles, spikes_at,
-                                           trace_tensors)
+from spikeforge.ops import BY_OPCODE
+from spikeforge.sim.network_cycles import (SEQUENCER_CYCLES, bit_planes, descriptor_cycles, network_cycles,
+                                           run_cycles, spikes_at, trace_tensors)
 
 # (id, preset, overrides, n_pe, input patch, what the run must exercise so that every term of the model
 # is pinned). The imagenet network's input is zero outside a top-left 4×4 patch (random pixels in 0..255
@@ -166,14 +167,7 @@ def test_hand_made_descriptors_take_the_modelled_cycles():
     model = []
     for tensor, fields in PROGRAM:
         f = unpack(pack(**fields))
-        if f["op"] == OPCODES["CONV"]:
-            model.append(conv_cycles(f, spikes[tensor]))
-        elif f["op"] == OPCODES["POOL"]:
-            model.append(pool_cycles(f))
-        elif f["op"] == OPCODES["ATTENTION"]:
-            model.append(attention_cycles(f, spikes[tensor]))
-        else:
-            model.append(head_cycles(f))
+        model.append(SEQUENCER_CYCLES + BY_OPCODE[f["op"]].cycles(f, spikes.get(tensor)))
     assert hardware == model
     assert cycles == run_cycles(model)
 
