@@ -1,15 +1,21 @@
 """Model configurations: the presets of the Spikingformer paper and their validated overrides."""
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "ARCHITECTURES", "PRESETS", "OVERRIDABLE", "ModelConfig", "make_config"]
+__all__ = ["FAMILIES", "ARCHITECTURES", "PRESETS", "OVERRIDABLE", "LIMITS", "ModelConfig", "make_config"]
 
 #: Tokenizer/attention families of the official code: ``cifar`` (block0..block4 tokenizer,
 #: ``(Q·Kᵀ)·V``), ``imagenet`` (proj_conv + four pooling stages, ``Q·(Kᵀ·V)``) and ``dvs``
 #: (the imagenet tokenizer on event frames ``[B, T, C, H, W]``, ``(Q·Kᵀ)·V``).
 FAMILIES = ("cifar", "imagenet", "dvs")
 ARCHITECTURES = ("spikingformer", "spikformer")
+
+#: Largest accepted value of each numeric field: far beyond every published model, small enough
+#: that a typo cannot ask for a model that exhausts memory or never finishes building.
+LIMITS = {"depth": 64, "dim": 8192, "heads": 1024, "T": 1024, "img_size": 4096, "in_channels": 1024,
+          "num_classes": 100_000, "mlp_ratio": 64, "tau": 1e6}
 
 #: Total spatial downsampling of each family's tokenizer.
 _DOWNSAMPLING = {"cifar": 4, "imagenet": 16, "dvs": 16}
@@ -48,13 +54,27 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     def validate(self):
-        """Raise ``ValueError`` naming the first field whose value cannot build a model."""
-        if self.family not in FAMILIES:
+        """Raise ``ValueError`` naming the first field whose value cannot build a model.
+
+        Integer fields must be positive integers (not bools) no larger than :data:`LIMITS`; float
+        fields must be finite numbers in their range (``mlp_ratio`` in (0, 64], ``tau`` in
+        [1, 10⁶]), so that a typo such as ``--set mlp_ratio=inf`` is refused here, not deep inside
+        the model code.
+        """
+        if not isinstance(self.family, str) or self.family not in FAMILIES:
             raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {self.family!r}")
+        if not isinstance(self.dataset, str):
+            raise ValueError(f"dataset must be a name, not {self.dataset!r}")
         for name in ("depth", "dim", "heads", "T", "img_size", "in_channels", "num_classes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            if value > LIMITS[name]:
+                raise ValueError(f"{name} must be at most {LIMITS[name]}, not {value!r}")
+        for name in ("mlp_ratio", "tau"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value!r}")
         if self.dim % 8:
             raise ValueError(f"dim must be divisible by 8 (the tokenizer starts at dim/8 channels), "
                              f"not {self.dim!r}")
@@ -63,10 +83,13 @@ class ModelConfig:
         if self.img_size % self.downsampling:
             raise ValueError(f"img_size must be divisible by {self.downsampling} (the {self.family} "
                              f"tokenizer's downsampling), not {self.img_size!r}")
-        if not self.mlp_ratio > 0 or self.hidden_dim < 1:
-            raise ValueError(f"mlp_ratio must give at least one hidden channel, not {self.mlp_ratio!r}")
+        if not 0 < self.mlp_ratio <= LIMITS["mlp_ratio"] or self.hidden_dim < 1:
+            raise ValueError(f"mlp_ratio must lie in (0, {LIMITS['mlp_ratio']}] and give at least one "
+                             f"hidden channel, not {self.mlp_ratio!r}")
         if not self.tau >= 1.0:
             raise ValueError(f"tau must be at least 1.0, not {self.tau!r}")
+        if self.tau > LIMITS["tau"]:
+            raise ValueError(f"tau must be at most {LIMITS['tau']:g}, not {self.tau!r}")
         return self
 
 
@@ -108,8 +131,10 @@ def make_config(name, **overrides):
         kind = OVERRIDABLE[key]
         try:
             parsed[key] = kind(value) if not isinstance(value, kind) else value
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"override {key} must be {kind.__name__}, not {value!r}") from None
         if kind is int and isinstance(value, float) and value != int(value):
             raise ValueError(f"override {key} must be an integer, not {value!r}")
+        if kind is float and not math.isfinite(parsed[key]):
+            raise ValueError(f"override {key} must be a finite number, not {value!r}")
     return dataclasses.replace(PRESETS[name], **parsed).validate()

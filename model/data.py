@@ -7,8 +7,27 @@
 * **cifar10 / cifar100**: the standard python-pickle batches (``data_batch_1..5``/``test_batch`` or
   ``train``/``test``) in a folder given by the user; never downloaded. Normalised with the official
   mean/std so official checkpoints evaluate as published.
-* Input specs for the command line: ``digits:N`` (first N test images), ``random:N[:SEED]``
-  (uniform images, or binary event frames for the dvs family) or a path to a ``.npy`` array.
+* Input specs for the command line (:func:`parse_input`), each checked against the model's input
+  shape and the input encoding of :mod:`spikeforge.model.encoding` (``x = pixel · 2**scale_exp``):
+
+  - ``digits:N``: the first N digits test images (labelled);
+  - ``random:N[:SEED]``: uniform images on the encoding grid (pixels ``round(u / 2**scale_exp)``
+    clamped to ``max``, u uniform in [0, 1)), or sparse binary event frames for the dvs family;
+  - ``FILE.npy``: a floating-point array ``[N, *shape]`` of float model inputs in the encoding's
+    range (digits [0, 1], other images [0, 255/256], events exactly 0 or 1). Integer or bool
+    arrays are refused (they look like pixels: use ``pixels:FILE.npy``), as are NaN/±inf,
+    negative and too large values — the message names the file, index and value;
+  - ``pixels:FILE.npy``: an array of integer pixels ``0..max`` (events 0 or 1), of an integer or
+    bool dtype, or floats holding integers; the float model sees ``pixel · 2**scale_exp``.
+
+  N must be at least 1 (``digits:0``, ``random:0`` and empty arrays are refused). Every ``Batch``
+  of a spec carries both ``x`` (float model input) and ``pixels`` (the int64 encoded input that the
+  golden model and the hardware take), with ``x == pixels · 2**scale_exp`` except for a plain
+  ``FILE.npy``, whose ``x`` is kept as given and whose ``pixels`` are its rounding.
+  The digits splits carry ``pixels`` too; the cifar batches of :func:`load_cifar` do not: their
+  ``x`` is mean/std normalised, not ``pixel · 2**scale_exp``. Input specs give un-normalised images,
+  so a float model trained on normalised CIFAR data sees them as the quantized pipeline does
+  (pixel/256), not as in training.
 """
 
 import pickle
@@ -17,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .encoding import check_pixels, decode_pixels, encode_input, input_encoding
 
 __all__ = ["DIGITS_PIXEL_MAX", "DIGITS_TEST_SIZE", "Batch", "digits_split", "load_cifar",
            "parse_input", "training_data"]
@@ -29,11 +50,14 @@ _CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 @dataclass
 class Batch:
-    """Model inputs ``x`` (float), labels ``y`` (int64, or None when unknown) and where they came from."""
+    """Model inputs ``x`` (float), labels ``y`` (int64, or None when unknown), where they came from
+    and ``pixels``: the integer input (int64, same shape as ``x``) of the input encoding
+    (:mod:`spikeforge.model.encoding`), or None where a batch was built without one."""
 
     x: torch.Tensor
     y: torch.Tensor | None
     source: str
+    pixels: torch.Tensor | None = None
 
     def __len__(self):
         return len(self.x)
@@ -49,7 +73,9 @@ def digits_split(split):
     x_train, x_test, y_train, y_test = train_test_split(
         images, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
     x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
-    return Batch(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y).long(), f"digits:{split}")
+    x = torch.from_numpy(x).unsqueeze(1)
+    pixels = (x * DIGITS_PIXEL_MAX).round().to(torch.int64)  # exact: the pixels are 0..16
+    return Batch(x, torch.from_numpy(y).long(), f"digits:{split}", pixels)
 
 
 def _unpickle(path):
@@ -118,19 +144,45 @@ def _count(text, spec):
     return n
 
 
+def _load_npy(path, spec, shape):
+    """The array of an input ``.npy`` file, checked for existence, readability, shape and N ≥ 1."""
+    if path.suffix != ".npy":
+        raise ValueError(f"--input {spec!r}: expected digits:N, random:N[:SEED], FILE.npy or "
+                         f"pixels:FILE.npy")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: input file does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError, OSError, EOFError, UnpicklingError, ...
+        raise ValueError(f"{path}: not a readable .npy array ({type(e).__name__})") from None
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{path}: not a .npy array")
+    if array.ndim == len(shape) + 1 and array.shape[0] == 0:
+        raise ValueError(f"{path}: the array holds no inputs (shape {list(array.shape)}); N must be at "
+                         f"least 1")
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
+        raise ValueError(f"{path}: array shape must be [N, {', '.join(map(str, shape))}], "
+                         f"not {list(array.shape)}")
+    return array
+
+
 def parse_input(spec, config):
-    """The ``Batch`` an input spec denotes, checked against the model's input shape."""
+    """The ``Batch`` (with ``x`` and ``pixels``) an input spec denotes, checked against the model's
+    input shape and input encoding; every refusal is a one-line ``ValueError`` (or
+    ``FileNotFoundError``) naming the spec or file (and index and value). See the module docstring."""
     shape = _input_shape(config)
+    encoding = input_encoding(config.as_dict())
     kind, _, rest = spec.partition(":")
     if kind == "digits" and rest:
+        n = _count(rest, spec)
         if shape != (1, 8, 8):
             raise ValueError(f"--input {spec!r}: digits are 1x8x8 images, the model expects "
                              f"{'x'.join(map(str, shape))} (use --model digits-tiny)")
-        n = _count(rest, spec)
         if n > DIGITS_TEST_SIZE:
             raise ValueError(f"--input {spec!r}: the digits test split has {DIGITS_TEST_SIZE} images")
         test = digits_split("test")
-        return Batch(test.x[:n], test.y[:n], f"digits:{n}")
+        x = test.x[:n]  # pixels/16: on the grid of the digits encoding (and of the 1/256 one)
+        return Batch(x, test.y[:n], f"digits:{n}", encode_input(x, encoding, spec))
     if kind == "random" and rest:
         count, _, seed = rest.partition(":")
         n = _count(count, spec)
@@ -138,22 +190,24 @@ def parse_input(spec, config):
             generator = torch.Generator().manual_seed(int(seed or 0))
         except ValueError:
             raise ValueError(f"--input {spec!r}: SEED must be an integer, not {seed!r}") from None
-        x = torch.rand((n, *shape), generator=generator)
-        if config.family == "dvs":
-            x = (x < 0.1).float()  # sparse binary event frames
-        return Batch(x, None, spec)
+        u = torch.rand((n, *shape), generator=generator)
+        if encoding["events"]:
+            pixels = (u < 0.1).to(torch.int64)  # sparse binary event frames
+        else:  # on the encoding grid: the pixels that rounding u gives
+            pixels = torch.round(u * 2.0 ** -encoding["scale_exp"]).clamp(0, encoding["max"]).to(torch.int64)
+        return Batch(decode_pixels(pixels, encoding), None, spec, pixels)
+    if kind == "pixels" and rest:
+        path = Path(rest)
+        array = _load_npy(path, spec, shape)
+        pixels = check_pixels(array, encoding, str(path))
+        return Batch(decode_pixels(pixels, encoding), None, spec, pixels)
     path = Path(spec)
-    if path.suffix != ".npy":
-        raise ValueError(f"--input {spec!r}: expected digits:N, random:N[:SEED] or a .npy file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: input file does not exist")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
-    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
-        raise ValueError(f"{path}: array shape must be [N, {', '.join(map(str, shape))}], "
-                         f"not {list(array.shape)}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{path}: array dtype must be numeric, not {array.dtype}")
-    return Batch(torch.from_numpy(array.astype(np.float32)), None, str(path))
+    array = _load_npy(path, spec, shape)
+    if array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{path}: array of dtype {array.dtype} looks like integer pixels; pass "
+                         f"pixels:{path} (a plain FILE.npy holds float model inputs, pixel·2**"
+                         f"{encoding['scale_exp']})")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{path}: array dtype must be floating point (float model inputs), not {array.dtype}")
+    pixels = encode_input(array, encoding, str(path))
+    return Batch(torch.from_numpy(array.astype(np.float32)), None, str(path), pixels)

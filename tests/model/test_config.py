@@ -35,6 +35,53 @@ def test_invalid_combinations_raise_clear_value_errors(overrides, message):
         build_model("cifar10-4-384", **overrides)
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (dict(mlp_ratio="inf"), r"^override mlp_ratio must be a finite number, not 'inf'$"),
+    (dict(mlp_ratio="nan"), r"^override mlp_ratio must be a finite number, not 'nan'$"),
+    (dict(mlp_ratio="1e400"), r"^override mlp_ratio must be a finite number, not '1e400'$"),
+    (dict(tau="inf"), r"^override tau must be a finite number, not 'inf'$"),
+    (dict(tau="-inf"), r"^override tau must be a finite number, not '-inf'$"),
+    (dict(mlp_ratio="0"), r"^mlp_ratio must lie in \(0, 64\] and give at least one hidden channel, not 0.0$"),
+    (dict(mlp_ratio="-2"), r"^mlp_ratio must lie in \(0, 64\] .*, not -2.0$"),
+    (dict(mlp_ratio="1e-9"), r"^mlp_ratio must lie in \(0, 64\] and give at least one hidden channel"),
+    (dict(mlp_ratio="1e300"), r"^mlp_ratio must lie in \(0, 64\] .*, not 1e\+300$"),
+    (dict(tau="0"), r"^tau must be at least 1.0, not 0.0$"),
+    (dict(tau="-3"), r"^tau must be at least 1.0, not -3.0$"),
+    (dict(tau="1e7"), r"^tau must be at most 1e\+06, not 10000000.0$"),
+    (dict(depth="-1"), r"^depth must be a positive integer, not -1$"),
+    (dict(T="0"), r"^T must be a positive integer, not 0$"),
+    (dict(num_classes="0"), r"^num_classes must be a positive integer, not 0$"),
+    (dict(depth="100000000000000000000"), r"^depth must be at most 64, not 100000000000000000000$"),
+    (dict(dim="1e3"), r"^override dim must be int, not '1e3'$"),
+    (dict(depth=float("inf")), r"^override depth must be int, not inf$"),
+    (dict(depth=float("nan")), r"^override depth must be int, not nan$"),
+    (dict(depth=True), r"^depth must be a positive integer, not True$"),
+])
+def test_non_finite_and_out_of_range_overrides_name_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("digits-tiny", **overrides)
+
+
+def test_large_tau_stays_legal_for_the_config():
+    assert make_config("digits-tiny", tau="1000").tau == 1000.0
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("mlp_ratio", float("inf"), "mlp_ratio must be a finite number, not inf"),
+    ("tau", float("nan"), "tau must be a finite number, not nan"),
+    ("tau", "2", "tau must be a finite number, not '2'"),
+    ("dim", 64.0, "dim must be a positive integer, not 64.0"),
+    ("family", None, "family must be one of cifar, imagenet, dvs, not None"),
+    ("dataset", 3, "dataset must be a name, not 3"),
+])
+def test_validate_refuses_malformed_fields(field, value, message):
+    import dataclasses
+
+    config = dataclasses.replace(make_config("digits-tiny"), **{field: value})
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        config.validate()
+
+
 def test_imagenet_family_needs_16_fold_divisible_images():
     with pytest.raises(ValueError, match="img_size must be divisible by 16"):
         build_model("imagenet-8-384", img_size=40)

@@ -67,3 +67,91 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "m.pt", model, "spikingformer")
     assert list(tmp_path.iterdir()) == []
+
+
+def _spikeforge_checkpoint(tmp_path, name="m.pt", **changes):
+    """A saved untrained digits-tiny checkpoint, its payload then edited by ``changes``."""
+    path = save_checkpoint(tmp_path / name, build_model("digits-tiny"), "spikingformer")
+    if changes:
+        payload = torch.load(path, weights_only=True)
+        payload.update(changes)
+        torch.save(payload, path)
+    return path
+
+
+def test_checkpoint_of_another_config_than_requested_is_refused(tmp_path):
+    path = _spikeforge_checkpoint(tmp_path)
+    load_checkpoint(path, make_config("digits-tiny"), "spikingformer")  # the same: fine
+    with pytest.raises(ValueError, match=r"^.*m.pt: the checkpoint's config does not match the requested model: "
+                                         r"field 'dim' is 64 in the checkpoint, 32 requested \(--model/--set\)$"):
+        load_checkpoint(path, make_config("digits-tiny", dim=32))
+    with pytest.raises(ValueError, match=r"field 'family' is 'cifar' in the checkpoint, 'imagenet' requested"):
+        load_checkpoint(path, make_config("imagenet-8-384"))
+    with pytest.raises(ValueError, match=r"m.pt: field 'arch' is 'spikingformer' in the checkpoint, "
+                                         r"'spikformer' requested \(--arch\)$"):
+        load_checkpoint(path, make_config("digits-tiny"), "spikformer")
+    # without a config the arch is not compared (the CLI's --arch has a default)
+    assert load_checkpoint(path, None, "spikformer")[1]["arch"] == "spikingformer"
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(state_dict=None), r"field 'state_dict' must be a mapping of parameter names to tensors, not NoneType$"),
+    (dict(state_dict=[1, 2]), r"field 'state_dict' must be a mapping of parameter names to tensors, not list$"),
+    (dict(state_dict={}), r"field 'state_dict' holds no tensors$"),
+    (dict(state_dict={"head.weight": None}), r"field 'state_dict' entry 'head.weight' must be a tensor, not NoneType$"),
+    (dict(state_dict={3: torch.zeros(1)}), r"field 'state_dict' has a key 3 of type int; parameter names must be"),
+    (dict(config=None), r"field 'config' must be a dict, not NoneType$"),
+    (dict(config={"depth": 1}), r"field 'config' is invalid \("),
+    (dict(arch="resnet"), r"field 'arch' is 'resnet', expected one of spikingformer, spikformer$"),
+])
+def test_malformed_checkpoint_fields_are_named(tmp_path, changes, message):
+    path = _spikeforge_checkpoint(tmp_path, "bad.pt", **changes)
+    with pytest.raises(ValueError, match=r"^.*bad.pt: " + message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    model = build_model("digits-tiny")
+    state = model.state_dict()
+    keys = [k for k, v in state.items() if v.is_floating_point()]
+    state[keys[2]][0] = float("nan")
+    state[keys[5]].view(-1)[-1] = float("-inf")
+    path = _spikeforge_checkpoint(tmp_path, "nan.pt", state_dict=state)
+    with pytest.raises(ValueError, match=rf"^.*nan.pt: tensor '{keys[2]}' holds NaN or infinite values "
+                                         rf"\(2 of {len(state)} tensors do\)$"):
+        load_checkpoint(path)
+
+
+def test_payloads_that_are_no_dict_are_refused(tmp_path):
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match=r"list.pt: the checkpoint must hold a dict, not list$"):
+        load_checkpoint(tmp_path / "list.pt", make_config("digits-tiny"))
+    torch.save({"state_dict": None, "epoch": 1}, tmp_path / "official.pt")
+    with pytest.raises(ValueError, match=r"official.pt: field 'state_dict' must be a mapping .*, not NoneType$"):
+        load_checkpoint(tmp_path / "official.pt", make_config("digits-tiny"))
+    torch.save({"epoch": 1}, tmp_path / "flat.pt")
+    with pytest.raises(ValueError, match=r"flat.pt: field 'checkpoint' entry 'epoch' must be a tensor, not int$"):
+        load_checkpoint(tmp_path / "flat.pt", make_config("digits-tiny"))
+
+
+def test_state_dict_mismatch_is_one_short_line(tmp_path):
+    small = build_model("cifar10-4-384", depth=1, dim=32, heads=4, img_size=16)
+    state = {f"module.{k}": v for k, v in small.state_dict().items()}
+    state["module.extra.weight"] = torch.zeros(3)
+    torch.save({"model": state}, tmp_path / "official.pth")
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(tmp_path / "official.pth", make_config("cifar10-4-384"))
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert message.startswith(f"{tmp_path / 'official.pth'}: state dict does not match spikingformer cifar10-4-384: ")
+    expected = build_model("cifar10-4-384").state_dict()
+    missing = len([k for k in expected if k.removeprefix("module.") not in small.state_dict()])
+    assert f"{missing} missing (block.1." in message and "1 unexpected (extra.weight)" in message
+    assert "shape mismatches (patch_embed.block0_conv.weight: checkpoint [4, 3, 3, 3], model [48, 3, 3, 3], ...)" \
+        in message
+    other = make_config("cifar100-4-384", depth=1, dim=32, heads=4, img_size=16)
+    with pytest.raises(ValueError, match=r"does not match spikingformer cifar100-1-32 variant \(heads=4, T=4, "
+                                         r"img_size=16, num_classes=100\): 1 unexpected \(extra.weight\), "
+                                         r"2 shape mismatches \(head.weight: checkpoint \[10, 32\], model \[100, 32\], ...\)$"):
+        load_checkpoint(tmp_path / "official.pth", other)
