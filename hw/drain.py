@@ -1,0 +1,145 @@
+"""Drain: the LIF pass over one tile's accumulators (bias, residual, stream write-back, spikes)."""
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
+from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_word_layout
+
+from .lif_unit import LIFUnit
+from .logic import check_params, count_nested, fits, spike_group
+
+__all__ = ["Drain"]
+
+
+class Drain(wiring.Component):
+    """Reads the tile's accumulators position by position, timestep innermost (``{t, y, x}``, one per
+    cycle), and one cycle later adds the tile's bias and, for a ``residual`` CONV, the stream word
+    read in step; checks the sum against ``check_bits``; writes it back to the stream memory
+    (``stream_write``; each word is read, then written one cycle later) and runs the LIF (threshold
+    of the tile, ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``). The membrane
+    stays in a register across the timesteps of one position. A ``static`` input's accumulators hold
+    ``t = 0`` only: they are read, and kept, at every timestep.
+
+    The pass takes ``T·H·W + 2`` cycles from the one after ``start`` to ``done`` included: a start
+    cycle reading the bias and threshold rows, one per position, and a flush.
+
+    Ports
+    -----
+    desc : In(DESCRIPTOR_LAYOUT)
+        The descriptor (``T``, ``H``, ``W``, ``static``, ``residual``, ``stream_write``, ``lif``,
+        ``bias_base``, ``threshold_base``, ``out_base``, ``frac_bits``, ``check_bits``).
+    tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
+        The output tile (``n_pe`` channels), stable during the pass.
+    start : In(1)
+        Begin the pass (the bias and threshold reads are next cycle).
+    done : Out(1)
+        The last cycle of the pass.
+    bias_en, bias_addr : Out
+        Bias row read (``range(bias_rows)``).
+    bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
+        Held while ``bias_en`` is low.
+    threshold_en, threshold_addr : Out
+        Threshold row read (``range(threshold_rows)``).
+    threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
+    acc_valid, acc_addr, acc_keep : Out
+        Accumulator drain request (:class:`AccumulatorArray` ``drain_*``).
+    acc_data : In(ArrayLayout(signed(acc_bits), n_pe))
+        The word requested one cycle earlier.
+    stream_addr : Out
+        Stream word ``{tile, t, y, x}`` read (data one cycle later).
+    stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
+    stream_we, stream_waddr, stream_wdata : Out
+        Stream write of the result.
+    bit_valid, bit_addr, bit_x, bit_spikes : Out
+        The LIF's spikes of one position, one bit per lane (:class:`SpikeMemory` ``bit_*``).
+    overflow : Out(1)
+        A result at this cycle's position does not fit ``check_bits``.
+    out_valid, out_t, out_y, out_x : Out
+        The position processed this cycle.
+    out_spikes : Out(n_pe)
+    out_membrane : Out(ArrayLayout(signed(membrane_bits), n_pe))
+        The LIF's spikes and membrane H before reset there.
+    """
+
+    def __init__(self, params):
+        self.params = p = check_params(params)
+        self.acc_word = acc_word = data.ArrayLayout(signed(p.acc_bits), p.n_pe)
+        self.membrane_word = membrane_word = data.ArrayLayout(signed(p.membrane_bits), p.n_pe)
+        stream_depth = 1 << (p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits)
+        super().__init__({
+            "desc": In(DESCRIPTOR_LAYOUT), "tile": In(DESCRIPTOR_LAYOUT["tiles"].shape),
+            "start": In(1), "done": Out(1),
+            "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(acc_word),
+            "threshold_en": Out(1), "threshold_addr": Out(range(p.threshold_rows)),
+            "threshold_data": In(membrane_word),
+            "acc_valid": Out(1), "acc_addr": Out(max(1, p.t_bits + p.h_bits + p.w_bits)), "acc_keep": Out(1),
+            "acc_data": In(acc_word),
+            "stream_addr": Out(range(stream_depth)), "stream_data": In(acc_word),
+            "stream_we": Out(1), "stream_waddr": Out(range(stream_depth)), "stream_wdata": Out(acc_word),
+            "bit_valid": Out(1), "bit_addr": Out(max(1, p.group_bits + p.t_bits + p.h_bits)),
+            "bit_x": Out(max(1, p.w_bits)), "bit_spikes": Out(p.n_pe),
+            "overflow": Out(1),
+            "out_valid": Out(1), "out_t": Out(DESCRIPTOR_LAYOUT["T"].shape),
+            "out_y": Out(DESCRIPTOR_LAYOUT["H"].shape), "out_x": Out(DESCRIPTOR_LAYOUT["W"].shape),
+            "out_spikes": Out(p.n_pe), "out_membrane": Out(membrane_word),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        d = self.desc
+        m.submodules.lif = lif = LIFUnit(p)
+        tile = self.tile
+        t, y, x = Signal.like(d.T), Signal.like(d.H), Signal.like(d.W)
+
+        def stream_address(t_, y_, x_):
+            return cat_fields(stream_word_layout(p), tile=tile, t=t_, y=y_, x=x_)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.next = "DRAIN_START"
+            with m.State("DRAIN_START"):
+                m.d.comb += [self.bias_en.eq(1), self.bias_addr.eq(d.bias_base + tile),
+                             self.threshold_en.eq(1), self.threshold_addr.eq(d.threshold_base + tile)]
+                m.d.sync += [t.eq(0), y.eq(0), x.eq(0)]
+                m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += [self.acc_valid.eq(1),
+                             self.acc_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
+                             self.acc_keep.eq(d.static & (t != d.T - 1)),
+                             self.stream_addr.eq(stream_address(t, y, x))]
+                count_nested(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "DRAIN_FLUSH")
+            with m.State("DRAIN_FLUSH"):
+                m.d.sync += [t.eq(0), y.eq(0), x.eq(0)]
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+
+        # data stage: the word requested last cycle
+        pending = Signal()
+        drain_t, drain_y, drain_x = Signal.like(t), Signal.like(y), Signal.like(x)
+        membrane = Signal(self.membrane_word)
+        m.d.sync += [pending.eq(self.acc_valid), drain_t.eq(t), drain_y.eq(y), drain_x.eq(x)]
+        total = Signal(self.acc_word)
+        for lane in range(p.n_pe):
+            value = (self.acc_data[lane] + self.bias_data[lane]
+                     + Mux(d.residual, self.stream_data[lane], 0))
+            m.d.comb += total[lane].eq(value)
+            with m.If(pending & ~fits(value, d.check_bits)):
+                m.d.comb += self.overflow.eq(1)
+        m.d.comb += [lif.acc.eq(total), lif.bias.eq(0), lif.threshold.eq(self.threshold_data),
+                     lif.frac_bits.eq(d.frac_bits), lif.v.eq(Mux(drain_t == 0, 0, membrane))]
+        m.d.comb += [self.out_valid.eq(pending), self.out_t.eq(drain_t), self.out_y.eq(drain_y),
+                     self.out_x.eq(drain_x), self.out_spikes.eq(lif.spike), self.out_membrane.eq(lif.h)]
+        out_group = spike_group(p, d.out_base, tile)
+        with m.If(pending):
+            m.d.sync += membrane.eq(lif.v_next)
+            m.d.comb += [self.stream_we.eq(d.stream_write),
+                         self.stream_waddr.eq(stream_address(drain_t, drain_y, drain_x)),
+                         self.stream_wdata.eq(total),
+                         self.bit_valid.eq(d.lif),
+                         self.bit_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=drain_t, y=drain_y)),
+                         self.bit_x.eq(drain_x), self.bit_spikes.eq(lif.spike)]
+        return m

@@ -1,0 +1,123 @@
+"""Key-value product: the attention's Kᵀ·V rows of one tile and timestep, by AND-and-count."""
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
+from spikeforge.interface.layout import cat_fields, spike_row_layout
+
+from .logic import check_params, popcount, spike_group
+
+__all__ = ["KeyValueProduct"]
+
+
+class KeyValueProduct(wiring.Component):
+    """For timestep ``t_sel`` and the ``n_pe`` value channels ``j`` of ``tile``, writes for each key
+    channel ``i`` of ``desc.cin`` the weight row ``weight_base + i`` holding, in lane ``j``, the number
+    of positions where both ``k_i`` and ``v_j`` spike, summed over all ``H`` rows of ``W`` bits (a
+    popcount of ``k_i(row) AND v_j(row)``), or 0 where ``j`` is outside the head of ``i`` (heads of
+    ``head_dim`` channels). These scratch rows are then accumulated by the Q spikes
+    (:class:`SpikeScanner`).
+
+    K channel ``i`` lives in group ``k_base + i / n_pe``, bank ``i mod n_pe``; the V rows of a tile are
+    one group read. One row ``y`` of one ``i`` per cycle; the count adds in the cycle after the read.
+    The pass takes ``cin · H + 1`` cycles from the one after ``start`` to ``done`` included.
+
+    Ports
+    -----
+    desc : In(DESCRIPTOR_LAYOUT)
+        The descriptor (``cin``, ``H``, ``head_dim``, ``k_base``, ``v_base``, ``weight_base``).
+    tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
+        The value-channel tile, stable during the pass.
+    t_sel : In(DESCRIPTOR_LAYOUT["T"].shape)
+        The timestep.
+    start : In(1)
+        Begin the pass (the first reads are next cycle).
+    done : Out(1)
+        The last cycle of the pass (it writes the last row).
+    scan_en, scan_addr, scan_lane : Out
+        K row read (:class:`SpikeMemory` ``scan_*``).
+    scan_data : In(max_w)
+    group_addr : Out
+        V rows read (:class:`SpikeMemory` ``group_addr``).
+    group_data : In(ArrayLayout(max_w, n_pe))
+    weight_en, weight_addr, weight_data : Out
+        Write of one Kᵀ·V row into the weight memory (``range(weight_rows)``).
+    """
+
+    def __init__(self, params):
+        self.params = p = check_params(params)
+        self.acc_word = data.ArrayLayout(signed(p.acc_bits), p.n_pe)
+        addr = max(1, p.group_bits + p.t_bits + p.h_bits)
+        super().__init__({
+            "desc": In(DESCRIPTOR_LAYOUT), "tile": In(DESCRIPTOR_LAYOUT["tiles"].shape),
+            "t_sel": In(DESCRIPTOR_LAYOUT["T"].shape), "start": In(1), "done": Out(1),
+            "scan_en": Out(1), "scan_addr": Out(addr), "scan_lane": Out(max(1, p.lane_bits)),
+            "scan_data": In(p.max_w),
+            "group_addr": Out(addr), "group_data": In(data.ArrayLayout(p.max_w, p.n_pe)),
+            "weight_en": Out(1), "weight_addr": Out(range(p.weight_rows)),
+            "weight_data": Out(data.ArrayLayout(signed(p.weight_bits), p.n_pe)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        d = self.desc
+        lb = p.lane_bits
+        tile, t_sel = self.tile, self.t_sel
+        ci = Signal.like(d.cin)              # key channel i
+        y = Signal.like(d.H)
+        head_start = Signal.like(d.cin)      # first channel of the head of i
+        head_count = Signal.like(d.head_dim)  # i - head_start
+
+        def spike_row(group):
+            return cat_fields(spike_row_layout(p), group=group, t=t_sel, y=y)
+
+        # request stage
+        pending, last = Signal(), Signal()
+        row_addr = Signal.like(d.weight_base)
+        mask = Signal(p.n_pe)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [ci.eq(0), y.eq(0), head_start.eq(0), head_count.eq(0)]
+                    m.next = "KV"
+            with m.State("KV"):
+                m.d.comb += [self.scan_en.eq(1), self.scan_addr.eq(spike_row(spike_group(p, d.k_base, ci >> lb))),
+                             self.scan_lane.eq(ci[:lb] if lb else 0),
+                             self.group_addr.eq(spike_row(spike_group(p, d.v_base, tile)))]
+                lanes = [((tile << lb) + lane) for lane in range(p.n_pe)]
+                m.d.sync += [pending.eq(1), last.eq(y == d.H - 1), row_addr.eq(d.weight_base + ci),
+                             mask.eq(Cat(*[(j >= head_start) & (j < head_start + d.head_dim) for j in lanes]))]
+                with m.If(y == d.H - 1):
+                    m.d.sync += y.eq(0)
+                    with m.If(head_count == d.head_dim - 1):
+                        m.d.sync += [head_count.eq(0), head_start.eq(head_start + d.head_dim)]
+                    with m.Else():
+                        m.d.sync += head_count.eq(head_count + 1)
+                    with m.If(ci == d.cin - 1):
+                        m.d.sync += ci.eq(0)
+                        m.next = "KV_FLUSH"
+                    with m.Else():
+                        m.d.sync += ci.eq(ci + 1)
+                with m.Else():
+                    m.d.sync += y.eq(y + 1)
+            with m.State("KV_FLUSH"):
+                m.d.sync += [pending.eq(0), head_start.eq(0), head_count.eq(0)]
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+
+        # data stage: count the row read last cycle; the last row of i writes the sum
+        counts = Signal(self.acc_word)
+        total = Signal(self.acc_word)
+        for lane in range(p.n_pe):
+            m.d.comb += total[lane].eq(counts[lane] + popcount(self.scan_data & self.group_data[lane]))
+        with m.If(pending):
+            m.d.sync += counts.eq(total)
+            with m.If(last):
+                m.d.sync += counts.eq(0)
+                m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr)]
+                for lane in range(p.n_pe):
+                    m.d.comb += self.weight_data[lane].eq(Mux(mask[lane], total[lane], 0))
+        return m

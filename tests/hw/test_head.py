@@ -1,0 +1,99 @@
+# amaranth: UnusedElaboratable=no
+"""Head in the Amaranth simulator: logits = bias + Σ_c (stream sum of c) · w_c computed bit-serially,
+the overflow checks of the sums and the logits, and the pass's cycles, against Python."""
+
+import random
+
+import pytest
+from amaranth import signed
+from amaranth.lib import data, memory
+
+from spikeforge.hw.head import Head
+from spikeforge.interface.bits import fits_signed
+from spikeforge.interface.descriptor import OPCODES
+from spikeforge.interface.layout import pack_fields, stream_word_layout
+from spikeforge.interface.params import EngineParams
+from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params
+
+P = small_params(acc_bits=20)
+
+
+def _harness(stream, weights, bias):
+    acc_word = data.ArrayLayout(signed(P.acc_bits), P.n_pe)
+    row = data.ArrayLayout(signed(P.weight_bits), P.n_pe)
+    memories = dict(stream=memory.Memory(shape=acc_word, depth=len(stream), init=stream),
+                    weights=memory.Memory(shape=row, depth=len(weights), init=weights),
+                    bias=memory.Memory(shape=acc_word, depth=len(bias), init=bias))
+
+    def connect(m, h):
+        head = h.head
+        stream_read, weight_read, bias_read = h.stream.read_port(), h.weights.read_port(), h.bias.read_port()
+        m.d.comb += [stream_read.addr.eq(head.stream_addr), head.stream_data.eq(stream_read.data),
+                     weight_read.en.eq(head.weight_en), weight_read.addr.eq(head.weight_addr),
+                     head.weight_data.eq(weight_read.data),
+                     bias_read.en.eq(head.bias_en), bias_read.addr.eq(head.bias_addr), head.bias_data.eq(bias_read.data)]
+
+    return Harness(connect, head=Head(P), **memories)
+
+
+def _run(desc, stream, weights, bias):
+    dut = _harness(stream, weights, bias)
+
+    async def bench(ctx):
+        set_desc(ctx, dut.head.desc, **desc)
+        overflows = []
+        cycles = await run_pass(ctx, dut.head, lambda ctx: overflows.append(ctx.get(dut.head.overflow)))
+        return cycles, [ctx.get(dut.head.logits[lane]) for lane in range(P.n_pe)], overflows
+
+    return simulate(dut, bench)
+
+
+def _case(seed, tiles=2, T=2, H=2, W=3, cin=7, stream_range=60):
+    rng = random.Random(seed)
+    depth = 1 << (P.stream_tile_bits + P.t_bits + P.h_bits + P.w_bits)
+    stream = [[rng.randrange(-stream_range, stream_range) for _ in range(P.n_pe)] for _ in range(depth)]
+    weights = [[rng.randrange(-128, 128) for _ in range(P.n_pe)] for _ in range(P.weight_rows)]
+    bias = [[rng.randrange(-1000, 1000) for _ in range(P.n_pe)] for _ in range(P.bias_rows)]
+    desc = dict(op=OPCODES["HEAD"], tiles=tiles, T=T, H=H, W=W, cin=cin, weight_base=20, bias_base=2,
+                sum_bits=12, check_bits=P.acc_bits)
+    sums = [sum(stream[pack_fields(stream_word_layout(P), tile=c // P.n_pe, t=t, y=y, x=x)][c % P.n_pe]
+                for t in range(T) for y in range(H) for x in range(W)) for c in range(tiles * P.n_pe)]
+    logits = [bias[2][j] + sum(sums[c] * weights[20 + c][j] for c in range(cin)) for j in range(P.n_pe)]
+    return desc, stream, weights, bias, sums, logits
+
+
+def _cycles(desc):
+    return desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 1 + desc["sum_bits"] * (desc["cin"] + 1) + 1
+
+
+def test_logits_are_the_bias_plus_the_weighted_stream_sums():
+    desc, stream, weights, bias, sums, logits = _case(seed=1)
+    assert all(fits_signed(s, desc["sum_bits"]) for s in sums) and any(s < 0 for s in sums)
+    cycles, result, overflows = _run(desc, stream, weights, bias)
+    assert result == logits
+    assert cycles == _cycles(desc)
+    assert not any(overflows)
+
+
+def test_sums_wider_than_sum_bits_overflow():
+    desc, stream, weights, bias, sums, _ = _case(seed=2)
+    desc["sum_bits"] = max(s.bit_length() for s in sums)    # some sum needs one bit more
+    assert not all(fits_signed(s, desc["sum_bits"]) for s in sums)
+    cycles, _, overflows = _run(desc, stream, weights, bias)
+    assert cycles == _cycles(desc)
+    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 1
+    assert any(overflows[:sum_stage]) and not any(overflows[sum_stage:])
+
+
+def test_logits_wider_than_check_bits_overflow():
+    desc, stream, weights, bias, _, logits = _case(seed=3)
+    desc["check_bits"] = max(abs(v) for v in logits).bit_length()
+    assert not all(fits_signed(v, desc["check_bits"]) for v in logits)
+    cycles, result, overflows = _run(desc, stream, weights, bias)
+    assert result == logits
+    assert overflows == [0] * (cycles - 1) + [1]      # in the last cycle, which adds the bias
+
+
+def test_rejects_engine_params():
+    with pytest.raises(TypeError, match="params must be an AcceleratorParams, not EngineParams"):
+        Head(EngineParams())

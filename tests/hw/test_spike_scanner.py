@@ -1,0 +1,152 @@
+# amaranth: UnusedElaboratable=no
+"""SpikeScanner in the Amaranth simulator: the events of one accumulation pass (accumulator word, weight
+row, plane shift) in order, and its cycles, against a direct Python reading of the bitmaps."""
+
+import random
+
+import pytest
+from amaranth import signed
+from amaranth.lib import data, memory
+
+from spikeforge.hw.spike_memory import SpikeMemory
+from spikeforge.hw.spike_scanner import SpikeScanner
+from spikeforge.interface.descriptor import OPCODES
+from spikeforge.interface.params import EngineParams
+from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params, spike_addr, \
+    write_spike_rows
+
+
+def _harness(p, weight_rows):
+    weights = memory.Memory(shape=data.ArrayLayout(signed(p.weight_bits), p.n_pe), depth=p.weight_rows,
+                            init=weight_rows)
+
+    def connect(m, h):
+        s, spikes, read = h.scanner, h.spikes, h.weights.read_port()
+        m.d.comb += [read.en.eq(s.weight_en), read.addr.eq(s.weight_addr), s.weight_data.eq(read.data),
+                     spikes.occ_en.eq(s.occ_en), spikes.occ_group.eq(s.occ_group), spikes.occ_lane.eq(s.occ_lane),
+                     s.occ_data.eq(spikes.occ_data),
+                     spikes.scan_en.eq(s.scan_en), spikes.scan_addr.eq(s.scan_addr),
+                     spikes.scan_lane.eq(s.scan_lane), s.scan_data.eq(spikes.scan_data)]
+
+    return Harness(connect, scanner=SpikeScanner(p), spikes=SpikeMemory(p), weights=weights)
+
+
+def _expected(p, desc, spikes, t_sel, first_row):
+    """Events ``(accumulator word, weight row, shift)`` of a pass in order, and its cycles."""
+    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if desc["kernel3"] else [(1, 1)]
+    if desc["op"] == OPCODES["ATTENTION"]:
+        times = [t_sel]
+    else:
+        times = [0] if desc.get("static") else range(desc["T"])
+    H, W = desc["H"], desc["W"]
+    events, cycles, row = [], 1, first_row
+    for ci in range(desc["cin"]):
+        for dy, dx in taps:
+            for plane in range(desc["planes"]):
+                cycles += 1
+                for t in times:
+                    for y in range(H):
+                        bits = spikes.get((ci * desc["planes"] + plane, t, y), 0)
+                        if not bits or not 0 <= y - dy + 1 < H:
+                            continue
+                        xs = [x for x in range(W) if bits >> x & 1 and 0 <= x - dx + 1 < W]
+                        cycles += max(1, len(xs))
+                        for x in xs:
+                            word = (x - dx + 1) | (y - dy + 1) << p.w_bits | t << (p.w_bits + p.h_bits)
+                            events.append((word, row, plane))
+            row += 1
+    return events, cycles
+
+
+def _random_spikes(p, desc, rate, seed):
+    rng = random.Random(seed)
+    channels = desc["cin"] * desc["planes"]
+    return {(c, t, y): sum(1 << x for x in range(desc["W"]) if rng.random() < rate)
+            for c in range(channels) for t in range(desc["T"]) for y in range(desc["H"])}
+
+
+def _spike_words(p, desc, spikes):
+    words = {}
+    for (c, t, y), bits in spikes.items():
+        addr = spike_addr(p, desc["in_base"] + c // p.n_pe, t, y)
+        words.setdefault(addr, [0] * p.n_pe)[c % p.n_pe] = bits
+    return words
+
+
+def _run(p, desc, spikes, passes):
+    """Run ``passes`` [(t_sel, rewind)] in a row; per pass the events and cycles."""
+    rng = random.Random(1)
+    weight_rows = [[rng.randrange(-128, 128) for _ in range(p.n_pe)] for _ in range(p.weight_rows)]
+    dut = _harness(p, weight_rows)
+    s = dut.scanner
+
+    async def bench(ctx):
+        await write_spike_rows(ctx, dut.spikes, _spike_words(p, desc, spikes))
+        set_desc(ctx, s.desc, **desc)
+        results = []
+        for t_sel, rewind in passes:
+            ctx.set(s.t_sel, t_sel)
+            events = []
+
+            def observe(ctx):
+                if ctx.get(s.event_valid):
+                    events.append((ctx.get(s.event_addr), [ctx.get(s.event_row[lane]) for lane in range(p.n_pe)],
+                                   ctx.get(s.event_shift)))
+
+            cycles = await run_pass(ctx, s, observe, rewind=rewind)
+            results.append((events, cycles))
+        return results
+
+    return weight_rows, simulate(dut, bench)
+
+
+def _check(p, desc, spikes, passes):
+    weight_rows, results = _run(p, desc, spikes, passes)
+    row = desc["weight_base"]
+    taps = 9 if desc["kernel3"] else 1
+    for (t_sel, rewind), (events, cycles) in zip(passes, results):
+        row = desc["weight_base"] if rewind else row
+        expected, expected_cycles = _expected(p, desc, spikes, t_sel, row)
+        assert [(word, weight_rows[r], shift) for word, r, shift in expected] == events
+        assert cycles == expected_cycles
+        row += desc["cin"] * taps
+    return results
+
+
+def test_conv3x3_with_bit_planes_emits_every_reachable_spike_in_order():
+    p = small_params()
+    desc = dict(op=OPCODES["CONV"], kernel3=1, cin=2, planes=2, T=2, H=3, W=5, in_base=1, weight_base=5)
+    spikes = _random_spikes(p, desc, rate=0.3, seed=4)
+    # a second pass continues with the next weight rows (the next tile of a CONV)
+    results = _check(p, desc, spikes, [(0, 1), (0, 0)])
+    assert all(events for events, _ in results)
+    assert {shift for _, _, shift in results[0][0]} == {0, 1}
+
+
+def test_static_input_scans_only_the_first_timestep():
+    p = small_params()
+    desc = dict(op=OPCODES["CONV"], static=1, kernel3=0, cin=3, planes=1, T=3, H=4, W=6, in_base=0, weight_base=0)
+    spikes = _random_spikes(p, desc, rate=0.5, seed=2)
+    events, _ = _check(p, desc, spikes, [(0, 1)])[0]
+    assert events and all(word >> (p.w_bits + p.h_bits) == 0 for word, _, _ in events)
+
+
+def test_attention_scans_the_selected_timestep_and_rewinds():
+    p = small_params()
+    desc = dict(op=OPCODES["ATTENTION"], kernel3=0, cin=5, planes=1, T=3, H=2, W=4, in_base=2, weight_base=40)
+    spikes = _random_spikes(p, desc, rate=0.5, seed=9)
+    results = _check(p, desc, spikes, [(2, 1), (0, 1)])
+    for t_sel, (events, _) in zip((2, 0), results):
+        assert events and all(word >> (p.w_bits + p.h_bits) == t_sel for word, _, _ in events)
+
+
+def test_empty_input_costs_one_cycle_per_channel_and_tap():
+    p = small_params()
+    desc = dict(op=OPCODES["CONV"], kernel3=1, cin=2, planes=1, T=1, H=3, W=3, in_base=0, weight_base=0)
+    (events, cycles), = _check(p, desc, {}, [(0, 1)])
+    assert events == [] and cycles == 1 + 2 * 9
+
+
+def test_rejects_engine_params():
+    with pytest.raises(TypeError, match="params must be an AcceleratorParams, not EngineParams"):
+        SpikeScanner(EngineParams())
