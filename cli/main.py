@@ -7,6 +7,9 @@ import time
 import traceback
 from pathlib import Path
 
+from spikeforge.interface.params import AcceleratorParams
+from spikeforge.sim import BACKENDS
+
 from .common import (EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, CheckFailed, Reporter, add_model_args,
                      add_output_args, config_from_args)
 
@@ -115,15 +118,10 @@ def _demo(args, out):
     on the accelerator cycle-accurately, every spike checked against the golden model."""
     import torch
 
-    from spikeforge.firmware.compiler import compile_bundle
-    from spikeforge.hw.netlist import write_verilog
-    from spikeforge.interface.params import AcceleratorParams
+    from spikeforge import flow
     from spikeforge.model import make_config
     from spikeforge.model.data import training_data
     from spikeforge.model.train import TrainSettings, evaluate, load_checkpoint, save_checkpoint, train
-    from spikeforge.model.encoding import encode_input
-    from spikeforge.quant import GoldenModel, load_bundle
-    from spikeforge.quant.export import export_bundle, quantize
 
     config = make_config("digits-tiny")
     checkpoint = Path(args.checkpoint)
@@ -131,12 +129,9 @@ def _demo(args, out):
     model = None
     if checkpoint.is_file() and not args.retrain:
         try:
-            model, _ = load_checkpoint(checkpoint)
+            model, _ = load_checkpoint(checkpoint, config)
         except ValueError as e:
             out.say(f"not reusing {checkpoint}: {e}")
-        if model is not None and model.config != config:
-            out.say(f"not reusing {checkpoint}: it holds another configuration")
-            model = None
     train_batch, test_batch = training_data(config)
     if not 1 <= args.images <= len(test_batch):
         raise ValueError(f"--images must lie in 1..{len(test_batch)}, not {args.images}")
@@ -151,117 +146,73 @@ def _demo(args, out):
     out.say(f"      float accuracy on the {len(test_batch)} digits test images: {float_accuracy:.2%}")
 
     bundle_dir = runs / "digits-tiny-8bit"
-    qmodel = quantize(model, 8)
-    export_bundle(bundle_dir, qmodel, {"arch": "spikingformer", "preset": "digits-tiny", "overrides": {},
-                                       "source": f"checkpoint {checkpoint}"}, {"method": "ptq", "seed": args.seed})
-    bundle = load_bundle(bundle_dir)
+    exported = flow.export(model, bundle_dir, preset="digits-tiny", seed=args.seed, qonnx=False)
+    bundle = exported.bundle
     out.say(f"[2/5] quantized to 8-bit weights and exported the bundle {bundle_dir}")
 
-    pixels = encode_input(test_batch.x, bundle.manifest["input"])
-    trace = GoldenModel(bundle).run(pixels)
+    pixels = flow.encode_input(test_batch.x, bundle.manifest["input"])
+    trace = flow.golden(bundle, pixels)
     golden_accuracy = (trace.predictions == test_batch.y).double().mean().item()
     with torch.no_grad():
-        fake_quant_logits = qmodel(pixels.float())
+        fake_quant_logits = exported.qmodel(pixels.float())
     same = torch.equal(fake_quant_logits.round().long(), trace.logits)
     out.say(f"[3/5] integer golden model: accuracy {golden_accuracy:.2%}; logits "
             f"{'identical to' if same else 'DIFFERENT from'} the brevitas fake-quant model")
 
-    image = compile_bundle(bundle)
-    verilog_path, _ = write_verilog(AcceleratorParams(**image.params), runs / "rtl", image)
+    image = flow.compile(bundle)
+    written = flow.verilog(image, runs / "rtl")
     out.say(f"[4/5] accelerator Verilog ({image.params['n_pe']} lanes) and program image "
             f"({len(image.memories['PROGRAM'])} descriptors, {len(image.memories['WEIGHTS'])} weight rows): "
-            f"{verilog_path.parent}")
+            f"{written.verilog.parent}")
 
     n = args.images
     out.say(f"[5/5] {n} test images on the accelerator in {args.backend}, every spike checked:")
-    report, _ = _hardware_run(bundle, pixels[:n], test_batch.y[:n], args.backend, True, {}, runs / "build", out)
+    report = _hardware_run(bundle, pixels[:n], test_batch.y[:n], args.backend, True, {}, runs / "build", out)
+    report.pop("results")
     _say_hardware_report(report, out)
     out.result({"checkpoint": str(checkpoint), "float_accuracy": float_accuracy, "n_test": len(test_batch),
                 "bundle": str(bundle_dir), "golden_accuracy": golden_accuracy, "fake_quant_identical": same,
-                "verilog": str(verilog_path), "hardware": report})
+                "verilog": str(written.verilog), "hardware": report})
     if not (report["bit_exact"] and same):
         raise CheckFailed(report["first_difference"] or "the fake-quant model differs from the golden model")
 
 
 def _export(args, out):
-    from spikeforge.model.data import parse_input, training_data
-    from spikeforge.model.train import load_checkpoint
-    from spikeforge.model.encoding import encode_input, input_encoding
-    from spikeforge.quant.calibrate import ACTIVITY_RANGE, bias_correction, finetune, random_network
-    from spikeforge.quant.export import export_bundle, quantize
+    from spikeforge import flow
+    from spikeforge.quant.calibrate import ACTIVITY_RANGE
 
-    config = config_from_args(args)
-    encoding = input_encoding(config.as_dict())
+    from .common import parse_overrides
 
-    def pixels_of(spec):
-        return encode_input(parse_input(spec, config).x, encoding)
-
-    calib_spec = args.calib or (None if args.checkpoint else f"random:32:{args.seed}")
-    calib = pixels_of(calib_spec) if calib_spec else None
-    if args.checkpoint:
-        model, meta = load_checkpoint(args.checkpoint, config, args.arch)
-        if model.config != config:
-            raise ValueError(f"{args.checkpoint}: field 'config' does not match --model {args.model} "
-                             f"with its --set overrides")
-        source = f"checkpoint {args.checkpoint}"
-    else:
-        model = random_network(config, args.seed, calib.float() * 2.0 ** encoding["scale_exp"])
-        source = f"random (seed {args.seed}), activity tuned on {calib_spec}"
-    out.say(f"quantizing {args.model} ({source}) to {args.bits}-bit weights")
-    qmodel = quantize(model, args.bits)
-    method = "ptq"
-    if args.bias_correction:
-        if calib is None:
-            raise ValueError("--bias-correction needs calibration input: give --calib SPEC")
-        bias_correction(qmodel, model, calib.float())
-        method = "ptq+bias-correction"
-    if args.qat_epochs:
-        train_batch, _ = training_data(config)
-        finetune(qmodel, encode_input(train_batch.x, encoding).float(), train_batch.y, args.qat_epochs,
-                 seed=args.seed, progress=not args.json)
-        method += f"+qat({args.qat_epochs} epochs)"
-    extra = {}
-    if not args.no_qonnx:
-        from spikeforge.quant.qonnx_export import export_qonnx
-
-        example = calib[:1] if calib is not None else pixels_of("random:1:0")
-        extra["model.qonnx.onnx"] = lambda path: export_qonnx(qmodel, path, example.float())
-    model_info = {"arch": "spikingformer", "preset": args.model, "overrides": dict(sorted(
-        (k, v) for k, v in (o.split("=", 1) for o in args.overrides))), "source": source}
-    quant_info = {"method": method, "calibration": calib_spec, "seed": args.seed}
-    export_bundle(args.out, qmodel, model_info, quant_info, extra)
-    from spikeforge.quant import GoldenModel, load_bundle
-
-    bundle = load_bundle(args.out)
-    rates = {}
-    if calib is not None:
-        trace = GoldenModel(bundle).run(calib)
-        rates = {name: s.float().mean().item() for name, s in trace.spikes.items()}
+    source = args.checkpoint
+    out.say(f"quantizing {args.model} ({'checkpoint ' + str(source) if source else f'random, seed {args.seed}'}) "
+            f"to {args.bits}-bit weights")
+    exported = flow.export(source, args.out, preset=args.model, overrides=parse_overrides(args.overrides),
+                           bits=args.bits, seed=args.seed, calib=args.calib, bias_correction=args.bias_correction,
+                           qat_epochs=args.qat_epochs, qonnx=not args.no_qonnx, progress=not args.json)
+    bundle, rates = exported.bundle, exported.firing_rates
+    if rates:
         lo, hi = ACTIVITY_RANGE
         quiet = [n for n, r in rates.items() if not lo <= r <= hi]
-        out.say(f"golden firing rates on {calib_spec}: " + ", ".join(f"{n} {r:.3f}" for n, r in rates.items()))
+        out.say(f"golden firing rates on {exported.calibration}: "
+                + ", ".join(f"{n} {r:.3f}" for n, r in rates.items()))
         if quiet:
             out.say(f"warning: firing rate outside {lo:.0%}..{hi:.0%} in {', '.join(quiet)}")
-    widths = {k: max(l.get(k, 0) for l in bundle.layers) for k in ("acc_bits", "membrane_bits")}
+    widths = {k: max(getattr(layer, k, 0) for layer in bundle.program) for k in ("acc_bits", "membrane_bits")}
     out.say(f"bundle {args.out}: {len(bundle.layers)} layers, {len(bundle.tables)} tables, "
             f"widest accumulator {widths['acc_bits']} bits, widest membrane {widths['membrane_bits']} bits")
-    out.result({"out": str(args.out), "bits": args.bits, "method": method, "source": source,
+    out.result({"out": str(args.out), "bits": args.bits, "method": exported.method, "source": exported.source,
                 "layers": len(bundle.layers), "tables": len(bundle.tables), "firing_rates": rates, **widths})
 
 
 def _golden(args, out):
     import numpy as np
 
-    from spikeforge.model.config import ModelConfig
-    from spikeforge.model.data import parse_input
-    from spikeforge.model.encoding import encode_input
-    from spikeforge.quant import GoldenModel, load_bundle
+    from spikeforge import flow
+    from spikeforge.quant import load_bundle
 
     bundle = load_bundle(args.bundle)
-    config = ModelConfig(**bundle.config)
-    batch = parse_input(args.input, config)
-    pixels = encode_input(batch.x, bundle.manifest["input"])
-    trace = GoldenModel(bundle).run(pixels)
+    batch = flow.load_input(args.input, bundle)
+    trace = flow.golden(bundle, batch.pixels)
     predictions = trace.predictions
     accuracy = None if batch.y is None else (predictions == batch.y).double().mean().item()
     if args.out:
@@ -280,43 +231,30 @@ def _golden(args, out):
 
 
 def _verilog(args, out):
-    from spikeforge.firmware.compiler import compile_bundle
-    from spikeforge.hw.netlist import TOP_NAME, multiplier_cells, write_verilog, yosys_cell_counts
-    from spikeforge.interface.params import AcceleratorParams
+    from spikeforge import flow
 
     from .common import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    image = None
-    if args.bundle:
-        image = compile_bundle(args.bundle, overrides=overrides)
-        params = AcceleratorParams(**image.params)
-    else:
-        params = AcceleratorParams.from_overrides(overrides)
-    verilog_path, params_path = write_verilog(params, args.out, image)
-    out.say(f"wrote {verilog_path} ({verilog_path.stat().st_size} bytes), {params_path}, the C header"
-            + (f" and the program image {args.out / 'image'}" if image else ""))
-    report = {"verilog": str(verilog_path), "params": json.loads(params_path.read_text())}
+    target = (flow.compile(args.bundle, overrides=overrides) if args.bundle
+              else AcceleratorParams.from_overrides(overrides))
+    written = flow.verilog(target, args.out, stats=args.stats)
+    out.say(f"wrote {written.verilog} ({written.verilog.stat().st_size} bytes), {written.params}, the C header"
+            + (f" and the program image {written.image}" if written.image else ""))
+    report = {"verilog": str(written.verilog), "params": json.loads(written.params.read_text())}
     if args.stats:
-        text = verilog_path.read_text()
-        report["cells"] = yosys_cell_counts(text, TOP_NAME)
-        report["multiplier_cells"] = multiplier_cells(text, TOP_NAME)
-        out.say(f"yosys: {sum(report['cells'].values())} word-level cells, "
-                f"{report['multiplier_cells']} multipliers")
+        report["cells"], report["multiplier_cells"] = written.cells, written.multiplier_cells
+        out.say(f"yosys: {sum(written.cells.values())} word-level cells, {written.multiplier_cells} multipliers")
     out.result(report)
 
 
 def _hardware_run(bundle, pixels, labels, backend, check, overrides, build_dir, out, progress=True):
-    """Compile ``bundle``, run ``pixels`` on the accelerator in ``backend``; with ``check`` compare
-    with the golden model. Returns the report (the ``sim`` JSON) and the raw results."""
-    import numpy as np
+    """Run ``pixels`` on the accelerator compiled from ``bundle`` with a progress bar; returns the
+    report of :func:`spikeforge.flow.predict` (its raw ``results`` included)."""
     from tqdm import tqdm
 
-    from spikeforge.firmware.compiler import compile_bundle
-    from spikeforge.quant import GoldenModel
-    from spikeforge.sim.network import first_difference, run_network
+    from spikeforge import flow
 
-    image = compile_bundle(bundle, overrides=overrides)
     bar = tqdm(total=len(pixels), desc=f"{backend} images", unit="img", disable=not progress or out.as_json,
                file=out.text_stream)
 
@@ -324,32 +262,12 @@ def _hardware_run(bundle, pixels, labels, backend, check, overrides, build_dir, 
         bar.update(done - bar.n)
 
     if backend == "verilator":
-        out.say(f"building and running the accelerator in Verilator (n_pe={image.params['n_pe']}) ...")
+        out.say("building (or reusing) and running the accelerator in Verilator ...")
     try:
-        results = run_network(image, pixels.numpy(), backend=backend, check=True, build_root=build_dir,
-                              progress=advance)
+        return flow.predict(bundle, pixels, backend=backend, check=check, labels=labels, overrides=overrides,
+                            build_dir=build_dir, progress=advance)
     finally:
         bar.close()
-    logits = results["logits"]
-    predictions = [int(p) for p in np.argmax(logits, axis=1)]   # first maximum on ties, as the golden model
-    ops = image.layout["ops"][:-1]
-    report = {"backend": backend, "n": len(pixels), "predictions": predictions, "n_pe": image.params["n_pe"],
-              "cycles": {"per_image": [int(c) for c in results["cycles"]],
-                         "mean": float(np.mean(results["cycles"])),
-                         "per_layer": {op: float(c) for op, c in zip(ops, results["op_cycles"].mean(0))}},
-              "firing_rates": {key.split("/", 1)[1]: float(v.mean()) for key, v in results.items()
-                               if key.startswith("spikes/")},
-              "overflow": sorted({str(o) for o in results["overflow"] if o}),
-              "accuracy": None if labels is None else float(np.mean(np.array(predictions) == labels.numpy())),
-              "bit_exact": None}
-    if check:
-        trace = GoldenModel(bundle).run(pixels)
-        difference = first_difference(results, trace)
-        report["bit_exact"] = difference is None
-        report["first_difference"] = difference
-        report["golden_accuracy"] = (None if labels is None
-                                     else float((trace.predictions == labels).double().mean()))
-    return report, results
 
 
 def _say_hardware_report(report, out):
@@ -370,18 +288,16 @@ def _say_hardware_report(report, out):
 def _sim(args, out):
     import numpy as np
 
-    from spikeforge.model.config import ModelConfig
-    from spikeforge.model.data import parse_input
-    from spikeforge.model.encoding import encode_input
+    from spikeforge import flow
     from spikeforge.quant import load_bundle
 
     from .common import parse_overrides
 
     bundle = load_bundle(args.bundle)
-    batch = parse_input(args.input, ModelConfig(**bundle.config))
-    pixels = encode_input(batch.x, bundle.manifest["input"])
-    report, results = _hardware_run(bundle, pixels, batch.y, args.backend, args.check,
-                                    parse_overrides(args.overrides), args.build_dir, out)
+    batch = flow.load_input(args.input, bundle)
+    report = _hardware_run(bundle, batch.pixels, batch.y, args.backend, args.check,
+                           parse_overrides(args.overrides), args.build_dir, out)
+    results = report.pop("results")
     report.update(bundle=str(args.bundle), input=args.input)
     out.say(f"{args.bundle} on {batch.source}, {args.backend}: predictions {report['predictions'][:20]}"
             + (" ..." if len(report["predictions"]) > 20 else ""))
@@ -531,7 +447,7 @@ def build_parser():
 
     p = commands.add_parser("sim", help="run a bundle on the whole accelerator, cycle-accurate")
     p.add_argument("bundle", type=Path, metavar="DIR")
-    p.add_argument("--backend", default="verilator", choices=("verilator", "amaranth"))
+    p.add_argument("--backend", default=BACKENDS[0], choices=BACKENDS)
     p.add_argument("--input", required=True, metavar="SPEC", help="digits:N, random:N[:SEED] or FILE.npy")
     p.add_argument("--check", action="store_true",
                    help="compare every LIF, the stream after every block and the logits with the golden model")
@@ -551,7 +467,7 @@ def build_parser():
     p.add_argument("--bits", type=int, default=8, help="weight bits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-pe", type=int, default=16)
-    p.add_argument("--backend", required=True, choices=("amaranth", "verilator"))
+    p.add_argument("--backend", required=True, choices=BACKENDS)
     p.add_argument("--build-dir", type=Path, default=Path("build/verilator"))
     p.add_argument("--waves", action="store_true", help="write a VCD waveform into the build directory")
     add_output_args(p)
@@ -562,7 +478,7 @@ def build_parser():
                    help=f"where the trained model is kept and reused (default: {DEFAULT_DEMO_CHECKPOINT})")
     p.add_argument("--retrain", action="store_true", help="train again even if the checkpoint exists")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="verilator", choices=("amaranth", "verilator"),
+    p.add_argument("--backend", default=BACKENDS[0], choices=BACKENDS,
                    help="simulator for the hardware check (default: verilator)")
     p.add_argument("--images", type=int, default=50, help="test images run on the hardware (default 50)")
     add_output_args(p)

@@ -58,7 +58,6 @@ def yosys_cell_counts(verilog_text, top):
     return {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\$\S+)\s*$", section, re.M)}
 
 
-def multiplier_cells(verilog_text, top):
-    """Number of multiplier cells in the design."""
-    counts = yosys_cell_counts(verilog_text, top)
+def multiplier_cells(counts):
+    """Number of multiplier cells among Yosys cell ``counts`` (:func:`yosys_cell_counts`)."""
     return sum(counts.get(name, 0) for name in MULTIPLIER_CELLS)

@@ -11,11 +11,10 @@ from spikeforge.hw.layer_engine import LayerEngine
 from spikeforge.interface.bits import next_power_of_two
 from spikeforge.interface.params import EngineParams
 
+from . import check_backend
 from .layer_case import LayerCase, check_fits, compare, layer_testbench
 
-__all__ = ["BACKENDS", "engine", "run_layer", "CASE_ENV", "bundle_layer_case", "params_for"]
-
-BACKENDS = ("amaranth", "verilator")
+__all__ = ["engine", "run_layer", "CASE_ENV", "bundle_layer_case", "params_for"]
 #: Environment variable through which the Verilator process receives the case file.
 CASE_ENV = "SPIKEFORGE_LAYER_CASE"
 
@@ -48,6 +47,7 @@ def run_layer(case, params, backend, build_root="build/verilator", waves=False):
     ``result`` holds the streamed ``spikes`` and ``membranes`` and the ``cycles`` and ``events``
     counters; the difference is against the golden model (``layer_case.compare``).
     """
+    check_backend(backend)
     check_fits(case, params)
     if backend == "amaranth":
         from .amaranth_runner import run_amaranth
@@ -67,8 +67,6 @@ def run_layer(case, params, backend, build_root="build/verilator", waves=False):
                                    build_root, waves=waves, extra_env={CASE_ENV: str(case_file.resolve())})
         finally:
             case_file.unlink(missing_ok=True)
-    else:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     return result, compare(case, result)
 
 

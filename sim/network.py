@@ -8,16 +8,15 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from spikeforge.firmware.driver import Driver, PortsBus
 from spikeforge.firmware.image import ProgramImage, load_image, write_image
 from spikeforge.hw.accelerator import Accelerator
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["BACKENDS", "accelerator", "run_network", "first_difference", "network_testbench"]
+from . import check_backend
 
-BACKENDS = ("verilator", "amaranth")
+__all__ = ["accelerator", "run_network", "first_difference", "network_testbench"]
 #: Environment variable naming the job file of a Verilator run.
 JOB_ENV = "SPIKEFORGE_NETWORK_JOB"
 
@@ -91,6 +90,7 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         (descriptor name or ""), and with ``check`` ``spikes/<LIF>`` [B, T, C, H, W] and
         ``stream/<block>``.
     """
+    check_backend(backend)
     inputs = np.asarray(inputs, dtype=np.int64)
     if backend == "amaranth":
         from .amaranth_runner import run_amaranth
@@ -98,8 +98,6 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         image = image if isinstance(image, ProgramImage) else load_image(image)
         dut = accelerator(**image.params)
         return run_amaranth(dut, lambda ports: network_testbench(ports, image, inputs, check, progress))
-    if backend != "verilator":
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     from .verilator_runner import run_verilator
 
     build_root = Path(build_root).resolve()
@@ -154,7 +152,7 @@ def first_difference(results, trace):
     the logits, and the overflow flag.
     """
     def where(hw, golden, what):
-        hw, golden = np.asarray(hw), torch.as_tensor(golden).numpy()
+        hw, golden = np.asarray(hw), np.asarray(golden)
         if hw.shape != golden.shape:
             return f"{what}: hardware shape {list(hw.shape)}, golden {list(golden.shape)}"
         diff = np.argwhere(hw != golden)
