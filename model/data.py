@@ -10,7 +10,7 @@
 * Input specs for the command line (:func:`parse_input`), each checked against the model's input
   shape and the input encoding of :mod:`spikeforge.model.encoding` (``x = pixel · 2**scale_exp``):
 
-  - ``digits:N``: the first N digits test images (labelled);
+  - ``digits:N``: the first N digits test images (labelled; for models of the digits encoding);
   - ``random:N[:SEED]``: uniform images on the encoding grid (pixels ``round(u / 2**scale_exp)``
     clamped to ``max``, u uniform in [0, 1)), or sparse binary event frames for the dvs family;
   - ``FILE.npy``: a floating-point array ``[N, *shape]`` of float model inputs in the encoding's
@@ -178,11 +178,14 @@ def parse_input(spec, config):
         if shape != (1, 8, 8):
             raise ValueError(f"--input {spec!r}: digits are 1x8x8 images, the model expects "
                              f"{'x'.join(map(str, shape))} (use --model digits-tiny)")
+        if (encoding["scale_exp"], encoding["max"]) != (-4, DIGITS_PIXEL_MAX):
+            raise ValueError(f"--input {spec!r}: digits pixels 0..{DIGITS_PIXEL_MAX} do not fit the model's "
+                             f"input encoding (pixels 0..{encoding['max']} times 2**{encoding['scale_exp']}, "
+                             f"a {config.dataset} model; use --model digits-tiny)")
         if n > DIGITS_TEST_SIZE:
             raise ValueError(f"--input {spec!r}: the digits test split has {DIGITS_TEST_SIZE} images")
         test = digits_split("test")
-        x = test.x[:n]  # pixels/16: on the grid of the digits encoding (and of the 1/256 one)
-        return Batch(x, test.y[:n], f"digits:{n}", encode_input(x, encoding, spec))
+        return Batch(test.x[:n], test.y[:n], f"digits:{n}", test.pixels[:n])
     if kind == "random" and rest:
         count, _, seed = rest.partition(":")
         n = _count(count, spec)

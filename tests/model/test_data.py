@@ -47,9 +47,6 @@ def test_every_spec_carries_its_pixels(tmp_path):
     assert digits.pixels.dtype == torch.int64 and torch.equal(digits.x, digits.pixels / 16)
     assert torch.equal(digits.pixels, digits_split("test").pixels[:5])
     assert 0 <= digits.pixels.min() and digits.pixels.max() <= 16 and digits.pixels.max() > 1
-    # digits on a 1x8x8 model of the 1/256 encoding: same x, pixels on that grid
-    grey = parse_input("digits:5", make_config("cifar10-4-384", depth=1, dim=32, heads=4, img_size=8, in_channels=1))
-    assert torch.equal(grey.x, digits.x) and torch.equal(grey.pixels, digits.pixels * 16)
     for config, step, top in ((DIGITS, 2.0 ** -4, 16), (CIFAR, 2.0 ** -8, 255)):
         batch = parse_input("random:6:1", config)
         assert batch.pixels.dtype == torch.int64 and batch.pixels.shape == batch.x.shape
@@ -190,6 +187,12 @@ def test_bad_input_specs(spec, message):
 def test_digits_need_the_digits_shape():
     with pytest.raises(ValueError, match="digits are 1x8x8 images"):
         parse_input("digits:3", make_config("cifar10-4-384"))
+    # the right shape, but pixels 0..16 (x up to 1.0) do not fit the 0..255 (x up to 255/256) encoding
+    grey = make_config("cifar10-4-384", depth=1, dim=32, heads=4, img_size=8, in_channels=1)
+    with pytest.raises(ValueError, match=r"^--input 'digits:3': digits pixels 0..16 do not fit the model's input "
+                                         r"encoding \(pixels 0..255 times 2\*\*-8, a cifar10 model; use --model "
+                                         r"digits-tiny\)$"):
+        parse_input("digits:3", grey)
 
 
 def _write_cifar10(folder, n=4):
