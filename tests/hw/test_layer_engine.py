@@ -44,8 +44,7 @@ def test_every_kind_and_rate_is_bit_exact(kind, rate):
        bits=st.sampled_from([4, 8]), n_pe=st.sampled_from([4, 8, 16, 64]), seed=st.integers(0, 2**16))
 def test_random_layers_are_bit_exact(kind, cin, cout, h, w, T, rate, bits, n_pe, seed):
     params = _params(n_pe=n_pe, bits=bits, w=8 if kind != "linear" else 32)
-    size = (h, w) if kind != "linear" else (h, w)
-    case = random_case(kind, cin, cout, size=size, T=T, rate=rate, bits=bits, seed=seed, params=params)
+    case = random_case(kind, cin, cout, size=(h, w), T=T, rate=rate, bits=bits, seed=seed, params=params)
     case.frac_bits = params.frac_bits
     _check(case, params)
 

@@ -27,11 +27,14 @@ def test_tau_1_5_and_attention_threshold():
 
 
 def test_membrane_trace_values():
-    node = MultiStepLIFNode(tau=2.0)
-    x = torch.tensor([[0.6], [0.6], [0.6], [3.0]])
-    spikes = node(x)
-    # membrane before reset: 0.3, 0.45, 0.525, 1.7625 -> only the last fires
-    assert spikes.flatten().tolist() == [0, 0, 0, 1]
+    """The membrane before reset is 0.3, 0.45, 0.525, 1.7625: probed through the threshold, since the
+    first spike falls at step k exactly when v_th lies in (H[k-1], H[k]] (the trace rises)."""
+    x = [0.6, 0.6, 0.6, 3.0]
+    assert run(x, tau=2.0) == [0, 0, 0, 1]
+    membranes = [0.3, 0.45, 0.525, 1.7625]
+    for k, h in enumerate(membranes):
+        assert run(x, tau=2.0, v_threshold=h).index(1) == k, (k, h)
+        assert 1 not in run(x, tau=2.0, v_threshold=h + 1e-4)[:k + 1], (k, h)
 
 
 def test_surrogate_gradient_is_sigmoid_derivative_alpha_4():
