@@ -171,3 +171,13 @@ def test_hex_files_hold_the_binary_tables(bundle_dir):
         bits = entry["bits"]
         values = [int(w, 16) - (1 << bits) * (int(w, 16) >> (bits - 1)) for w in words]
         assert values == bundle.tables[name].reshape(-1).tolist(), name
+
+
+def test_bundle_format_doc_tables_are_current():
+    from pathlib import Path
+
+    from spikeforge.ops.bundle import layer_fields_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "bundle-format.md").read_text()
+    begin, end = "<!-- layer-fields:begin -->", "<!-- layer-fields:end -->"
+    assert text[text.index(begin) + len(begin):text.index(end)].strip() == layer_fields_markdown().strip()
