@@ -36,8 +36,8 @@ def add_model_args(parser, required=True):
                        help=f"preset: {', '.join(PRESETS)}")
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help=f"override a preset field ({', '.join(OVERRIDABLE)}); repeatable")
-    group.add_argument("--arch", default="spikingformer", choices=ARCHITECTURES,
-                       help="architecture (default: spikingformer)")
+    group.add_argument("--arch", choices=ARCHITECTURES,
+                       help="architecture (default: spikingformer; a checkpoint's own when not given)")
 
 
 def add_output_args(parser):

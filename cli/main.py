@@ -10,12 +10,15 @@ from pathlib import Path
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.sim import BACKENDS
 
+from spikeforge.model import ARCHITECTURES
+
 from .common import (EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, CheckFailed, Reporter, add_model_args,
                      add_output_args, config_from_args)
 
 __all__ = ["main", "build_parser"]
 
 DEFAULT_DEMO_CHECKPOINT = Path("runs/digits-tiny.pt")
+INPUT_HELP = "digits:N, random:N[:SEED], FILE.npy (float model inputs) or pixels:FILE.npy (integer pixels)"
 
 
 def _train(args, out):
@@ -23,6 +26,7 @@ def _train(args, out):
     from spikeforge.model.train import TrainSettings, evaluate, save_checkpoint, train
 
     config = config_from_args(args)
+    args.arch = args.arch or ARCHITECTURES[0]
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     train_batch, test_batch = training_data(config, args.data_dir)
     out.say(f"training {args.arch} {args.model} on {config.dataset}: {len(train_batch)} train / "
@@ -397,7 +401,7 @@ def build_parser():
 
     p = commands.add_parser("eval", help="accuracy of a checkpoint on an input set")
     p.add_argument("checkpoint", type=Path, metavar="CKPT")
-    p.add_argument("--input", required=True, metavar="SPEC", help="digits:N, random:N[:SEED] or FILE.npy")
+    p.add_argument("--input", required=True, metavar="SPEC", help=INPUT_HELP)
     add_model_args(p, required=False)
     p.add_argument("--min-accuracy", type=float, help="exit 1 if the accuracy is below this fraction")
     add_output_args(p)
@@ -407,7 +411,7 @@ def build_parser():
     add_model_args(p)
     p.add_argument("--checkpoint", type=Path, help="trained Spikingformer (default: untrained)")
     p.add_argument("--spikformer-checkpoint", type=Path, help="trained Spikformer (default: untrained)")
-    p.add_argument("--input", required=True, metavar="SPEC")
+    p.add_argument("--input", required=True, metavar="SPEC", help=INPUT_HELP)
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of untrained models")
     p.add_argument("--plot", type=Path, metavar="PNG", help="also draw energy per layer into this file")
     add_output_args(p)
@@ -431,7 +435,7 @@ def build_parser():
 
     p = commands.add_parser("golden", help="run the integer golden model on a bundle")
     p.add_argument("bundle", type=Path, metavar="DIR")
-    p.add_argument("--input", required=True, metavar="SPEC")
+    p.add_argument("--input", required=True, metavar="SPEC", help=INPUT_HELP)
     p.add_argument("--out", type=Path, metavar="TRACE.npz", help="save spikes, stream and logits")
     add_output_args(p)
     p.set_defaults(run=_golden)
@@ -448,7 +452,7 @@ def build_parser():
     p = commands.add_parser("sim", help="run a bundle on the whole accelerator, cycle-accurate")
     p.add_argument("bundle", type=Path, metavar="DIR")
     p.add_argument("--backend", default=BACKENDS[0], choices=BACKENDS)
-    p.add_argument("--input", required=True, metavar="SPEC", help="digits:N, random:N[:SEED] or FILE.npy")
+    p.add_argument("--input", required=True, metavar="SPEC", help=INPUT_HELP)
     p.add_argument("--check", action="store_true",
                    help="compare every LIF, the stream after every block and the logits with the golden model")
     p.add_argument("--trace", type=Path, metavar="FILE.npz", help="save the hardware's spikes, stream, logits")
