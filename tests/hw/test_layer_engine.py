@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from spikeforge.hw.lif_unit import LIFUnit
 from spikeforge.interface.params import EngineParams
 from spikeforge.hw.spike_to_event import SpikeToEvent
-from spikeforge.quant.golden import lif_integer
+from spikeforge.ops.lif import lif_integer
 from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound
 from spikeforge.sim.layer import run_layer
 from spikeforge.sim.layer_case import check_fits, random_case
@@ -116,7 +116,7 @@ def test_lif_unit_step_matches_the_integer_semantics():
     acc = torch.randint(-500, 500, (6, 4), generator=g)
     bias = torch.randint(-50, 50, (4,), generator=g)
     theta = torch.randint(1, 2000, (4,), generator=g)
-    expected_spikes, expected_h = lif_integer((acc + bias).unsqueeze(0), theta, 3, 171, 8)
+    expected_spikes, expected_h = lif_integer((acc + bias).unsqueeze(0).numpy(), theta.numpy(), 3, 171, 8)
 
     async def bench(ctx):
         v = [0] * 4
