@@ -12,9 +12,9 @@ from spikeforge.interface.descriptor import OPCODES
 from . import lif
 from pydantic import Field
 
-from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
+from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
-__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -82,6 +82,16 @@ def conv_integer(x, weight, bias):
     return out
 
 
+def weight_rows(weight, n_pe):
+    """The weight rows of ``weight [Cout, Cin, k, k]`` in the order the engine fetches them: per output
+    tile, per input channel, per tap ``(dy, dx)``, the ``n_pe`` weights of the tile's channels (lane
+    ``j`` is output channel ``tile·n_pe + j``; missing channels of a partial tile are 0)."""
+    cout, cin, k, _ = weight.shape
+    return [[int(w) for w in weight[tile * n_pe:(tile + 1) * n_pe, ci, dy, dx]]
+            + [0] * (n_pe - len(weight[tile * n_pe:(tile + 1) * n_pe]))
+            for tile in range(ceil_div(cout, n_pe)) for ci in range(cin) for dy in range(k) for dx in range(k)]
+
+
 def golden(layer, run):
     out = conv_integer(run.values[layer.input], run.tables[layer.weight], run.tables[layer.bias])
     if out.shape[1] != run.T:                     # static first conv: the same result every step
@@ -102,11 +112,7 @@ def emit(layer, program):
     n_pe = program.n_pe
     tiles = ceil_div(cout, n_pe)
     weight_base = len(program.weights)
-    for tile in range(tiles):
-        for ci in range(cin):
-            for dy in range(k):
-                for dx in range(k):
-                    program.weights.append(program.pad(weight[tile * n_pe:(tile + 1) * n_pe, ci, dy, dx].tolist()))
+    program.weights += weight_rows(weight, n_pe)
     bias_base = len(program.biases)
     program.biases += program.lanes(bias.tolist())
     T = program.T
@@ -124,6 +130,7 @@ def emit(layer, program):
         fields["stream_write"] = 1
         program.stream, program.stream_shape = layer.output, (cout, H, W)
     lif.fuse(program.lif_after(layer), program, fields, cout, T, H, W)
+    require_buildable(program, layer, fields, layer.acc_bits)
     program.emit(layer.name, fields)
     program.size(H, W)
     program.block_end(layer.output)

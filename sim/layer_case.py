@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from spikeforge.interface.layout import pack_fields, pack_lanes, pack_row, spike_row_layout, unpack_lanes
-from spikeforge.ops.conv import conv_integer
+from spikeforge.ops.conv import conv_integer, weight_rows
 from spikeforge.ops.lif import lif_integer
 
 from .cycles import layer_cycles
@@ -105,14 +105,9 @@ async def layer_testbench(ports, case, params):
         await ports.tick()
 
     spike_rows = spike_row_layout(layer_params(params))
-    row = 0
+    for row, values in enumerate(weight_rows(case.weight.numpy(), n)):
+        await load(LOAD_WEIGHTS, row, pack_lanes(values, params.weight_bits))
     for tile in range(tiles):
-        for ci in range(cin):
-            for dy in range(k):
-                for dx in range(k):
-                    await load(LOAD_WEIGHTS, row, pack_lanes(lanes(case.weight[:, ci, dy, dx], tile),
-                                                             params.weight_bits))
-                    row += 1
         await load(LOAD_BIAS, tile, pack_lanes(lanes(case.bias, tile), params.acc_bits))
         await load(LOAD_THRESHOLD, tile, pack_lanes(lanes(case.threshold, tile), params.membrane_bits))
     for t in range(T):   # spike words: n_pe channels of one image row
