@@ -11,7 +11,7 @@ from spikeforge.interface.descriptor import OPCODES
 from . import lif
 from pydantic import Field
 
-from .base import LayerFields, Name, RuleError, Tensor, Width, require_width
+from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "attention_counts"]
 
@@ -80,6 +80,7 @@ def emit(layer, program):
     # Kᵀ·V counts (≤ N) live in weight rows
     program.need(max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)
     lif.fuse(program.lif_after(layer), program, fields, C, T, H, W)
+    require_buildable(program, layer, fields, layer.count_bits)
     program.emit(layer.name, fields, scratch=True)
 
 

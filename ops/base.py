@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from spikeforge.interface.bits import signed_bits
+from spikeforge.interface.descriptor import FIELDS
 
 __all__ = ["RuleError", "LayerFields", "Width", "Name", "Tensor", "Network", "GoldenRun", "fits"]
 
@@ -148,4 +149,22 @@ def fits(values, bits):
     return bool(((values >= -limit) & (values < limit)).all())
 
 
-__all__ += ["require_width"]
+#: The widest accumulator an accelerator can be built with (``interface.params.EngineParams.acc_bits``).
+MAX_HW_ACC_BITS = 48
+_DESCRIPTOR_BITS = {f.name: f.bits for f in FIELDS}
+
+
+def require_buildable(program, layer, fields, acc_bits):
+    """The compiler's error (naming ``layer``) unless the accelerator can run ``layer``'s descriptor
+    ``fields``: an accumulator of ``acc_bits`` within :data:`MAX_HW_ACC_BITS`, and every field within
+    its bits (``interface.descriptor.FIELDS``: a fused LIF's ``frac_bits`` ≤ 15, ``T`` ≤ 31, …)."""
+    if acc_bits > MAX_HW_ACC_BITS:
+        raise program.error(layer, f"needs a {acc_bits}-bit accumulator; the accelerator is built with at most "
+                                   f"{MAX_HW_ACC_BITS} bits")
+    for name, value in fields.items():
+        bits = _DESCRIPTOR_BITS.get(name)
+        if bits is not None and not 0 <= value < 1 << bits:
+            raise program.error(layer, f"descriptor field {name} = {value} does not fit its {bits} bits")
+
+
+__all__ += ["require_width", "require_buildable", "MAX_HW_ACC_BITS"]

@@ -19,6 +19,7 @@ line naming the file and the field path. Torch-free: tables are numpy int64 arra
 """
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -173,6 +174,14 @@ def _schema_error(where, error, prefix=()):
     return BundleError(f"{where}: field '{_path((*prefix, *first['loc']), OPERATIONS)}': {first['msg']} (found {found[:80]})")
 
 
+def _pixel_encoding(config):
+    """``(scale_exp, max)`` of the input encoding of a config: ``spikeforge.model.encoding.input_encoding``
+    (which this torch-free layer cannot import), the pixels every input spec gives the bundle."""
+    if config.family == "dvs":
+        return 0, 1
+    return (-4, 16) if config.dataset == "digits" else (-8, 255)
+
+
 def check_manifest(manifest, tables, where=MANIFEST):
     """Validate ``manifest`` (a dict, digest included) against the schema and every rule, with its
     ``tables`` (name -> int64 array). Returns the layers as field objects; raises :class:`BundleError`
@@ -191,6 +200,12 @@ def check_manifest(manifest, tables, where=MANIFEST):
                           f"match the {config.family} config (shape {expected}, events {config.family == 'dvs'})")
     if encoding.events and encoding.max != 1:
         raise BundleError(f"{where}: field 'input.max': events are binary, max must be 1, not {encoding.max}")
+    scale_exp, top = _pixel_encoding(config)
+    if encoding.scale_exp != scale_exp or encoding.max < top:
+        raise BundleError(f"{where}: field 'input.{'scale_exp' if encoding.scale_exp != scale_exp else 'max'}': "
+                          f"scale_exp {encoding.scale_exp}, max {encoding.max} do not hold the pixels of the config's "
+                          f"input encoding (scale_exp {scale_exp}, pixels 0..{top} for a {config.family} model of "
+                          f"the {config.dataset!r} data set)")
     unknown = sorted(set(tables) ^ set(parsed.tables))
     if unknown:
         raise BundleError(f"{where}: field 'tables.{unknown[0]}': listed without a file or loaded without a listing")
@@ -275,19 +290,28 @@ def write_bundle(out_dir, manifest, tables, extra_files=None):
     return out_dir
 
 
+def _is(path, kind):
+    """``path.is_file()`` / ``is_dir()``, False where the path cannot even be looked up (a name
+    too long for the file system, …) instead of an OSError."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except OSError:
+        return False
+
+
 def _load_table(root, name, entry):
     where = f"{root / MANIFEST}: field 'tables.{name}"
     for kind, checksum in (("file", "sha256"), ("hex", "hex_sha256")):
         relative = getattr(entry, kind)
         path = root / relative
-        if Path(relative).is_absolute() or ".." in Path(relative).parts or not path.is_file():
+        if Path(relative).is_absolute() or ".." in Path(relative).parts or not _is(path, "file"):
             raise BundleError(f"{where}.{kind}': {relative!r} is not a file inside the bundle")
         if sha256_file(path) != getattr(entry, checksum):
             raise BundleError(f"{path}: checksum mismatch with {MANIFEST} field 'tables.{name}.{checksum}'")
     path = root / entry.file
     raw = path.read_bytes()
     dtype = np.dtype(entry.dtype).newbyteorder("<")
-    expected = int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(entry.shape) * dtype.itemsize     # Python ints: no wrap-around
     if len(raw) != expected:
         raise BundleError(f"{path}: {len(raw)} bytes, expected {expected} for shape {entry.shape} {entry.dtype} "
                           f"({MANIFEST} field 'tables.{name}.shape')")
@@ -306,9 +330,9 @@ def load_bundle(path):
     """Load and validate a bundle directory; raises :class:`BundleError` (one line, file and field)."""
     root = Path(path)
     manifest_path = root / MANIFEST
-    if not root.is_dir():
+    if not _is(root, "dir"):
         raise BundleError(f"{root}: bundle directory does not exist")
-    if not manifest_path.is_file():
+    if not _is(manifest_path, "file"):
         raise BundleError(f"{manifest_path}: missing")
     try:
         manifest = json.loads(manifest_path.read_bytes())
@@ -333,7 +357,7 @@ def load_bundle(path):
     program = check_manifest(manifest, tables, manifest_path)
     for name, entry in manifest["files"].items():
         file = root / name
-        if Path(name).is_absolute() or ".." in Path(name).parts or not file.is_file():
+        if Path(name).is_absolute() or ".." in Path(name).parts or not _is(file, "file"):
             raise BundleError(f"{manifest_path}: field 'files.{name}': not a file inside the bundle")
         if sha256_file(file) != entry["sha256"]:
             raise BundleError(f"{file}: checksum mismatch with {MANIFEST} field 'files.{name}.sha256'")

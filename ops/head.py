@@ -10,7 +10,7 @@ from spikeforge.interface.descriptor import OPCODES
 
 from pydantic import Field
 
-from .base import LayerFields, Name, RuleError, Width, require_width
+from .base import LayerFields, Name, RuleError, Width, require_buildable, require_width
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles"]
 
@@ -68,9 +68,10 @@ def emit(layer, program):
     program.biases += program.lanes(bias.tolist())
     _, H, W = program.stream_shape
     tiles = ceil_div(C, program.n_pe)
-    program.emit(layer.name, dict(op=OPCODES[OPCODE], cin=C, tiles=tiles, T=program.T, H=H, W=W,
-                                  weight_base=weight_base, bias_base=bias_base, sum_bits=layer.sum_bits,
-                                  check_bits=layer.logit_bits))
+    fields = dict(op=OPCODES[OPCODE], cin=C, tiles=tiles, T=program.T, H=H, W=W, weight_base=weight_base,
+                  bias_base=bias_base, sum_bits=layer.sum_bits, check_bits=layer.logit_bits)
+    require_buildable(program, layer, fields, max(layer.sum_bits, layer.logit_bits + 1))
+    program.emit(layer.name, fields)
     # Horner doubles a partial sum before the last bit's columns are added: one spare bit
     program.need(max_cin=C, max_tiles=tiles, acc_bits=max(layer.sum_bits, layer.logit_bits + 1),
                  classes=classes)
