@@ -1,22 +1,43 @@
+import json
+
 import pytest
+from filelock import FileLock
 
 from spikeforge.tests.helpers import run_cli
+
+
+def _shared(tmp_path_factory, name):
+    """A directory shared by every pytest-xdist worker of this run, and a lock on it: the expensive
+    session fixtures below are made once per run, not once per worker."""
+    root = tmp_path_factory.getbasetemp()
+    if root.name.startswith("popen-gw"):        # a worker's own temp dir; its parent is the run's
+        root = root.parent
+    directory = root / name
+    directory.mkdir(exist_ok=True)
+    return directory, FileLock(str(directory) + ".lock")
 
 
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):
     """``(checkpoint path, train --json result)`` of ``spikeforge train`` with default settings."""
-    path = tmp_path_factory.mktemp("checkpoints") / "digits-tiny.pt"
-    result = run_cli("train", "--model", "digits-tiny", "--out", path, "--json")
-    assert result.code == 0, result.stderr
-    return path, result.json
+    directory, lock = _shared(tmp_path_factory, "checkpoints")
+    path, result_path = directory / "digits-tiny.pt", directory / "train.json"
+    with lock:
+        if not result_path.is_file():
+            result = run_cli("train", "--model", "digits-tiny", "--out", path, "--json")
+            assert result.code == 0, result.stderr
+            result_path.write_text(result.stdout)
+    return path, json.loads(result_path.read_text())
 
 
 @pytest.fixture(scope="session")
 def digits_bundle(trained_digits, tmp_path_factory):
     """An 8-bit bundle of the trained digits-tiny checkpoint, exported by ``spikeforge export``."""
     checkpoint, _ = trained_digits
-    out = tmp_path_factory.mktemp("bundles") / "digits-8bit"
-    result = run_cli("export", "--model", "digits-tiny", "--checkpoint", checkpoint, "--out", out, "--json")
-    assert result.code == 0, result.stderr
+    directory, lock = _shared(tmp_path_factory, "bundles")
+    out = directory / "digits-8bit"
+    with lock:
+        if not out.is_dir():
+            result = run_cli("export", "--model", "digits-tiny", "--checkpoint", checkpoint, "--out", out, "--json")
+            assert result.code == 0, result.stderr
     return out
