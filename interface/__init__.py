@@ -7,6 +7,7 @@ firmware compiler and host driver (``spikeforge.firmware``), the golden model an
 * :mod:`.regmap` — control/status registers, memory windows, identification registers.
 * :mod:`.descriptor` — the layer descriptor: one word of program memory per operation.
 * :mod:`.layout` — address layouts of the spike and stream memories, multi-lane word packing.
+* :mod:`.encoding` — the input encoding (integer pixels) of a model configuration.
 * :mod:`.bits` — integer helpers: powers of two, two's complement widths, ``$readmemh`` words.
 * :mod:`.files` — outputs that appear complete or not at all.
 """

@@ -24,25 +24,11 @@ value with its flat index and multi-index, how many values are wrong and the all
 import numpy as np
 import torch
 
+from spikeforge.interface.encoding import input_encoding
+
 __all__ = ["input_encoding", "encode_input", "check_pixels", "decode_pixels"]
 
 _FIELDS = ("shape", "scale_exp", "max", "events")
-
-
-def input_encoding(config):
-    """The input encoding (``{"shape", "scale_exp", "max", "events"}``) of a config.
-
-    ``config`` is a :class:`~spikeforge.model.config.ModelConfig` or its ``as_dict()``. ``shape``
-    is one input without the batch dimension: ``[T, C, H, W]`` for events, ``[C, H, W]`` for images.
-    """
-    if hasattr(config, "as_dict"):
-        config = config.as_dict()
-    frame = [config["in_channels"], config["img_size"], config["img_size"]]
-    if config["family"] == "dvs":
-        return {"shape": [config["T"], *frame], "scale_exp": 0, "max": 1, "events": True}
-    if config.get("dataset") == "digits":
-        return {"shape": frame, "scale_exp": -4, "max": 16, "events": False}
-    return {"shape": frame, "scale_exp": -8, "max": 255, "events": False}
 
 
 def _checked_encoding(encoding):

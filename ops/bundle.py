@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spikeforge.interface.bits import readmemh_lines, signed_bits
+from spikeforge.interface.encoding import input_encoding
 from spikeforge.interface.files import sha256_bytes, sha256_file, staged_directory
 
 from . import OPERATIONS
@@ -174,14 +175,6 @@ def _schema_error(where, error, prefix=()):
     return BundleError(f"{where}: field '{_path((*prefix, *first['loc']), OPERATIONS)}': {first['msg']} (found {found[:80]})")
 
 
-def _pixel_encoding(config):
-    """``(scale_exp, max)`` of the input encoding of a config: ``spikeforge.model.encoding.input_encoding``
-    (which this torch-free layer cannot import), the pixels every input spec gives the bundle."""
-    if config.family == "dvs":
-        return 0, 1
-    return (-4, 16) if config.dataset == "digits" else (-8, 255)
-
-
 def check_manifest(manifest, tables, where=MANIFEST):
     """Validate ``manifest`` (a dict, digest included) against the schema and every rule, with its
     ``tables`` (name -> int64 array). Returns the layers as field objects; raises :class:`BundleError`
@@ -193,19 +186,11 @@ def check_manifest(manifest, tables, where=MANIFEST):
     config, encoding = parsed.model.config, parsed.input
     if config.dim % config.heads:
         raise BundleError(f"{where}: field 'model.config.heads': {config.heads} does not divide dim {config.dim}")
-    frame = [config.in_channels, config.img_size, config.img_size]
-    expected = [config.T, *frame] if config.family == "dvs" else frame
-    if encoding.shape != expected or encoding.events != (config.family == "dvs"):
-        raise BundleError(f"{where}: field 'input': shape {encoding.shape}, events {encoding.events} do not "
-                          f"match the {config.family} config (shape {expected}, events {config.family == 'dvs'})")
-    if encoding.events and encoding.max != 1:
-        raise BundleError(f"{where}: field 'input.max': events are binary, max must be 1, not {encoding.max}")
-    scale_exp, top = _pixel_encoding(config)
-    if encoding.scale_exp != scale_exp or encoding.max < top:
-        raise BundleError(f"{where}: field 'input.{'scale_exp' if encoding.scale_exp != scale_exp else 'max'}': "
-                          f"scale_exp {encoding.scale_exp}, max {encoding.max} do not hold the pixels of the config's "
-                          f"input encoding (scale_exp {scale_exp}, pixels 0..{top} for a {config.family} model of "
-                          f"the {config.dataset!r} data set)")
+    expected = input_encoding(config.model_dump())
+    if encoding.model_dump() != expected:
+        differing = next(key for key, value in expected.items() if getattr(encoding, key) != value)
+        raise BundleError(f"{where}: field 'input.{differing}': {getattr(encoding, differing)!r}, but the "
+                          f"{config.family} config ({config.dataset!r} data) has the input encoding {expected}")
     unknown = sorted(set(tables) ^ set(parsed.tables))
     if unknown:
         raise BundleError(f"{where}: field 'tables.{unknown[0]}': listed without a file or loaded without a listing")
