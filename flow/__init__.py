@@ -90,7 +90,7 @@ def export(source, out, *, preset="digits-tiny", overrides=None, bits=8, seed=0,
         if model.config != config:
             raise ValueError(f"the model's config does not match --model {preset} with its overrides")
     else:
-        model, _ = load_checkpoint(source, config, "spikingformer")
+        model, _ = load_checkpoint(source, config)       # a Spikformer checkpoint is refused by quantize
         described = f"checkpoint {source}"
     qmodel = quantize(model, bits)
     method = "ptq"

@@ -1,9 +1,14 @@
 import json
+import os
 
-import pytest
-from filelock import FileLock
+# One thread per torch process: the suite runs on two pytest-xdist workers (and CLI subprocesses),
+# and more threads than cores make torch's thread pool spin against itself.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from spikeforge.tests.helpers import run_cli
+import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+from spikeforge.tests.helpers import run_cli  # noqa: E402
 
 
 def _shared(tmp_path_factory, name):

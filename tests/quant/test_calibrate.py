@@ -2,19 +2,15 @@ import torch
 
 from spikeforge.model import make_config
 from spikeforge.model.data import digits_split
-from spikeforge.model.encoding import encode_input
 from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.quant.calibrate import bias_correction, finetune, random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.tests.helpers import run_cli
 
-ENCODING = {"scale_exp": -4, "max": 16}
-
-
 def _network():
     config = make_config("digits-tiny", dim=32, heads=2)
     train = digits_split("train")
-    pixels = encode_input(train.x[:96], ENCODING)
+    pixels = train.pixels[:96]
     return random_network(config, 0, pixels.float() / 16), pixels, train.y[:96]
 
 
@@ -59,5 +55,5 @@ def test_quantization_aware_finetuning_learns_and_stays_bit_exact(tmp_path):
 def test_bias_correction_needs_calibration_input(trained_digits, tmp_path):
     result = run_cli("export", "--model", "digits-tiny", "--checkpoint", trained_digits[0], "--bias-correction",
                      "--out", tmp_path / "b")
-    assert result.code == 2 and "--bias-correction needs calibration input" in result.stderr
+    assert result.code == 2 and "bias correction needs calibration input: give --calib SPEC" in result.stderr
     assert not (tmp_path / "b").exists()
