@@ -47,11 +47,10 @@ def readmemh_lines(words, bits):
 
 
 def _flat(values):
-    tolist = getattr(values, "tolist", None)
-    if tolist is not None:
-        values = tolist()
+    """The values of an int, a (nested) sequence or an array, as Python ints, in C order."""
+    ravel = getattr(values, "ravel", None)
+    if ravel is not None:                      # numpy arrays and torch tensors: one C-level pass
+        return ravel().tolist()
     if isinstance(values, (list, tuple)):
-        for v in values:
-            yield from _flat(v)
-    else:
-        yield values
+        return [v for item in values for v in _flat(item)]
+    return [values]

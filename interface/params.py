@@ -5,7 +5,11 @@ from dataclasses import asdict, dataclass, fields
 
 from .bits import index_bits, is_power_of_two
 
-__all__ = ["EngineParams", "AcceleratorParams"]
+__all__ = ["RANGES", "EngineParams", "AcceleratorParams"]
+
+#: Inclusive ranges of the width parameters the hardware can be built with.
+RANGES = {"weight_bits": (2, 16), "acc_bits": (4, 48), "membrane_bits": (4, 64), "frac_bits": (0, 15),
+          "decay_shift": (0, 16)}
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,7 @@ class EngineParams:
             value = getattr(self, name)
             if not is_power_of_two(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
-        for name, lo, hi in (("weight_bits", 2, 16), ("acc_bits", 4, 48), ("membrane_bits", 4, 64),
-                             ("frac_bits", 0, 15), ("decay_shift", 0, 16)):
+        for name, (lo, hi) in RANGES.items():
             value = getattr(self, name)
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")

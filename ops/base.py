@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spikeforge.interface.bits import signed_bits
 from spikeforge.interface.descriptor import FIELDS
+from spikeforge.interface.params import RANGES
 
 __all__ = ["RuleError", "LayerFields", "Width", "Name", "Tensor", "Network", "GoldenRun", "fits"]
 
@@ -149,8 +150,8 @@ def fits(values, bits):
     return bool(((values >= -limit) & (values < limit)).all())
 
 
-#: The widest accumulator an accelerator can be built with (``interface.params.EngineParams.acc_bits``).
-MAX_HW_ACC_BITS = 48
+#: The widest accumulator an accelerator can be built with.
+MAX_HW_ACC_BITS = RANGES["acc_bits"][1]
 _DESCRIPTOR_BITS = {f.name: f.bits for f in FIELDS}
 
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.interface import bits as bits_module
 from spikeforge.interface.bits import readmemh_lines, signed_bits
 from spikeforge.interface.descriptor import OPCODES, unpack
 from spikeforge.interface.files import sha256_bytes, sha256_file
@@ -46,7 +45,7 @@ from spikeforge.ops.bundle import MANIFEST, BundleError, load_bundle, manifest_d
 from spikeforge.ops.lif import decay_fixed_point
 
 __all__ = ["BaseBundle", "Mutation", "Result", "Evaluator", "MUTATORS", "draw_mutation", "check_compiled", "table_files",
-           "accelerated", "fast_flat", "AS_IS_OUTCOMES", "REPLAY_OUTCOMES", "FAILURES"]
+           "accelerated", "AS_IS_OUTCOMES", "REPLAY_OUTCOMES", "FAILURES"]
 
 #: Outcomes of a mutation applied as is (digest not recomputed); only ``rejected`` is a pass.
 AS_IS_OUTCOMES = ("rejected", "accepted-without-digest", "bad-message", "traceback")
@@ -985,32 +984,16 @@ def check_compiled(bundle, image):
 # speed
 
 
-def fast_flat(original):
-    """``interface.bits._flat`` for integer and bool numpy arrays without the recursion; ``original``
-    for anything else."""
-    def flat(values):
-        # an integer or bool numpy array: its values in C order as Python ints, exactly what the
-        # recursive walk over ``values.tolist()`` yields; anything else takes the original walk
-        if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
-            return iter(values.ravel().tolist())
-        return original(values)
-    return flat
-
-
 @contextlib.contextmanager
 def accelerated(cache=None):
     """Run ``load_bundle`` fast enough for thousands of loads, with the same results:
-
-    * ``interface.bits._flat`` (behind ``signed_bits`` and ``readmemh_lines``) walks an integer
-      numpy array with ``ravel().tolist()`` — the same Python ints in the same order as its
-      recursive walk over ``tolist()``;
-    * ``ops.bundle._load_table`` is memoised on the root, the table's index entry and the SHA-256
+    ``ops.bundle._load_table`` is memoised on the root, the table's index entry and the SHA-256
       of its two files as they are on disk: its result (values or error) is a function of exactly
       these. Only successful loads are kept (in ``cache``, a dict that may outlive the context; at
       most 512 entries), handed out as copies; every changed table or entry is loaded by the real
       function.
     """
-    original_flat, original_load = bits_module._flat, bundle_module._load_table
+    original_load = bundle_module._load_table
     cache = {} if cache is None else cache
 
     def load_table(root, name, entry):
@@ -1025,9 +1008,8 @@ def accelerated(cache=None):
             cache[key] = original_load(root, name, entry)
         return cache[key].copy()
 
-    bits_module._flat = fast_flat(original_flat)
     bundle_module._load_table = load_table
     try:
         yield
     finally:
-        bits_module._flat, bundle_module._load_table = original_flat, original_load
+        bundle_module._load_table = original_load
