@@ -60,10 +60,12 @@ class SpikeHost:
                          spikes.word_data.eq(word_data), spikes.group_addr.eq(group_addr)]
 
 
-def simulate(dut, bench):
-    """Run the async testbench ``bench(ctx)`` on ``dut`` with a clock; returns what it returns."""
+def simulate(dut, bench, clocked=True):
+    """Run the async testbench ``bench(ctx)`` on ``dut`` (with a clock unless it is combinational);
+    returns what it returns."""
     sim = Simulator(dut)
-    sim.add_clock(1e-8)
+    if clocked:
+        sim.add_clock(1e-8)
     out = {}
 
     async def testbench(ctx):

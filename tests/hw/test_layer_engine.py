@@ -3,7 +3,6 @@ cycles equal to the documented cycle model."""
 
 import pytest
 import torch
-from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,7 @@ from spikeforge.ops.lif import lif_integer
 from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound
 from spikeforge.sim.layer import run_layer
 from spikeforge.sim.layer_case import check_fits, random_case
+from spikeforge.tests.hw.bench import simulate
 
 
 def _params(n_pe, bits, T=4, cin=8, tiles=4, h=4, w=8):
@@ -72,20 +72,6 @@ def test_parameter_validation_messages(field, value, message):
         EngineParams(**{field: value})
 
 
-def _run(component, testbench, clocked=True):
-    sim = Simulator(component)
-    if clocked:
-        sim.add_clock(1e-8)
-    out = {}
-
-    async def bench(ctx):
-        out["value"] = await testbench(ctx)
-
-    sim.add_testbench(bench)
-    sim.run()
-    return out["value"]
-
-
 def test_spike_to_event_emits_each_set_bit_once_lowest_first():
     dut = SpikeToEvent(8)
 
@@ -106,7 +92,7 @@ def test_spike_to_event_emits_each_set_bit_once_lowest_first():
             seen.append("|")
         return seen
 
-    assert _run(dut, bench) == [1, 4, 5, 7, "|", "|", 0, "|"]
+    assert simulate(dut, bench) == [1, 4, 5, 7, "|", "|", 0, "|"]
 
 
 def test_lif_unit_step_matches_the_integer_semantics():
@@ -134,7 +120,7 @@ def test_lif_unit_step_matches_the_integer_semantics():
             v = [ctx.get(dut.v_next[lane]) for lane in range(4)]
         return rows
 
-    rows = _run(dut, bench, clocked=False)
+    rows = simulate(dut, bench, clocked=False)
     assert [r[0] for r in rows] == expected_h[0].tolist()
     assert [r[1] for r in rows] == expected_spikes[0].tolist()
 
