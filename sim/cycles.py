@@ -1,5 +1,7 @@
 """The layer engine's cycle count, computed from a layer's spikes (docs/hardware.md)."""
 
+from spikeforge.ops import conv
+
 __all__ = ["layer_cycles", "layer_events", "overhead_bound"]
 
 
@@ -25,19 +27,14 @@ def layer_events(case, params):
 
 
 def layer_cycles(case, params):
-    """Exact cycles of one run: per tile one fetch cycle; per input channel and tap one cycle to
-    pick the occupied rows it reaches, then ``max(1, spikes in the masked row)`` per such row; per
-    tile ``T·H·W + 2`` for the LIF pass (start and flush); one final cycle."""
+    """Exact cycles of one run of the layer engine: the CONV descriptor's cycles in the accelerator's
+    engine (:func:`spikeforge.ops.conv.cycles`: per tile a fetch, per input channel and tap a cycle to
+    pick the occupied rows it reaches, ``max(1, spikes)`` per such row, and the LIF pass) plus the
+    layer engine's one final cycle."""
     T, cin, cout, H, W = case.shape
-    tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
-    scan = 1                                         # fetch of the tile's first tap
-    for y0, y1, s in _masked(case, k):
-        scan += cin                                  # occupancy cycle per (input channel, tap)
-        if s is not None:
-            rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0             # occupied rows
-            scan += int((s.sum(-1).clamp(min=1) * rows).sum())
-    return tiles * (scan + T * H * W + 2) + 1
+    fields = dict(cin=cin, planes=1, T=T, H=H, W=W, static=0, kernel3=int(k == 3), tiles=-(-cout // params.n_pe))
+    return conv.cycles(fields, case.spikes.numpy()) + 1
 
 
 def overhead_bound(case, params):
