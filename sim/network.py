@@ -151,7 +151,7 @@ def first_difference(results, trace):
     Compared with ``==``: every LIF's spikes at every timestep, the stream after every block,
     the logits, and the overflow flag.
     """
-    def where(hw, golden, what):
+    def where(hw, golden, what, axes):
         hw, golden = np.asarray(hw), np.asarray(golden)
         if hw.shape != golden.shape:
             return f"{what}: hardware shape {list(hw.shape)}, golden {list(golden.shape)}"
@@ -159,15 +159,16 @@ def first_difference(results, trace):
         if len(diff) == 0:
             return None
         index = tuple(int(i) for i in diff[0])
-        names = ("image", "timestep", "channel", "y", "x")[:len(index)]
-        place = ", ".join(f"{n} {i}" for n, i in zip(names, index))
+        place = ", ".join(f"{n} {i}" for n, i in zip(axes, index))
         return f"{what}: {place}: hardware {hw[index]}, golden {golden[index]}"
 
-    compared = ([(f"spikes/{name}", spikes, f"LIF {name}") for name, spikes in trace.spikes.items()]
-                + [(f"stream/{block}", stream, f"stream after {block}") for block, stream in trace.stream.items()]
-                + [("logits", trace.logits, "logits")])
-    for key, golden, what in compared:
-        found = key in results and where(results[key], golden, what)
+    tensor_axes, logit_axes = ("image", "timestep", "channel", "y", "x"), ("image", "class")
+    compared = ([(f"spikes/{name}", spikes, f"LIF {name}", tensor_axes) for name, spikes in trace.spikes.items()]
+                + [(f"stream/{block}", stream, f"stream after {block}", tensor_axes)
+                   for block, stream in trace.stream.items()]
+                + [("logits", trace.logits, "logits", logit_axes)])
+    for key, golden, what, axes in compared:
+        found = key in results and where(results[key], golden, what, axes)
         if found:
             return found
     golden_overflow = bool(trace.overflow)

@@ -91,3 +91,20 @@ def test_build_dir_is_per_parameter_set(tmp_path):
     assert four == build_dir(Accumulate, {"width": 4}, tmp_path)
     assert four != build_dir(Accumulate, {"width": 5}, tmp_path)
     assert four.parent == tmp_path and four.name.startswith("Accumulate-")
+
+
+def test_first_difference_names_the_axes_of_what_differs():
+    import numpy as np
+
+    from spikeforge.quant.golden import Trace
+    from spikeforge.sim.network import first_difference
+
+    spikes = np.zeros((1, 2, 3, 1, 1), dtype=np.int64)
+    logits = np.array([[5, 7, 1]])
+    trace = Trace(spikes={"lif": spikes}, stream={}, logits=logits)
+    results = {"spikes/lif": spikes.copy(), "logits": logits.copy(), "overflow": np.array([""])}
+    assert first_difference(results, trace) is None
+    results["logits"][0, 2] = 2
+    assert first_difference(results, trace) == "logits: image 0, class 2: hardware 2, golden 1"
+    results["spikes/lif"][0, 1, 2] = 1
+    assert first_difference(results, trace) == "LIF lif: image 0, timestep 1, channel 2, y 0, x 0: hardware 1, golden 0"
