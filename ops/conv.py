@@ -14,7 +14,7 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
-__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -136,6 +136,14 @@ def emit(layer, program):
     program.block_end(layer.output)
 
 
+def tap_windows(kernel, H, W):
+    """Per tap ``(dy, dx)`` in fetch order, the input rows ``y0..y1`` and columns ``x0..x1`` that reach an
+    output position (input ``y`` feeds output ``y − dy + 1``); empty when ``y1 < y0``."""
+    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if kernel == 3 else [(1, 1)]
+    return [(1 if dy == 2 else 0, H - 2 if dy == 0 else H - 1, 1 if dx == 2 else 0, W - 2 if dx == 0 else W - 1)
+            for dy, dx in taps]
+
+
 def cycles(fields, spikes):
     """Engine cycles (from leaving IDLE to DONE) of a CONV descriptor.
 
@@ -159,11 +167,9 @@ def cycles(fields, spikes):
     x = np.asarray(spikes, dtype=np.int64)
     scan_T = 1 if fields["static"] else T
     x = x[:scan_T, :cin * planes] != 0
-    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if fields["kernel3"] else [(1, 1)]
+    taps = tap_windows(3 if fields["kernel3"] else 1, H, W)
     scan = 0
-    for dy, dx in taps:
-        y0, y1 = (1 if dy == 2 else 0), (H - 2 if dy == 0 else H - 1)
-        x0, x1 = (1 if dx == 2 else 0), (W - 2 if dx == 0 else W - 1)
+    for y0, y1, x0, x1 in taps:
         rows = x[:, :, y0:y1 + 1]                           # [t, channel, reached rows, stored columns]
         occupied = rows.any(-1)
         reached = rows[..., x0:x1 + 1].sum(-1)

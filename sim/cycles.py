@@ -5,17 +5,10 @@ from spikeforge.ops import conv
 __all__ = ["layer_cycles", "layer_events", "overhead_bound"]
 
 
-def _tap_rows(k, H):
-    """``(dy, dx, first row, last row)`` of every tap; a row y feeds output row y − dy + 1."""
-    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if k == 3 else [(1, 1)]
-    return [(dy, dx, 1 if dy == 2 else 0, H - 2 if dy == 0 else H - 1) for dy, dx in taps]
-
-
 def _masked(case, k):
     """Per tap: the spikes that reach an output position (others are masked before scanning)."""
     T, cin, cout, H, W = case.shape
-    for dy, dx, y0, y1 in _tap_rows(k, H):
-        x0, x1 = (1 if dx == 2 else 0), (W - 2 if dx == 0 else W - 1)
+    for y0, y1, x0, x1 in conv.tap_windows(k, H, W):
         yield y0, y1, case.spikes[:, :, y0:y1 + 1, x0:max(x0, x1 + 1)] if y0 <= y1 else None
 
 
