@@ -358,21 +358,12 @@ def _sim_layer(args, out):
 
 def _save_npz(path, arrays):
     """``np.savez_compressed`` written atomically (complete or absent)."""
-    import os
-    import tempfile
-
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    from spikeforge.interface.files import atomic_file
+
+    with atomic_file(path) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _add_hardware_args(parser):

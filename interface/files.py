@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["OutputError", "staged_directory", "atomic_write_bytes", "sha256_bytes", "sha256_file"]
+__all__ = ["OutputError", "staged_directory", "atomic_file", "sha256_bytes", "sha256_file"]
 
 
 class OutputError(ValueError):
@@ -76,16 +76,22 @@ def staged_directory(out_dir):
         raise
 
 
-def atomic_write_bytes(path, data):
-    """Write ``data`` to the file ``path`` through a temporary file beside it (complete or absent)."""
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary path beside the file ``path`` (same suffix, so writers that go by the
+    extension work); on success it replaces ``path`` with the permissions of a newly created file,
+    on any failure it is removed: the file appears complete or not at all."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; expected a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_staging_prefix(path), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_staging_prefix(path), suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 would make the output private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

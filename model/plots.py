@@ -1,13 +1,12 @@
 """Figures for reports (matplotlib, written without a display)."""
 
+from spikeforge.interface.files import atomic_file
+
 __all__ = ["plot_energy"]
 
 
 def plot_energy(reports, path):
     """Bar chart of energy per layer (µJ per image), one panel per architecture; written atomically."""
-    import os
-    import tempfile
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -25,13 +24,8 @@ def plot_energy(reports, path):
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     axes[0, 0].legend(handles, ["first conv (MAC)", "spike layer (AC)", "attention (AC)"], fontsize=8)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -1,13 +1,13 @@
 """Training (AdamW + warm-up + cosine schedule, as the paper), evaluation and checkpoints."""
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from spikeforge.interface.files import atomic_file
 
 from .config import ARCHITECTURES, ModelConfig
 from . import model_from_config
@@ -98,17 +98,10 @@ def train(config, train_batch, test_batch=None, arch="spikingformer", settings=N
 def save_checkpoint(path, model, arch, extra=None):
     """Write a checkpoint (config, arch, state dict, ``extra``) atomically: complete or absent."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "arch": arch,
                "config": model.config.as_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
