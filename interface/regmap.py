@@ -82,20 +82,21 @@ WINDOWS = (
 )
 
 
+def _named(table, name, kind):
+    for entry in table:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"no {kind} {name!r}")
+
+
 def register(name):
     """The :class:`Register` called ``name``."""
-    for reg in REGISTERS:
-        if reg.name == name:
-            return reg
-    raise KeyError(f"no register {name!r}")
+    return _named(REGISTERS, name, "register")
 
 
 def window(name):
     """The :class:`Window` called ``name``."""
-    for win in WINDOWS:
-        if win.name == name:
-            return win
-    raise KeyError(f"no window {name!r}")
+    return _named(WINDOWS, name, "window")
 
 
 def address(window_name, offset=0):
