@@ -1,8 +1,10 @@
 """Spike accumulator array: ``n_pe`` lanes, each event adds one weight row to one accumulator word."""
 
 from amaranth import Module, Signal, signed
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from .initial_contents import zeroed_memory
 
 __all__ = ["AccumulatorArray"]
 
@@ -14,7 +16,9 @@ class AccumulatorArray(wiring.Component):
     ``event_row`` and writes back (the read port is transparent to the write port, so an event on
     the word written in the same cycle sees the new sum). A drain at cycle c returns the word at
     ``drain_addr`` on ``drain_data`` at c+1 and clears it to 0, ready for the next tile. Events and
-    drains never overlap (the engine runs them in separate phases). No multiplier: adds only.
+    drains never overlap (the engine runs them in separate phases). No multiplier: adds only. The
+    first tile after configuration adds to the memory's initial contents: it starts at zero
+    (:func:`~spikeforge.hw.initial_contents.zeroed_memory`).
 
     Ports
     -----
@@ -46,7 +50,7 @@ class AccumulatorArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        m.submodules.acc = acc = memory.Memory(shape=self.word, depth=1 << self.addr_bits, init=[])
+        m.submodules.acc = acc = zeroed_memory(shape=self.word, depth=1 << self.addr_bits)
         write = acc.write_port()
         read = acc.read_port(transparent_for=(write,))
         pending_add = Signal()

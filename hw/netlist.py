@@ -6,22 +6,95 @@ import sys
 import tempfile
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 
 from spikeforge.interface.files import staged_directory
 
 from .accelerator import Accelerator
+from .initial_contents import ZEROED
 
-__all__ = ["TOP_NAME", "accelerator_verilog", "write_verilog", "yosys_cell_counts", "multiplier_cells"]
+__all__ = ["TOP_NAME", "runtime_verilog", "accelerator_verilog", "write_verilog", "yosys_cell_counts",
+           "multiplier_cells"]
 
 TOP_NAME = "spikeforge_accelerator"
 #: Yosys word-level cell types that multiply.
 MULTIPLIER_CELLS = ("$mul", "$macc", "$macc_v2")
 
 
+def runtime_verilog(elaboratable, name="top", *, ports=None, emit_src=False):
+    """Verilog text of ``elaboratable`` (a component, or anything with ``ports``) in which memories
+    loaded at run time have no initial contents.
+
+    As ``amaranth.back.verilog.convert`` (same arguments, same Yosys, byte-stable without source
+    locations), except that a memory whose initial contents are all zero gets no ``initial`` block,
+    unless it was built by :func:`~spikeforge.hw.initial_contents.zeroed_memory` (the hardware
+    relies on its zeros). Memories with non-zero contents (tables, ROMs) keep them.
+    """
+    text = rtlil.convert(elaboratable, name=name, ports=ports, emit_src=emit_src)
+    # the Yosys script of verilog.convert (amaranth is pinned to 0.5.*)
+    return verilog._convert_rtlil_text(_without_runtime_inits(text))
+
+
+def _without_runtime_inits(rtlil_text):
+    """RTLIL text without the ``$meminit_v2`` cells (and their attributes) that set a memory not
+    marked :data:`~spikeforge.hw.initial_contents.ZEROED` to all zeros."""
+    lines = rtlil_text.splitlines(keepends=True)
+    zeroed = set()          # (module, memory) of every memory that keeps its zeros
+    module = None
+    attributes = []
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["module"]:
+            module = words[1]
+        elif words[:1] == ["attribute"]:
+            attributes.append(words[1])
+            continue
+        elif words[:1] == ["memory"] and f"\\{ZEROED}" in attributes:
+            zeroed.add((module, words[-1]))
+        attributes = []
+
+    kept, pending, cell = [], [], None
+    for line in lines:
+        words = line.split()
+        if cell is not None:
+            cell.append(line)
+            if words == ["end"]:
+                if not _runtime_init(cell, module, zeroed):
+                    kept.extend(cell)
+                cell = None
+            continue
+        if words[:1] == ["module"]:
+            module = words[1]
+        if words[:1] == ["attribute"]:
+            pending.append(line)
+            continue
+        if words[:2] == ["cell", "$meminit_v2"]:
+            cell, pending = pending + [line], []
+            continue
+        kept.extend(pending + [line])
+        pending = []
+    if cell is not None or pending:
+        raise ValueError("unexpected end of the RTLIL text")
+    return "".join(kept)
+
+
+def _runtime_init(cell, module, zeroed):
+    """Whether the ``$meminit_v2`` ``cell`` (its lines) sets a memory not in ``zeroed`` to all zeros."""
+    memid = data = None
+    for line in cell:
+        words = line.split()
+        if words[:2] == ["parameter", "\\MEMID"]:
+            memid = words[2].strip('"').replace("\\\\", "\\")
+        elif words[:2] == ["connect", "\\DATA"] and len(words) == 3:
+            data = words[2]         # one constant, N'bits
+    width, quote, bits = (data or "").partition("'")
+    return bool(quote) and width.isdigit() and set(bits) <= {"0"} and (module, memid) not in zeroed
+
+
 def accelerator_verilog(params):
-    """Verilog text of the accelerator for ``params`` (no source locations: byte-stable)."""
-    return verilog.convert(Accelerator(params), name=TOP_NAME, emit_src=False)
+    """Verilog text of the accelerator for ``params`` (no source locations: byte-stable); only the
+    memories that must start at zero have initial contents (:func:`runtime_verilog`)."""
+    return runtime_verilog(Accelerator(params), name=TOP_NAME)
 
 
 def write_verilog(params, out_dir, image=None):

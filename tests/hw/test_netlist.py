@@ -1,11 +1,16 @@
-"""Generated Verilog: deterministic, and free of multipliers (Yosys statistics)."""
+"""Generated Verilog: deterministic, free of multipliers (Yosys statistics), and without initial
+contents for memories loaded at run time."""
+
+import re
 
 from amaranth import Module
 from amaranth.back import verilog
-from amaranth.lib import wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hw.netlist import TOP_NAME, accelerator_verilog, multiplier_cells, yosys_cell_counts
+from spikeforge.hw.initial_contents import zeroed_memory
+from spikeforge.hw.netlist import (TOP_NAME, accelerator_verilog, multiplier_cells, runtime_verilog,
+                                   yosys_cell_counts)
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.tests.helpers import run_cli
 
@@ -26,6 +31,57 @@ class _Multiplier(wiring.Component):
 SMALL = dict(n_pe=4, weight_bits=7, acc_bits=27, membrane_bits=33, max_cin=8, max_tiles=2, max_h=8, max_w=8,
              frac_bits=4, decay_mult=171, decay_shift=8, spike_groups=4, stream_tiles=2, weight_rows=40,
              bias_rows=6, threshold_rows=6, program_depth=5)
+
+
+class _Memories(wiring.Component):
+    """A memory loaded at run time, one that must start at zero and a table."""
+
+    addr: In(3)
+    data: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.loaded = loaded = memory.Memory(shape=8, depth=8, init=[])
+        m.submodules.zeroed = zeroed = zeroed_memory(shape=8, depth=8)
+        m.submodules.table = table = memory.Memory(shape=8, depth=8, init=[3, 5])
+        data = 0
+        for mem in (loaded, zeroed, table):
+            if mem is not table:
+                write = mem.write_port()
+                m.d.comb += [write.addr.eq(self.addr), write.data.eq(self.addr), write.en.eq(1)]
+            read = mem.read_port()
+            m.d.comb += read.addr.eq(self.addr)
+            data = data ^ read.data
+        m.d.comb += self.data.eq(data)
+        return m
+
+
+#: A memory's declaration in Verilog (Yosys escapes names that are keywords: ``\\program``).
+MEMORY = r"reg \[[^]]*\] \\?(\S+)\s*\[[^]]*\];"
+
+
+def _initialized_memories(text):
+    """``{memory: its initial words}`` of the memories that have an ``initial`` block in Verilog ``text``."""
+    blocks = re.findall(MEMORY + r"\n\s*initial begin\n(.*?)\n\s*end\n", text, re.S)
+    return {name: re.findall(r"\] = (\S+);", body) for name, body in blocks}
+
+
+def test_memories_loaded_at_run_time_have_no_initial_contents():
+    text = runtime_verilog(_Memories(), "memories")
+    assert "reg [7:0] loaded [7:0];" in text
+    assert _initialized_memories(text) == {"zeroed": ["8'h00"] * 8,
+                                           "table": ["8'h03", "8'h05"] + ["8'h00"] * 6}
+    assert runtime_verilog(_Memories(), "memories") == text        # byte-stable
+
+
+def test_the_accelerator_zeroes_only_its_accumulators():
+    """Program, cycle log, weights, biases, thresholds, stream, spike banks and occupancy, head sums:
+    loaded at run time (no initial block); the accumulators start at zero (the first tile adds to them)."""
+    text = accelerator_verilog(AcceleratorParams(**SMALL))
+    memories = set(re.findall(MEMORY, text))
+    assert {"program", "op_cycles", "weights", "bias", "threshold", "stream", "sums", "acc"} <= memories
+    assert {"bank0", "occupancy0"} <= memories
+    assert set(_initialized_memories(text)) == {"acc"}
 
 
 def test_the_whole_accelerator_has_no_multiplier_cells():
