@@ -18,6 +18,10 @@ def _cell(text):
     return text.replace("|", "\\|")
 
 
+def _word_bits(win):
+    return str(win.width) if isinstance(win.width, int) else " × ".join(f"`{name}`" for name in win.width)
+
+
 def firmware_tables_markdown():
     """Markdown tables of the registers, STATUS/CTRL bits, windows, opcodes and descriptor fields.
 
@@ -33,10 +37,13 @@ def firmware_tables_markdown():
     lines += [f"| `STATUS` | {bit} | `{name}` |" for name, bit in regmap.STATUS_BITS.items()]
     lines += [f"| `CTRL` | {bit} | `{name}` |" for name, bit in regmap.CTRL_BITS.items()]
     lines += ["", "### Windows", "",
-              f"Address `{{window, offset}}`: window `w` starts at `w << {regmap.OFFSET_BITS}`.", "",
-              "| window | index | base | access | holds |", "|---|---|---|---|---|"]
-    lines += [f"| `{w.name}` | {w.index} | `0x{regmap.address(w.name):08x}` | {w.access} | {_cell(w.doc)} |"
-              for w in regmap.WINDOWS]
+              f"Byte address `{{window, offset, slot, 00}}` ({regmap.WINDOW_BITS}, {regmap.OFFSET_BITS}, "
+              f"{regmap.SLOT_BITS} and 2 bits): window `w` starts at "
+              f"`w << {regmap.OFFSET_BITS + regmap.SLOT_BITS + 2}`; a word wider than 32 bits spans "
+              "⌈bits / 32⌉ slots, lowest bits in slot 0.", "",
+              "| window | index | base | access | word bits | holds |", "|---|---|---|---|---|---|"]
+    lines += [f"| `{w.name}` | {w.index} | `0x{regmap.address(w.name):08x}` | {w.access} | {_word_bits(w)} | "
+              f"{_cell(w.doc)} |" for w in regmap.WINDOWS]
     lines += ["", "### Opcodes", "", "| opcode | value |", "|---|---|"]
     lines += [f"| `{name}` | {code} |" for name, code in OPCODES.items()]
     lines += ["", f"### Descriptor fields ({DESCRIPTOR_BITS} bits, first field lowest)", "",

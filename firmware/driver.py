@@ -1,10 +1,10 @@
 """Host driver: loads a program image, runs images and reads results through the register map.
 
-The driver speaks only to a *bus* (``await bus.write(address, value)``,
-``await bus.write_block(address, words)``, ``await bus.read(address)``, ``await bus.wait_done()``);
-:class:`PortsBus` is that bus over the simulation transports of
-:mod:`spikeforge.sim.transport` (the Amaranth simulator and cocotb/Verilator), and a board would
-supply its own.
+The driver speaks only to a 32-bit *bus* (``await bus.write(address, value)``,
+``await bus.write_all([(address, value), ...])``, ``await bus.read(address)``, ``await bus.wait_done()``); words wider than 32 bits it splits into the slots of
+:mod:`spikeforge.interface.regmap`. :class:`PortsBus` is that bus over the accelerator's AXI4-Lite
+port on the simulation transports of :mod:`spikeforge.sim.transport` (the Amaranth simulator and
+cocotb/Verilator); a board would supply its own.
 """
 
 import numpy as np
@@ -12,9 +12,12 @@ import numpy as np
 from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word_layout, pack_fields,
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.interface.regmap import CTRL_BITS, STATUS_BITS, address, identity_values, register
+from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, STATUS_BITS, address, identity_values, register,
+                                         slots)
 
 __all__ = ["Driver", "PortsBus", "DriverError"]
+
+_SLOT_MASK = (1 << BUS_DATA_BITS) - 1
 
 
 class DriverError(RuntimeError):
@@ -22,32 +25,64 @@ class DriverError(RuntimeError):
 
 
 class PortsBus:
-    """The accelerator's host bus on a :class:`~spikeforge.sim.transport.Ports` object."""
+    """AXI4-Lite master on the accelerator's port ``prefix`` of a :class:`~spikeforge.sim.transport.Ports`
+    object: one transfer at a time, a block of writes at one per cycle."""
 
-    def __init__(self, ports, done_timeout=50_000_000):
+    def __init__(self, ports, prefix="ctrl", done_timeout=50_000_000):
         self.ports = ports
+        self.prefix = prefix
         self.done_timeout = done_timeout
 
-    async def write(self, addr, value):
-        await self.ports.write("bus_addr", addr)
-        await self.ports.write("bus_wdata", value)
-        await self.ports.write("bus_we", 1)
-        await self.ports.tick()
-        await self.ports.write("bus_we", 0)
+    def _port(self, name):
+        return f"{self.prefix}__{name}"
 
-    async def write_block(self, addr, words):
-        """Write ``words`` to consecutive addresses from ``addr``, one per cycle."""
-        await self.ports.write("bus_we", 1)
-        for offset, word in enumerate(words):
-            await self.ports.write("bus_addr", addr + offset)
-            await self.ports.write("bus_wdata", word)
+    async def _handshake(self, *readies):
+        await self.ports.settle()
+        while not all(self.ports.read(self._port(ready)) for ready in readies):
             await self.ports.tick()
-        await self.ports.write("bus_we", 0)
+        await self.ports.tick()
+
+    async def _response(self, valid, resp, address):
+        while not self.ports.read(self._port(valid)):
+            await self.ports.tick()
+        if self.ports.read(self._port(resp)):
+            raise DriverError(f"the accelerator refused the access to {address:#010x} "
+                              f"({valid[0].upper()}RESP {self.ports.read(self._port(resp))})")
+
+    async def write(self, addr, value):
+        await self.write_all([(addr, value)])
+
+    async def write_all(self, writes):
+        """Write each 32-bit ``value`` of ``writes`` (``(address, value)`` pairs) in order, one per cycle."""
+        port = self._port
+        await self.ports.write(port("wstrb"), 0xF)
+        await self.ports.write(port("bready"), 1)
+        for addr, value in writes:
+            await self.ports.write(port("awaddr"), addr)
+            await self.ports.write(port("wdata"), value)
+            await self.ports.write(port("awvalid"), 1)
+            await self.ports.write(port("wvalid"), 1)
+            await self._handshake("awready", "wready")
+            # the response comes with the cycle after the handshake; bready takes it at the next edge
+            await self._response("bvalid", "bresp", addr)
+        await self.ports.write(port("awvalid"), 0)
+        await self.ports.write(port("wvalid"), 0)
+        await self.ports.tick()
+        await self.ports.write(port("bready"), 0)
 
     async def read(self, addr):
-        await self.ports.write("bus_addr", addr)
+        port = self._port
+        await self.ports.write(port("araddr"), addr)
+        await self.ports.write(port("arvalid"), 1)
+        await self.ports.write(port("rready"), 1)
+        await self._handshake("arready")
+        await self.ports.write(port("arvalid"), 0)
+        await self.ports.settle()
+        await self._response("rvalid", "rresp", addr)
+        value = self.ports.read(port("rdata"))
         await self.ports.tick()
-        return self.ports.read("bus_rdata")
+        await self.ports.write(port("rready"), 0)
+        return value
 
     async def wait_done(self):
         await self.ports.wait("done", 1, self.done_timeout)
@@ -59,7 +94,7 @@ class Driver:
     Parameters
     ----------
     bus : object
-        Provides ``write``, ``write_block``, ``read`` and ``wait_done`` coroutines (see :class:`PortsBus`).
+        Provides ``write``, ``write_all``, ``read`` and ``wait_done`` coroutines (see :class:`PortsBus`).
     """
 
     def __init__(self, bus):
@@ -72,20 +107,36 @@ class Driver:
     async def set_csr(self, name, value):
         await self.bus.write(address("CSR", register(name).offset), value)
 
+    def _slot_writes(self, window_name, offset, word):
+        for slot in range(slots(window_name, self.image.params)):
+            yield address(window_name, offset, slot), word >> (slot * BUS_DATA_BITS) & _SLOT_MASK
+
+    async def write_words(self, window_name, offset, words):
+        """Write ``words`` to window ``window_name`` from word ``offset`` on, slot by slot."""
+        await self.bus.write_all([write for index, word in enumerate(words)
+                                  for write in self._slot_writes(window_name, offset + index, int(word))])
+
+    async def read_word(self, window_name, offset):
+        """Word ``offset`` of window ``window_name``, assembled from its slots."""
+        word = 0
+        for slot in range(slots(window_name, self.image.params)):
+            word |= await self.bus.read(address(window_name, offset, slot)) << (slot * BUS_DATA_BITS)
+        return word
+
     async def load(self, image):
         """Check the hardware's identity against ``image.params`` and write its memories."""
         for name, value in identity_values(image.params).items():
             found = await self.csr(name)
             if found != value:
                 raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found:#x}")
-        for window_name, words in image.memories.items():
-            await self.bus.write_block(address(window_name), [int(word) for word in words])
         self.image = image
+        for window_name, words in image.memories.items():
+            await self.write_words(window_name, 0, words)
         params = AcceleratorParams(**image.params)
         self._spike_row, self._stream_word = spike_row_layout(params), stream_word_layout(params)
 
-    def _spike_address(self, group, t, y):
-        return address("SPIKES", pack_fields(self._spike_row, group=group, t=t, y=y))
+    def _spike_offset(self, group, t, y):
+        return pack_fields(self._spike_row, group=group, t=t, y=y)
 
     async def write_input(self, pixels):
         """Write integer pixels ``[C, H, W]`` (or events ``[T, C, H, W]``) as bit planes."""
@@ -103,7 +154,7 @@ class Driver:
                         if channel < channels:
                             bits = (frame[channel // planes, y] >> (channel % planes)) & 1
                             word |= pack_row(bits.tolist()) << (lane * self.image.params["max_w"])
-                    await self.bus.write(self._spike_address(spec["group"] + group, t, y), word)
+                    await self.write_words("SPIKES", self._spike_offset(spec["group"] + group, t, y), [word])
 
     async def run(self, pixels=None, start_pc=0, stop_pc=0):
         """Write ``pixels`` (if given), run descriptors ``[start_pc, stop_pc)`` (0: to END); returns cycles."""
@@ -127,7 +178,7 @@ class Driver:
 
     async def read_logits(self):
         p = self.image.params
-        word = await self.bus.read(address("LOGITS"))
+        word = await self.read_word("LOGITS", 0)
         return unpack_lanes(word, p["n_pe"], p["acc_bits"])[:self.image.layout["classes"]]
 
     async def read_layer(self, name):
@@ -139,7 +190,7 @@ class Driver:
         for group in range(place["groups"]):
             for t in range(place["T"]):
                 for y in range(place["H"]):
-                    word = await self.bus.read(self._spike_address(place["group"] + group, t, y))
+                    word = await self.read_word("SPIKES", self._spike_offset(place["group"] + group, t, y))
                     for lane, row in enumerate(unpack_lanes(word, n_pe, max_w, signed=False)):
                         out[t, group * n_pe + lane, y] = unpack_row(row, place["W"])
         return out[:, :place["channels"]]
@@ -155,7 +206,7 @@ class Driver:
                 for y in range(spec["H"]):
                     for x in range(spec["W"]):
                         offset = pack_fields(self._stream_word, tile=tile, t=t, y=y, x=x)
-                        word = await self.bus.read(address("STREAM", offset))
+                        word = await self.read_word("STREAM", offset)
                         out[t, tile * n_pe:(tile + 1) * n_pe, y, x] = unpack_lanes(word, n_pe, acc_bits)
         return out[:, :spec["channels"]]
 

@@ -5,40 +5,35 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS
-from spikeforge.interface.regmap import (CTRL_BITS, OFFSET_BITS, STATUS_BITS, WINDOW_BITS, identity_values,
-                                        register, window)
+from spikeforge.interface.regmap import ADDRESS_BITS, CTRL_BITS, STATUS_BITS, identity_values, register, window
 
-from .engine import Engine, host_data_bits
+from .bus import axi4_lite_signature
+from .control_slave import ControlSlave
+from .engine import Engine
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    """The whole Spikingformer accelerator behind one word-addressed host bus.
+    """The whole Spikingformer accelerator behind a 32-bit AXI4-Lite control slave.
 
     Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
     loads the program image and the input through the windows, writes ``START_PC``/``STOP_PC``,
     writes ``CTRL.START``, waits for ``done`` (or polls ``STATUS.DONE``) and reads the results.
+    Memory windows take writes only while the accelerator is not busy (else ``SLVERR``).
 
     Ports
     -----
-    bus_addr : In(WINDOW_BITS + OFFSET_BITS)
-        Word address ``{window, offset}``.
-    bus_we : In(1)
-    bus_wdata : In(data_bits)
-        Write data; narrower words use the low bits.
-    bus_rdata : Out(data_bits)
-        Data of the address presented one cycle earlier.
+    ctrl : In(axi4_lite_signature(ADDRESS_BITS))
+        The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`).
     done : Out(1)
         High from the end of a run until the next start (an interrupt line).
     """
 
     def __init__(self, params):
         self.params = params
-        self.data_bits = max(host_data_bits(params), DESCRIPTOR_BITS, 32)
-        super().__init__({"bus_addr": In(WINDOW_BITS + OFFSET_BITS), "bus_we": In(1),
-                          "bus_wdata": In(self.data_bits), "bus_rdata": Out(self.data_bits), "done": Out(1)})
+        super().__init__({"ctrl": In(axi4_lite_signature(ADDRESS_BITS)), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -47,13 +42,17 @@ class Accelerator(wiring.Component):
         m.submodules.sequencer = seq = Sequencer(p.program_depth)
         m.submodules.program = program = memory.Memory(shape=DESCRIPTOR_BITS, depth=p.program_depth, init=[])
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
-        offset, win = self.bus_addr[:OFFSET_BITS], self.bus_addr[OFFSET_BITS:]
-        idle_write = self.bus_we & ~seq.busy
+        m.submodules.slave = slave = ControlSlave(p.host_word_bits)
+        wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
+        offset, win = slave.offset, slave.window
+        # memory windows are the engine's while it runs; the registers stay writable
+        m.d.comb += slave.reject.eq(seq.busy & (win != window("CSR").index))
+        host_write = slave.we
 
         # program memory: host writes, sequencer reads; descriptor cycle log
         program_write, program_read, program_host = program.write_port(), program.read_port(), program.read_port()
-        m.d.comb += [program_write.addr.eq(offset), program_write.data.eq(self.bus_wdata),
-                     program_write.en.eq(idle_write & (win == window("PROGRAM").index)),
+        m.d.comb += [program_write.addr.eq(offset), program_write.data.eq(slave.wdata),
+                     program_write.en.eq(host_write & (win == window("PROGRAM").index)),
                      program_read.addr.eq(seq.prog_addr), seq.prog_data.eq(program_read.data),
                      program_host.addr.eq(offset)]
         log_write, log_host = op_cycles.write_port(), op_cycles.read_port()
@@ -62,9 +61,9 @@ class Accelerator(wiring.Component):
 
         # engine: descriptor from the sequencer, memory windows from the host
         m.d.comb += [engine.desc.eq(seq.desc), engine.start.eq(seq.engine_start),
-                     seq.engine_done.eq(engine.done), engine.host_we.eq(idle_write),
+                     seq.engine_done.eq(engine.done), engine.host_we.eq(host_write),
                      engine.host_window.eq(win), engine.host_offset.eq(offset),
-                     engine.host_wdata.eq(self.bus_wdata)]
+                     engine.host_wdata.eq(slave.wdata)]
 
         # control and status registers
         csr = {name: register(name).offset for name in ("CTRL", "STATUS", "START_PC", "STOP_PC", "PC",
@@ -74,14 +73,14 @@ class Accelerator(wiring.Component):
         done, error, overflow = Signal(), Signal(), Signal()
         cycles = Signal(32)
         error_pc, overflow_pc = Signal(seq.pc_bits), Signal(seq.pc_bits)
-        csr_write = idle_write & (win == window("CSR").index)
-        start = csr_write & (offset == csr["CTRL"]) & self.bus_wdata[CTRL_BITS["START"]]
+        csr_write = host_write & (win == window("CSR").index)
+        start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]
         with m.If(csr_write & (offset == csr["START_PC"])):
-            m.d.sync += start_pc.eq(self.bus_wdata)
+            m.d.sync += start_pc.eq(slave.wdata)
         with m.If(csr_write & (offset == csr["STOP_PC"])):
-            m.d.sync += stop_pc.eq(self.bus_wdata)
+            m.d.sync += stop_pc.eq(slave.wdata)
         with m.If(start):
             m.d.sync += [done.eq(0), error.eq(0), overflow.eq(0), cycles.eq(0)]
         with m.If(seq.busy):
@@ -106,12 +105,12 @@ class Accelerator(wiring.Component):
 
         read_window = Signal.like(win)
         m.d.sync += read_window.eq(win)
-        m.d.comb += self.bus_rdata.eq(engine.host_rdata)
+        m.d.comb += slave.rdata.eq(engine.host_rdata)
         with m.Switch(read_window):
             with m.Case(window("CSR").index):
-                m.d.comb += self.bus_rdata.eq(csr_data)
+                m.d.comb += slave.rdata.eq(csr_data)
             with m.Case(window("PROGRAM").index):
-                m.d.comb += self.bus_rdata.eq(program_host.data)
+                m.d.comb += slave.rdata.eq(program_host.data)
             with m.Case(window("OP_CYCLES").index):
-                m.d.comb += self.bus_rdata.eq(log_host.data)
+                m.d.comb += slave.rdata.eq(log_host.data)
         return m

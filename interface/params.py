@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 from .bits import index_bits, is_power_of_two
+from .regmap import BUS_DATA_BITS, SLOT_BITS, WINDOWS, word_bits
 
 __all__ = ["RANGES", "EngineParams", "AcceleratorParams"]
 
@@ -122,6 +123,15 @@ class AcceleratorParams(EngineParams):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        widest = max(WINDOWS, key=lambda w: word_bits(w.name, self))
+        if word_bits(widest.name, self) > BUS_DATA_BITS << SLOT_BITS:
+            raise ValueError(f"a {widest.name} word is {word_bits(widest.name, self)} bits; the control bus "
+                             f"reaches words of at most {BUS_DATA_BITS << SLOT_BITS} bits")
+
+    @property
+    def host_word_bits(self):
+        """Width of the widest word behind the control bus (:func:`~spikeforge.interface.regmap.word_bits`)."""
+        return max(word_bits(w.name, self) for w in WINDOWS)
 
     @property
     def group_bits(self):

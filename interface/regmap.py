@@ -4,23 +4,36 @@ The hardware (``hw/accelerator.py``), the Python driver (``firmware/driver.py``)
 (:func:`spikeforge.firmware.cheader.c_header`) and the documentation table (``docs/firmware.md``)
 are all derived from these tables.
 
-The host bus is word-addressed: an address is ``{window, offset}`` with :data:`OFFSET_BITS` bits of
-offset, so every window starts at ``window << OFFSET_BITS``. A window's word width depends on the
-build parameters (a weight row is ``n_pe`` weights); the bus data width is the widest of them.
-Writes take effect at the clock edge; read data appear one cycle after the address.
+The host reaches the accelerator through a 32-bit AXI4-Lite slave (``hw/control_slave.py``). A byte
+address is ``{window, offset, slot, 00}``: :data:`WINDOW_BITS` bits of window, :data:`OFFSET_BITS` bits
+of word offset in it, :data:`SLOT_BITS` bits of slot. A window's word width depends on the build
+parameters (:func:`word_bits`: a weight row is ``n_pe`` weights); a word wider than 32 bits spans
+:func:`slots` consecutive 32-bit slots, the lowest bits in slot 0. Writing slot ``s`` stores the
+word last staged with its slot ``s`` replaced, so a host writes a wide word's slots in increasing
+order and the word is complete after its last slot. Reading slot ``s`` returns those bits of the word.
 """
 
 from typing import NamedTuple
 
-__all__ = ["OFFSET_BITS", "WINDOW_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
-           "STATUS_BITS", "CTRL_BITS", "IDENTITY", "register", "window", "address", "identity_values"]
+from .bits import ceil_div
+from .descriptor import DESCRIPTOR_BITS
+
+__all__ = ["OFFSET_BITS", "WINDOW_BITS", "SLOT_BITS", "BUS_DATA_BITS", "ADDRESS_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
+           "STATUS_BITS", "CTRL_BITS", "IDENTITY", "register", "window", "address", "identity_values",
+           "word_bits", "slots"]
 
 #: Offset bits of one window (each window spans 2**OFFSET_BITS words).
 OFFSET_BITS = 20
 #: Bits selecting the window.
 WINDOW_BITS = 4
+#: Data bits of the control bus.
+BUS_DATA_BITS = 32
+#: Bits selecting a 32-bit slot of a wide word (words up to ``32 << SLOT_BITS`` bits).
+SLOT_BITS = 6
+#: Byte address bits of the control bus: ``{window, offset, slot, byte}``.
+ADDRESS_BITS = WINDOW_BITS + OFFSET_BITS + SLOT_BITS + 2
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor).
-VERSION = 0x0100
+VERSION = 0x0200
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
@@ -48,6 +61,8 @@ class Window(NamedTuple):
     index: int
     access: str
     doc: str
+    #: Word width: bits, or the build parameters whose product it is.
+    width: int | tuple
 
 
 REGISTERS = (
@@ -69,16 +84,18 @@ STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2, "OVERFLOW": 3}
 CTRL_BITS = {"START": 0}
 
 WINDOWS = (
-    Window("CSR", 0, "rw", "the registers above, one per word"),
-    Window("PROGRAM", 1, "rw", "layer descriptors (docs/firmware.md), one per word"),
-    Window("WEIGHTS", 2, "rw", "weight rows: n_pe signed weights of weight_bits, lane 0 lowest"),
-    Window("BIAS", 3, "rw", "bias rows: n_pe signed values of acc_bits"),
-    Window("THRESHOLD", 4, "rw", "threshold rows: n_pe signed values of membrane_bits"),
+    Window("CSR", 0, "rw", "the registers above, one per word", 32),
+    Window("PROGRAM", 1, "rw", "layer descriptors (docs/firmware.md), one per word", DESCRIPTOR_BITS),
+    Window("WEIGHTS", 2, "rw", "weight rows: n_pe signed weights of weight_bits, lane 0 lowest",
+           ("n_pe", "weight_bits")),
+    Window("BIAS", 3, "rw", "bias rows: n_pe signed values of acc_bits", ("n_pe", "acc_bits")),
+    Window("THRESHOLD", 4, "rw", "threshold rows: n_pe signed values of membrane_bits", ("n_pe", "membrane_bits")),
     Window("SPIKES", 5, "rw", "spike bitmaps: word {group, t, y} holds n_pe rows of max_w bits "
-                              "(channel group·n_pe + lane, bit x)"),
-    Window("STREAM", 6, "r", "residual stream: word {tile, t, y, x} holds n_pe signed values of acc_bits"),
-    Window("LOGITS", 7, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)"),
-    Window("OP_CYCLES", 8, "r", "cycles spent in each descriptor of the last run"),
+                              "(channel group·n_pe + lane, bit x)", ("n_pe", "max_w")),
+    Window("STREAM", 6, "r", "residual stream: word {tile, t, y, x} holds n_pe signed values of acc_bits",
+           ("n_pe", "acc_bits")),
+    Window("LOGITS", 7, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits")),
+    Window("OP_CYCLES", 8, "r", "cycles spent in each descriptor of the last run", 32),
 )
 
 
@@ -99,17 +116,40 @@ def window(name):
     return _named(WINDOWS, name, "window")
 
 
-def address(window_name, offset=0):
-    """Bus address of word ``offset`` in window ``window_name``."""
+def address(window_name, offset=0, slot=0):
+    """Byte address of slot ``slot`` of word ``offset`` in window ``window_name``."""
     if not 0 <= offset < 1 << OFFSET_BITS:
         raise ValueError(f"offset must lie in [0, 2**{OFFSET_BITS}), not {offset!r}")
-    return window(window_name).index << OFFSET_BITS | offset
+    if not 0 <= slot < 1 << SLOT_BITS:
+        raise ValueError(f"slot must lie in [0, 2**{SLOT_BITS}), not {slot!r}")
+    return ((window(window_name).index << OFFSET_BITS | offset) << SLOT_BITS | slot) << 2
+
+
+def _get(params):
+    return params.get if isinstance(params, dict) else lambda key: getattr(params, key)
+
+
+def word_bits(window_name, params):
+    """Width of one word of window ``window_name`` for build parameters ``params`` (an object with
+    the parameters as attributes, or a dict)."""
+    width = window(window_name).width
+    if isinstance(width, int):
+        return width
+    get, bits = _get(params), 1
+    for name in width:
+        bits *= get(name)
+    return bits
+
+
+def slots(window_name, params):
+    """32-bit slots one word of window ``window_name`` spans."""
+    return ceil_div(word_bits(window_name, params), BUS_DATA_BITS)
 
 
 def identity_values(params):
     """Values of ``VERSION`` and the :data:`IDENTITY` registers for build parameters ``params``
     (an object with the parameters as attributes, or a dict)."""
-    get = params.get if isinstance(params, dict) else lambda key: getattr(params, key)
+    get = _get(params)
     values = {"VERSION": VERSION}
     for name, fields in IDENTITY.items():
         values[name] = 0

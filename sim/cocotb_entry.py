@@ -46,6 +46,8 @@ class _CocotbPorts(Ports):
 
     def __init__(self, dut, specs):
         super().__init__(specs)
+        #: The cocotb handle of the top, for third-party bus models (cocotbext-axi) in Verilator-only tests.
+        self.dut = dut
         self._clk = dut.clk
         self._handles = {name: getattr(dut, name) for name in specs}
         self._settle_steps = 0

@@ -16,7 +16,7 @@ from spikeforge.interface.params import AcceleratorParams
 
 from . import check_backend
 
-__all__ = ["accelerator", "run_network", "first_difference", "network_testbench"]
+__all__ = ["accelerator", "run_network", "first_difference", "network_testbench", "run_on_bus"]
 #: Environment variable naming the job file of a Verilator run.
 JOB_ENV = "SPIKEFORGE_NETWORK_JOB"
 
@@ -29,7 +29,13 @@ def accelerator(**params):
 async def network_testbench(ports, image, inputs, check, progress=None):
     """Load ``image``, run every input; with ``check`` also read every LIF layer and the stream after
     every block (the run stops at each block's breakpoint). Returns a dict of numpy arrays."""
-    driver = Driver(PortsBus(ports))
+    return await run_on_bus(PortsBus(ports), image, inputs, check, progress)
+
+
+async def run_on_bus(bus, image, inputs, check, progress=None):
+    """:func:`network_testbench` through any driver bus (:class:`~spikeforge.firmware.driver.PortsBus`
+    or another AXI4-Lite master)."""
+    driver = Driver(bus)
     await driver.load(image)
     layout = image.layout
     breakpoints = sorted(layout["breakpoints"].items(), key=lambda item: item[1]) if check else []

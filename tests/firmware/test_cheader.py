@@ -18,12 +18,14 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "firmware.md"
 
 def expected_macros():
     """Every macro the header must define, with its value, computed from the Python tables."""
-    macros = {"OFFSET_BITS": regmap.OFFSET_BITS, "VERSION": regmap.VERSION, "DESC_BITS": DESCRIPTOR_BITS}
+    macros = {"OFFSET_BITS": regmap.OFFSET_BITS, "SLOT_BITS": regmap.SLOT_BITS, "VERSION": regmap.VERSION,
+              "DESC_BITS": DESCRIPTOR_BITS, "BUS_DATA_BITS": 32, "ADDRESS_BITS": 32,
+              "OFFSET_SHIFT": regmap.SLOT_BITS + 2, "SLOT_SHIFT": 2}
     for w in regmap.WINDOWS:
         macros[f"WINDOW_{w.name}"] = w.index
-        macros[f"{w.name}_BASE"] = w.index << regmap.OFFSET_BITS
+        macros[f"{w.name}_BASE"] = w.index << (regmap.OFFSET_BITS + regmap.SLOT_BITS + 2)
     for r in regmap.REGISTERS:
-        macros[f"REG_{r.name}"] = regmap.window("CSR").index << regmap.OFFSET_BITS | r.offset
+        macros[f"REG_{r.name}"] = (regmap.window("CSR").index << regmap.OFFSET_BITS | r.offset) << (regmap.SLOT_BITS + 2)
     macros.update({f"STATUS_{name}_BIT": bit for name, bit in regmap.STATUS_BITS.items()})
     macros.update({f"CTRL_{name}_BIT": bit for name, bit in regmap.CTRL_BITS.items()})
     macros.update({f"OP_{name}": code for name, code in OPCODES.items()})

@@ -159,7 +159,7 @@ def test_hand_made_descriptors_take_the_modelled_cycles():
                         word = sum(pack_row(spikes[name][t, c, y]) << (c % n_pe * max_w)
                                    for c in range(c0, min(channels, c0 + n_pe)))
                         offset = pack_fields(rows, group=first_group + c0 // n_pe, t=t, y=y)
-                        await driver.bus.write(address("SPIKES", offset), word)
+                        await driver.write_words("SPIKES", offset, [word])
         cycles = await driver.run()
         return cycles, [await driver.bus.read(address("OP_CYCLES", pc)) for pc in range(len(PROGRAM))]
 

@@ -1,0 +1,28 @@
+"""Signatures of the standard buses the accelerator speaks (AMBA AXI4-Lite), seen from the master.
+
+A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the AXI names,
+so a flattened port reads ``<port>__awaddr`` — the names third-party bus models (cocotbext-axi)
+find with the prefix ``<port>_``.
+"""
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RESP_OKAY", "RESP_SLVERR", "axi4_lite_signature"]
+
+#: AXI response codes (BRESP, RRESP).
+RESP_OKAY = 0b00
+RESP_SLVERR = 0b10
+
+
+def axi4_lite_signature(addr_bits, data_bits=32):
+    """AXI4-Lite: write address, write data, write response, read address and read data channels."""
+    if data_bits not in (32, 64):
+        raise ValueError(f"AXI4-Lite data_bits must be 32 or 64, not {data_bits!r}")
+    return wiring.Signature({
+        "awaddr": Out(addr_bits), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_bits), "wstrb": Out(data_bits // 8), "wvalid": Out(1), "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_bits), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_bits), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+    })

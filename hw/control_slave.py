@@ -1,0 +1,95 @@
+"""Control slave: the 32-bit AXI4-Lite port in front of the accelerator's registers and memory windows."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.regmap import ADDRESS_BITS, BUS_DATA_BITS, OFFSET_BITS, SLOT_BITS, WINDOW_BITS
+
+from .bus import RESP_OKAY, RESP_SLVERR, axi4_lite_signature
+
+__all__ = ["ControlSlave", "BUS_ADDRESS"]
+
+#: A byte address of the control bus (``interface/regmap.py``).
+BUS_ADDRESS = data.StructLayout({"byte": 2, "slot": SLOT_BITS, "offset": OFFSET_BITS, "window": WINDOW_BITS})
+
+
+class ControlSlave(wiring.Component):
+    """Turns AXI4-Lite transfers into word accesses ``{window, offset}`` of up to ``word_bits`` bits.
+
+    A write to slot ``s`` replaces those 32 bits of a staging word and stores the whole staged word
+    (``wstrb`` is ignored: every write carries a full slot). A read presents ``{window, offset}`` for
+    one cycle and returns slot ``s`` of the word the core answers with the cycle after. One transfer
+    at a time: a read waits for a pending write response, a write for a pending read.
+
+    Ports
+    -----
+    bus : In(axi4_lite_signature(ADDRESS_BITS))
+        The AXI4-Lite slave. ``BRESP`` is ``SLVERR`` when the core refused the write (``reject``).
+    we : Out(1)
+        A word write this cycle, to ``window``/``offset`` with ``wdata``.
+    window : Out(WINDOW_BITS)
+    offset : Out(OFFSET_BITS)
+        The word addressed this cycle (a write's, else the read's).
+    wdata : Out(word_bits)
+    reject : In(1)
+        The core refuses the write presented this cycle (answered with ``SLVERR``).
+    rdata : In(word_bits)
+        The word at the ``window``/``offset`` of the previous cycle.
+    """
+
+    def __init__(self, word_bits):
+        if not 1 <= word_bits <= BUS_DATA_BITS << SLOT_BITS:
+            raise ValueError(f"word_bits must be in 1..{BUS_DATA_BITS << SLOT_BITS}, not {word_bits!r}")
+        self.word_bits = word_bits
+        super().__init__({"bus": In(axi4_lite_signature(ADDRESS_BITS, BUS_DATA_BITS)),
+                          "we": Out(1), "window": Out(WINDOW_BITS), "offset": Out(OFFSET_BITS),
+                          "wdata": Out(word_bits), "reject": In(1), "rdata": In(word_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        n_slots = ceil_div(self.word_bits, BUS_DATA_BITS)
+        slot_layout = data.ArrayLayout(BUS_DATA_BITS, n_slots)
+        staged = Signal(slot_layout)
+        write_address = data.View(BUS_ADDRESS, bus.awaddr)
+        read_address = Signal(BUS_ADDRESS)
+
+        read_busy = Signal()      # from the read address handshake to the read data handshake
+        read_waiting = Signal()   # the cycle the core reads the word
+        write_fire = Signal()
+        m.d.comb += write_fire.eq(bus.awvalid & bus.wvalid & ~read_busy & (~bus.bvalid | bus.bready))
+        m.d.comb += [bus.awready.eq(write_fire), bus.wready.eq(write_fire),
+                     bus.arready.eq(~read_busy & ~(bus.awvalid & bus.wvalid))]
+
+        merged = Signal(slot_layout)
+        m.d.comb += merged.eq(staged)
+        for slot in range(n_slots):
+            with m.If(write_address.slot == slot):
+                m.d.comb += merged[slot].eq(bus.wdata)
+        m.d.comb += [self.wdata.eq(merged), self.we.eq(write_fire & ~self.reject),
+                     self.window.eq(Mux(write_fire, write_address.window, read_address.window)),
+                     self.offset.eq(Mux(write_fire, write_address.offset, read_address.offset))]
+        with m.If(write_fire):
+            m.d.sync += [staged.eq(merged), bus.bvalid.eq(1),
+                         bus.bresp.eq(Mux(self.reject, RESP_SLVERR, RESP_OKAY))]
+        with m.Elif(bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += [read_address.eq(bus.araddr), read_busy.eq(1), read_waiting.eq(1)]
+        with m.If(read_waiting):
+            m.d.sync += [read_waiting.eq(0), bus.rvalid.eq(1)]
+        with m.If(bus.rvalid & bus.rready):
+            m.d.sync += [bus.rvalid.eq(0), read_busy.eq(0)]
+        # the core's word follows its address by a cycle and holds while the address does
+        padded = Signal(n_slots * BUS_DATA_BITS)
+        m.d.comb += padded.eq(self.rdata)
+        words = data.View(slot_layout, padded)
+        with m.Switch(read_address.slot):
+            for slot in range(n_slots):
+                with m.Case(slot):
+                    m.d.comb += bus.rdata.eq(words[slot])
+        m.d.comb += bus.rresp.eq(RESP_OKAY)
+        return m
