@@ -13,6 +13,8 @@ Steps:
 * :func:`golden` — the integer golden model's trace (every LIF's spikes, the stream, the logits).
 * :func:`compile` — the program image for the accelerator.
 * :func:`verilog` — the accelerator's Verilog (+ params, C header, program image).
+* :func:`synth` — that Verilog synthesized and placed and routed on an ECP5 (Yosys, nextpnr):
+  resources against the part, Fmax, the critical path, time per image (:mod:`.synth`).
 * :func:`predict` — run inputs cycle-accurately (Verilator or the Amaranth simulator); with
   ``check`` compare every LIF, the stream after every block and the logits with the golden model.
 """
@@ -29,8 +31,10 @@ from spikeforge.ops.bundle import Bundle, load_bundle
 from spikeforge.sim import BACKENDS, check_backend
 from spikeforge.sim.network import first_difference, run_network
 
+from .synth import synth
+
 __all__ = ["BACKENDS", "Exported", "export", "load_input", "encode_input", "golden", "compile", "verilog",
-           "predict"]
+           "synth", "predict"]
 
 
 @dataclass

