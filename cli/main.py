@@ -7,6 +7,7 @@ import time
 import traceback
 from pathlib import Path
 
+from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_PACKAGE, DEFAULT_PART, PARTS
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.sim import BACKENDS
 
@@ -234,15 +235,22 @@ def _golden(args, out):
         raise CheckFailed(f"values exceeded their declared widths in {', '.join(trace.overflow)}")
 
 
-def _verilog(args, out):
+def _hardware_target(args):
+    """The program image of ``args.bundle`` (sized for it, ``--set`` enlarging), or the build
+    parameters of the ``--set`` overrides."""
     from spikeforge import flow
 
     from .common import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    target = (flow.compile(args.bundle, overrides=overrides) if args.bundle
-              else AcceleratorParams.from_overrides(overrides))
-    written = flow.verilog(target, args.out, stats=args.stats)
+    return (flow.compile(args.bundle, overrides=overrides) if args.bundle
+            else AcceleratorParams.from_overrides(overrides))
+
+
+def _verilog(args, out):
+    from spikeforge import flow
+
+    written = flow.verilog(_hardware_target(args), args.out, stats=args.stats)
     out.say(f"wrote {written.verilog} ({written.verilog.stat().st_size} bytes), {written.params}, the C header"
             + (f" and the program image {written.image}" if written.image else ""))
     report = {"verilog": str(written.verilog), "params": json.loads(written.params.read_text())}
@@ -250,6 +258,62 @@ def _verilog(args, out):
         report["cells"], report["multiplier_cells"] = written.cells, written.multiplier_cells
         out.say(f"yosys: {sum(written.cells.values())} word-level cells, {written.multiplier_cells} multipliers")
     out.result(report)
+
+
+def _synth(args, out):
+    from tqdm import tqdm
+
+    from spikeforge import flow
+    from spikeforge.flow.synth import check_part, sim_report_cycles
+
+    check_part(args.part, args.package, args.freq)
+    if args.cycles is not None and args.sim_report is not None:
+        raise ValueError("give --cycles or --sim-report, not both")
+    cycles = sim_report_cycles(args.sim_report) if args.sim_report is not None else args.cycles
+    if cycles is not None and not cycles > 0:
+        raise ValueError(f"--cycles must be a positive number of cycles per image, not {cycles!r}")
+    if args.min_fmax is not None and not args.min_fmax > 0:
+        raise ValueError(f"--min-fmax must be a frequency in MHz above 0, not {args.min_fmax!r}")
+    target = _hardware_target(args)
+    bar = tqdm(bar_format="{desc}", file=out.text_stream, disable=out.as_json, leave=False)
+
+    def progress(tool, seconds, line):
+        bar.set_description_str(f"{tool}: {seconds:4.0f} s  {line[:70]}")
+
+    out.say(f"synthesizing the accelerator for {args.part} ({args.package}) at {args.freq:g} MHz: "
+            f"yosys, then nextpnr (minutes for a large accelerator)")
+    try:
+        summary = flow.synth(target, args.out, args.part, args.package, args.freq, cycles, progress)
+    finally:
+        bar.close()
+    _say_synth_summary(summary, out)
+    out.result(summary)
+    if not summary["ok"]:
+        raise CheckFailed(f"{summary['failure']}; reports in {summary['reports']}")
+    if args.min_fmax is not None and summary["fmax_mhz"] is not None and summary["fmax_mhz"] < args.min_fmax:
+        raise CheckFailed(f"Fmax {summary['fmax_mhz']:.2f} MHz is below --min-fmax {args.min_fmax:g}")
+
+
+def _say_synth_summary(summary, out):
+    out.say(f"{summary['top']} on {summary['part']} ({summary['package']}), nextpnr target {summary['freq_mhz']:g} MHz")
+    if summary["resources"]:
+        out.say(f"  {'resource':<11} {'used':>8} {'available':>10} {'%':>7}  counted by")
+        for name, r in summary["resources"].items():
+            percent = "" if r["percent"] is None else f"{r['percent']:.1f}"
+            out.say(f"  {name:<11} {r['used']:>8} {r['available'] if r['available'] is not None else '?':>10} "
+                    f"{percent:>7}  {r['source']}")
+    if summary["fmax_mhz"] is not None:
+        path = summary["critical_path"]
+        out.say(f"  Fmax {summary['fmax_mhz']:.2f} MHz"
+                + (f"; critical path {path['delay_ns']:.2f} ns ({path['logic_ns']:.2f} logic, {path['routing_ns']:.2f} "
+                   f"routing) {path['start']} -> {path['end']}" if path else ""))
+    if summary["us_per_image"] is not None:
+        out.say(f"  {summary['cycles']:g} cycles per image: {summary['us_per_image']:.1f} µs per image, "
+                f"{summary['images_per_s']:.0f} images/s at Fmax")
+    out.say("  " + ", ".join(f"{tool} {seconds:.1f} s" for tool, seconds in summary["seconds"].items())
+            + f"; reports in {summary['reports']}")
+    if summary["failure"]:
+        out.say(f"  FAILED: {summary['failure']}")
 
 
 def _hardware_run(bundle, pixels, labels, backend, check, overrides, build_dir, out, progress=True):
@@ -439,6 +503,23 @@ def build_parser():
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     add_output_args(p)
     p.set_defaults(run=_verilog)
+
+    p = commands.add_parser("synth", help="synthesize, place and route the accelerator on an ECP5 (Yosys, nextpnr)")
+    p.add_argument("bundle", nargs="?", type=Path, metavar="DIR",
+                   help="size the hardware for this bundle and write its program image too")
+    _add_hardware_args(p)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="the Verilog as the verilog command writes it; the reports in DIR/synth")
+    p.add_argument("--part", default=DEFAULT_PART, help=f"ECP5 part: {', '.join(PARTS)} (default {DEFAULT_PART})")
+    p.add_argument("--package", default=DEFAULT_PACKAGE, help=f"package (default {DEFAULT_PACKAGE})")
+    p.add_argument("--freq", type=float, default=DEFAULT_FREQ_MHZ, metavar="MHZ",
+                   help=f"nextpnr's target frequency (default {DEFAULT_FREQ_MHZ:g})")
+    p.add_argument("--min-fmax", type=float, metavar="MHZ", help="exit 1 if Fmax is below this")
+    p.add_argument("--cycles", type=float, metavar="N", help="cycles per image: report µs per image and images/s")
+    p.add_argument("--sim-report", type=Path, metavar="FILE",
+                   help="take the cycles per image (cycles.mean) from a spikeforge sim --json report")
+    add_output_args(p)
+    p.set_defaults(run=_synth)
 
     p = commands.add_parser("sim", help="run a bundle on the whole accelerator, cycle-accurate")
     p.add_argument("bundle", type=Path, metavar="DIR")
