@@ -1,6 +1,6 @@
 """Drain: the LIF pass over one tile's accumulators (bias, residual, stream write-back, spikes)."""
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,8 +52,9 @@ class Drain(wiring.Component):
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
     stream_we, stream_waddr, stream_wdata : Out
         Stream write of the result.
-    bit_valid, bit_addr, bit_x, bit_spikes : Out
-        The LIF's spikes of one position, one bit per lane (:class:`SpikeMemory` ``bit_*``).
+    word_valid, word_addr, word_data : Out
+        A finished row of the LIF's spikes in every lane (:class:`SpikeMemory` ``word_*``): the spikes
+        of a row ``{t, y}`` gather in a register and go out whole with its last position.
     overflow : Out(1)
         A result at this cycle's position does not fit ``check_bits``.
     out_valid, out_t, out_y, out_x : Out
@@ -78,8 +79,8 @@ class Drain(wiring.Component):
             "acc_data": In(acc_word),
             "stream_addr": Out(range(stream_depth)), "stream_data": In(acc_word),
             "stream_we": Out(1), "stream_waddr": Out(range(stream_depth)), "stream_wdata": Out(acc_word),
-            "bit_valid": Out(1), "bit_addr": Out(max(1, p.group_bits + p.t_bits + p.h_bits)),
-            "bit_x": Out(max(1, p.w_bits)), "bit_spikes": Out(p.n_pe),
+            "word_valid": Out(1), "word_addr": Out(max(1, p.group_bits + p.t_bits + p.h_bits)),
+            "word_data": Out(data.ArrayLayout(p.max_w, p.n_pe)),
             "overflow": Out(1),
             "out_valid": Out(1), "out_t": Out(DESCRIPTOR_LAYOUT["T"].shape),
             "out_y": Out(DESCRIPTOR_LAYOUT["H"].shape), "out_x": Out(DESCRIPTOR_LAYOUT["W"].shape),
@@ -134,12 +135,24 @@ class Drain(wiring.Component):
         m.d.comb += [self.out_valid.eq(pending), self.out_t.eq(drain_t), self.out_y.eq(drain_y),
                      self.out_x.eq(drain_x), self.out_spikes.eq(lif.spike), self.out_membrane.eq(lif.h)]
         out_group = spike_group(p, d.out_base, tile)
+        # one row register per timestep: positions go timestep innermost, so T rows fill at once
+        rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
+        row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
+        x_bit = Signal(p.max_w)
+        m.d.comb += x_bit.eq(Const(1, p.max_w) << drain_x)
+        current = Array(rows)[drain_t[:p.t_bits] if p.t_bits else 0]
+        for lane in range(p.n_pe):
+            m.d.comb += row[lane].eq(current[lane] | Mux(lif.spike[lane], x_bit, 0))
+        row_done = drain_x == d.W - 1
         with m.If(pending):
             m.d.sync += membrane.eq(lif.v_next)
             m.d.comb += [self.stream_we.eq(d.stream_write),
                          self.stream_waddr.eq(stream_address(drain_t, drain_y, drain_x)),
                          self.stream_wdata.eq(total),
-                         self.bit_valid.eq(d.lif),
-                         self.bit_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=drain_t, y=drain_y)),
-                         self.bit_x.eq(drain_x), self.bit_spikes.eq(lif.spike)]
+                         self.word_valid.eq(d.lif & row_done),
+                         self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=drain_t, y=drain_y)),
+                         self.word_data.eq(row)]
+            for t_, register in enumerate(rows):
+                with m.If(drain_t == t_):
+                    m.d.sync += register.eq(Mux(row_done, 0, row))
         return m

@@ -1,6 +1,6 @@
 """Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD) on the accelerator's memories."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -98,11 +98,11 @@ class Engine(wiring.Component):
                                                            init=[])
         stream_addr_bits = p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits
         m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[])
-        weight_write, weight_read, weight_host = weights.write_port(), weights.read_port(), weights.read_port()
-        bias_write, bias_read, bias_host = bias.write_port(), bias.read_port(), bias.read_port()
+        # one read port per memory (block RAM has two ports): the host reads through it while idle
+        weight_write, weight_read = weights.write_port(), weights.read_port()
+        bias_write, bias_read = bias.write_port(), bias.read_port()
         threshold_write, threshold_read = threshold.write_port(), threshold.read_port()
-        threshold_host = threshold.read_port()
-        stream_write, stream_read, stream_host = stream.write_port(), stream.read_port(), stream.read_port()
+        stream_write, stream_read = stream.write_port(), stream.read_port()
 
         # ---- datapaths -----------------------------------------------------------------------
         m.submodules.scanner = scanner = SpikeScanner(p)
@@ -130,11 +130,10 @@ class Engine(wiring.Component):
                      array.event_row.eq(scanner.event_row), array.event_shift.eq(scanner.event_shift),
                      array.drain_valid.eq(drain.acc_valid), array.drain_addr.eq(drain.acc_addr),
                      array.drain_keep.eq(drain.acc_keep),
-                     threshold_read.en.eq(drain.threshold_en), threshold_read.addr.eq(drain.threshold_addr),
+                     threshold_read.en.eq(drain.threshold_en | ~self.busy),
+                     threshold_read.addr.eq(Mux(self.busy, drain.threshold_addr, self.host_offset)),
                      stream_write.en.eq(drain.stream_we), stream_write.addr.eq(drain.stream_waddr),
                      stream_write.data.eq(drain.stream_wdata),
-                     spikes.bit_valid.eq(drain.bit_valid), spikes.bit_addr.eq(drain.bit_addr),
-                     spikes.bit_x.eq(drain.bit_x), spikes.bit_spikes.eq(drain.bit_spikes),
                      self.overflow.eq(drain.overflow | head.overflow)]
         m.d.comb += [self.drain_valid.eq(drain.out_valid), self.drain_tile.eq(tile), self.drain_t.eq(drain.out_t),
                      self.drain_y.eq(drain.out_y), self.drain_x.eq(drain.out_x),
@@ -151,18 +150,19 @@ class Engine(wiring.Component):
                          port.en.eq(host_write & (self.host_window == host[name]))]
         m.d.comb += [spikes.word_valid.eq(host_write & (self.host_window == host["SPIKES"])),
                      spikes.word_addr.eq(self.host_offset), spikes.word_data.eq(self.host_wdata)]
-        for port in (weight_host, bias_host, threshold_host, stream_host):
+        # defaults, overridden by the state whose datapath uses a port: the host's reads while idle
+        for port in (weight_read, bias_read, stream_read):
             m.d.comb += port.addr.eq(self.host_offset)
-        m.d.comb += spikes.group_addr.eq(self.host_offset)
+        m.d.comb += [spikes.group_addr.eq(self.host_offset), weight_read.en.eq(~self.busy),
+                     bias_read.en.eq(~self.busy), spikes.scan_en.eq(0), spikes.occ_en.eq(0)]
         read_window = Signal.like(self.host_window)
         m.d.sync += read_window.eq(self.host_window)
         with m.Switch(read_window):
-            for name, value in (("WEIGHTS", weight_host.data), ("BIAS", bias_host.data),
-                                ("THRESHOLD", threshold_host.data), ("SPIKES", spikes.group_data),
-                                ("STREAM", stream_host.data), ("LOGITS", head.logits)):
+            for name, value in (("WEIGHTS", weight_read.data), ("BIAS", bias_read.data),
+                                ("THRESHOLD", threshold_read.data), ("SPIKES", spikes.group_data),
+                                ("STREAM", stream_read.data), ("LOGITS", head.logits)):
                 with m.Case(host[name]):
                     m.d.comb += self.host_rdata.eq(value)
-        m.d.comb += [weight_read.en.eq(0), bias_read.en.eq(0), spikes.scan_en.eq(0), spikes.occ_en.eq(0)]
 
         # ---- sequencing: each state runs one datapath and routes the shared ports to it --------
         is_attention = d.op == OPCODES["ATTENTION"]
@@ -213,7 +213,8 @@ class Engine(wiring.Component):
 
             with m.State("DRAIN"):
                 m.d.comb += [bias_read.en.eq(drain.bias_en), bias_read.addr.eq(drain.bias_addr),
-                             stream_read.addr.eq(drain.stream_addr)]
+                             stream_read.addr.eq(drain.stream_addr), spikes.word_valid.eq(drain.word_valid),
+                             spikes.word_addr.eq(drain.word_addr), spikes.word_data.eq(drain.word_data)]
                 with m.If(drain.done):
                     m.d.sync += t_sel.eq(0)
                     with m.If(tile == d.tiles - 1):

@@ -11,11 +11,13 @@ class SpikeMemory(wiring.Component):
     """``n_pe`` banks; channel ``c`` of a tensor placed at group ``g0`` lives in bank ``c % n_pe`` at
     group ``g0 + c // n_pe``. A word ``{group, t, y}`` of a bank is one image row (bit ``x``).
 
-    Banking lets the LIF write one position of ``n_pe`` channels per cycle (one bit in each bank)
-    and lets a group read return a position's ``n_pe`` channels at once (the V rows of attention,
-    the pooling window, the host). Each bank keeps, per group, one occupancy bit per row
-    ``{t, y}`` (set when the row holds a spike), written along with the rows, so that the scan
-    visits only occupied rows.
+    Banking lets a group read return a position's ``n_pe`` channels at once (the V rows of attention,
+    the pooling window, the host) and a write store a row of every bank. Writes are whole words, so
+    that each bank maps onto block RAM without bit write enables. Each bank keeps, per group, one
+    occupancy bit per row ``{t, y}`` (set when the row holds a spike), so that the scan visits only
+    occupied rows: every word write updates its row's bit by a read-modify-write of the group's
+    occupancy word one cycle later (forwarded when consecutive writes share a group). The occupancy
+    read port serves the scan when no write is under way (the engine never scans while it writes).
 
     Ports
     -----
@@ -31,9 +33,7 @@ class SpikeMemory(wiring.Component):
         Read row ``{group, t, y}`` of every bank; ``group_data`` next cycle.
     group_data : Out(ArrayLayout(max_w, n_pe))
     word_valid, word_addr, word_data : In
-        Write row ``word_addr`` of every bank (the host's input, pooling).
-    bit_valid, bit_addr, bit_x, bit_spikes : In
-        Write bit ``bit_x`` of row ``bit_addr`` in every bank (lane b's spike into bank b).
+        Write row ``word_addr`` of every bank (the host's input, pooling, the drain's spikes).
     """
 
     def __init__(self, params):
@@ -49,45 +49,52 @@ class SpikeMemory(wiring.Component):
             "occ_data": Out(self.rows_bits),
             "group_addr": In(addr), "group_data": Out(self.group_word),
             "word_valid": In(1), "word_addr": In(addr), "word_data": In(self.group_word),
-            "bit_valid": In(1), "bit_addr": In(addr), "bit_x": In(max(1, p.w_bits)), "bit_spikes": In(p.n_pe),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
+        row_bits = p.h_bits + p.t_bits
         scan_words, occ_words = [], []
-        write_addr = Mux(self.word_valid, self.word_addr, self.bit_addr)
-        row_index = write_addr[:p.h_bits + p.t_bits] if p.h_bits + p.t_bits else Const(0, 1)
-        row_bit = Signal(self.rows_bits)
-        m.d.comb += row_bit.eq(Const(1, self.rows_bits) << row_index)
-        group = write_addr[p.h_bits + p.t_bits:] if p.group_bits else Const(0, 1)
+
+        def split(addr):
+            row = addr[:row_bits] if row_bits else Const(0, 1)
+            group = addr[row_bits:] if p.group_bits else Const(0, 1)
+            return row, group
+
+        # occupancy update, one cycle behind the word write
+        _, write_group = split(self.word_addr)
+        update, update_group = Signal(), Signal.like(write_group)
+        update_row = Signal(self.rows_bits)
+        update_set = Signal(p.n_pe)
+        row_index, _ = split(self.word_addr)
+        m.d.sync += [update.eq(self.word_valid), update_group.eq(write_group),
+                     update_row.eq(Const(1, self.rows_bits) << row_index)]
+        for lane in range(p.n_pe):
+            m.d.sync += update_set[lane].eq(self.word_data[lane] != 0)
+        # the previous cycle's update, for a write to the same group in the cycle after it
+        last_update, last_group = Signal(), Signal.like(write_group)
+        m.d.sync += [last_update.eq(update), last_group.eq(update_group)]
+        forward = last_update & (last_group == update_group)
+
         for lane in range(p.n_pe):
             bank = memory.Memory(shape=p.max_w, depth=1 << self.addr_bits, init=[])
             occupancy = memory.Memory(shape=self.rows_bits, depth=p.spike_groups, init=[])
             m.submodules[f"bank{lane}"] = bank
             m.submodules[f"occupancy{lane}"] = occupancy
-            write = bank.write_port(granularity=1)
-            occ_write = occupancy.write_port(granularity=1)
-            scan = bank.read_port()
-            grouped = bank.read_port()
-            occ_read = occupancy.read_port()
-            spike = self.bit_spikes[lane]
-            x_bit = Const(1, p.max_w) << self.bit_x
-            nonzero = self.word_data[lane] != 0
-            m.d.comb += [
-                write.addr.eq(write_addr), occ_write.addr.eq(group),
-                scan.addr.eq(self.scan_addr), scan.en.eq(self.scan_en),
-                grouped.addr.eq(self.group_addr),
-                occ_read.addr.eq(self.occ_group), occ_read.en.eq(self.occ_en),
-            ]
-            with m.If(self.word_valid):
-                m.d.comb += [write.data.eq(self.word_data[lane]), write.en.eq(-1),
-                             occ_write.data.eq(Mux(nonzero, row_bit, 0)), occ_write.en.eq(row_bit)]
-            with m.Elif(self.bit_valid):
-                # the first position of a row rewrites its occupancy bit, later spikes set it
-                m.d.comb += [write.data.eq(Mux(spike, x_bit, 0)), write.en.eq(x_bit),
-                             occ_write.data.eq(Mux(spike, row_bit, 0)),
-                             occ_write.en.eq(Mux(spike | (self.bit_x == 0), row_bit, 0))]
+            write, scan, grouped = bank.write_port(), bank.read_port(), bank.read_port()
+            occ_write, occ_read = occupancy.write_port(), occupancy.read_port()
+            m.d.comb += [write.addr.eq(self.word_addr), write.data.eq(self.word_data[lane]),
+                         write.en.eq(self.word_valid),
+                         scan.addr.eq(self.scan_addr), scan.en.eq(self.scan_en),
+                         grouped.addr.eq(self.group_addr),
+                         occ_read.addr.eq(Mux(self.word_valid, write_group, self.occ_group)),
+                         occ_read.en.eq(self.word_valid | self.occ_en)]
+            written = Signal(self.rows_bits)
+            previous = Mux(forward, written, occ_read.data)
+            m.d.comb += [occ_write.addr.eq(update_group), occ_write.en.eq(update),
+                         occ_write.data.eq(Mux(update_set[lane], previous | update_row, previous & ~update_row))]
+            m.d.sync += written.eq(occ_write.data)
             m.d.comb += self.group_data[lane].eq(grouped.data)
             scan_words.append(scan.data)
             occ_words.append(occ_read.data)

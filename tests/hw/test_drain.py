@@ -14,7 +14,7 @@ from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.layout import pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
-from spikeforge.tests.hw.bench import Harness, read_spike_rows, run_pass, set_desc, simulate, small_params, \
+from spikeforge.tests.hw.bench import Harness, SpikeHost, read_spike_rows, run_pass, set_desc, simulate, small_params, \
     spike_addr
 
 P = small_params(decay_mult=171, decay_shift=8)
@@ -48,11 +48,13 @@ def _harness(contents):
                      dr.threshold_data.eq(threshold.data),
                      stream_read.addr.eq(dr.stream_addr), dr.stream_data.eq(stream_read.data),
                      stream_write.en.eq(dr.stream_we), stream_write.addr.eq(dr.stream_waddr),
-                     stream_write.data.eq(dr.stream_wdata),
-                     h.spikes.bit_valid.eq(dr.bit_valid), h.spikes.bit_addr.eq(dr.bit_addr),
-                     h.spikes.bit_x.eq(dr.bit_x), h.spikes.bit_spikes.eq(dr.bit_spikes)]
+                     stream_write.data.eq(dr.stream_wdata)]
+        h.host.connect(m, h.spikes, dr.word_valid, dr.word_addr, dr.word_data, 0)
 
-    return Harness(connect, drain=Drain(P), spikes=SpikeMemory(P), **memories)
+    spikes = SpikeMemory(P)
+    harness = Harness(connect, drain=Drain(P), spikes=spikes, **memories)
+    harness.host = SpikeHost(spikes)
+    return harness
 
 
 def _stream_addr(tile, t, y, x):
@@ -80,12 +82,14 @@ def _run(desc, tile, contents):
             else:
                 assert not ctx.get(dr.overflow)
 
+        ctx.set(dut.host.select, 0)
         seen["cycles"] = await run_pass(ctx, dr, observe)
+        ctx.set(dut.host.select, 1)
         seen["stream"] = {(t, y, x): [ctx.get(dut.stream.data[_stream_addr(tile, t, y, x)])[lane]
                                       for lane in range(P.n_pe)]
                           for t in range(T) for y in range(H) for x in range(W)}
         group = desc["out_base"] + tile
-        rows = await read_spike_rows(ctx, dut.spikes, [spike_addr(P, group, t, y) for t in range(T) for y in range(H)])
+        rows = await read_spike_rows(ctx, dut.host, [spike_addr(P, group, t, y) for t in range(T) for y in range(H)])
         seen["spikes"] = {(t, y, x): [rows[spike_addr(P, group, t, y)][lane] >> x & 1 for lane in range(P.n_pe)]
                           for t in range(T) for y in range(H) for x in range(W)}
         return seen
