@@ -283,7 +283,8 @@ def _synth(args, out):
     out.say(f"synthesizing the accelerator for {args.part} ({args.package}) at {args.freq:g} MHz: "
             f"yosys, then nextpnr (minutes for a large accelerator)")
     try:
-        summary = flow.synth(target, args.out, args.part, args.package, args.freq, cycles, progress)
+        summary = flow.synth(target, args.out, args.part, args.package, args.freq, cycles, progress,
+                             args.lut_mapper)
     finally:
         bar.close()
     _say_synth_summary(summary, out)
@@ -310,8 +311,11 @@ def _say_synth_summary(summary, out):
     if summary["us_per_image"] is not None:
         out.say(f"  {summary['cycles']:g} cycles per image: {summary['us_per_image']:.1f} µs per image, "
                 f"{summary['images_per_s']:.0f} images/s at Fmax")
-    out.say("  " + ", ".join(f"{tool} {seconds:.1f} s" for tool, seconds in summary["seconds"].items())
+    out.say(f"  LUTs mapped by {summary['lut_mapper']}; "
+            + ", ".join(f"{tool} {seconds:.1f} s" for tool, seconds in summary["seconds"].items())
             + f"; reports in {summary['reports']}")
+    for warning in summary["warnings"]:
+        out.say(f"  warning: {warning}")
     if summary["failure"]:
         out.say(f"  FAILED: {summary['failure']}")
 
@@ -515,6 +519,9 @@ def build_parser():
     p.add_argument("--freq", type=float, default=DEFAULT_FREQ_MHZ, metavar="MHZ",
                    help=f"nextpnr's target frequency (default {DEFAULT_FREQ_MHZ:g})")
     p.add_argument("--min-fmax", type=float, metavar="MHZ", help="exit 1 if Fmax is below this")
+    p.add_argument("--lut-mapper", default="abc9", metavar="abc9|abc",
+                   help="Yosys' LUT mapping: synth_ecp5's abc9 (default; falls back to abc on an internal error of "
+                        "Yosys) or the classic abc")
     p.add_argument("--cycles", type=float, metavar="N", help="cycles per image: report µs per image and images/s")
     p.add_argument("--sim-report", type=Path, metavar="FILE",
                    help="take the cycles per image (cycles.mean) from a spikeforge sim --json report")

