@@ -280,7 +280,8 @@ def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, pro
             return
         # an internal error of Yosys' ABC9 flow (Yosys 0.70 asserts in ABC_OPS_REINTEGRATE on some
         # large designs): map the LUTs with the classic ABC instead, keeping the first log
-        os.replace(cwd / "yosys.log", cwd / "yosys-abc9.log")
+        if (cwd / "yosys.log").is_file():
+            os.replace(cwd / "yosys.log", cwd / "yosys-abc9.log")
         summary["warnings"].append(f"the abc9 LUT mapping failed ({summary['failure']}); mapped with abc instead, "
                                    f"the failed run's log is yosys-abc9.log")
         summary["failure"] = None
