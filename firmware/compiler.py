@@ -148,11 +148,9 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         OPERATIONS[layer.kind].emit(layer, prog)
     prog.emit("end", dict(op=OPCODES["END"]))
 
-    scratch_base = len(prog.weights)   # Kᵀ·V rows after all weights; every attention shares them
-    prog.weights += [[0] * n_pe] * prog.scratch_rows
-    for fields in prog.descriptors:
+    for fields in prog.descriptors:   # the Kᵀ·V rows live on chip, from scratch row 0; every attention shares them
         if fields.pop("_scratch"):
-            fields["weight_base"] = scratch_base
+            fields["weight_base"] = 0
 
     need = prog.needed
     decay = prog.decay or (1, 1)
@@ -165,7 +163,8 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         max_w=next_power_of_two(need["max_w"]), frac_bits=need["frac_bits"], decay_mult=decay[0],
         decay_shift=decay[1], spike_groups=next_power_of_two(prog.groups), stream_tiles=next_power_of_two(stream_tiles),
         weight_rows=len(prog.weights), bias_rows=len(prog.biases), threshold_rows=max(1, len(prog.thresholds)),
-        program_depth=len(prog.descriptors))
+        program_depth=len(prog.descriptors), scratch_rows=max(1, prog.scratch_rows),
+        prefetch_rows=AcceleratorParams.prefetch_rows)
     params = _apply_overrides(needed, overrides)
     acc_bits, membrane_bits = params.acc_bits, params.membrane_bits
     # pad lanes of partial tiles get the largest threshold, which their zero input never reaches

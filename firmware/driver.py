@@ -12,8 +12,9 @@ import numpy as np
 from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word_layout, pack_fields,
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, STATUS_BITS, address, identity_values, register,
-                                         slots)
+from spikeforge.interface.external import table_offsets
+from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, STATUS_BITS, TABLES, address, identity_values,
+                                         register, slots)
 
 __all__ = ["Driver", "PortsBus", "DriverError"]
 
@@ -123,15 +124,18 @@ class Driver:
             word |= await self.bus.read(address(window_name, offset, slot)) << (slot * BUS_DATA_BITS)
         return word
 
-    async def load(self, image):
-        """Check the hardware's identity against ``image.params`` and write its memories."""
+    async def load(self, image, memory_base=0):
+        """Check the hardware's identity against ``image.params`` and point the table base registers at
+        the image's tables, which the host placed in external memory from byte ``memory_base`` on
+        (the image's ``EXTERNAL`` files, :mod:`spikeforge.interface.external`)."""
         for name, value in identity_values(image.params).items():
             found = await self.csr(name)
             if found != value:
                 raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found:#x}")
         self.image = image
-        for window_name, words in image.memories.items():
-            await self.write_words(window_name, 0, words)
+        offsets = table_offsets({name: (image.word_bits[name], len(words)) for name, words in image.memories.items()})
+        for name, offset in offsets.items():
+            await self.set_csr(TABLES[name], memory_base + offset)
         params = AcceleratorParams(**image.params)
         self._spike_row, self._stream_word = spike_row_layout(params), stream_word_layout(params)
 
@@ -157,7 +161,8 @@ class Driver:
                     await self.write_words("SPIKES", self._spike_offset(spec["group"] + group, t, y), [word])
 
     async def run(self, pixels=None, start_pc=0, stop_pc=0):
-        """Write ``pixels`` (if given), run descriptors ``[start_pc, stop_pc)`` (0: to END); returns cycles."""
+        """Write ``pixels`` (if given), run descriptors ``[start_pc, stop_pc)`` (0: to END); returns cycles
+        (waits for external memory included: ``STALL_CYCLES`` of them)."""
         if pixels is not None:
             await self.write_input(pixels)
         await self.set_csr("START_PC", start_pc)

@@ -7,9 +7,13 @@ An image is a directory::
     NAME.hex       one word per line for Verilog $readmemh: lower-case hex, ceil(word_bits/4) digits
     NAME.bin       the same words, each little-endian in ceil(word_bits/8) bytes
 
-``NAME`` is a writable memory window of :mod:`~spikeforge.interface.regmap` (``PROGRAM``,
-``WEIGHTS``, ``BIAS``, ``THRESHOLD``, ``SPIKES``); words are unsigned (signed lanes are already packed
-as two's complement). ``docs/firmware.md`` describes the format. Loading validates everything and
+    EXTERNAL.hex   the tables as they lie in external memory (interface/external.py): 32-bit words
+    EXTERNAL.bin   from byte 0 — what a host copies to the board's memory, and what the simulation's
+                   memory model preloads
+
+``NAME`` is a table in external memory (:data:`~spikeforge.interface.regmap.TABLES`: ``PROGRAM``,
+``WEIGHTS``, ``BIAS``, ``THRESHOLD``); words are unsigned (signed lanes are already packed as two's
+complement). ``docs/firmware.md`` describes the format. Loading validates everything and
 raises :class:`ImageError` naming the file and field.
 """
 
@@ -19,17 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeforge.interface.bits import readmemh_lines
+from spikeforge.interface.external import BEAT_BITS, external_words
 from spikeforge.interface.files import sha256_bytes, staged_directory
 from spikeforge.interface import regmap
 
-__all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", "ImageError",
-           "ProgramImage", "write_image", "load_image"]
+__all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", "EXTERNAL", "ImageError",
+           "ProgramImage", "write_image", "load_image", "external_image"]
 
 IMAGE_FORMAT = "spikeforge-program-image"
-IMAGE_VERSION = 1
+IMAGE_VERSION = 2
 IMAGE_MANIFEST = "image.json"
-#: Windows an image may fill: those the host writes, the registers aside.
-MEMORY_WINDOWS = tuple(w.name for w in regmap.WINDOWS if "w" in w.access and w.name != "CSR")
+#: The memories an image holds: the tables in external memory.
+MEMORY_WINDOWS = tuple(regmap.TABLES)
+#: Name of the files holding the whole external-memory image.
+EXTERNAL = "EXTERNAL"
 
 
 class ImageError(ValueError):
@@ -75,6 +82,16 @@ def _check_memory(path, name, words, bits):
             _fail(path, f"memories.{name}.word_bits", f"words of {bits} unsigned bits", f"word {i} = {word:#x}")
 
 
+def external_image(image):
+    """The 32-bit words of external memory from byte 0 holding ``image``'s tables."""
+    return external_words({name: (image.word_bits[name], image.memories[name]) for name in image.memories})
+
+
+def _files(words, bits):
+    hex_text = "".join(line + "\n" for line in readmemh_lines(words, bits)).encode()   # "\n" on every platform
+    return hex_text, b"".join(w.to_bytes((bits + 7) // 8, "little") for w in words)
+
+
 def write_image(image, path):
     """Write ``image`` to the directory ``path`` atomically (complete or absent; an existing one is
     replaced). Identical images give byte-identical files. Returns ``path``.
@@ -96,21 +113,25 @@ def write_image(image, path):
         for name in sorted(image.memories):
             words, bits = [operator.index(w) for w in image.memories[name]], image.word_bits[name]
             _check_memory(where, name, words, bits)
-            hex_text = "".join(line + "\n" for line in readmemh_lines(words, bits))
-            data = b"".join(w.to_bytes((bits + 7) // 8, "little") for w in words)
-            (tmp / f"{name}.hex").write_bytes(hex_text.encode())   # "\n" on every platform
+            hex_text, data = _files(words, bits)
+            (tmp / f"{name}.hex").write_bytes(hex_text)
             (tmp / f"{name}.bin").write_bytes(data)
             memories[name] = {"hex": f"{name}.hex", "bin": f"{name}.bin", "word_bits": bits,
-                              "depth": len(words), "hex_sha256": sha256_bytes(hex_text.encode()),
+                              "depth": len(words), "hex_sha256": sha256_bytes(hex_text),
                               "bin_sha256": sha256_bytes(data)}
+        hex_text, data = _files(external_image(image), BEAT_BITS)
+        (tmp / f"{EXTERNAL}.hex").write_bytes(hex_text)
+        (tmp / f"{EXTERNAL}.bin").write_bytes(data)
         manifest = {"format": IMAGE_FORMAT, "version": IMAGE_VERSION, "params": image.params,
-                    "layout": image.layout, "memories": memories}
+                    "layout": image.layout, "memories": memories,
+                    "external": {"hex": f"{EXTERNAL}.hex", "bin": f"{EXTERNAL}.bin",
+                                 "hex_sha256": sha256_bytes(hex_text), "bin_sha256": sha256_bytes(data)}}
         (tmp / IMAGE_MANIFEST).write_bytes((json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return path
 
 
 def _read(root, name, entry, kind):
-    key = f"memories.{name}.{kind}"
+    key = f"external.{kind}" if name == EXTERNAL else f"memories.{name}.{kind}"
     if not isinstance(entry.get(kind), str) or Path(entry[kind]).name != entry[kind]:
         _fail(root / IMAGE_MANIFEST, key, "a file name in the image directory", repr(entry.get(kind)))
     file = root / entry[kind]
@@ -182,4 +203,13 @@ def load_image(path):
     memories, word_bits = {}, {}
     for name, entry in sorted(manifest["memories"].items()):
         memories[name], word_bits[name] = _load_memory(root, name, entry)
-    return ProgramImage(manifest["params"], memories, word_bits, manifest["layout"])
+    image = ProgramImage(manifest["params"], memories, word_bits, manifest["layout"])
+    external = manifest.get("external")
+    if not isinstance(external, dict):
+        _fail(manifest_path, "external", "an object", repr(external))
+    expected = dict(zip(("hex", "bin"), _files(external_image(image), BEAT_BITS)))
+    for kind in ("hex", "bin"):
+        file, data = _read(root, EXTERNAL, external, kind)
+        if data != expected[kind]:
+            _fail(file, f"external.{kind}", "the tables laid out as in interface/external.py", "other words")
+    return image

@@ -1,46 +1,61 @@
-"""Accelerator: host interface, program memory, sequencer and engine — the top level."""
+"""Accelerator: control slave, external-memory readers, sequencer and engine — the top level."""
 
-from amaranth import Module, Signal
+from amaranth import Cat, Module, Signal
+from amaranth.hdl import EnableInserter
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.descriptor import DESCRIPTOR_BITS
-from spikeforge.interface.regmap import ADDRESS_BITS, CTRL_BITS, STATUS_BITS, identity_values, register, window
+from spikeforge.interface.regmap import (ADDRESS_BITS, CTRL_BITS, REGISTERS, STATUS_BITS, TABLES, identity_values,
+                                        window, word_bits)
 
-from .bus import axi4_lite_signature
+from .burst_arbiter import BurstArbiter
+from .bus import axi4_lite_signature, axi4_read_signature
 from .control_slave import ControlSlave
 from .engine import Engine
+from .row_reader import RowReader
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    """The whole Spikingformer accelerator behind a 32-bit AXI4-Lite control slave.
+    """The whole Spikingformer accelerator: a 32-bit AXI4-Lite control slave and an AXI4 read master
+    to external memory.
+
+    The program, weights, biases and thresholds stay in external memory (at the ``*_BASE`` registers);
+    a :class:`~spikeforge.hw.row_reader.RowReader` per table serves the engine's and sequencer's row
+    reads, prefetching, over one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read
+    misses, the core (sequencer and engine) stands still — its logic runs under an enable — and
+    ``STALL_CYCLES`` counts the cycle; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
+    core's own.
 
     Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
-    loads the program image and the input through the windows, writes ``START_PC``/``STOP_PC``,
-    writes ``CTRL.START``, waits for ``done`` (or polls ``STATUS.DONE``) and reads the results.
-    Memory windows take writes only while the accelerator is not busy (else ``SLVERR``).
+    writes the table bases and the input, writes ``START_PC``/``STOP_PC``, writes ``CTRL.START``,
+    waits for ``done`` (or polls ``STATUS.DONE``) and reads the results. Memory windows take writes
+    only while the accelerator is not busy (else ``SLVERR``).
 
     Ports
     -----
     ctrl : In(axi4_lite_signature(ADDRESS_BITS))
         The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`).
+    mem : Out(axi4_read_signature())
+        The external memory master (INCR bursts of 32-bit beats).
     done : Out(1)
         High from the end of a run until the next start (an interrupt line).
     """
 
     def __init__(self, params):
         self.params = params
-        super().__init__({"ctrl": In(axi4_lite_signature(ADDRESS_BITS)), "done": Out(1)})
+        super().__init__({"ctrl": In(axi4_lite_signature(ADDRESS_BITS)), "mem": Out(axi4_read_signature()),
+                          "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        m.submodules.engine = engine = Engine(p)
-        m.submodules.sequencer = seq = Sequencer(p.program_depth)
-        m.submodules.program = program = memory.Memory(shape=DESCRIPTOR_BITS, depth=p.program_depth, init=[])
+        run = Signal()       # the core advances: no read misses
+        engine, seq = Engine(p), Sequencer(p.program_depth)
+        m.submodules.engine = EnableInserter(run)(engine)
+        m.submodules.sequencer = EnableInserter(run)(seq)
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
         m.submodules.slave = slave = ControlSlave(p.host_word_bits)
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
@@ -48,15 +63,29 @@ class Accelerator(wiring.Component):
         # memory windows are the engine's while it runs; the registers stay writable
         m.d.comb += slave.reject.eq(seq.busy & (win != window("CSR").index))
         host_write = slave.we
+        csr = {r.name: r.offset for r in REGISTERS}
 
-        # program memory: host writes, sequencer reads; descriptor cycle log
-        program_write, program_read, program_host = program.write_port(), program.read_port(), program.read_port()
-        m.d.comb += [program_write.addr.eq(offset), program_write.data.eq(slave.wdata),
-                     program_write.en.eq(host_write & (win == window("PROGRAM").index)),
-                     program_read.addr.eq(seq.prog_addr), seq.prog_data.eq(program_read.data),
-                     program_host.addr.eq(offset)]
+        # tables in external memory: one reader each, on one master
+        requests = {"PROGRAM": (seq.prog_en, seq.prog_addr, seq.prog_data),
+                    "WEIGHTS": (engine.weight_en, engine.weight_addr, engine.weight_data),
+                    "BIAS": (engine.bias_en, engine.bias_addr, engine.bias_data),
+                    "THRESHOLD": (engine.threshold_en, engine.threshold_addr, engine.threshold_data)}
+        readers, bases = {}, {}
+        for name, (en, addr, data) in requests.items():
+            readers[name] = reader = RowReader(word_bits(name, p), p.prefetch_rows, len(addr))
+            m.submodules[f"{name.lower()}_reader"] = reader
+            bases[name] = Signal(32, name=f"{name.lower()}_base")
+            m.d.comb += [reader.en.eq(en), reader.addr.eq(addr), data.eq(reader.data), reader.stall.eq(~run),
+                         reader.active.eq(seq.busy), reader.base.eq(bases[name])]
+        m.submodules.arbiter = arbiter = BurstArbiter([reader.beats for reader in readers.values()])
+        for index, reader in enumerate(readers.values()):
+            wiring.connect(m, reader.burst, arbiter.readers[index])
+        wiring.connect(m, arbiter.bus, wiring.flipped(self.mem))
+        m.d.comb += run.eq(~Cat(*(reader.miss for reader in readers.values())).any())
+
+        # descriptor cycle log: the core's cycles, waits excluded
         log_write, log_host = op_cycles.write_port(), op_cycles.read_port()
-        m.d.comb += [log_write.en.eq(seq.log_valid), log_write.addr.eq(seq.log_pc),
+        m.d.comb += [log_write.en.eq(seq.log_valid & run), log_write.addr.eq(seq.log_pc),
                      log_write.data.eq(seq.log_cycles), log_host.addr.eq(offset)]
 
         # engine: descriptor from the sequencer, memory windows from the host
@@ -66,37 +95,38 @@ class Accelerator(wiring.Component):
                      engine.host_wdata.eq(slave.wdata)]
 
         # control and status registers
-        csr = {name: register(name).offset for name in ("CTRL", "STATUS", "START_PC", "STOP_PC", "PC",
-                                                         "CYCLES", "ERROR_PC", "OVERFLOW_PC", "VERSION",
-                                                         "N_PE", "WIDTHS", "SHAPE")}
         start_pc, stop_pc = Signal(seq.pc_bits), Signal(seq.pc_bits)
         done, error, overflow = Signal(), Signal(), Signal()
-        cycles = Signal(32)
+        cycles, stall_cycles = Signal(32), Signal(32)
         error_pc, overflow_pc = Signal(seq.pc_bits), Signal(seq.pc_bits)
         csr_write = host_write & (win == window("CSR").index)
         start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]
-        with m.If(csr_write & (offset == csr["START_PC"])):
-            m.d.sync += start_pc.eq(slave.wdata)
-        with m.If(csr_write & (offset == csr["STOP_PC"])):
-            m.d.sync += stop_pc.eq(slave.wdata)
+        for name, reader in readers.items():
+            m.d.comb += reader.flush.eq(start)
+        writable = {"START_PC": start_pc, "STOP_PC": stop_pc,
+                    **{TABLES[name]: bases[name] for name in TABLES}}
+        for name, target in writable.items():
+            with m.If(csr_write & (offset == csr[name])):
+                m.d.sync += target.eq(slave.wdata)
         with m.If(start):
-            m.d.sync += [done.eq(0), error.eq(0), overflow.eq(0), cycles.eq(0)]
+            m.d.sync += [done.eq(0), error.eq(0), overflow.eq(0), cycles.eq(0), stall_cycles.eq(0)]
         with m.If(seq.busy):
             m.d.sync += cycles.eq(cycles + 1)
-        with m.If(seq.done):
+            with m.If(~run):
+                m.d.sync += stall_cycles.eq(stall_cycles + 1)
+        with m.If(seq.done & run):
             m.d.sync += done.eq(1)
-        with m.If(seq.error):
+        with m.If(seq.error & run):
             m.d.sync += [error.eq(1), error_pc.eq(seq.pc)]
-        with m.If(engine.overflow & ~overflow):
+        with m.If(engine.overflow & run & ~overflow):
             m.d.sync += [overflow.eq(1), overflow_pc.eq(seq.pc)]
         status = Signal(32)
         for name, bit in STATUS_BITS.items():
             m.d.comb += status[bit].eq({"BUSY": seq.busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow}[name])
-        csr_values = {"STATUS": status, "START_PC": start_pc, "STOP_PC": stop_pc, "PC": seq.pc,
-                      "CYCLES": cycles, "ERROR_PC": error_pc, "OVERFLOW_PC": overflow_pc,
-                      **identity_values(p)}
+        csr_values = {"STATUS": status, "PC": seq.pc, "CYCLES": cycles, "STALL_CYCLES": stall_cycles,
+                      "ERROR_PC": error_pc, "OVERFLOW_PC": overflow_pc, **writable, **identity_values(p)}
         csr_data = Signal(32)
         with m.Switch(offset):
             for name, value in csr_values.items():
@@ -109,8 +139,7 @@ class Accelerator(wiring.Component):
         with m.Switch(read_window):
             with m.Case(window("CSR").index):
                 m.d.comb += slave.rdata.eq(csr_data)
-            with m.Case(window("PROGRAM").index):
-                m.d.comb += slave.rdata.eq(program_host.data)
             with m.Case(window("OP_CYCLES").index):
                 m.d.comb += slave.rdata.eq(log_host.data)
         return m
+

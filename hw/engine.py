@@ -55,8 +55,16 @@ class Engine(wiring.Component):
         Pulses when a result exceeds the descriptor's ``check_bits`` (or a head sum its ``sum_bits``).
     events : Out(32)
         Accumulation events of the descriptor running or last run.
+    weight_en, weight_addr : Out
+    weight_data : In(ArrayLayout(signed(weight_bits), n_pe))
+    bias_en, bias_addr : Out
+    bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
+    threshold_en, threshold_addr : Out
+    threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
+        Read ports of the weight, bias and threshold tables (:class:`~spikeforge.hw.row_reader.RowReader`
+        or a memory): data the cycle after ``en``, held while ``en`` is low.
     host_we, host_window, host_offset, host_wdata : In
-        Host writes into the WEIGHTS, BIAS, THRESHOLD and SPIKES windows (only while idle).
+        Host writes into the SPIKES window (only while idle).
     host_rdata : Out(host_data_bits)
         Read data of the window and offset presented one cycle earlier.
     drain_valid, drain_tile, drain_t, drain_y, drain_x : Out
@@ -76,6 +84,10 @@ class Engine(wiring.Component):
         super().__init__({
             "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "busy": Out(1), "done": Out(1),
             "overflow": Out(1), "events": Out(32),
+            "weight_en": Out(1), "weight_addr": Out(range(p.weight_rows)), "weight_data": In(self.row),
+            "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(self.acc_word),
+            "threshold_en": Out(1), "threshold_addr": Out(range(p.threshold_rows)),
+            "threshold_data": In(self.membrane_word),
             "host_we": In(1), "host_window": In(WINDOW_BITS), "host_offset": In(OFFSET_BITS),
             "host_wdata": In(self.host_data_bits), "host_rdata": Out(self.host_data_bits),
             "drain_valid": Out(1), "drain_tile": Out(DESCRIPTOR_LAYOUT["tiles"].shape),
@@ -92,19 +104,16 @@ class Engine(wiring.Component):
         # ---- memories ------------------------------------------------------------------------
         m.submodules.spikes = spikes = SpikeMemory(p)
         m.submodules.array = array = AccumulatorArray(p)
-        m.submodules.weights = weights = memory.Memory(shape=self.row, depth=p.weight_rows, init=[])
-        m.submodules.bias = bias = memory.Memory(shape=self.acc_word, depth=p.bias_rows, init=[])
-        m.submodules.threshold = threshold = memory.Memory(shape=self.membrane_word, depth=p.threshold_rows,
-                                                           init=[])
+        # the Kᵀ·V rows of the attention: written by KEY_VALUE, read by the scan like weight rows
+        m.submodules.scratch = scratch = memory.Memory(shape=self.row, depth=p.scratch_rows, init=[])
         stream_addr_bits = p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits
         m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[])
-        # one read port per memory (block RAM has two ports): the host reads through it while idle
-        weight_write, weight_read = weights.write_port(), weights.read_port()
-        bias_write, bias_read = bias.write_port(), bias.read_port()
-        threshold_write, threshold_read = threshold.write_port(), threshold.read_port()
+        # one read port per memory (block RAM has two ports): the host reads the stream through it while idle
+        scratch_write, scratch_read = scratch.write_port(), scratch.read_port()
         stream_write, stream_read = stream.write_port(), stream.read_port()
 
         # ---- datapaths -----------------------------------------------------------------------
+        is_attention = d.op == OPCODES["ATTENTION"]
         m.submodules.scanner = scanner = SpikeScanner(p)
         m.submodules.drain = drain = Drain(p)
         m.submodules.pool = pool = SpikePool(p)
@@ -117,9 +126,10 @@ class Engine(wiring.Component):
         m.d.comb += [scanner.t_sel.eq(t_sel), key_value.t_sel.eq(t_sel), drain.tile.eq(tile),
                      key_value.tile.eq(tile)]
         # read data goes to every unit; a unit uses it only in its own phase
-        m.d.comb += [scanner.weight_data.eq(weight_read.data), head.weight_data.eq(weight_read.data),
-                     drain.bias_data.eq(bias_read.data), head.bias_data.eq(bias_read.data),
-                     drain.threshold_data.eq(threshold_read.data),
+        m.d.comb += [scanner.weight_data.eq(Mux(is_attention, scratch_read.data, self.weight_data)),
+                     head.weight_data.eq(self.weight_data),
+                     drain.bias_data.eq(self.bias_data), head.bias_data.eq(self.bias_data),
+                     drain.threshold_data.eq(self.threshold_data),
                      drain.stream_data.eq(stream_read.data), head.stream_data.eq(stream_read.data),
                      drain.acc_data.eq(array.drain_data),
                      scanner.occ_data.eq(spikes.occ_data),
@@ -130,8 +140,9 @@ class Engine(wiring.Component):
                      array.event_row.eq(scanner.event_row), array.event_shift.eq(scanner.event_shift),
                      array.drain_valid.eq(drain.acc_valid), array.drain_addr.eq(drain.acc_addr),
                      array.drain_keep.eq(drain.acc_keep),
-                     threshold_read.en.eq(drain.threshold_en | ~self.busy),
-                     threshold_read.addr.eq(Mux(self.busy, drain.threshold_addr, self.host_offset)),
+                     self.threshold_en.eq(drain.threshold_en), self.threshold_addr.eq(drain.threshold_addr),
+                     scratch_write.en.eq(key_value.weight_en), scratch_write.addr.eq(key_value.weight_addr),
+                     scratch_write.data.eq(key_value.weight_data),
                      stream_write.en.eq(drain.stream_we), stream_write.addr.eq(drain.stream_waddr),
                      stream_write.data.eq(drain.stream_wdata),
                      self.overflow.eq(drain.overflow | head.overflow)]
@@ -142,30 +153,22 @@ class Engine(wiring.Component):
             m.d.sync += self.events.eq(self.events + 1)
 
         # ---- host access (idle only) -------------------------------------------------------
-        host = {name: window(name).index for name in ("WEIGHTS", "BIAS", "THRESHOLD", "SPIKES", "STREAM",
-                                                      "LOGITS")}
+        host = {name: window(name).index for name in ("SPIKES", "STREAM", "LOGITS")}
         host_write = self.host_we & ~self.busy
-        for port, name in ((weight_write, "WEIGHTS"), (bias_write, "BIAS"), (threshold_write, "THRESHOLD")):
-            m.d.comb += [port.addr.eq(self.host_offset), port.data.eq(self.host_wdata),
-                         port.en.eq(host_write & (self.host_window == host[name]))]
         m.d.comb += [spikes.word_valid.eq(host_write & (self.host_window == host["SPIKES"])),
                      spikes.word_addr.eq(self.host_offset), spikes.word_data.eq(self.host_wdata)]
         # defaults, overridden by the state whose datapath uses a port: the host's reads while idle
-        for port in (weight_read, bias_read, stream_read):
-            m.d.comb += port.addr.eq(self.host_offset)
-        m.d.comb += [spikes.group_addr.eq(self.host_offset), weight_read.en.eq(~self.busy),
-                     bias_read.en.eq(~self.busy), spikes.scan_en.eq(0), spikes.occ_en.eq(0)]
+        m.d.comb += [stream_read.addr.eq(self.host_offset), spikes.group_addr.eq(self.host_offset),
+                     spikes.scan_en.eq(0), spikes.occ_en.eq(0)]
         read_window = Signal.like(self.host_window)
         m.d.sync += read_window.eq(self.host_window)
         with m.Switch(read_window):
-            for name, value in (("WEIGHTS", weight_read.data), ("BIAS", bias_read.data),
-                                ("THRESHOLD", threshold_read.data), ("SPIKES", spikes.group_data),
-                                ("STREAM", stream_read.data), ("LOGITS", head.logits)):
+            for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_read.data),
+                                ("LOGITS", head.logits)):
                 with m.Case(host[name]):
                     m.d.comb += self.host_rdata.eq(value)
 
         # ---- sequencing: each state runs one datapath and routes the shared ports to it --------
-        is_attention = d.op == OPCODES["ATTENTION"]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -187,7 +190,10 @@ class Engine(wiring.Component):
                             m.next = "DONE"
 
             with m.State("ACCUMULATE"):
-                m.d.comb += [weight_read.en.eq(scanner.weight_en), weight_read.addr.eq(scanner.weight_addr),
+                m.d.comb += [self.weight_en.eq(scanner.weight_en & ~is_attention),
+                             self.weight_addr.eq(scanner.weight_addr),
+                             scratch_read.en.eq(scanner.weight_en & is_attention),
+                             scratch_read.addr.eq(scanner.weight_addr),
                              spikes.occ_en.eq(scanner.occ_en), spikes.occ_group.eq(scanner.occ_group),
                              spikes.occ_lane.eq(scanner.occ_lane),
                              spikes.scan_en.eq(scanner.scan_en), spikes.scan_addr.eq(scanner.scan_addr),
@@ -204,15 +210,13 @@ class Engine(wiring.Component):
             with m.State("KEY_VALUE"):
                 m.d.comb += [spikes.scan_en.eq(key_value.scan_en), spikes.scan_addr.eq(key_value.scan_addr),
                              spikes.scan_lane.eq(key_value.scan_lane),
-                             spikes.group_addr.eq(key_value.group_addr),
-                             weight_write.en.eq(key_value.weight_en), weight_write.addr.eq(key_value.weight_addr),
-                             weight_write.data.eq(key_value.weight_data)]
+                             spikes.group_addr.eq(key_value.group_addr)]
                 with m.If(key_value.done):
                     m.d.comb += [scanner.start.eq(1), scanner.rewind.eq(1)]
                     m.next = "ACCUMULATE"
 
             with m.State("DRAIN"):
-                m.d.comb += [bias_read.en.eq(drain.bias_en), bias_read.addr.eq(drain.bias_addr),
+                m.d.comb += [self.bias_en.eq(drain.bias_en), self.bias_addr.eq(drain.bias_addr),
                              stream_read.addr.eq(drain.stream_addr), spikes.word_valid.eq(drain.word_valid),
                              spikes.word_addr.eq(drain.word_addr), spikes.word_data.eq(drain.word_data)]
                 with m.If(drain.done):
@@ -235,8 +239,8 @@ class Engine(wiring.Component):
                     m.next = "DONE"
 
             with m.State("HEAD"):
-                m.d.comb += [weight_read.en.eq(head.weight_en), weight_read.addr.eq(head.weight_addr),
-                             bias_read.en.eq(head.bias_en), bias_read.addr.eq(head.bias_addr),
+                m.d.comb += [self.weight_en.eq(head.weight_en), self.weight_addr.eq(head.weight_addr),
+                             self.bias_en.eq(head.bias_en), self.bias_addr.eq(head.bias_addr),
                              stream_read.addr.eq(head.stream_addr)]
                 with m.If(head.done):
                     m.next = "DONE"

@@ -43,7 +43,7 @@ class KeyValueProduct(wiring.Component):
         V rows read (:class:`SpikeMemory` ``group_addr``).
     group_data : In(ArrayLayout(max_w, n_pe))
     weight_en, weight_addr, weight_data : Out
-        Write of one Kᵀ·V row into the weight memory (``range(weight_rows)``).
+        Write of one Kᵀ·V row into the scratch memory (``range(scratch_rows)``).
     """
 
     def __init__(self, params):
@@ -56,7 +56,7 @@ class KeyValueProduct(wiring.Component):
             "scan_en": Out(1), "scan_addr": Out(addr), "scan_lane": Out(max(1, p.lane_bits)),
             "scan_data": In(p.max_w),
             "group_addr": Out(addr), "group_data": In(data.ArrayLayout(p.max_w, p.n_pe)),
-            "weight_en": Out(1), "weight_addr": Out(range(p.weight_rows)),
+            "weight_en": Out(1), "weight_addr": Out(range(p.scratch_rows)),
             "weight_data": Out(data.ArrayLayout(signed(p.weight_bits), p.n_pe)),
         })
 

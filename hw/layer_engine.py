@@ -3,8 +3,8 @@ accelerator's :class:`~spikeforge.hw.engine.Engine` with a fixed CONV descriptor
 
 from dataclasses import asdict
 
-from amaranth import Module, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth import Module, signed
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import OPCODES
@@ -17,7 +17,6 @@ __all__ = ["LayerEngine", "LOAD_WEIGHTS", "LOAD_BIAS", "LOAD_THRESHOLD", "LOAD_S
 
 #: ``load_target`` values: which memory a host write goes to.
 LOAD_WEIGHTS, LOAD_BIAS, LOAD_THRESHOLD, LOAD_SPIKES = 0, 1, 2, 3
-_WINDOWS = ("WEIGHTS", "BIAS", "THRESHOLD", "SPIKES")
 
 
 def layer_params(params):
@@ -75,16 +74,23 @@ class LayerEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine = engine = Engine(layer_params(self.params))
+        p = layer_params(self.params)
+        m.submodules.engine = engine = Engine(p)
         desc = engine.desc
         input_groups = -(-self.params.max_cin // self.params.n_pe)
-        target_window = Signal(len(engine.host_window))
-        with m.Switch(self.load_target):
-            for target, name in enumerate(_WINDOWS):
-                with m.Case(target):
-                    m.d.comb += target_window.eq(window(name).index)
+        # the layer's tables on chip, loaded through the load port (the accelerator reads them from
+        # external memory)
+        tables = {LOAD_WEIGHTS: ("weight", engine.row, p.weight_rows), LOAD_BIAS: ("bias", engine.acc_word, p.bias_rows),
+                  LOAD_THRESHOLD: ("threshold", engine.membrane_word, p.threshold_rows)}
+        for target, (name, shape, depth) in tables.items():
+            m.submodules[name] = table = memory.Memory(shape=shape, depth=depth, init=[])
+            write, read = table.write_port(), table.read_port()
+            m.d.comb += [write.en.eq(self.load_valid & (self.load_target == target)), write.addr.eq(self.load_addr),
+                         write.data.eq(self.load_data), read.en.eq(getattr(engine, f"{name}_en")),
+                         read.addr.eq(getattr(engine, f"{name}_addr")), getattr(engine, f"{name}_data").eq(read.data)]
         m.d.comb += [
-            engine.host_we.eq(self.load_valid), engine.host_window.eq(target_window),
+            engine.host_we.eq(self.load_valid & (self.load_target == LOAD_SPIKES)),
+            engine.host_window.eq(window("SPIKES").index),
             engine.host_offset.eq(self.load_addr), engine.host_wdata.eq(self.load_data),
             desc.op.eq(OPCODES["CONV"]), desc.lif.eq(1), desc.kernel3.eq(self.kernel3), desc.cin.eq(self.cin),
             desc.planes.eq(1), desc.tiles.eq(self.tiles), desc.T.eq(self.T), desc.H.eq(self.H),

@@ -24,9 +24,9 @@ class Sequencer(wiring.Component):
         Pulses when an unknown opcode stops the run (``pc`` names it).
     pc : Out(pc_bits)
         Descriptor being executed, or where the run stopped.
-    prog_addr : Out(pc_bits)
+    prog_en, prog_addr : Out
     prog_data : In(DESCRIPTOR_BITS)
-        Program memory read port (data one cycle after the address).
+        Program read port (data the cycle after ``prog_en``, held while it is low).
     desc : Out(DESCRIPTOR_LAYOUT)
         The descriptor being executed, for the engine.
     engine_start : Out(1)
@@ -40,7 +40,7 @@ class Sequencer(wiring.Component):
         super().__init__({
             "start": In(1), "start_pc": In(self.pc_bits), "stop_pc": In(self.pc_bits),
             "busy": Out(1), "done": Out(1), "error": Out(1), "pc": Out(self.pc_bits),
-            "prog_addr": Out(self.pc_bits), "prog_data": In(DESCRIPTOR_BITS),
+            "prog_en": Out(1), "prog_addr": Out(self.pc_bits), "prog_data": In(DESCRIPTOR_BITS),
             "desc": Out(DESCRIPTOR_LAYOUT), "engine_start": Out(1), "engine_done": In(1),
             "log_valid": Out(1), "log_pc": Out(self.pc_bits), "log_cycles": Out(32),
         })
@@ -62,6 +62,7 @@ class Sequencer(wiring.Component):
                 with m.If((self.stop_pc != 0) & (self.pc == self.stop_pc)):
                     m.next = "FINISH"
                 with m.Else():
+                    m.d.comb += self.prog_en.eq(1)
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += self.desc.eq(fetched)

@@ -100,10 +100,12 @@ class EngineParams:
 class AcceleratorParams(EngineParams):
     """Build parameters of the whole accelerator (``hw/accelerator.py``).
 
-    Adds memory depths to :class:`EngineParams`: ``spike_groups`` groups of ``n_pe`` spike
+    Adds to :class:`EngineParams` the on-chip memories — ``spike_groups`` groups of ``n_pe`` spike
     channels (each ``max_T × max_h`` bitmap rows), ``stream_tiles`` tiles of the residual stream,
-    ``weight_rows``, ``bias_rows``, ``threshold_rows`` and ``program_depth`` descriptors.
-    ``max_cin`` and ``max_tiles`` bound the attention's channels and the head's channel tiles.
+    ``scratch_rows`` rows of the attention's Kᵀ·V, ``prefetch_rows`` rows fetched ahead per table —
+    and the sizes of the tables in external memory: ``weight_rows``, ``bias_rows``, ``threshold_rows``
+    and ``program_depth`` descriptors. ``max_cin`` and ``max_tiles`` bound the attention's channels and
+    the head's channel tiles.
     """
 
     spike_groups: int = 64
@@ -112,6 +114,8 @@ class AcceleratorParams(EngineParams):
     bias_rows: int = 64
     threshold_rows: int = 64
     program_depth: int = 64
+    scratch_rows: int = 64
+    prefetch_rows: int = 4
 
     def __post_init__(self):
         super().__post_init__()
@@ -119,10 +123,12 @@ class AcceleratorParams(EngineParams):
             value = getattr(self, name)
             if not is_power_of_two(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
-        for name in ("weight_rows", "bias_rows", "threshold_rows", "program_depth"):
+        for name in ("weight_rows", "bias_rows", "threshold_rows", "program_depth", "scratch_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.prefetch_rows, int) or self.prefetch_rows < 2:
+            raise ValueError(f"prefetch_rows must be an integer of at least 2, not {self.prefetch_rows!r}")
         widest = max(WINDOWS, key=lambda w: word_bits(w.name, self))
         if word_bits(widest.name, self) > BUS_DATA_BITS << SLOT_BITS:
             raise ValueError(f"a {widest.name} word is {word_bits(widest.name, self)} bits; the control bus "

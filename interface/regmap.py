@@ -20,7 +20,7 @@ from .descriptor import DESCRIPTOR_BITS
 
 __all__ = ["OFFSET_BITS", "WINDOW_BITS", "SLOT_BITS", "BUS_DATA_BITS", "ADDRESS_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
            "STATUS_BITS", "CTRL_BITS", "IDENTITY", "register", "window", "address", "identity_values",
-           "word_bits", "slots"]
+           "word_bits", "slots", "TABLES", "TABLE_WIDTHS"]
 
 #: Offset bits of one window (each window spans 2**OFFSET_BITS words).
 OFFSET_BITS = 20
@@ -33,7 +33,7 @@ SLOT_BITS = 6
 #: Byte address bits of the control bus: ``{window, offset, slot, byte}``.
 ADDRESS_BITS = WINDOW_BITS + OFFSET_BITS + SLOT_BITS + 2
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor).
-VERSION = 0x0200
+VERSION = 0x0300
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
@@ -78,25 +78,32 @@ REGISTERS = (
     Register("N_PE", 9, "r", "lanes of the accumulator array"),
     Register("WIDTHS", 10, "r", _identity_doc("WIDTHS")),
     Register("SHAPE", 11, "r", _identity_doc("SHAPE")),
+    Register("PROGRAM_BASE", 12, "rw", "byte address of descriptor 0 in external memory"),
+    Register("WEIGHTS_BASE", 13, "rw", "byte address of weight row 0 in external memory"),
+    Register("BIAS_BASE", 14, "rw", "byte address of bias row 0 in external memory"),
+    Register("THRESHOLD_BASE", 15, "rw", "byte address of threshold row 0 in external memory"),
+    Register("STALL_CYCLES", 16, "r", "cycles of the last run the core waited for external memory"),
 )
+
+#: The tables the accelerator reads from external memory, with their base registers.
+TABLES = {"PROGRAM": "PROGRAM_BASE", "WEIGHTS": "WEIGHTS_BASE", "BIAS": "BIAS_BASE", "THRESHOLD": "THRESHOLD_BASE"}
 
 STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2, "OVERFLOW": 3}
 CTRL_BITS = {"START": 0}
 
 WINDOWS = (
     Window("CSR", 0, "rw", "the registers above, one per word", 32),
-    Window("PROGRAM", 1, "rw", "layer descriptors (docs/firmware.md), one per word", DESCRIPTOR_BITS),
-    Window("WEIGHTS", 2, "rw", "weight rows: n_pe signed weights of weight_bits, lane 0 lowest",
-           ("n_pe", "weight_bits")),
-    Window("BIAS", 3, "rw", "bias rows: n_pe signed values of acc_bits", ("n_pe", "acc_bits")),
-    Window("THRESHOLD", 4, "rw", "threshold rows: n_pe signed values of membrane_bits", ("n_pe", "membrane_bits")),
-    Window("SPIKES", 5, "rw", "spike bitmaps: word {group, t, y} holds n_pe rows of max_w bits "
+    Window("SPIKES", 1, "rw", "spike bitmaps: word {group, t, y} holds n_pe rows of max_w bits "
                               "(channel group·n_pe + lane, bit x)", ("n_pe", "max_w")),
-    Window("STREAM", 6, "r", "residual stream: word {tile, t, y, x} holds n_pe signed values of acc_bits",
+    Window("STREAM", 2, "r", "residual stream: word {tile, t, y, x} holds n_pe signed values of acc_bits",
            ("n_pe", "acc_bits")),
-    Window("LOGITS", 7, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits")),
-    Window("OP_CYCLES", 8, "r", "cycles spent in each descriptor of the last run", 32),
+    Window("LOGITS", 3, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits")),
+    Window("OP_CYCLES", 4, "r", "cycles spent in each descriptor of the last run (waits for memory excluded)", 32),
 )
+
+#: Row widths of the tables in external memory (as :attr:`Window.width`).
+TABLE_WIDTHS = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": ("n_pe", "weight_bits"), "BIAS": ("n_pe", "acc_bits"),
+                "THRESHOLD": ("n_pe", "membrane_bits")}
 
 
 def _named(table, name, kind):
@@ -130,9 +137,9 @@ def _get(params):
 
 
 def word_bits(window_name, params):
-    """Width of one word of window ``window_name`` for build parameters ``params`` (an object with
-    the parameters as attributes, or a dict)."""
-    width = window(window_name).width
+    """Width of one word of window (or external table, :data:`TABLE_WIDTHS`) ``window_name`` for build
+    parameters ``params`` (an object with the parameters as attributes, or a dict)."""
+    width = TABLE_WIDTHS[window_name] if window_name in TABLE_WIDTHS else window(window_name).width
     if isinstance(width, int):
         return width
     get, bits = _get(params), 1

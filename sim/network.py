@@ -10,20 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.firmware.driver import Driver, PortsBus
-from spikeforge.firmware.image import ProgramImage, load_image, write_image
-from spikeforge.hw.accelerator import Accelerator
-from spikeforge.interface.params import AcceleratorParams
+from spikeforge.firmware.image import EXTERNAL, ProgramImage, external_image, load_image, write_image
 
 from . import check_backend
+from .memory_model import PRELOAD_PLUSARG
+from .system import memory_words, system
 
-__all__ = ["accelerator", "run_network", "first_difference", "network_testbench", "run_on_bus"]
+__all__ = ["run_network", "first_difference", "network_testbench", "run_on_bus"]
 #: Environment variable naming the job file of a Verilator run.
 JOB_ENV = "SPIKEFORGE_NETWORK_JOB"
-
-
-def accelerator(**params):
-    """The accelerator for keyword build parameters (a named factory for the runners)."""
-    return Accelerator(AcceleratorParams(**params))
 
 
 async def network_testbench(ports, image, inputs, check, progress=None):
@@ -39,20 +34,23 @@ async def run_on_bus(bus, image, inputs, check, progress=None):
     await driver.load(image)
     layout = image.layout
     breakpoints = sorted(layout["breakpoints"].items(), key=lambda item: item[1]) if check else []
-    results = {"logits": [], "cycles": [], "op_cycles": [], "overflow": []}
+    results = {"logits": [], "cycles": [], "stall_cycles": [], "op_cycles": [], "overflow": []}
     for name in layout["spikes"] if check else ():
         results[f"spikes/{layout['spikes'][name]['lif']}"] = []
     for block, _ in breakpoints:
         results[f"stream/{block}"] = []
     for x in inputs:
         await driver.write_input(x)
-        cycles, start = 0, 0
+        cycles, stalls, start = 0, 0, 0
         for block, pc in breakpoints:
             cycles += await driver.run(start_pc=start, stop_pc=pc)
+            stalls += await driver.csr("STALL_CYCLES")
             start = pc
             results[f"stream/{block}"].append(await driver.read_stream())
         cycles += await driver.run(start_pc=start)
+        stalls += await driver.csr("STALL_CYCLES")
         results["cycles"].append(cycles)
+        results["stall_cycles"].append(stalls)
         results["logits"].append(await driver.read_logits())
         results["op_cycles"].append(list((await driver.read_op_cycles()).values()))
         results["overflow"].append(await driver.overflow() or "")
@@ -102,7 +100,8 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         from .amaranth_runner import run_amaranth
 
         image = image if isinstance(image, ProgramImage) else load_image(image)
-        dut = accelerator(**image.params)
+        words = external_image(image)
+        dut = system(memory_words=memory_words(len(words)), init=words, **image.params)
         return run_amaranth(dut, lambda ports: network_testbench(ports, image, inputs, check, progress))
     from .verilator_runner import run_verilator
 
@@ -115,14 +114,16 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
             image_path = tmp / "image"
         else:
             image_path = Path(image).resolve()
-        params = load_image(image_path).params
+        loaded = load_image(image_path)
+        params = dict(loaded.params, memory_words=memory_words(len(external_image(loaded))))
         np.save(tmp / "inputs.npy", inputs)
         job = {"image": str(image_path), "inputs": str(tmp / "inputs.npy"), "check": bool(check),
                "results": str(tmp / "results.npz"), "progress": str(tmp / "progress")}
         (tmp / "job.json").write_text(json.dumps(job))
         with _watch(Path(job["progress"]), progress):
-            run_verilator(accelerator, params, "spikeforge.sim.network", "testbench_from_env", build_root,
-                          extra_env={JOB_ENV: str(tmp / "job.json")})
+            run_verilator(system, params, "spikeforge.sim.network", "testbench_from_env", build_root,
+                          extra_env={JOB_ENV: str(tmp / "job.json")},
+                          plusargs=[f"+{PRELOAD_PLUSARG}={image_path / (EXTERNAL + '.hex')}"])
         with np.load(tmp / "results.npz") as data:
             return {key: data[key] for key in data.files}
 

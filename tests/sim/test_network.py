@@ -69,10 +69,13 @@ def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
     image = compile_bundle(bundle, n_pe=n_pe)
     results = _check(image, bundle, "amaranth", n=1)
     # every descriptor's cycles equal the operations' cycle model, and the run's total follows from them
+    # and the cycles spent waiting for external memory
     pixels = _inputs(bundle, 1)
     modelled = network_cycles(image, trace_tensors(GoldenModel(bundle).run(pixels), pixels.numpy()))
     assert list(results["op_cycles"][0]) == modelled
-    assert results["cycles"][0] == run_cycles(modelled, breakpoints=len(image.layout["breakpoints"]))
+    assert results["stall_cycles"][0] > 0
+    assert results["cycles"][0] - results["stall_cycles"][0] == run_cycles(modelled,
+                                                                           breakpoints=len(image.layout["breakpoints"]))
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +150,9 @@ def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_ove
     back through the control slave; the results are bit-exact with the golden model."""
     import json
 
-    from spikeforge.firmware.image import write_image
-    from spikeforge.sim.network import accelerator
+    from spikeforge.firmware.image import EXTERNAL, external_image, write_image
+    from spikeforge.sim.memory_model import PRELOAD_PLUSARG
+    from spikeforge.sim.system import memory_words, system
     from spikeforge.sim.verilator_runner import run_verilator
 
     bundle, _ = networks["cifar-d1-dim16-h1-T1"]
@@ -159,8 +163,10 @@ def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_ove
     job = {"image": str(tmp_path / "image"), "inputs": str(tmp_path / "inputs.npy"),
            "results": str(tmp_path / "results.npz")}
     (tmp_path / "job.json").write_text(json.dumps(job))
-    assert run_verilator(accelerator, image.params, "spikeforge.tests.sim.test_network", "third_party_master_testbench",
-                         shared_build / "verilator", extra_env={"SPIKEFORGE_AXI_JOB": str(tmp_path / "job.json")}) == 1
+    params = dict(image.params, memory_words=memory_words(len(external_image(image))))
+    assert run_verilator(system, params, "spikeforge.tests.sim.test_network", "third_party_master_testbench",
+                         shared_build / "verilator", extra_env={"SPIKEFORGE_AXI_JOB": str(tmp_path / "job.json")},
+                         plusargs=[f"+{PRELOAD_PLUSARG}={tmp_path / 'image' / (EXTERNAL + '.hex')}"]) == 1
     with np.load(tmp_path / "results.npz") as data:
         results = {key: data[key] for key in data.files}
     trace = GoldenModel(bundle).run(pixels)
@@ -213,7 +219,7 @@ def test_compile_refuses_what_the_hardware_cannot_hold(networks):
 def test_driver_refuses_an_image_for_other_hardware(networks):
     from spikeforge.firmware.driver import Driver, DriverError, PortsBus
     from spikeforge.sim.amaranth_runner import run_amaranth
-    from spikeforge.sim.network import accelerator
+    from spikeforge.sim.system import system
 
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     image = compile_bundle(bundle, n_pe=n_pe)
@@ -224,7 +230,7 @@ def test_driver_refuses_an_image_for_other_hardware(networks):
             await Driver(PortsBus(ports)).load(image)
         return True
 
-    assert run_amaranth(accelerator(**other), testbench)
+    assert run_amaranth(system(**other), testbench)
 
 
 def test_sim_command_on_the_trained_digits_network_in_verilator(digits_bundle, shared_overrides, shared_build,

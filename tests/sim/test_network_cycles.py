@@ -8,6 +8,7 @@ import torch
 
 from spikeforge.firmware.compiler import compile_bundle
 from spikeforge.firmware.driver import Driver, PortsBus
+from spikeforge.firmware.image import external_image
 from spikeforge.firmware.image import ProgramImage
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack, unpack
 from spikeforge.interface.layout import pack_fields, pack_row, spike_row_layout
@@ -20,7 +21,8 @@ from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.sim.amaranth_runner import run_amaranth
-from spikeforge.sim.network import accelerator, first_difference, run_network
+from spikeforge.sim.network import first_difference, run_network
+from spikeforge.sim.system import system
 from spikeforge.ops import BY_OPCODE
 from spikeforge.sim.network_cycles import (SEQUENCER_CYCLES, bit_planes, descriptor_cycles, network_cycles,
                                            run_cycles, spikes_at, trace_tensors)
@@ -160,10 +162,10 @@ def test_hand_made_descriptors_take_the_modelled_cycles():
                                    for c in range(c0, min(channels, c0 + n_pe)))
                         offset = pack_fields(rows, group=first_group + c0 // n_pe, t=t, y=y)
                         await driver.write_words("SPIKES", offset, [word])
-        cycles = await driver.run()
+        cycles = await driver.run() - await driver.csr("STALL_CYCLES")   # the core's cycles
         return cycles, [await driver.bus.read(address("OP_CYCLES", pc)) for pc in range(len(PROGRAM))]
 
-    cycles, hardware = run_amaranth(accelerator(**SMALL), testbench)
+    cycles, hardware = run_amaranth(system(init=external_image(image), **SMALL), testbench)
     model = []
     for tensor, fields in PROGRAM:
         f = unpack(pack(**fields))
