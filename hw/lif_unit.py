@@ -20,7 +20,9 @@ class LIFUnit(wiring.Component):
     """Combinational LIF step of ``n_pe`` lanes.
 
     ``H = V + ((((X << F) − V) · m) >> s)`` with ``X = acc + bias`` and ``F = frac_bits``; ``spike = H ≥ θ``;
-    ``v_next = spike ? 0 : H``.
+    ``v_next = spike ? 0 : H``. Computed as ``H = ((2^s − m) · V + m · (X << F)) >> s``, equal for integers
+    (``V + ⌊a / 2^s⌋ = ⌊(a + 2^s · V) / 2^s⌋``), which for τ = 2 (``m / 2^s = 1/2``) is one addition on the
+    membrane's path instead of a subtraction and an addition.
 
     Ports
     -----
@@ -58,8 +60,9 @@ class LIFUnit(wiring.Component):
             # X << F fits the membrane (membrane_bits >= acc_bits + frac_bits + 1): bound the shift's width
             scaled = Signal(signed(p.membrane_bits), name=f"scaled{lane}")
             m.d.comb += scaled.eq((self.acc[lane] + self.bias[lane]) << self.frac_bits)
-            step = times_constant(scaled - self.v[lane], p.decay_mult) >> p.decay_shift
-            h = self.v[lane] + step
+            keep = (1 << p.decay_shift) - p.decay_mult     # the part of V that stays
+            kept = times_constant(self.v[lane], keep) if keep else 0
+            h = (kept + times_constant(scaled, p.decay_mult)) >> p.decay_shift
             m.d.comb += [
                 self.h[lane].eq(h),
                 self.spike[lane].eq(self.h[lane] >= self.threshold[lane]),
