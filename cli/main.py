@@ -347,7 +347,8 @@ def _say_hardware_report(report, out):
     out.say(f"{'descriptor':<{width}}  mean cycles")
     for op, cycles in report["cycles"]["per_layer"].items():
         out.say(f"{op:<{width}}  {cycles:12.1f}")
-    out.say(f"cycles per image: {report['cycles']['mean']:.0f} (mean of {report['n']})")
+    out.say(f"cycles per image: {report['cycles']['mean']:.0f} (mean of {report['n']}), "
+            f"{report['cycles']['stalled_fraction']:.1%} of them waiting for external memory")
     if report["accuracy"] is not None:
         out.say(f"hardware accuracy: {report['accuracy']:.2%}"
                 + ("" if report.get("golden_accuracy") is None
