@@ -13,7 +13,8 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
-__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "attention_counts"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "attention_counts",
+           "key_value_counts"]
 
 KIND = "attention"
 OPCODE = "ATTENTION"
@@ -29,7 +30,7 @@ class Fields(LayerFields):
     output: Name = Field(description='count tensor written (units 1/8)')
     heads: int = Field(description='heads; channel c belongs to head c // (C / heads)')
     order: Literal["qk_first", "kv_first"] = Field(description='official product order (both exact)')
-    count_bits: Width = Field(description='count width, holds N · d')
+    count_bits: Width = Field(description='count width (Kᵀ·V and the result), holds N · d')
 
 
 def check(layer, net):
@@ -60,8 +61,21 @@ def attention_counts(q, k, v, heads):
     return counts.swapaxes(-1, -2).reshape(B, T, C, H, W)
 
 
+def key_value_counts(k, v, heads):
+    """Kᵀ·V per head on binary ``[B, T, C, H, W]`` arrays: ``[B, T, heads, d, d]``, entry ``[i, j]`` the
+    positions where key channel ``i`` and value channel ``j`` of the head both spike (the accelerator's
+    AND-and-count, ``≤ N``)."""
+    B, T, C, H, W = k.shape
+    d = C // heads
+    ks, vs = (x.reshape(B, T, heads, d, H * W) for x in (k, v))
+    return ks @ vs.swapaxes(-1, -2)
+
+
 def golden(layer, run):
-    out = attention_counts(run.values[layer.q], run.values[layer.k], run.values[layer.v], layer.heads)
+    q, k, v = (run.values[name] for name in (layer.q, layer.k, layer.v))
+    # count_bits holds every count of the attention: the Kᵀ·V counts the accelerator forms, and A
+    run.check_width(layer.name, key_value_counts(k, v, layer.heads), layer.count_bits)
+    out = attention_counts(q, k, v, layer.heads)
     run.check_width(layer.name, out, layer.count_bits)
     run.values[layer.output] = out
 

@@ -31,7 +31,8 @@ from spikeforge.interface.bits import signed_bits
 from spikeforge.interface.descriptor import FIELDS
 from spikeforge.interface.params import RANGES
 
-__all__ = ["RuleError", "LayerFields", "Width", "Name", "Tensor", "Network", "GoldenRun", "fits"]
+__all__ = ["RuleError", "LayerFields", "Width", "Name", "Tensor", "Network", "GoldenRun", "fits", "fits_per_image",
+           "wrap"]
 
 #: A declared two's complement width.
 Width = Annotated[int, Field(ge=2, le=64)]
@@ -126,7 +127,11 @@ def require_width(field_name, declared, bound):
 @dataclass
 class GoldenRun:
     """The golden model's state: tensors by name (numpy int64, ``[B, T, C, H, W]``), tables, config,
-    and the trace being recorded (spikes and membranes per LIF, overflowing layers, logits)."""
+    and the trace being recorded (spikes and membranes per LIF, overflowing layers, logits).
+
+    ``overflow`` lists the layers with a value wider than declared (in any image) in the order they
+    were checked — program order, as the layers run in it; ``overflow_images`` holds, per such layer,
+    which images (``[B]`` bools)."""
 
     values: dict
     tables: dict
@@ -135,12 +140,22 @@ class GoldenRun:
     spikes: dict = field(default_factory=dict)
     membranes: dict = field(default_factory=dict)
     overflow: list = field(default_factory=list)
+    overflow_images: dict = field(default_factory=dict)
     logits: np.ndarray | None = None
 
     def check_width(self, name, values, bits):
-        """Record ``name`` as overflowing if any of ``values`` needs more than ``bits``."""
-        if not fits(values, bits) and name not in self.overflow:
-            self.overflow.append(name)
+        """Record layer ``name`` as overflowing in each image (axis 0 of ``values``) where a value needs
+        more than ``bits`` bits of two's complement (``docs/integer-semantics.md`` §7)."""
+        values = np.asarray(values)
+        flags = ~fits_per_image(values, bits)
+        if flags.any():
+            if name not in self.overflow:
+                self.overflow.append(name)
+            self.overflow_images[name] = self.overflow_images.get(name, False) | flags
+
+    def overflow_per_image(self, images):
+        """Per image, the names of its overflowing layers in program order."""
+        return [[name for name in self.overflow if self.overflow_images[name][i]] for i in range(images)]
 
 
 def fits(values, bits):
@@ -148,6 +163,24 @@ def fits(values, bits):
     limit = 1 << (bits - 1)
     values = np.asarray(values)
     return bool(((values >= -limit) & (values < limit)).all())
+
+
+def fits_per_image(values, bits):
+    """Per image (axis 0 of ``values``): every value is representable in ``bits`` bits of two's complement."""
+    values = np.asarray(values)
+    if bits >= 64:                   # int64 values always fit
+        return np.ones(len(values), dtype=bool)
+    limit = 1 << (bits - 1)
+    return ((values >= -limit) & (values < limit)).reshape(len(values), -1).all(1)
+
+
+def wrap(values, bits):
+    """``values`` as held in ``bits`` bits of two's complement (the bits above dropped)."""
+    values = np.asarray(values, dtype=np.int64)
+    if bits >= 64:
+        return values
+    limit = 1 << (bits - 1)
+    return ((values + limit) & ((limit << 1) - 1)) - limit
 
 
 #: The widest accumulator an accelerator can be built with.

@@ -10,7 +10,7 @@ from spikeforge.interface.descriptor import OPCODES
 
 from pydantic import Field
 
-from .base import LayerFields, Name, RuleError, Width, require_buildable, require_width
+from .base import LayerFields, Name, RuleError, Width, require_buildable, require_width, wrap
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles"]
 
@@ -26,7 +26,7 @@ class Fields(LayerFields):
     output: Name = Field(description='logits tensor')
     weight: Name = Field(description='table [classes, channels]')
     bias: Name = Field(description='table [classes]')
-    sum_bits: Width = Field(description='width of the stream sums')
+    sum_bits: Width = Field(description='width of the stream sums (the logits use them as held in it)')
     logit_bits: Width = Field(description='width of the logits')
     scale_exp: int = Field(description='one logit unit is 2**scale_exp')
 
@@ -47,8 +47,9 @@ def check(layer, net):
 
 def golden(layer, run):
     sums = run.values[layer.input].sum((1, 3, 4))
-    logits = sums @ run.tables[layer.weight].T + run.tables[layer.bias]
     run.check_width(layer.name, sums, layer.sum_bits)
+    # the logits take the sums as held in sum_bits (the accelerator's bit-serial steps read those bits)
+    logits = wrap(sums, layer.sum_bits) @ run.tables[layer.weight].T + run.tables[layer.bias]
     run.check_width(layer.name, logits, layer.logit_bits)
     run.logits = logits
 

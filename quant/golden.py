@@ -26,7 +26,8 @@ class Trace:
     stream: dict                       # "block.j" -> residual stream after block j
     logits: torch.Tensor               # [B, num_classes]
     membranes: dict = field(default_factory=dict)   # LIF name -> membrane H (when recorded)
-    overflow: list = field(default_factory=list)    # names of layers that exceeded their width
+    overflow: list = field(default_factory=list)    # layers with a value wider than declared, program order
+    overflow_per_image: list = field(default_factory=list)   # per image: its such layers, program order
 
     @property
     def predictions(self):
@@ -74,4 +75,5 @@ class GoldenModel:
             OPERATIONS[layer.kind].golden(layer, run)
         stream = {block: run.values[name] for block, name in self.bundle.manifest["outputs"]["stream"].items()}
         return Trace(spikes=_torch(run.spikes), stream=_torch(stream), logits=torch.from_numpy(run.logits),
-                     membranes=_torch(run.membranes), overflow=run.overflow)
+                     membranes=_torch(run.membranes), overflow=run.overflow,
+                     overflow_per_image=run.overflow_per_image(len(run.values["input"])))

@@ -123,3 +123,48 @@ def test_export_is_deterministic(tmp_path):
         outs.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
     assert outs[0] == outs[1]
     assert any(str(name).endswith(".onnx") for name in outs[0])
+
+
+def _needed_bits(values):
+    """Per image (axis 0): the fewest bits of two's complement holding every value."""
+    values = values.reshape(len(values), -1)
+    return [max(int(v.max()).bit_length(), int(-v.min() - 1).bit_length()) + 1 for v in values]
+
+
+def test_overflow_is_listed_per_image_in_program_order(tmp_path):
+    """Layers declared narrower than their values (past the bundle checker, on a copy) are listed per
+    image where they overflow, in program order; the head's logits take the sums as held in sum_bits."""
+    import dataclasses
+
+    import numpy as np
+
+    from spikeforge.ops.base import wrap
+
+    bundle, _, pixels = _random_bundle(tmp_path, "digits-tiny", dict(depth=1, dim=16, heads=1))
+    trace = GoldenModel(bundle).run(pixels, record_membranes=True)
+    assert trace.overflow == [] and trace.overflow_per_image == [[]] * len(pixels)
+    layers = {layer.name: layer for layer in bundle.program}
+    block, stream = next(iter(trace.stream.items()))
+    tensor = bundle.manifest["outputs"]["stream"][block]
+    conv = next(layer for layer in bundle.program if layer.kind == "conv" and layer.output == tensor)
+    head = bundle.program[-1]
+    needs = {name: _needed_bits(membranes.numpy()) for name, membranes in trace.membranes.items()}
+    lif = next(name for name, need in needs.items() if len(set(need)) > 1)    # varies over the images
+    needs = {lif: needs[lif], conv.name: _needed_bits(stream.numpy()),
+             head.name: _needed_bits(trace.stream[list(trace.stream)[-1]].numpy().sum((1, 3, 4)))}
+    fields = {lif: "membrane_bits", conv.name: "acc_bits", head.name: "sum_bits"}
+    # the fewest bits any image needs: the others overflow (all of them where every image needs as many)
+    widths = {name: min(need) - (len(set(need)) == 1) for name, need in needs.items()}
+    narrowed = dataclasses.replace(bundle, program=tuple(
+        layer.model_copy(update={fields[layer.name]: widths[layer.name]}) if layer.name in widths else layer
+        for layer in bundle.program))
+    result = GoldenModel(narrowed).run(pixels)
+    order = [name for name in layers if name in widths]
+    expected = [[name for name in order if needs[name][i] > widths[name]] for i in range(len(pixels))]
+    assert result.overflow_per_image == expected
+    assert result.overflow == order
+    assert 0 < sum(lif in names for names in expected) < len(pixels)     # some images only
+    sums = trace.stream[list(trace.stream)[-1]].numpy().sum((1, 3, 4))
+    held = wrap(sums, widths[head.name])
+    assert not np.array_equal(held, sums)
+    assert np.array_equal(result.logits.numpy(), held @ bundle.tables[head.weight].T + bundle.tables[head.bias])
