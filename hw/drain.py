@@ -18,8 +18,9 @@ class Drain(wiring.Component):
     cycle), and one cycle later adds the tile's bias and, for a ``residual`` CONV, the stream word
     read in step; checks the sum against ``check_bits``; writes it back to the stream memory
     (``stream_write``; each word is read, then written one cycle later) and runs the LIF (threshold
-    of the tile, ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``). The membrane
-    stays in a register across the timesteps of one position. A ``static`` input's accumulators hold
+    of the tile, ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``) and whose
+    membrane H is checked against ``membrane_bits``. The membrane stays in a register across the
+    timesteps of one position. A ``static`` input's accumulators hold
     ``t = 0`` only: they are read, and kept, at every timestep.
 
     The pass takes ``T·H·W + 2`` cycles from the one after ``start`` to ``done`` included: a start
@@ -29,7 +30,7 @@ class Drain(wiring.Component):
     -----
     desc : In(DESCRIPTOR_LAYOUT)
         The descriptor (``T``, ``H``, ``W``, ``static``, ``residual``, ``stream_write``, ``lif``,
-        ``bias_base``, ``threshold_base``, ``out_base``, ``frac_bits``, ``check_bits``).
+        ``bias_base``, ``threshold_base``, ``out_base``, ``frac_bits``, ``check_bits``, ``membrane_bits``).
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The output tile (``n_pe`` channels), stable during the pass.
     start : In(1)
@@ -57,6 +58,10 @@ class Drain(wiring.Component):
         of a row ``{t, y}`` gather in a register and go out whole with its last position.
     overflow : Out(1)
         A result at this cycle's position does not fit ``check_bits``.
+    membrane_overflow : Out(1)
+        A ``lif`` descriptor: the membrane H before reset at this cycle's position does not fit the
+        descriptor's ``membrane_bits`` (the fused LIF's declared width; H itself is exact in the build's
+        wider ``membrane_bits``).
     out_valid, out_t, out_y, out_x : Out
         The position processed this cycle.
     out_spikes : Out(n_pe)
@@ -81,7 +86,7 @@ class Drain(wiring.Component):
             "stream_we": Out(1), "stream_waddr": Out(range(stream_depth)), "stream_wdata": Out(acc_word),
             "word_valid": Out(1), "word_addr": Out(max(1, p.group_bits + p.t_bits + p.h_bits)),
             "word_data": Out(data.ArrayLayout(p.max_w, p.n_pe)),
-            "overflow": Out(1),
+            "overflow": Out(1), "membrane_overflow": Out(1),
             "out_valid": Out(1), "out_t": Out(DESCRIPTOR_LAYOUT["T"].shape),
             "out_y": Out(DESCRIPTOR_LAYOUT["H"].shape), "out_x": Out(DESCRIPTOR_LAYOUT["W"].shape),
             "out_spikes": Out(p.n_pe), "out_membrane": Out(membrane_word),
@@ -132,6 +137,9 @@ class Drain(wiring.Component):
                 m.d.comb += self.overflow.eq(1)
         m.d.comb += [lif.acc.eq(total), lif.bias.eq(0), lif.threshold.eq(self.threshold_data),
                      lif.frac_bits.eq(d.frac_bits), lif.v.eq(Mux(drain_t == 0, 0, membrane))]
+        for lane in range(p.n_pe):
+            with m.If(pending & d.lif & ~fits(lif.h[lane], d.membrane_bits)):
+                m.d.comb += self.membrane_overflow.eq(1)
         m.d.comb += [self.out_valid.eq(pending), self.out_t.eq(drain_t), self.out_y.eq(drain_y),
                      self.out_x.eq(drain_x), self.out_spikes.eq(lif.spike), self.out_membrane.eq(lif.h)]
         out_group = spike_group(p, d.out_base, tile)

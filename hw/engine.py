@@ -52,7 +52,10 @@ class Engine(wiring.Component):
     busy, done : Out(1)
         ``done`` pulses for one cycle at the end.
     overflow : Out(1)
-        Pulses when a result exceeds the descriptor's ``check_bits`` (or a head sum its ``sum_bits``).
+        A value of the descriptor's own layer exceeds its declared width: a CONV/ATTENTION result or a
+        Kᵀ·V count its ``check_bits``, a head sum its ``sum_bits``, a logit its ``check_bits``.
+    membrane_overflow : Out(1)
+        A membrane of the fused LIF exceeds the descriptor's ``membrane_bits``.
     events : Out(32)
         Accumulation events of the descriptor running or last run.
     weight_en, weight_addr : Out
@@ -83,7 +86,7 @@ class Engine(wiring.Component):
         self.host_data_bits = host_data_bits(p)
         super().__init__({
             "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "busy": Out(1), "done": Out(1),
-            "overflow": Out(1), "events": Out(32),
+            "overflow": Out(1), "membrane_overflow": Out(1), "events": Out(32),
             "weight_en": Out(1), "weight_addr": Out(range(p.weight_rows)), "weight_data": In(self.row),
             "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(self.acc_word),
             "threshold_en": Out(1), "threshold_addr": Out(range(p.threshold_rows)),
@@ -145,7 +148,8 @@ class Engine(wiring.Component):
                      scratch_write.data.eq(key_value.weight_data),
                      stream_write.en.eq(drain.stream_we), stream_write.addr.eq(drain.stream_waddr),
                      stream_write.data.eq(drain.stream_wdata),
-                     self.overflow.eq(drain.overflow | head.overflow)]
+                     self.overflow.eq(drain.overflow | head.overflow | key_value.overflow),
+                     self.membrane_overflow.eq(drain.membrane_overflow)]
         m.d.comb += [self.drain_valid.eq(drain.out_valid), self.drain_tile.eq(tile), self.drain_t.eq(drain.out_t),
                      self.drain_y.eq(drain.out_y), self.drain_x.eq(drain.out_x),
                      self.drain_spikes.eq(drain.out_spikes), self.drain_membrane.eq(drain.out_membrane)]

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 
-from .logic import check_params, popcount, spike_group
+from .logic import check_params, fits, popcount, spike_group
 
 __all__ = ["KeyValueProduct"]
 
@@ -27,7 +27,7 @@ class KeyValueProduct(wiring.Component):
     Ports
     -----
     desc : In(DESCRIPTOR_LAYOUT)
-        The descriptor (``cin``, ``H``, ``head_dim``, ``k_base``, ``v_base``, ``weight_base``).
+        The descriptor (``cin``, ``H``, ``head_dim``, ``k_base``, ``v_base``, ``weight_base``, ``check_bits``).
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The value-channel tile, stable during the pass.
     t_sel : In(DESCRIPTOR_LAYOUT["T"].shape)
@@ -44,6 +44,10 @@ class KeyValueProduct(wiring.Component):
     group_data : In(ArrayLayout(max_w, n_pe))
     weight_en, weight_addr, weight_data : Out
         Write of one Kᵀ·V row into the scratch memory (``range(scratch_rows)``).
+    overflow : Out(1)
+        A count of the row written this cycle does not fit ``check_bits`` (the attention's
+        ``count_bits``, which holds every count of the attention; the row itself is exact in the
+        build's ``weight_bits``).
     """
 
     def __init__(self, params):
@@ -58,6 +62,7 @@ class KeyValueProduct(wiring.Component):
             "group_addr": Out(addr), "group_data": In(data.ArrayLayout(p.max_w, p.n_pe)),
             "weight_en": Out(1), "weight_addr": Out(range(p.scratch_rows)),
             "weight_data": Out(data.ArrayLayout(signed(p.weight_bits), p.n_pe)),
+            "overflow": Out(1),
         })
 
     def elaborate(self, platform):
@@ -120,4 +125,6 @@ class KeyValueProduct(wiring.Component):
                 m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr)]
                 for lane in range(p.n_pe):
                     m.d.comb += self.weight_data[lane].eq(Mux(mask[lane], total[lane], 0))
+                    with m.If(mask[lane] & ~fits(total[lane], d.check_bits)):
+                        m.d.comb += self.overflow.eq(1)
         return m

@@ -1,7 +1,7 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
 range check, popcount, and the check of the build parameters they take."""
 
-from amaranth import Const
+from amaranth import Const, Value
 
 from spikeforge.interface.params import AcceleratorParams
 
@@ -36,9 +36,14 @@ def count_nested(m, counters, finished):
 
 
 def fits(value, bits):
-    """``value`` (signed) is representable in ``bits`` (a value) bits of two's complement."""
-    high = value >> (bits - 1).as_unsigned()
-    return (high == 0) | (high == -1)
+    """``value`` (signed) is representable in ``bits`` (a value) bits of two's complement: its bits from
+    ``bits − 1`` up are all equal. The mask of those bits is a shift of a constant (no barrel shifter
+    of ``value``), the same for every lane checked against the same ``bits``."""
+    value = Value.cast(value)
+    width = len(value)
+    high = (Const((1 << width) - 1, width) << (Value.cast(bits) - 1).as_unsigned())[:width]
+    masked = value.as_unsigned() & high
+    return (masked == 0) | (masked == high)
 
 
 def popcount(word):

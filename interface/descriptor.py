@@ -46,9 +46,12 @@ FIELDS = (
     Field("threshold_base", 16, "threshold row of tile 0"),
     Field("frac_bits", 4, "CONV/ATTENTION: fractional bits F of the fused LIF's membrane (F = T for τ = 2)"),
     Field("head_dim", 8, "ATTENTION: channels per head d"),
-    Field("sum_bits", 6, "HEAD: width of the per-channel stream sums (bit-serial steps)"),
-    Field("check_bits", 6, "declared width of the result (CONV acc_bits, ATTENTION count_bits, "
-                           "HEAD logit_bits); a wider value raises OVERFLOW"),
+    Field("sum_bits", 6, "HEAD: declared width of the per-channel stream sums (bit-serial steps: the logits use "
+                         "the sums wrapped to it); a wider sum raises OVERFLOW (OVERFLOW_LOG bit RESULT)"),
+    Field("check_bits", 6, "declared width of the result (CONV acc_bits; ATTENTION count_bits, also of its Kᵀ·V "
+                           "counts; HEAD logit_bits); a wider value raises OVERFLOW (OVERFLOW_LOG bit RESULT)"),
+    Field("membrane_bits", 7, "CONV/ATTENTION with lif: declared width of the fused LIF's membrane H (the LIF's "
+                              "membrane_bits); a wider H raises OVERFLOW (OVERFLOW_LOG bit MEMBRANE)"),
 )
 
 DESCRIPTOR_LAYOUT = data.StructLayout({f.name: f.bits for f in FIELDS})

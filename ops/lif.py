@@ -105,11 +105,13 @@ def emit(layer, program):
 
 def fuse(layer, program, fields, channels, T, H, W):
     """Attach the LIF ``layer`` (or None) to its producer's descriptor ``fields``: thresholds, output
-    spikes, and the LIF constants the hardware is built with."""
+    spikes, the declared membrane width the drain checks H against, and the LIF constants the hardware
+    is built with."""
     if layer is None:
         return
     program.need(decay=(layer.decay_mult, layer.decay_shift), frac_bits=layer.frac_bits,
                  membrane_bits=layer.membrane_bits, layer=layer)
     out = program.place(layer.output, channels, T, H, W, lif=layer.name)
-    fields.update(lif=1, out_base=out["group"], threshold_base=len(program.thresholds), frac_bits=layer.frac_bits)
+    fields.update(lif=1, out_base=out["group"], threshold_base=len(program.thresholds), frac_bits=layer.frac_bits,
+                  membrane_bits=layer.membrane_bits)
     program.thresholds += program.lanes(program.tables[layer.threshold].tolist(), pad=None)

@@ -58,7 +58,7 @@ def test_external_files_hold_the_tables_where_the_hardware_reads_them(image_dir)
     data = (image_dir / "EXTERNAL.bin").read_bytes()
     assert words == [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
     image = sample_image()
-    program_row = sum(words[k] << (32 * k) for k in range(7))            # 198 bits: 7 beats, 8 apart
+    program_row = sum(words[k] << (32 * k) for k in range(7))            # 205 bits: 7 beats, 8 apart
     assert program_row == image.memories["PROGRAM"][0]
     assert sum(words[8 + k] << (32 * k) for k in range(7)) == image.memories["PROGRAM"][1]
     weights = 4096 // 4                                                 # 128 bits: 4 beats, 4 apart

@@ -69,7 +69,7 @@ def _run(desc, tile, contents):
     async def bench(ctx):
         set_desc(ctx, dr.desc, **desc)
         ctx.set(dr.tile, tile)
-        seen = {"reads": [], "out": [], "overflow": []}
+        seen = {"reads": [], "out": [], "overflow": [], "membrane_overflow": []}
 
         def observe(ctx):
             if ctx.get(dr.acc_valid):
@@ -79,8 +79,9 @@ def _run(desc, tile, contents):
                 seen["out"].append((position, [ctx.get(dr.out_spikes) >> lane & 1 for lane in range(P.n_pe)],
                                     [ctx.get(dr.out_membrane[lane]) for lane in range(P.n_pe)]))
                 seen["overflow"].append(ctx.get(dr.overflow))
+                seen["membrane_overflow"].append(ctx.get(dr.membrane_overflow))
             else:
-                assert not ctx.get(dr.overflow)
+                assert not ctx.get(dr.overflow) and not ctx.get(dr.membrane_overflow)
 
         ctx.set(dut.host.select, 0)
         seen["cycles"] = await run_pass(ctx, dr, observe)
@@ -118,7 +119,7 @@ def _expected(desc, tile, contents):
 
 
 BASE = dict(op=OPCODES["CONV"], lif=1, T=3, H=2, W=3, bias_base=1, threshold_base=2, out_base=5, frac_bits=3,
-            check_bits=P.acc_bits)
+            check_bits=P.acc_bits, membrane_bits=P.membrane_bits)
 
 
 @pytest.mark.parametrize("flags", [dict(residual=1, stream_write=1), dict(static=1, stream_write=1), dict()])
@@ -137,7 +138,7 @@ def test_drain_adds_bias_and_residual_runs_the_lif_and_writes_back(flags):
     assert any(any(s) for s in seen["spikes"].values()) and not all(all(s) for s in seen["spikes"].values())
     initial = {k: contents["stream"][_stream_addr(tile, *k)] for k in order}
     assert seen["stream"] == ({k: expected[k][0] for k in order} if desc.get("stream_write") else initial)
-    assert not any(seen["overflow"])
+    assert not any(seen["overflow"]) and not any(seen["membrane_overflow"])
     # accumulator reads {t, y, x}: a static input's t = 0 word, kept until the last timestep
     static = desc.get("static", 0)
     assert seen["reads"] == [(x | y << P.w_bits | (0 if static else t) << (P.w_bits + P.h_bits),
@@ -152,6 +153,22 @@ def test_overflow_flags_the_positions_whose_sum_exceeds_check_bits():
     order = [position for position, _, _ in seen["out"]]
     flags = [int(not all(fits_signed(value, 10) for value in expected[k][0])) for k in order]
     assert seen["overflow"] == flags and 0 < sum(flags) < len(flags)
+
+
+@pytest.mark.parametrize("lif", [1, 0])
+def test_membrane_overflow_flags_the_positions_whose_membrane_exceeds_membrane_bits(lif):
+    """The LIF's H before reset (exact in the build's membrane_bits) against the descriptor's narrower
+    membrane_bits, the fused LIF's declared width; a descriptor without a LIF checks none. The result
+    itself fits check_bits: only the membrane is flagged."""
+    desc, tile = {**BASE, "residual": 1, "membrane_bits": 12, "lif": lif}, 1
+    contents = _contents(seed=5)
+    seen = _run(desc, tile, contents)
+    expected = _expected(desc, tile, contents)
+    order = [position for position, _, _ in seen["out"]]
+    flags = [int(lif and not all(fits_signed(h, 12) for h in expected[k][2])) for k in order]
+    assert seen["membrane_overflow"] == flags and not any(seen["overflow"])
+    if lif:
+        assert 0 < sum(flags) < len(flags)
 
 
 def test_rejects_engine_params():

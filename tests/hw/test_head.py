@@ -13,6 +13,7 @@ from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.layout import pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
+from spikeforge.ops.base import wrap
 from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params
 
 P = small_params(acc_bits=20)
@@ -79,10 +80,15 @@ def test_sums_wider_than_sum_bits_overflow():
     desc, stream, weights, bias, sums, _ = _case(seed=2)
     desc["sum_bits"] = max(s.bit_length() for s in sums)    # some sum needs one bit more
     assert not all(fits_signed(s, desc["sum_bits"]) for s in sums)
-    cycles, _, overflows = _run(desc, stream, weights, bias)
+    cycles, result, overflows = _run(desc, stream, weights, bias)
     assert cycles == _cycles(desc)
     sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 1
     assert any(overflows[:sum_stage]) and not any(overflows[sum_stage:])
+    # the logits take the sums as held in sum_bits bits, as the golden model (ops/head.py) does
+    held = [int(s) for s in wrap(sums, desc["sum_bits"])]
+    assert held != sums[:len(held)]
+    assert result == [bias[2][j] + sum(held[c] * weights[20 + c][j] for c in range(desc["cin"]))
+                      for j in range(P.n_pe)]
 
 
 def test_logits_wider_than_check_bits_overflow():

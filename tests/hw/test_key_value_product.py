@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """KeyValueProduct in the Amaranth simulator: the Kᵀ·V scratch rows of one tile and timestep (AND-and-count,
-masked to the heads) and the pass's cycles, against Python."""
+masked to the heads), their check against the attention's count width and the pass's cycles, against Python."""
 
 import random
 
@@ -10,6 +10,7 @@ from amaranth.lib import data, memory
 
 from spikeforge.hw.key_value_product import KeyValueProduct
 from spikeforge.hw.spike_memory import SpikeMemory
+from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.params import EngineParams
 from spikeforge.tests.hw.bench import Harness, SpikeHost, run_pass, set_desc, simulate, small_params, spike_addr, \
@@ -34,8 +35,8 @@ def _harness(p):
     return harness
 
 
-@pytest.mark.parametrize("cin,head_dim,tile,t_sel", [(6, 3, 1, 2), (4, 4, 0, 0), (8, 2, 1, 1)])
-def test_rows_count_the_positions_where_key_and_value_both_spike(cin, head_dim, tile, t_sel):
+@pytest.mark.parametrize("cin,head_dim,tile,t_sel,check_bits", [(6, 3, 1, 2, 16), (4, 4, 0, 0, 3), (8, 2, 1, 1, 3)])
+def test_rows_count_the_positions_where_key_and_value_both_spike(cin, head_dim, tile, t_sel, check_bits):
     p = small_params()
     H, W, T = 3, 5, 3
     k_base, v_base, weight_base = 0, 3, 10
@@ -55,14 +56,21 @@ def test_rows_count_the_positions_where_key_and_value_both_spike(cin, head_dim, 
         await write_spike_rows(ctx, dut.host, words)
         ctx.set(dut.host.select, 0)
         set_desc(ctx, dut.kv.desc, op=OPCODES["ATTENTION"], cin=cin, H=H, W=W, T=T, head_dim=head_dim,
-                 k_base=k_base, v_base=v_base, weight_base=weight_base)
+                 k_base=k_base, v_base=v_base, weight_base=weight_base, check_bits=check_bits)
         ctx.set(dut.kv.tile, tile)
         ctx.set(dut.kv.t_sel, t_sel)
-        cycles = await run_pass(ctx, dut.kv)
-        rows = [[ctx.get(dut.weights.data[weight_base + i])[lane] for lane in range(p.n_pe)] for i in range(cin)]
-        return cycles, rows, ctx.get(dut.weights.data[weight_base + cin])[0]
+        flagged = []
 
-    cycles, rows, after = simulate(dut, bench)
+        def observe(ctx):
+            if ctx.get(dut.kv.overflow):
+                assert ctx.get(dut.kv.weight_en)
+                flagged.append(ctx.get(dut.kv.weight_addr) - weight_base)
+
+        cycles = await run_pass(ctx, dut.kv, observe)
+        rows = [[ctx.get(dut.weights.data[weight_base + i])[lane] for lane in range(p.n_pe)] for i in range(cin)]
+        return cycles, rows, ctx.get(dut.weights.data[weight_base + cin])[0], flagged
+
+    cycles, rows, after, flagged = simulate(dut, bench)
     assert cycles == cin * H + 1
     expected = []
     for i in range(cin):
@@ -74,6 +82,10 @@ def test_rows_count_the_positions_where_key_and_value_both_spike(cin, head_dim, 
         expected.append(row)
     assert rows == expected and any(any(r) for r in rows)
     assert after == -1   # nothing written past the last key channel
+    # the rows holding a count wider than check_bits (the attention's count_bits) raise overflow
+    assert flagged == [i for i, row in enumerate(expected) if not all(fits_signed(n, check_bits) for n in row)]
+    if check_bits < p.acc_bits:
+        assert 0 < len(flagged) < cin
 
 
 def test_rejects_engine_params():
