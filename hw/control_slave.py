@@ -21,7 +21,10 @@ class ControlSlave(wiring.Component):
     A write to slot ``s`` replaces those 32 bits of a staging word and stores the whole staged word
     (``wstrb`` is ignored: every write carries a full slot). A read presents ``{window, offset}`` for
     one cycle and returns slot ``s`` of the word the core answers with the cycle after. One transfer
-    at a time: a read waits for a pending write response, a write for a pending read.
+    at a time: a read waits for a pending write, a write for a pending read. The write address and
+    data are taken into registers independently (``AWREADY``/``WREADY``/``ARREADY`` depend on the
+    slave's registers only, never combinationally on the master's signals); the write happens the
+    cycle after both are in.
 
     Ports
     -----
@@ -53,26 +56,31 @@ class ControlSlave(wiring.Component):
         n_slots = ceil_div(self.word_bits, BUS_DATA_BITS)
         slot_layout = data.ArrayLayout(BUS_DATA_BITS, n_slots)
         staged = Signal(slot_layout)
-        write_address = data.View(BUS_ADDRESS, bus.awaddr)
+        write_address, write_data = Signal(BUS_ADDRESS), Signal(BUS_DATA_BITS)
+        address_in, data_in = Signal(), Signal()     # the write's address, data taken
         read_address = Signal(BUS_ADDRESS)
 
         read_busy = Signal()      # from the read address handshake to the read data handshake
         read_waiting = Signal()   # the cycle the core reads the word
         write_fire = Signal()
-        m.d.comb += write_fire.eq(bus.awvalid & bus.wvalid & ~read_busy & (~bus.bvalid | bus.bready))
-        m.d.comb += [bus.awready.eq(write_fire), bus.wready.eq(write_fire),
-                     bus.arready.eq(~read_busy & ~(bus.awvalid & bus.wvalid))]
+        m.d.comb += [write_fire.eq(address_in & data_in & ~read_busy & ~bus.bvalid),
+                     bus.awready.eq(~address_in), bus.wready.eq(~data_in),
+                     bus.arready.eq(~read_busy & ~address_in & ~data_in & ~bus.bvalid)]
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += [write_address.eq(bus.awaddr), address_in.eq(1)]
+        with m.If(bus.wvalid & bus.wready):
+            m.d.sync += [write_data.eq(bus.wdata), data_in.eq(1)]
 
         merged = Signal(slot_layout)
         m.d.comb += merged.eq(staged)
         for slot in range(n_slots):
             with m.If(write_address.slot == slot):
-                m.d.comb += merged[slot].eq(bus.wdata)
+                m.d.comb += merged[slot].eq(write_data)
         m.d.comb += [self.wdata.eq(merged), self.we.eq(write_fire & ~self.reject),
                      self.window.eq(Mux(write_fire, write_address.window, read_address.window)),
                      self.offset.eq(Mux(write_fire, write_address.offset, read_address.offset))]
         with m.If(write_fire):
-            m.d.sync += [staged.eq(merged), bus.bvalid.eq(1),
+            m.d.sync += [staged.eq(merged), bus.bvalid.eq(1), address_in.eq(0), data_in.eq(0),
                          bus.bresp.eq(Mux(self.reject, RESP_SLVERR, RESP_OKAY))]
         with m.Elif(bus.bready):
             m.d.sync += bus.bvalid.eq(0)
