@@ -349,6 +349,10 @@ def _say_hardware_report(report, out):
         out.say(f"{op:<{width}}  {cycles:12.1f}")
     out.say(f"cycles per image: {report['cycles']['mean']:.0f} (mean of {report['n']}), "
             f"{report['cycles']['stalled_fraction']:.1%} of them waiting for external memory")
+    if report["overflow"]:
+        flagged = [i for i, names in enumerate(report["overflow_per_image"]) if names]
+        out.say(f"overflow: values wider than declared in {', '.join(report['overflow'])} "
+                f"(images {', '.join(map(str, flagged[:20]))}{' ...' if len(flagged) > 20 else ''})")
     if report["accuracy"] is not None:
         out.say(f"hardware accuracy: {report['accuracy']:.2%}"
                 + ("" if report.get("golden_accuracy") is None

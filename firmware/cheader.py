@@ -22,7 +22,7 @@ def _define(name, value, comment=None, as_hex=False):
 
 
 def c_header():
-    """Text of ``spikeforge_regs.h``: windows, register addresses, STATUS/CTRL bits, opcodes and
+    """Text of ``spikeforge_regs.h``: windows, register addresses, STATUS/CTRL/OVERFLOW_LOG bits, opcodes and
     descriptor fields as ``#define``\\ s. Deterministic: the same tables give the same bytes.
 
     Returns
@@ -50,9 +50,10 @@ def c_header():
     out += ["", "/* Registers: byte address (CSR window, one word each). */"]
     out += [_define(f"REG_{reg.name}", regmap.address("CSR", reg.offset), f"{reg.access}: {reg.doc}",
                     as_hex=True) for reg in regmap.REGISTERS]
-    out += ["", "/* STATUS and CTRL bit positions. */"]
+    out += ["", "/* STATUS, CTRL and OVERFLOW_LOG (one word per descriptor) bit positions. */"]
     out += [_define(f"STATUS_{name}_BIT", bit) for name, bit in regmap.STATUS_BITS.items()]
     out += [_define(f"CTRL_{name}_BIT", bit) for name, bit in regmap.CTRL_BITS.items()]
+    out += [_define(f"OVERFLOW_LOG_{name}_BIT", bit) for name, bit in regmap.OVERFLOW_LOG_BITS.items()]
     out += ["", "/* Descriptor opcodes (field op). */"]
     out += [_define(f"OP_{name}", code) for name, code in OPCODES.items()]
     out += ["", "/* Descriptor fields: least significant bit and width in one program word. */",

@@ -23,7 +23,7 @@ def _word_bits(win):
 
 
 def firmware_tables_markdown():
-    """Markdown tables of the registers, STATUS/CTRL bits, windows, opcodes and descriptor fields.
+    """Markdown tables of the registers, STATUS/CTRL/OVERFLOW_LOG bits, windows, opcodes and descriptor fields.
 
     Returns
     -------
@@ -36,6 +36,7 @@ def firmware_tables_markdown():
     lines += ["", "| register | bit | name |", "|---|---|---|"]
     lines += [f"| `STATUS` | {bit} | `{name}` |" for name, bit in regmap.STATUS_BITS.items()]
     lines += [f"| `CTRL` | {bit} | `{name}` |" for name, bit in regmap.CTRL_BITS.items()]
+    lines += [f"| `OVERFLOW_LOG` word | {bit} | `{name}` |" for name, bit in regmap.OVERFLOW_LOG_BITS.items()]
     lines += ["", "### Windows", "",
               f"Byte address `{{window, offset, slot, 00}}` ({regmap.WINDOW_BITS}, {regmap.OFFSET_BITS}, "
               f"{regmap.SLOT_BITS} and 2 bits): window `w` starts at "

@@ -13,10 +13,11 @@ from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.interface.external import table_offsets
-from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, STATUS_BITS, TABLES, address, identity_values,
-                                         register, slots)
+from spikeforge.interface.descriptor import unpack
+from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES, address,
+                                         identity_values, register, slots)
 
-__all__ = ["Driver", "PortsBus", "DriverError"]
+__all__ = ["Driver", "PortsBus", "DriverError", "overflow_layers", "overflow_names"]
 
 _SLOT_MASK = (1 << BUS_DATA_BITS) - 1
 
@@ -25,9 +26,27 @@ class DriverError(RuntimeError):
     """The accelerator reported an error, or the image does not match the hardware."""
 
 
+def overflow_layers(image):
+    """What each ``OVERFLOW_LOG`` bit names, in program order: ``(pc, bit, layer name)`` — bit RESULT the
+    descriptor's own layer, bit MEMBRANE the LIF fused into it (found by its output spikes' group)."""
+    lifs = {place["group"]: place["lif"] for place in image.layout["spikes"].values()}
+    named = []
+    for pc, name in enumerate(image.layout["ops"][:-1]):
+        named.append((pc, OVERFLOW_LOG_BITS["RESULT"], name))
+        fields = unpack(image.memories["PROGRAM"][pc])
+        if fields["lif"] and fields["out_base"] in lifs:
+            named.append((pc, OVERFLOW_LOG_BITS["MEMBRANE"], lifs[fields["out_base"]]))
+    return named
+
+
+def overflow_names(image, log):
+    """Layer names of the set bits of ``log`` (one ``OVERFLOW_LOG`` word per descriptor), in program order."""
+    return [name for pc, bit, name in overflow_layers(image) if pc < len(log) and int(log[pc]) >> bit & 1]
+
+
 class PortsBus:
     """AXI4-Lite master on the accelerator's port ``prefix`` of a :class:`~spikeforge.sim.transport.Ports`
-    object: one transfer at a time, a block of writes at one per cycle."""
+    object: one transfer at a time."""
 
     def __init__(self, ports, prefix="ctrl", done_timeout=50_000_000):
         self.ports = ports
@@ -54,7 +73,7 @@ class PortsBus:
         await self.write_all([(addr, value)])
 
     async def write_all(self, writes):
-        """Write each 32-bit ``value`` of ``writes`` (``(address, value)`` pairs) in order, one per cycle."""
+        """Write each 32-bit ``value`` of ``writes`` (``(address, value)`` pairs) in order."""
         port = self._port
         await self.ports.write(port("wstrb"), 0xF)
         await self.ports.write(port("bready"), 1)
@@ -162,7 +181,8 @@ class Driver:
 
     async def run(self, pixels=None, start_pc=0, stop_pc=0):
         """Write ``pixels`` (if given), run descriptors ``[start_pc, stop_pc)`` (0: to END); returns cycles
-        (waits for external memory included: ``STALL_CYCLES`` of them)."""
+        (waits for external memory included: ``STALL_CYCLES`` of them). The overflow flags are kept from
+        earlier runs: :meth:`clear_overflow` before an image's first run."""
         if pixels is not None:
             await self.write_input(pixels)
         await self.set_csr("START_PC", start_pc)
@@ -175,11 +195,23 @@ class Driver:
             raise DriverError(f"the accelerator stopped with ERROR at descriptor {pc}")
         return await self.csr("CYCLES")
 
+    async def clear_overflow(self):
+        """Clear ``OVERFLOW_LOG`` and with it ``STATUS.OVERFLOW`` (they are sticky across runs)."""
+        await self.set_csr("CTRL", 1 << CTRL_BITS["CLEAR_OVERFLOW"])
+
+    async def read_overflow_log(self):
+        """The ``OVERFLOW_LOG`` word of each descriptor (END excluded): bits :data:`OVERFLOW_LOG_BITS`
+        set since the last :meth:`clear_overflow`; all 0 without reading when ``STATUS.OVERFLOW`` is clear."""
+        ops = self.image.layout["ops"][:-1]
+        if not await self.csr("STATUS") >> STATUS_BITS["OVERFLOW"] & 1:
+            return [0] * len(ops)
+        return [await self.bus.read(address("OVERFLOW_LOG", pc)) for pc in range(len(ops))]
+
     async def overflow(self):
-        """Descriptor name of the first result wider than declared, or None."""
-        if await self.csr("STATUS") >> STATUS_BITS["OVERFLOW"] & 1:
-            return self.image.layout["ops"][await self.csr("OVERFLOW_PC")]
-        return None
+        """Names of the layers with a value wider than declared since the last :meth:`clear_overflow`,
+        in program order (a descriptor's own layer, then its fused LIF): the golden model's
+        ``Trace.overflow_per_image`` of the image run."""
+        return overflow_names(self.image, await self.read_overflow_log())
 
     async def read_logits(self):
         p = self.image.params

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from spikeforge.firmware.compiler import DEFAULT_N_PE, compile_bundle
+from spikeforge.firmware.driver import overflow_names
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.model.encoding import encode_input, input_encoding
 from spikeforge.ops.bundle import Bundle, load_bundle
@@ -187,7 +188,9 @@ def predict(bundle, pixels, backend="verilator", check=True, labels=None, n_pe=D
 
     Returns the report ``spikeforge sim --json`` prints: ``predictions``, ``accuracy`` (with
     ``labels``), ``cycles`` (per image, mean, per descriptor), ``firing_rates`` (with ``check``),
-    ``overflow`` and, with ``check``, ``bit_exact``, ``first_difference`` and ``golden_accuracy``.
+    ``overflow`` (the layers with a value wider than declared in any image, program order; the
+    golden model's ``Trace.overflow``), ``overflow_per_image`` and, with ``check``, ``bit_exact``,
+    ``first_difference`` and ``golden_accuracy``.
     Without ``check`` no layer is read back (faster); ``bit_exact`` is then None.
     """
     check_backend(backend)
@@ -206,7 +209,8 @@ def predict(bundle, pixels, backend="verilator", check=True, labels=None, n_pe=D
                          "per_layer": {op: float(c) for op, c in zip(ops, results["op_cycles"].mean(0))}},
               "firing_rates": {key.split("/", 1)[1]: float(v.mean()) for key, v in results.items()
                                if key.startswith("spikes/")},
-              "overflow": sorted({str(o) for o in results["overflow"] if o}),
+              "overflow": overflow_names(image, np.bitwise_or.reduce(results["overflow_log"], axis=0)),
+              "overflow_per_image": [overflow_names(image, log) for log in results["overflow_log"]],
               "accuracy": None if labels is None else float(np.mean(np.array(predictions) == labels)),
               "bit_exact": None, "results": results}
     if check:

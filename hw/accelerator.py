@@ -5,8 +5,8 @@ from amaranth.hdl import EnableInserter
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.regmap import (ADDRESS_BITS, CTRL_BITS, REGISTERS, STATUS_BITS, TABLES, identity_values,
-                                        window, word_bits)
+from spikeforge.interface.regmap import (ADDRESS_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, REGISTERS, STATUS_BITS, TABLES,
+                                        identity_values, window, word_bits)
 
 from .burst_arbiter import BurstArbiter
 from .bus import axi4_lite_signature, axi4_read_signature
@@ -27,7 +27,9 @@ class Accelerator(wiring.Component):
     reads, prefetching, over one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read
     misses, the core (sequencer and engine) stands still — its logic runs under an enable — and
     ``STALL_CYCLES`` counts the cycle; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
-    core's own.
+    core's own. ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its fused LIF's membrane,
+    wider than declared) and ``STATUS.OVERFLOW`` (any of it) are sticky across runs — a run split at
+    breakpoints keeps them — until the host writes ``CTRL.CLEAR_OVERFLOW``.
 
     Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
     writes the table bases and the input, writes ``START_PC``/``STOP_PC``, writes ``CTRL.START``,
@@ -98,9 +100,10 @@ class Accelerator(wiring.Component):
         start_pc, stop_pc = Signal(seq.pc_bits), Signal(seq.pc_bits)
         done, error, overflow = Signal(), Signal(), Signal()
         cycles, stall_cycles = Signal(32), Signal(32)
-        error_pc, overflow_pc = Signal(seq.pc_bits), Signal(seq.pc_bits)
+        error_pc = Signal(seq.pc_bits)
         csr_write = host_write & (win == window("CSR").index)
         start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]]
+        clear_overflow = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["CLEAR_OVERFLOW"]]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]
         for name, reader in readers.items():
@@ -111,7 +114,7 @@ class Accelerator(wiring.Component):
             with m.If(csr_write & (offset == csr[name])):
                 m.d.sync += target.eq(slave.wdata)
         with m.If(start):
-            m.d.sync += [done.eq(0), error.eq(0), overflow.eq(0), cycles.eq(0), stall_cycles.eq(0)]
+            m.d.sync += [done.eq(0), error.eq(0), cycles.eq(0), stall_cycles.eq(0)]
         with m.If(seq.busy):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(~run):
@@ -120,13 +123,30 @@ class Accelerator(wiring.Component):
             m.d.sync += done.eq(1)
         with m.If(seq.error & run):
             m.d.sync += [error.eq(1), error_pc.eq(seq.pc)]
-        with m.If(engine.overflow & run & ~overflow):
-            m.d.sync += [overflow.eq(1), overflow_pc.eq(seq.pc)]
+        # overflow: sticky across runs (breakpoints) until the host clears it; one log word per descriptor
+        overflow_log = [Signal(len(OVERFLOW_LOG_BITS), name=f"overflow_log{pc}") for pc in range(p.program_depth)]
+        overflow_kinds = Signal(len(OVERFLOW_LOG_BITS))
+        m.d.comb += [overflow_kinds[OVERFLOW_LOG_BITS["RESULT"]].eq(engine.overflow),
+                     overflow_kinds[OVERFLOW_LOG_BITS["MEMBRANE"]].eq(engine.membrane_overflow)]
+        with m.If(clear_overflow):
+            m.d.sync += [word.eq(0) for word in overflow_log]
+        with m.If(overflow_kinds.any() & run):
+            for pc, word in enumerate(overflow_log):
+                with m.If(seq.pc == pc):
+                    m.d.sync += word.eq(word | overflow_kinds)
+        m.d.comb += overflow.eq(Cat(*overflow_log).any())
+        overflow_log_data = Signal(32)
+        with m.Switch(offset):
+            for pc, word in enumerate(overflow_log):
+                with m.Case(pc):
+                    m.d.sync += overflow_log_data.eq(word)
+            with m.Default():
+                m.d.sync += overflow_log_data.eq(0)
         status = Signal(32)
         for name, bit in STATUS_BITS.items():
             m.d.comb += status[bit].eq({"BUSY": seq.busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow}[name])
         csr_values = {"STATUS": status, "PC": seq.pc, "CYCLES": cycles, "STALL_CYCLES": stall_cycles,
-                      "ERROR_PC": error_pc, "OVERFLOW_PC": overflow_pc, **writable, **identity_values(p)}
+                      "ERROR_PC": error_pc, **writable, **identity_values(p)}
         csr_data = Signal(32)
         with m.Switch(offset):
             for name, value in csr_values.items():
@@ -141,5 +161,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += slave.rdata.eq(csr_data)
             with m.Case(window("OP_CYCLES").index):
                 m.d.comb += slave.rdata.eq(log_host.data)
+            with m.Case(window("OVERFLOW_LOG").index):
+                m.d.comb += slave.rdata.eq(overflow_log_data)
         return m
 

@@ -19,7 +19,7 @@ from .bits import ceil_div
 from .descriptor import DESCRIPTOR_BITS
 
 __all__ = ["OFFSET_BITS", "WINDOW_BITS", "SLOT_BITS", "BUS_DATA_BITS", "ADDRESS_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
-           "STATUS_BITS", "CTRL_BITS", "IDENTITY", "register", "window", "address", "identity_values",
+           "STATUS_BITS", "CTRL_BITS", "OVERFLOW_LOG_BITS", "IDENTITY", "register", "window", "address", "identity_values",
            "word_bits", "slots", "TABLES", "TABLE_WIDTHS"]
 
 #: Offset bits of one window (each window spans 2**OFFSET_BITS words).
@@ -33,7 +33,7 @@ SLOT_BITS = 6
 #: Byte address bits of the control bus: ``{window, offset, slot, byte}``.
 ADDRESS_BITS = WINDOW_BITS + OFFSET_BITS + SLOT_BITS + 2
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor).
-VERSION = 0x0300
+VERSION = 0x0400
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
@@ -66,14 +66,15 @@ class Window(NamedTuple):
 
 
 REGISTERS = (
-    Register("CTRL", 0, "w", "bit START: run the program from START_PC until STOP_PC or an END descriptor"),
-    Register("STATUS", 1, "r", "bits BUSY, DONE (held until the next start), ERROR, OVERFLOW"),
+    Register("CTRL", 0, "w", "bit START: run the program from START_PC until STOP_PC or an END descriptor; "
+                             "bit CLEAR_OVERFLOW: clear OVERFLOW_LOG (and STATUS.OVERFLOW)"),
+    Register("STATUS", 1, "r", "bits BUSY, DONE (held until the next start), ERROR, OVERFLOW (a bit of "
+                               "OVERFLOW_LOG is set: sticky across runs until CTRL.CLEAR_OVERFLOW)"),
     Register("START_PC", 2, "rw", "first descriptor to execute"),
     Register("STOP_PC", 3, "rw", "stop before this descriptor (breakpoint; 0 = run to END)"),
     Register("PC", 4, "r", "descriptor being executed, or where the last run stopped"),
     Register("CYCLES", 5, "r", "clock cycles of the last run"),
     Register("ERROR_PC", 6, "r", "descriptor that raised ERROR (unknown opcode)"),
-    Register("OVERFLOW_PC", 7, "r", "first descriptor whose result exceeded its declared width"),
     Register("VERSION", 8, "r", "interface version, major << 8 | minor"),
     Register("N_PE", 9, "r", "lanes of the accumulator array"),
     Register("WIDTHS", 10, "r", _identity_doc("WIDTHS")),
@@ -89,7 +90,9 @@ REGISTERS = (
 TABLES = {"PROGRAM": "PROGRAM_BASE", "WEIGHTS": "WEIGHTS_BASE", "BIAS": "BIAS_BASE", "THRESHOLD": "THRESHOLD_BASE"}
 
 STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2, "OVERFLOW": 3}
-CTRL_BITS = {"START": 0}
+CTRL_BITS = {"START": 0, "CLEAR_OVERFLOW": 1}
+#: Bits of an OVERFLOW_LOG word (one word per descriptor): which of its layers saw a value wider than declared.
+OVERFLOW_LOG_BITS = {"RESULT": 0, "MEMBRANE": 1}
 
 WINDOWS = (
     Window("CSR", 0, "rw", "the registers above, one per word", 32),
@@ -99,6 +102,9 @@ WINDOWS = (
            ("n_pe", "acc_bits")),
     Window("LOGITS", 3, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits")),
     Window("OP_CYCLES", 4, "r", "cycles spent in each descriptor of the last run (waits for memory excluded)", 32),
+    Window("OVERFLOW_LOG", 5, "r", "per descriptor, sticky until CTRL.CLEAR_OVERFLOW: bit RESULT, a value of the "
+                                   "descriptor's layer (check_bits, sum_bits) wider than declared; bit MEMBRANE, "
+                                   "a membrane of its fused LIF wider than membrane_bits", 32),
 )
 
 #: Row widths of the tables in external memory (as :attr:`Window.width`).

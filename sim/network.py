@@ -9,16 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeforge.firmware.driver import Driver, PortsBus
+from spikeforge.firmware.driver import Driver, PortsBus, overflow_names
 from spikeforge.firmware.image import EXTERNAL, ProgramImage, external_image, load_image, write_image
 
 from . import check_backend
 from .memory_model import PRELOAD_PLUSARG
 from .system import memory_words, system
 
-__all__ = ["run_network", "first_difference", "network_testbench", "run_on_bus"]
+__all__ = ["run_network", "first_difference", "network_testbench", "run_on_bus", "OVERFLOW_SEPARATOR"]
 #: Environment variable naming the job file of a Verilator run.
 JOB_ENV = "SPIKEFORGE_NETWORK_JOB"
+#: Joins an image's overflowing layer names in ``results["overflow"]``.
+OVERFLOW_SEPARATOR = ", "
 
 
 async def network_testbench(ports, image, inputs, check, progress=None):
@@ -34,12 +36,13 @@ async def run_on_bus(bus, image, inputs, check, progress=None):
     await driver.load(image)
     layout = image.layout
     breakpoints = sorted(layout["breakpoints"].items(), key=lambda item: item[1]) if check else []
-    results = {"logits": [], "cycles": [], "stall_cycles": [], "op_cycles": [], "overflow": []}
+    results = {"logits": [], "cycles": [], "stall_cycles": [], "op_cycles": [], "overflow": [], "overflow_log": []}
     for name in layout["spikes"] if check else ():
         results[f"spikes/{layout['spikes'][name]['lif']}"] = []
     for block, _ in breakpoints:
         results[f"stream/{block}"] = []
     for x in inputs:
+        await driver.clear_overflow()    # sticky across the image's runs (breakpoints) until cleared
         await driver.write_input(x)
         cycles, stalls, start = 0, 0, 0
         for block, pc in breakpoints:
@@ -53,7 +56,9 @@ async def run_on_bus(bus, image, inputs, check, progress=None):
         results["stall_cycles"].append(stalls)
         results["logits"].append(await driver.read_logits())
         results["op_cycles"].append(list((await driver.read_op_cycles()).values()))
-        results["overflow"].append(await driver.overflow() or "")
+        log = await driver.read_overflow_log()
+        results["overflow_log"].append(log)
+        results["overflow"].append(OVERFLOW_SEPARATOR.join(overflow_names(image, log)))
         for name, place in layout["spikes"].items() if check else ():
             results[f"spikes/{place['lif']}"].append(await driver.read_layer(name))
         if progress is not None:
@@ -90,9 +95,10 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
     Returns
     -------
     dict
-        ``logits`` [B, classes], ``cycles`` [B], ``op_cycles`` [B, descriptors], ``overflow`` [B]
-        (descriptor name or ""), and with ``check`` ``spikes/<LIF>`` [B, T, C, H, W] and
-        ``stream/<block>``.
+        ``logits`` [B, classes], ``cycles`` [B], ``op_cycles`` [B, descriptors], ``overflow_log``
+        [B, descriptors] (``OVERFLOW_LOG`` words), ``overflow`` [B] (the layers with a value wider
+        than declared, in program order, joined by :data:`OVERFLOW_SEPARATOR`; "" for none), and with
+        ``check`` ``spikes/<LIF>`` [B, T, C, H, W] and ``stream/<block>``.
     """
     check_backend(backend)
     inputs = np.asarray(inputs, dtype=np.int64)
@@ -156,7 +162,7 @@ def first_difference(results, trace):
     """The first place where the hardware differs from the golden ``trace``, as text, or None.
 
     Compared with ``==``: every LIF's spikes at every timestep, the stream after every block,
-    the logits, and the overflow flag.
+    the logits, and per image the layers that overflowed (``trace.overflow_per_image``, program order).
     """
     def where(hw, golden, what, axes):
         hw, golden = np.asarray(hw), np.asarray(golden)
@@ -178,9 +184,11 @@ def first_difference(results, trace):
         found = key in results and where(results[key], golden, what, axes)
         if found:
             return found
-    golden_overflow = bool(trace.overflow)
-    for i, name in enumerate(results["overflow"]):
-        if bool(name) != golden_overflow:
-            return (f"overflow flag: image {i}: hardware {name or 'none'}, "
-                    f"golden {', '.join(trace.overflow) or 'none'}")
+    hw_overflow, golden_overflow = list(results["overflow"]), trace.overflow_per_image
+    if len(hw_overflow) != len(golden_overflow):
+        return f"overflow: hardware {len(hw_overflow)} images, golden {len(golden_overflow)}"
+    for i, (hw, golden) in enumerate(zip(hw_overflow, golden_overflow)):
+        golden = OVERFLOW_SEPARATOR.join(golden)
+        if str(hw) != golden:
+            return f"overflow: image {i}: hardware {hw or 'none'}, golden {golden or 'none'}"
     return None

@@ -28,6 +28,7 @@ def expected_macros():
         macros[f"REG_{r.name}"] = (regmap.window("CSR").index << regmap.OFFSET_BITS | r.offset) << (regmap.SLOT_BITS + 2)
     macros.update({f"STATUS_{name}_BIT": bit for name, bit in regmap.STATUS_BITS.items()})
     macros.update({f"CTRL_{name}_BIT": bit for name, bit in regmap.CTRL_BITS.items()})
+    macros.update({f"OVERFLOW_LOG_{name}_BIT": bit for name, bit in regmap.OVERFLOW_LOG_BITS.items()})
     macros.update({f"OP_{name}": code for name, code in OPCODES.items()})
     for f in FIELDS:
         macros[f"DESC_{f.name.upper()}_LSB"] = DESCRIPTOR_LAYOUT[f.name].offset

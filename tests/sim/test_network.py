@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from spikeforge.firmware.compiler import CompileError, compile_bundle
+from spikeforge.interface.regmap import OVERFLOW_LOG_BITS
+from spikeforge.ops.base import fits
 from spikeforge.model.config import ModelConfig
 from spikeforge.model.data import parse_input
 from spikeforge.quant import GoldenModel, load_bundle
@@ -187,21 +189,77 @@ def test_a_corrupted_weight_is_caught_and_named(networks):
     assert difference is not None and difference.startswith("LIF patch_embed.block1_lif: image 0"), difference
 
 
-def test_overflow_flag_equals_the_golden_models(networks):
-    """A layer declared narrower than its values raises the same flag in hardware and golden model.
+#: Layers of the cifar-d1 network declared narrower than their values on some images only: the result of
+#: the conv writing the residual stream, a LIF's membrane (fused into the descriptor of block2_conv, whose
+#: own result fits), the attention's counts, the head's sums and its logits.
+NARROWED = {"patch_embed.block4_conv": {"acc_bits": 10}, "patch_embed.block3_lif": {"membrane_bits": 10},
+            "block.0.attn.attention": {"count_bits": 4}, "head": {"sum_bits": 12, "logit_bits": 18}}
+#: Images of ``_inputs(bundle, 8)``: 2 overflows in every narrowed layer (the head in its sums); 3 in
+#: none (after 2: the flags are cleared per image); 4 in the attention and the head's logits only.
+OVERFLOW_IMAGES = [2, 3, 4]
+OVERFLOW_LISTS = [["patch_embed.block3_lif", "patch_embed.block4_conv", "block.0.attn.attention", "head"], [],
+                  ["block.0.attn.attention", "head"]]
 
-    The bundle checker refuses such a layer (widths must hold the worst case), so the narrowed layer is
-    made on a copy of the loaded bundle, past the checker: the detection itself is what is tested."""
+
+def _narrowed(bundle, widths):
+    """``bundle`` with the declared widths ``{layer: {field: bits}}``, past the bundle checker (which
+    refuses a width that does not hold the worst case): the detection itself is what is tested."""
+    program = tuple(layer.model_copy(update=widths[layer.name]) if layer.name in widths else layer
+                    for layer in bundle.program)
+    return dataclasses.replace(bundle, program=program)
+
+
+def _overflow_case(networks, **compile_args):
+    """The narrowed cifar-d1 network, compiled with the build widths of the original (which hold every
+    value: the accelerator computes them exactly), its images and the golden trace."""
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
-    narrowed = tuple(layer.model_copy(update={"acc_bits": 3}) if layer.name == "patch_embed.block2_conv" else layer
-                     for layer in bundle.program)
-    pixels = _inputs(bundle, 1)
-    bundle = dataclasses.replace(bundle, program=narrowed)
-    trace = GoldenModel(bundle).run(pixels)
-    assert trace.overflow == ["patch_embed.block2_conv"]
-    results = run_network(compile_bundle(bundle, n_pe=n_pe), pixels.numpy(), backend="amaranth")
-    assert list(results["overflow"]) == ["patch_embed.block2_conv"]
-    assert first_difference(results, trace) is None
+    widths = {key: str(value) for key, value in compile_bundle(bundle, n_pe=n_pe).params.items()
+              if key in ("acc_bits", "membrane_bits", "weight_bits")}
+    narrowed = _narrowed(bundle, NARROWED)
+    image = compile_bundle(narrowed, **({"n_pe": n_pe, "overrides": widths} | compile_args))
+    pixels = _inputs(bundle, 8)[OVERFLOW_IMAGES]
+    trace = GoldenModel(narrowed).run(pixels)
+    assert trace.overflow_per_image == OVERFLOW_LISTS
+    assert trace.overflow == OVERFLOW_LISTS[0]
+    return image, pixels, narrowed, trace
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_overflow_lists_equal_the_golden_models(networks, check):
+    """Every kind of value wider than its declared width — a conv result, a LIF membrane, the attention's
+    counts, the head's sums and logits — names the same layers, in program order, per image, in
+    hardware and in the golden model. With ``check`` the run stops at each block's breakpoint: the
+    flags of the first block survive the restart (sticky); the clean image after an overflowing one
+    shows they are cleared per image. The head's logits take the sums as held in ``sum_bits`` in both,
+    so the run stays bit-exact past the sums' overflow."""
+    image, pixels, _, trace = _overflow_case(networks)
+    results = run_network(image, pixels.numpy(), backend="amaranth", check=check)
+    assert [name.split(", ") if name else [] for name in results["overflow"]] == OVERFLOW_LISTS
+    assert first_difference(results, trace) is None, first_difference(results, trace)
+    assert np.array_equal(results["logits"], trace.logits.numpy())
+    # the driver's log: block2_conv's own result fits, its fused LIF's membrane does not
+    ops = image.layout["ops"]
+    log = results["overflow_log"][0]
+    assert log[ops.index("patch_embed.block2_conv")] == 1 << OVERFLOW_LOG_BITS["MEMBRANE"]
+    assert log[ops.index("patch_embed.block4_conv")] == 1 << OVERFLOW_LOG_BITS["RESULT"]
+    # the head's sums overflow on image 0, its logits on image 2 (the sums fit there)
+    sums = trace.stream["block.0"].sum((1, 3, 4))
+    assert not fits(sums[0], 12) and fits(sums[2], 12) and not fits(trace.logits[2], 18)
+    # a different list is reported, naming the image and the layers
+    changed = dict(results, overflow=np.array(["", *results["overflow"][1:]]))
+    assert first_difference(changed, trace) == ("overflow: image 0: hardware none, golden patch_embed.block3_lif, "
+                                                "patch_embed.block4_conv, block.0.attn.attention, head")
+
+
+def test_overflow_lists_equal_the_golden_models_in_verilator(networks, shared_overrides, shared_build):
+    """The same on the shared Verilator build (with ``check``: breakpoints), two of the images."""
+    image, pixels, narrowed, _ = _overflow_case(networks, overrides=shared_overrides)
+    assert image.params["n_pe"] == SHARED_N_PE
+    results = run_network(image, pixels[:2].numpy(), backend="verilator", check=True,
+                          build_root=shared_build / "verilator")
+    assert list(results["overflow"]) == [", ".join(names) for names in OVERFLOW_LISTS[:2]]
+    trace = GoldenModel(narrowed).run(pixels[:2])
+    assert first_difference(results, trace) is None, first_difference(results, trace)
 
 
 def test_compile_refuses_what_the_hardware_cannot_hold(networks):

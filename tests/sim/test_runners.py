@@ -101,9 +101,14 @@ def test_first_difference_names_the_axes_of_what_differs():
 
     spikes = np.zeros((1, 2, 3, 1, 1), dtype=np.int64)
     logits = np.array([[5, 7, 1]])
-    trace = Trace(spikes={"lif": spikes}, stream={}, logits=logits)
-    results = {"spikes/lif": spikes.copy(), "logits": logits.copy(), "overflow": np.array([""])}
+    trace = Trace(spikes={"lif": spikes}, stream={}, logits=logits, overflow=["conv", "lif"],
+                  overflow_per_image=[["conv", "lif"]])
+    results = {"spikes/lif": spikes.copy(), "logits": logits.copy(), "overflow": np.array(["conv, lif"])}
     assert first_difference(results, trace) is None
+    results["overflow"][0] = "conv"          # every layer, in program order
+    assert first_difference(results, trace) == "overflow: image 0: hardware conv, golden conv, lif"
+    results["overflow"][0] = ""
+    assert first_difference(results, trace) == "overflow: image 0: hardware none, golden conv, lif"
     results["logits"][0, 2] = 2
     assert first_difference(results, trace) == "logits: image 0, class 2: hardware 2, golden 1"
     results["spikes/lif"][0, 1, 2] = 1
