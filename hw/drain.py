@@ -23,8 +23,11 @@ class Drain(wiring.Component):
     timesteps of one position. A ``static`` input's accumulators hold
     ``t = 0`` only: they are read, and kept, at every timestep.
 
-    The pass takes ``T·H·W + 2`` cycles from the one after ``start`` to ``done`` included: a start
-    cycle reading the bias and threshold rows, one per position, and a flush.
+    Three pipeline stages follow the reads, so that no path runs from a memory through the additions
+    and the LIF into the spike memory: the sum (and the stream write), the LIF, the spike-row write.
+    The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 3`` cycles (:func:`spikeforge.ops.conv.drain_cycles`)
+    from the one after ``start`` to ``done`` included: a start cycle reading the bias and threshold
+    rows, one per position, and a flush of the three stages.
 
     Ports
     -----
@@ -57,7 +60,7 @@ class Drain(wiring.Component):
         A finished row of the LIF's spikes in every lane (:class:`SpikeMemory` ``word_*``): the spikes
         of a row ``{t, y}`` gather in a register and go out whole with its last position.
     overflow : Out(1)
-        A result at this cycle's position does not fit ``check_bits``.
+        The result at the position of ``out_*`` (this cycle) does not fit ``check_bits``.
     membrane_overflow : Out(1)
         A ``lif`` descriptor: the membrane H before reset at this cycle's position does not fit the
         descriptor's ``membrane_bits`` (the fused LIF's declared width; H itself is exact in the build's
@@ -117,50 +120,64 @@ class Drain(wiring.Component):
                              self.acc_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
                              self.acc_keep.eq(d.static & (t != d.T - 1)),
                              self.stream_addr.eq(stream_address(t, y, x))]
-                count_nested(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "DRAIN_FLUSH")
-            with m.State("DRAIN_FLUSH"):
+                count_nested(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "FLUSH_SUM")
+            with m.State("FLUSH_SUM"):
                 m.d.sync += [t.eq(0), y.eq(0), x.eq(0)]
+                m.next = "FLUSH_LIF"
+            with m.State("FLUSH_LIF"):
+                m.next = "FLUSH_ROW"
+            with m.State("FLUSH_ROW"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
 
-        # data stage: the word requested last cycle
+        # stage 1, the sum: the words requested last cycle
         pending = Signal()
         drain_t, drain_y, drain_x = Signal.like(t), Signal.like(y), Signal.like(x)
-        membrane = Signal(self.membrane_word)
         m.d.sync += [pending.eq(self.acc_valid), drain_t.eq(t), drain_y.eq(y), drain_x.eq(x)]
         total = Signal(self.acc_word)
+        wide = Signal()      # a sum wider than check_bits, flagged with its position in stage 2
         for lane in range(p.n_pe):
             value = (self.acc_data[lane] + self.bias_data[lane]
                      + Mux(d.residual, self.stream_data[lane], 0))
             m.d.comb += total[lane].eq(value)
             with m.If(pending & ~fits(value, d.check_bits)):
-                m.d.comb += self.overflow.eq(1)
-        m.d.comb += [lif.acc.eq(total), lif.bias.eq(0), lif.threshold.eq(self.threshold_data),
-                     lif.frac_bits.eq(d.frac_bits), lif.v.eq(Mux(drain_t == 0, 0, membrane))]
+                m.d.comb += wide.eq(1)
+        m.d.sync += self.overflow.eq(wide)
+        with m.If(pending):
+            m.d.comb += [self.stream_we.eq(d.stream_write),
+                         self.stream_waddr.eq(stream_address(drain_t, drain_y, drain_x)),
+                         self.stream_wdata.eq(total)]
+
+        # stage 2, the LIF: the membrane stays in a register across the timesteps of a position
+        lif_valid, lif_total = Signal(), Signal(self.acc_word)
+        lif_t, lif_y, lif_x = Signal.like(t), Signal.like(y), Signal.like(x)
+        m.d.sync += [lif_valid.eq(pending), lif_total.eq(total), lif_t.eq(drain_t), lif_y.eq(drain_y),
+                     lif_x.eq(drain_x)]
+        membrane = Signal(self.membrane_word)
+        m.d.comb += [lif.acc.eq(lif_total), lif.bias.eq(0), lif.threshold.eq(self.threshold_data),
+                     lif.frac_bits.eq(d.frac_bits), lif.v.eq(Mux(lif_t == 0, 0, membrane))]
         for lane in range(p.n_pe):
-            with m.If(pending & d.lif & ~fits(lif.h[lane], d.membrane_bits)):
+            with m.If(lif_valid & d.lif & ~fits(lif.h[lane], d.membrane_bits)):
                 m.d.comb += self.membrane_overflow.eq(1)
-        m.d.comb += [self.out_valid.eq(pending), self.out_t.eq(drain_t), self.out_y.eq(drain_y),
-                     self.out_x.eq(drain_x), self.out_spikes.eq(lif.spike), self.out_membrane.eq(lif.h)]
+        m.d.comb += [self.out_valid.eq(lif_valid), self.out_t.eq(lif_t), self.out_y.eq(lif_y),
+                     self.out_x.eq(lif_x), self.out_spikes.eq(lif.spike), self.out_membrane.eq(lif.h)]
         out_group = spike_group(p, d.out_base, tile)
         # one row register per timestep: positions go timestep innermost, so T rows fill at once
         rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
         row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
         x_bit = Signal(p.max_w)
-        m.d.comb += x_bit.eq(Const(1, p.max_w) << drain_x)
-        current = Array(rows)[drain_t[:p.t_bits] if p.t_bits else 0]
+        m.d.comb += x_bit.eq(Const(1, p.max_w) << lif_x)
+        current = Array(rows)[lif_t[:p.t_bits] if p.t_bits else 0]
         for lane in range(p.n_pe):
             m.d.comb += row[lane].eq(current[lane] | Mux(lif.spike[lane], x_bit, 0))
-        row_done = drain_x == d.W - 1
-        with m.If(pending):
-            m.d.sync += membrane.eq(lif.v_next)
-            m.d.comb += [self.stream_we.eq(d.stream_write),
-                         self.stream_waddr.eq(stream_address(drain_t, drain_y, drain_x)),
-                         self.stream_wdata.eq(total),
-                         self.word_valid.eq(d.lif & row_done),
-                         self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=drain_t, y=drain_y)),
+        row_done = lif_x == d.W - 1
+        # stage 3, the row write: a finished row goes out from registers
+        m.d.sync += self.word_valid.eq(0)
+        with m.If(lif_valid):
+            m.d.sync += [membrane.eq(lif.v_next), self.word_valid.eq(d.lif & row_done),
+                         self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=lif_t, y=lif_y)),
                          self.word_data.eq(row)]
             for t_, register in enumerate(rows):
-                with m.If(drain_t == t_):
+                with m.If(lif_t == t_):
                     m.d.sync += register.eq(Mux(row_done, 0, row))
         return m

@@ -9,6 +9,7 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.descriptor import OPCODES
 
 from . import lif
+from .conv import drain_cycles
 from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
@@ -110,10 +111,10 @@ def cycles(fields, spikes):
       timestep ``t`` ``max(1, k)`` SCAN cycles, ``k`` its spikes in columns ``< W`` (the centre tap
       reaches every row and column: with ``W_s = W`` these sum to the Q spikes at ``t``);
 
-    then per tile DRAIN_START 1, DRAIN ``T·H·W``, DRAIN_FLUSH 1.
+    then per tile the drain pass, :func:`spikeforge.ops.conv.drain_cycles`.
     """
     C, T, H, W = fields["cin"], fields["T"], fields["H"], fields["W"]
     rows = np.asarray(spikes)[:T, :C, :H] != 0                      # [t, channel, row, stored columns]
     scan = int((np.maximum(rows[..., :W].sum(-1), 1) * rows.any(-1)).sum())
-    per_tile = T * (C * H + 1 + 1 + C) + scan + 1 + T * H * W + 1
+    per_tile = T * (C * H + 1 + 1 + C) + scan + drain_cycles(T, H, W)
     return fields["tiles"] * per_tile

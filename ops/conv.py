@@ -14,7 +14,8 @@ from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
-__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows"]
+__all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows",
+           "drain_cycles"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -160,8 +161,7 @@ def cycles(fields, spikes):
       such row ``max(1, k)`` SCAN cycles, ``k`` its spikes in the tap's columns ``[1 if dx = 2 else
       0, W−2 if dx = 0 else W−1]``: a row is occupied when its stored word holds any spike, so a row
       whose spikes all lie outside the tap's columns still costs its one empty scan;
-    * DRAIN_START (bias, threshold read) 1, DRAIN ``T·H·W`` (every position, also for ``static``),
-      DRAIN_FLUSH 1.
+    * the drain pass, :func:`drain_cycles` (every position, also for ``static``).
     """
     cin, planes, T, H, W = fields["cin"], fields["planes"], fields["T"], fields["H"], fields["W"]
     x = np.asarray(spikes, dtype=np.int64)
@@ -174,5 +174,11 @@ def cycles(fields, spikes):
         occupied = rows.any(-1)
         reached = rows[..., x0:x1 + 1].sum(-1)
         scan += int((np.maximum(reached, 1) * occupied).sum())
-    per_tile = 1 + cin * planes * len(taps) + scan + 1 + T * H * W + 1
+    per_tile = 1 + cin * planes * len(taps) + scan + drain_cycles(T, H, W)
     return fields["tiles"] * per_tile
+
+
+def drain_cycles(T, H, W):
+    """Cycles of one tile's drain pass (CONV and ATTENTION): DRAIN_START (bias and threshold reads) 1,
+    DRAIN ``T·H·W`` (one position each), and the flush of its three stages (sum, LIF, row write) 3."""
+    return 1 + T * H * W + 3

@@ -31,7 +31,8 @@ def layer_cycles(case, params):
 
 
 def overhead_bound(case, params):
-    """Cycles beyond one per event, at most: ``tiles × (1 + Cin·taps + R + T·H·W + 2) + 1``, where ``R``
+    """Cycles beyond one per event, at most: ``tiles × (1 + Cin·taps + R + drain) + 1`` with the drain pass
+    ``drain = 1 + T·H·W + 3`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
     counts occupied rows whose spikes all fall outside the tap's reachable columns (border rows)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
@@ -41,4 +42,4 @@ def overhead_bound(case, params):
         if s is not None:
             rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0
             border += int((rows & (s.sum(-1) == 0)).sum())
-    return tiles * (1 + cin * k * k + border + T * H * W + 2) + 1
+    return tiles * (1 + cin * k * k + border + conv.drain_cycles(T, H, W)) + 1
