@@ -187,7 +187,8 @@ def predict(bundle, pixels, backend="verilator", check=True, labels=None, n_pe=D
     """Run integer ``pixels`` on the accelerator compiled from ``bundle``, cycle-accurately.
 
     Returns the report ``spikeforge sim --json`` prints: ``predictions``, ``accuracy`` (with
-    ``labels``), ``cycles`` (per image, mean, per descriptor), ``firing_rates`` (with ``check``),
+    ``labels``), ``cycles`` (per image, mean, the cycles spent waiting for external memory per image and
+    their fraction, per descriptor without those waits), ``firing_rates`` (with ``check``),
     ``overflow`` (the layers with a value wider than declared in any image, program order; the
     golden model's ``Trace.overflow``), ``overflow_per_image`` and, with ``check``, ``bit_exact``,
     ``first_difference`` and ``golden_accuracy``.
@@ -206,6 +207,8 @@ def predict(bundle, pixels, backend="verilator", check=True, labels=None, n_pe=D
     report = {"backend": backend, "n": len(pixels), "predictions": predictions, "n_pe": image.params["n_pe"],
               "cycles": {"per_image": [int(c) for c in results["cycles"]],
                          "mean": float(np.mean(results["cycles"])),
+                         "stalled_per_image": [int(c) for c in results["stall_cycles"]],
+                         "stalled_fraction": float(np.sum(results["stall_cycles"]) / np.sum(results["cycles"])),
                          "per_layer": {op: float(c) for op, c in zip(ops, results["op_cycles"].mean(0))}},
               "firing_rates": {key.split("/", 1)[1]: float(v.mean()) for key, v in results.items()
                                if key.startswith("spikes/")},

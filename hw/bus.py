@@ -31,11 +31,12 @@ def axi4_lite_signature(addr_bits, data_bits=32):
 
 
 def axi4_read_signature(addr_bits=32, data_bits=32):
-    """AXI4 read address and read data channels (bursts of up to 256 beats; one ID)."""
+    """AXI4 read address and read data channels (bursts of up to 256 beats). One ID: ``arid`` is
+    always 0 and ``rid`` is ignored (the data return in order)."""
     if data_bits not in (32, 64, 128):
         raise ValueError(f"AXI4 data_bits must be 32, 64 or 128, not {data_bits!r}")
     return wiring.Signature({
-        "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
+        "arid": Out(1), "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
         "arvalid": Out(1), "arready": In(1),
-        "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
+        "rid": In(1), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
     })

@@ -150,9 +150,7 @@ async def third_party_master_testbench(ports):
 def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_overrides, shared_build, tmp_path):
     """cocotbext-axi's AxiLiteMaster (not our driver's bus) loads a network, runs it and reads every layer
     back through the control slave; the results are bit-exact with the golden model."""
-    import json
-
-    from spikeforge.firmware.image import EXTERNAL, external_image, write_image
+    from spikeforge.firmware.image import EXTERNAL, external_image
     from spikeforge.sim.memory_model import PRELOAD_PLUSARG
     from spikeforge.sim.system import memory_words, system
     from spikeforge.sim.verilator_runner import run_verilator
@@ -160,20 +158,79 @@ def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_ove
     bundle, _ = networks["cifar-d1-dim16-h1-T1"]
     image = compile_bundle(bundle, overrides=shared_overrides)
     pixels = _inputs(bundle, 1)
-    write_image(image, tmp_path / "image")
-    np.save(tmp_path / "inputs.npy", pixels.numpy())
-    job = {"image": str(tmp_path / "image"), "inputs": str(tmp_path / "inputs.npy"),
-           "results": str(tmp_path / "results.npz")}
-    (tmp_path / "job.json").write_text(json.dumps(job))
+    env = _write_job(tmp_path, image, pixels.numpy())
     params = dict(image.params, memory_words=memory_words(len(external_image(image))))
     assert run_verilator(system, params, "spikeforge.tests.sim.test_network", "third_party_master_testbench",
-                         shared_build / "verilator", extra_env={"SPIKEFORGE_AXI_JOB": str(tmp_path / "job.json")},
+                         shared_build / "verilator", extra_env=env,
                          plusargs=[f"+{PRELOAD_PLUSARG}={tmp_path / 'image' / (EXTERNAL + '.hex')}"]) == 1
-    with np.load(tmp_path / "results.npz") as data:
-        results = {key: data[key] for key in data.files}
+    results = _job_results(tmp_path)
     trace = GoldenModel(bundle).run(pixels)
     assert first_difference(results, trace) is None, first_difference(results, trace)
     assert {f"spikes/{name}" for name in trace.spikes} <= set(results)
+
+
+def bare_accelerator(**params):
+    """The accelerator alone, its memory master a port (a named factory for the Verilator runner)."""
+    from spikeforge.hw.accelerator import Accelerator
+    from spikeforge.interface.params import AcceleratorParams
+
+    return Accelerator(AcceleratorParams(**params))
+
+
+async def third_party_memory_testbench(ports):
+    """Verilator side: the accelerator's AXI4 master reads cocotbext-axi's AxiRamRead, holding the image."""
+    import json
+    import os
+    from pathlib import Path
+
+    from cocotbext.axi import AxiRamRead, AxiReadBus
+
+    from spikeforge.firmware.image import EXTERNAL, load_image
+    from spikeforge.sim.network import network_testbench
+
+    job = json.loads(Path(os.environ["SPIKEFORGE_AXI_JOB"]).read_text())
+    dut = ports.dut
+    ram = AxiRamRead(AxiReadBus.from_prefix(dut, "mem_"), dut.clk, dut.rst, size=1 << 20)
+    ram.write(0, (Path(job["image"]) / f"{EXTERNAL}.bin").read_bytes())
+    results = await network_testbench(ports, load_image(job["image"]), np.load(job["inputs"]), check=True)
+    np.savez(job["results"], **results)
+    return len(results["cycles"])
+
+
+def _write_job(tmp_path, image, pixels):
+    """The image, inputs and results paths of a Verilator job (read by the testbenches above)."""
+    import json
+
+    from spikeforge.firmware.image import write_image
+
+    write_image(image, tmp_path / "image")
+    np.save(tmp_path / "inputs.npy", pixels)
+    job = {"image": str(tmp_path / "image"), "inputs": str(tmp_path / "inputs.npy"),
+           "results": str(tmp_path / "results.npz")}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    return {"SPIKEFORGE_AXI_JOB": str(tmp_path / "job.json")}
+
+
+def _job_results(tmp_path):
+    with np.load(tmp_path / "results.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def test_memory_master_complies_with_a_third_party_axi_slave(networks, shared_overrides, shared_build, tmp_path):
+    """The accelerator's AXI4 read master fetches a network's tables from cocotbext-axi's AxiRamRead (not our
+    memory model); the results are bit-exact with the golden model."""
+    from spikeforge.sim.verilator_runner import run_verilator
+
+    bundle, _ = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, overrides=shared_overrides)
+    pixels = _inputs(bundle, 1)
+    env = _write_job(tmp_path, image, pixels.numpy())
+    assert run_verilator(bare_accelerator, image.params, "spikeforge.tests.sim.test_network",
+                         "third_party_memory_testbench", shared_build / "verilator", extra_env=env) == 1
+    results = _job_results(tmp_path)
+    trace = GoldenModel(bundle).run(pixels)
+    assert first_difference(results, trace) is None, first_difference(results, trace)
+    assert results["stall_cycles"][0] > 0
 
 
 def test_a_corrupted_weight_is_caught_and_named(networks):
