@@ -106,7 +106,7 @@ class Accelerator(wiring.Component):
         clear_overflow = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["CLEAR_OVERFLOW"]]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]
-        for name, reader in readers.items():
+        for reader in readers.values():
             m.d.comb += reader.flush.eq(start)
         writable = {"START_PC": start_pc, "STOP_PC": stop_pc,
                     **{TABLES[name]: bases[name] for name in TABLES}}

@@ -28,8 +28,9 @@ def host_data_bits(params):
 class Engine(wiring.Component):
     """Runs the descriptor ``desc`` from ``start`` to ``done`` (docs/firmware.md, docs/hardware.md).
 
-    A thin top: it holds the memories (weights, bias, threshold, residual stream, spike bitmaps,
-    accumulators), gives the host access to them while idle, and sequences the datapaths, routing
+    A thin top: it holds the on-chip memories (residual stream, spike bitmaps, accumulators, the
+    attention's Kᵀ·V scratch rows), reads the weight, bias and threshold tables through its read
+    ports, gives the host access to its memories while idle, and sequences the datapaths, routing
     each shared memory port to the one whose phase runs:
 
     * CONV: per tile, a :class:`SpikeScanner` pass (event-driven accumulation, each weight row fetched

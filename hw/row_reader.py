@@ -1,6 +1,6 @@
 """Row reader: a table in external memory read like a block-RAM read port, with prefetch."""
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
