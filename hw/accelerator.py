@@ -25,8 +25,9 @@ class Accelerator(wiring.Component):
     The program, weights, biases and thresholds stay in external memory (at the ``*_BASE`` registers);
     a :class:`~spikeforge.hw.row_reader.RowReader` per table serves the engine's and sequencer's row
     reads, prefetching, over one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read
-    misses, the core (sequencer and engine) stands still — its logic runs under an enable — and
-    ``STALL_CYCLES`` counts the cycle; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
+    misses, the core (sequencer and engine) stands still from the next cycle until the row is there —
+    its logic runs under an enable driven by the readers' ``waiting`` registers — and
+    ``STALL_CYCLES`` counts those cycles; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
     core's own. ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its fused LIF's membrane,
     wider than declared) and ``STATUS.OVERFLOW`` (any of it) are sticky across runs — a run split at
     breakpoints keeps them — until the host writes ``CTRL.CLEAR_OVERFLOW``.
@@ -54,7 +55,7 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        run = Signal()       # the core advances: no read misses
+        run = Signal()       # the core advances: no reader waits for a row
         engine, seq = Engine(p), Sequencer(p.program_depth)
         m.submodules.engine = EnableInserter(run)(engine)
         m.submodules.sequencer = EnableInserter(run)(seq)
@@ -83,7 +84,7 @@ class Accelerator(wiring.Component):
         for index, reader in enumerate(readers.values()):
             wiring.connect(m, reader.burst, arbiter.readers[index])
         wiring.connect(m, arbiter.bus, wiring.flipped(self.mem))
-        m.d.comb += run.eq(~Cat(*(reader.miss for reader in readers.values())).any())
+        m.d.comb += run.eq(~Cat(*(reader.waiting for reader in readers.values())).any())
 
         # descriptor cycle log: the core's cycles, waits excluded
         log_write, log_host = op_cycles.write_port(), op_cycles.read_port()

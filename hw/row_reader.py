@@ -1,6 +1,6 @@
 """Row reader: a table in external memory read like a block-RAM read port, with prefetch."""
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -30,20 +30,22 @@ class RowReader(wiring.Component):
     rows, descriptors), so the reader keeps fetching the rows after the last one asked for into a
     FIFO of ``depth`` rows while the engine computes; a request for the row served last, or for the
     FIFO's head, is a hit. Any other row restarts the stream there (the FIFO is dropped, a burst in
-    flight discarded). A request that is not a hit raises ``miss``: the accelerator stalls its core
-    (``stall``) until the row is there. Prefetching runs while ``active``.
+    flight discarded). A request that is not a hit sets ``waiting`` from the next cycle until the row
+    is in ``data``: the accelerator stalls its core (``stall``) meanwhile. ``waiting`` is a register,
+    so the stall that fans out to the whole core starts at a flip-flop, not at the request's
+    address comparison. Prefetching runs while ``active``.
 
     Ports
     -----
     en : In(1)
     addr : In(tag_bits)
-        Request row ``addr``; its data appear in ``data`` after the next cycle without stall,
-        like a read port of a memory (held while nothing is served).
+        Request row ``addr`` (taken only in a cycle without ``stall``); its data are in ``data`` at
+        the next cycle without stall, like a read port of a memory (held while nothing is served).
     data : Out(row_bits)
-    miss : Out(1)
-        The request cannot be served this cycle.
+    waiting : Out(1)
+        A request missed and its row is not in ``data`` yet.
     stall : In(1)
-        The core stands still this cycle (because of any reader's miss): nothing is served.
+        The core stands still this cycle (because some reader is ``waiting``): requests are ignored.
     flush : In(1)
         Forget every row (a new run: the memory may have been rewritten).
     active : In(1)
@@ -60,7 +62,7 @@ class RowReader(wiring.Component):
         self.row_bits, self.depth, self.tag_bits = row_bits, depth, tag_bits
         self.beats = ceil_div(row_bits, BEAT_BITS)
         super().__init__({
-            "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "miss": Out(1), "stall": In(1),
+            "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1), "stall": In(1),
             "flush": In(1), "active": In(1), "base": In(addr_bits), "burst": Out(burst_signature(addr_bits)),
         })
 
@@ -76,12 +78,20 @@ class RowReader(wiring.Component):
         in_flight, stale = Signal(), Signal()
         assembled = Signal(self.beats * BEAT_BITS)
 
+        request = self.en & ~self.stall
+        wanted = Signal(self.tag_bits)       # the row a waiting request asked for
         hit_served = served & (served_tag == self.addr)
-        hit_head = fifo.r_rdy & (head_tag == self.addr)
-        m.d.comb += self.miss.eq(self.en & ~hit_served & ~hit_head)
-        with m.If(self.en & ~self.stall & ~hit_served & hit_head):
+        miss = request & ~hit_served & ~(fifo.r_rdy & (head_tag == self.addr))
+        # the row to hand over from the FIFO's head this cycle: a new request's or the awaited one
+        serve = Signal()
+        serve_tag = Mux(self.waiting, wanted, self.addr)
+        m.d.comb += serve.eq((request & ~hit_served | self.waiting) & fifo.r_rdy & (head_tag == serve_tag))
+        with m.If(serve):
             m.d.comb += fifo.r_en.eq(1)
-            m.d.sync += [self.data.eq(fifo.r_data), served.eq(1), served_tag.eq(self.addr), head_tag.eq(head_tag + 1)]
+            m.d.sync += [self.data.eq(fifo.r_data), served.eq(1), served_tag.eq(serve_tag), head_tag.eq(head_tag + 1),
+                         self.waiting.eq(0)]
+        with m.If(miss):
+            m.d.sync += [self.waiting.eq(1), wanted.eq(self.addr)]
 
         # prefetch: one burst in flight, the FIFO's free rows reserved for the rows asked for
         ahead = Signal(self.tag_bits)
@@ -94,12 +104,12 @@ class RowReader(wiring.Component):
             m.d.sync += [in_flight.eq(1), fetch_tag.eq(fetch_tag + 1)]
 
         # a row off the stream: start over from it
-        restart = self.en & self.miss & (self.addr != head_tag)
+        restart = miss & (self.addr != head_tag)
         with m.If(restart | self.flush):
             m.d.comb += drop.eq(1)
             m.d.sync += [head_tag.eq(self.addr), fetch_tag.eq(self.addr), stale.eq(in_flight | issue)]
         with m.If(self.flush):
-            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0)]
+            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0), self.waiting.eq(0)]
 
         with m.If(burst.beat_valid):
             row = Cat(assembled[BEAT_BITS:], burst.beat_data)
