@@ -1,6 +1,6 @@
 """Spike accumulator array: ``n_pe`` lanes, each event adds one weight row to one accumulator word."""
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,12 +12,15 @@ __all__ = ["AccumulatorArray"]
 class AccumulatorArray(wiring.Component):
     """Accumulator memory of ``2**(t_bits + h_bits + w_bits)`` words × ``n_pe`` lanes.
 
-    An event at cycle c reads the word at ``event_addr``; at c+1 every lane adds its weight of
-    ``event_row`` and writes back (the read port is transparent to the write port, so an event on
-    the word written in the same cycle sees the new sum). A drain at cycle c returns the word at
-    ``drain_addr`` on ``drain_data`` at c+1 and clears it to 0, ready for the next tile. Events and
-    drains never overlap (the engine runs them in separate phases). No multiplier: adds only. The
-    first tile after configuration adds to the memory's initial contents: it starts at zero
+    An event at cycle c reads the word at ``event_addr``; the block RAM's word goes into a register
+    at c+1 (no logic after the RAM's slow output), and at c+2 every lane adds its weight of
+    ``event_row`` (shifted at c+1) and writes the sum back. The two events before it may have
+    written the same word after it was read: their sums are forwarded (compared one cycle ahead),
+    so events may hit any word in any cycle. A drain at cycle c returns the word at ``drain_addr``
+    on ``drain_data`` at c+2 — forwarded too, so a drain may follow the last event at once — and
+    clears it to 0, ready for the next tile. Events and drains never overlap (the engine runs them
+    in separate phases). No multiplier: adds only. The first tile after configuration adds to the
+    memory's initial contents: it starts at zero
     (:func:`~spikeforge.hw.initial_contents.zeroed_memory`).
 
     Ports
@@ -34,7 +37,7 @@ class AccumulatorArray(wiring.Component):
     drain_keep : In(1)
         Leave the drained word in place (a static input's result read at every timestep).
     drain_data : Out(ArrayLayout(signed(acc_bits), n_pe))
-        The drained word, one cycle after the request.
+        The drained word, two cycles after the request.
     """
 
     def __init__(self, params):
@@ -51,28 +54,33 @@ class AccumulatorArray(wiring.Component):
         m = Module()
         p = self.params
         m.submodules.acc = acc = zeroed_memory(shape=self.word, depth=1 << self.addr_bits)
-        write = acc.write_port()
-        read = acc.read_port(transparent_for=(write,))
-        pending_add = Signal()
-        pending_clear = Signal()
-        pending_addr = Signal.like(self.event_addr)
-        pending_row = Signal.like(self.event_row)
-        pending_shift = Signal.like(self.event_shift)
-        m.d.comb += read.addr.eq(self.event_addr)
-        with m.If(self.drain_valid):
-            m.d.comb += read.addr.eq(self.drain_addr)
-        m.d.sync += [
-            pending_add.eq(self.event_valid),
-            pending_clear.eq(self.drain_valid & ~self.drain_keep),
-            pending_addr.eq(read.addr),
-            pending_row.eq(self.event_row),
-            pending_shift.eq(self.event_shift),
-        ]
-        m.d.comb += [write.addr.eq(pending_addr), self.drain_data.eq(read.data)]
-        with m.If(pending_add):
-            m.d.comb += write.en.eq(1)
-            for lane in range(p.n_pe):
-                m.d.comb += write.data[lane].eq(read.data[lane] + (pending_row[lane] << pending_shift))
-        with m.Elif(pending_clear):
-            m.d.comb += write.en.eq(1)   # data stays 0: clear after draining
+        write, read = acc.write_port(), acc.read_port()
+
+        # stage 1: the word is being read; the row is shifted by its plane
+        read_add, read_clear, read_addr = Signal(), Signal(), Signal.like(self.event_addr)
+        shifted = Signal(self.word)
+        m.d.comb += read.addr.eq(Mux(self.drain_valid, self.drain_addr, self.event_addr))
+        m.d.sync += [read_add.eq(self.event_valid), read_clear.eq(self.drain_valid & ~self.drain_keep),
+                     read_addr.eq(read.addr)]
+        for lane in range(p.n_pe):
+            m.d.sync += shifted[lane].eq(self.event_row[lane] << self.event_shift)
+
+        # stage 2: the word in a register, the sum (or the clear's 0) written back
+        add, clear, addr = Signal(), Signal(), Signal.like(self.event_addr)
+        word, addend = Signal(self.word), Signal(self.word)
+        m.d.sync += [add.eq(read_add), clear.eq(read_clear), addr.eq(read_addr), word.eq(read.data),
+                     addend.eq(shifted)]
+        # the words written in the last two cycles did not reach the read: forward them, newest first
+        # (whether they apply is decided in stage 1, a cycle ahead)
+        last_sum, older_sum = Signal(self.word), Signal(self.word)
+        last_valid, last_addr = Signal(), Signal.like(addr)
+        from_last, from_older = Signal(), Signal()
+        m.d.sync += [from_last.eq((add | clear) & (addr == read_addr)),
+                     from_older.eq(last_valid & (last_addr == read_addr))]
+        m.d.comb += self.drain_data.eq(Mux(from_last, last_sum, Mux(from_older, older_sum, word)))
+        total = Signal(self.word)
+        for lane in range(p.n_pe):
+            m.d.comb += total[lane].eq(Mux(clear, 0, self.drain_data[lane] + addend[lane]))
+        m.d.comb += [write.en.eq(add | clear), write.addr.eq(addr), write.data.eq(total)]
+        m.d.sync += [last_sum.eq(total), older_sum.eq(last_sum), last_valid.eq(add | clear), last_addr.eq(addr)]
         return m

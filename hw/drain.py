@@ -6,28 +6,31 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_word_layout
+from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
-from .logic import check_params, count_nested, fits, spike_group
+from .logic import carry_save_sum, check_params, count_nested, fits, spike_group
 
 __all__ = ["Drain"]
 
 
 class Drain(wiring.Component):
     """Reads the tile's accumulators position by position, timestep innermost (``{t, y, x}``, one per
-    cycle), and one cycle later adds the tile's bias and, for a ``residual`` CONV, the stream word
-    read in step; checks the sum against ``check_bits``; writes it back to the stream memory
-    (``stream_write``; each word is read, then written one cycle later) and runs the LIF (threshold
-    of the tile, ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``) and whose
-    membrane H is checked against ``membrane_bits``. The membrane stays in a register across the
-    timesteps of one position. A ``static`` input's accumulators hold
-    ``t = 0`` only: they are read, and kept, at every timestep.
+    cycle), adds the tile's bias and, for a ``residual`` CONV, the stream word read in step; checks
+    the sum against ``check_bits``; writes it back to the stream memory (``stream_write``; each word
+    is read, then written three cycles later) and runs the LIF (threshold of the tile,
+    ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``) and whose membrane H is
+    checked against ``membrane_bits``. The membrane stays in a register across the timesteps of one
+    position. A ``static`` input's accumulators hold ``t = 0`` only: they are read, and kept, at
+    every timestep.
 
-    Three pipeline stages follow the reads, so that no path runs from a memory through the additions
-    and the LIF into the spike memory: the sum (and the stream write), the LIF, the spike-row write.
-    The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 3`` cycles (:func:`spikeforge.ops.conv.drain_cycles`)
-    from the one after ``start`` to ``done`` included: a start cycle reading the bias and threshold
-    rows, one per position, and a flush of the three stages.
+    Six pipeline stages follow the reads (:data:`~spikeforge.ops.conv.DRAIN_STAGES`), so that every
+    path is short: the stream's word into a register, the sum, the check with the stream write
+    and the scaling, the LIF (the membrane's loop), the outputs with the membrane check and the
+    row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 6``
+    cycles (:func:`spikeforge.ops.conv.drain_cycles`) from the one after ``start`` to ``done``
+    included: a start cycle reading the bias and threshold rows, one per position, and the flush of
+    the six stages.
 
     Ports
     -----
@@ -50,7 +53,7 @@ class Drain(wiring.Component):
     acc_valid, acc_addr, acc_keep : Out
         Accumulator drain request (:class:`AccumulatorArray` ``drain_*``).
     acc_data : In(ArrayLayout(signed(acc_bits), n_pe))
-        The word requested one cycle earlier.
+        The word requested two cycles earlier (from registers: :class:`AccumulatorArray`).
     stream_addr : Out
         Stream word ``{tile, t, y, x}`` read (data one cycle later).
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
@@ -106,6 +109,7 @@ class Drain(wiring.Component):
         def stream_address(t_, y_, x_):
             return cat_fields(stream_word_layout(p), tile=tile, t=t_, y=y_, x=x_)
 
+        flush = Signal(range(DRAIN_STAGES))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -113,71 +117,97 @@ class Drain(wiring.Component):
             with m.State("DRAIN_START"):
                 m.d.comb += [self.bias_en.eq(1), self.bias_addr.eq(d.bias_base + tile),
                              self.threshold_en.eq(1), self.threshold_addr.eq(d.threshold_base + tile)]
-                m.d.sync += [t.eq(0), y.eq(0), x.eq(0)]
+                m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]
                 m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += [self.acc_valid.eq(1),
                              self.acc_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
                              self.acc_keep.eq(d.static & (t != d.T - 1)),
                              self.stream_addr.eq(stream_address(t, y, x))]
-                count_nested(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "FLUSH_SUM")
-            with m.State("FLUSH_SUM"):
-                m.d.sync += [t.eq(0), y.eq(0), x.eq(0)]
-                m.next = "FLUSH_LIF"
-            with m.State("FLUSH_LIF"):
-                m.next = "FLUSH_ROW"
-            with m.State("FLUSH_ROW"):
-                m.d.comb += self.done.eq(1)
-                m.next = "IDLE"
+                count_nested(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "FLUSH")
+            with m.State("FLUSH"):
+                m.d.sync += flush.eq(flush - 1)
+                with m.If(flush == 0):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
 
-        # stage 1, the sum: the words requested last cycle
-        pending = Signal()
-        drain_t, drain_y, drain_x = Signal.like(t), Signal.like(y), Signal.like(x)
-        m.d.sync += [pending.eq(self.acc_valid), drain_t.eq(t), drain_y.eq(y), drain_x.eq(x)]
-        total = Signal(self.acc_word)
-        wide = Signal()      # a sum wider than check_bits, flagged with its position in stage 2
-        for lane in range(p.n_pe):
-            value = (self.acc_data[lane] + self.bias_data[lane]
-                     + Mux(d.residual, self.stream_data[lane], 0))
-            m.d.comb += total[lane].eq(value)
-            with m.If(pending & ~fits(value, d.check_bits)):
-                m.d.comb += wide.eq(1)
-        m.d.sync += self.overflow.eq(wide)
-        with m.If(pending):
-            m.d.comb += [self.stream_we.eq(d.stream_write),
-                         self.stream_waddr.eq(stream_address(drain_t, drain_y, drain_x)),
-                         self.stream_wdata.eq(total)]
+        # the position (valid, t, y, x) travels with its data through the stages
+        def stage(name, previous):
+            position = [Signal.like(signal, name=f"{name}_{field}") for field, signal in zip("vtyx", previous)]
+            m.d.sync += [register.eq(signal) for register, signal in zip(position, previous)]
+            return position
 
-        # stage 2, the LIF: the membrane stays in a register across the timesteps of a position
-        lif_valid, lif_total = Signal(), Signal(self.acc_word)
-        lif_t, lif_y, lif_x = Signal.like(t), Signal.like(y), Signal.like(x)
-        m.d.sync += [lif_valid.eq(pending), lif_total.eq(total), lif_t.eq(drain_t), lif_y.eq(drain_y),
-                     lif_x.eq(drain_x)]
-        membrane = Signal(self.membrane_word)
-        m.d.comb += [lif.acc.eq(lif_total), lif.bias.eq(0), lif.threshold.eq(self.threshold_data),
-                     lif.frac_bits.eq(d.frac_bits), lif.v.eq(Mux(lif_t == 0, 0, membrane))]
+        # stage 1, the reads: the stream's word goes straight into a register (the accumulator array
+        # registers its own)
+        read = stage("read", (self.acc_valid, t, y, x))
+        stream_word = Signal(self.acc_word)
+        m.d.sync += stream_word.eq(self.stream_data)
+
+        # stage 2, the sum: accumulator, bias and residual, exact in two more bits than a stream word
+        summed = stage("sum", read)
+        sum_width = p.acc_bits + 2
+        total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
-            with m.If(lif_valid & d.lif & ~fits(lif.h[lane], d.membrane_bits)):
-                m.d.comb += self.membrane_overflow.eq(1)
-        m.d.comb += [self.out_valid.eq(lif_valid), self.out_t.eq(lif_t), self.out_y.eq(lif_y),
-                     self.out_x.eq(lif_x), self.out_spikes.eq(lif.spike), self.out_membrane.eq(lif.h)]
+            m.d.sync += total[lane].eq(carry_save_sum(
+                m, [self.acc_data[lane], self.bias_data[lane], Mux(d.residual, stream_word[lane], 0)], sum_width,
+                name=f"sum{lane}"))
+
+        # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input
+        scaled_at = stage("scale", summed)
+        result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
+        # the range checks, a lane per register: their conjunction comes a stage later
+        sum_fits = Signal(p.n_pe)
+        m.d.sync += sum_fits.eq(Cat(*(fits(total[lane], d.check_bits) for lane in range(p.n_pe))))
+        m.d.comb += [self.stream_we.eq(scaled_at[0] & d.stream_write),
+                     self.stream_waddr.eq(stream_address(*scaled_at[1:])),
+                     self.stream_wdata.eq(Cat(*result))]
+        scaled = Signal(self.membrane_word)
+        for lane in range(p.n_pe):
+            # X·2^F fits the membrane (membrane_bits >= acc_bits + frac_bits + 1)
+            m.d.sync += scaled[lane].eq(result[lane] << d.frac_bits)
+
+        # stage 4, the LIF: the membrane stays in a register across the timesteps of a position
+        lif_at = stage("lif", scaled_at)
+        # the membrane is 0 before a position's first timestep: cleared after its last one (a
+        # synchronous reset of the register, rather than a select on the loop's path)
+        membrane, last_timestep = Signal(self.membrane_word), Signal()
+        m.d.sync += last_timestep.eq(scaled_at[1] == d.T - 1)
+        m.d.comb += [lif.scaled.eq(scaled), lif.threshold.eq(self.threshold_data), lif.v.eq(membrane)]
+        h, spikes = Signal(self.membrane_word), Signal(p.n_pe)
+        with m.If(lif_at[0]):
+            m.d.sync += membrane.eq(Mux(last_timestep, 0, lif.v_next))
+        m.d.sync += [h.eq(lif.h), spikes.eq(lif.spike)]
+
+        # stage 5, the outputs: spikes and membranes, their checks, the spike rows gathered
+        out = stage("out", lif_at)
+        out_valid, out_t, out_y, out_x = out
+        wide, membrane_fits = Signal(), Signal(p.n_pe)
+        m.d.sync += [wide.eq(lif_at[0] & ~sum_fits.all()), self.overflow.eq(wide),
+                     membrane_fits.eq(Cat(*(fits(h[lane], d.membrane_bits) for lane in range(p.n_pe))))]
+        # the position reported, a stage after its outputs' registers (with its checks)
+        report = stage("report", out)
+        reported_spikes, reported_h = Signal.like(spikes), Signal.like(h)
+        m.d.sync += [reported_spikes.eq(spikes), reported_h.eq(h)]
+        m.d.comb += [self.out_valid.eq(report[0]), self.out_t.eq(report[1]), self.out_y.eq(report[2]),
+                     self.out_x.eq(report[3]), self.out_spikes.eq(reported_spikes), self.out_membrane.eq(reported_h),
+                     self.membrane_overflow.eq(report[0] & d.lif & ~membrane_fits.all())]
         out_group = spike_group(p, d.out_base, tile)
         # one row register per timestep: positions go timestep innermost, so T rows fill at once
         rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
         row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
         x_bit = Signal(p.max_w)
-        m.d.comb += x_bit.eq(Const(1, p.max_w) << lif_x)
-        current = Array(rows)[lif_t[:p.t_bits] if p.t_bits else 0]
+        m.d.comb += x_bit.eq(Const(1, p.max_w) << out_x)
+        current = Array(rows)[out_t[:p.t_bits] if p.t_bits else 0]
         for lane in range(p.n_pe):
-            m.d.comb += row[lane].eq(current[lane] | Mux(lif.spike[lane], x_bit, 0))
-        row_done = lif_x == d.W - 1
-        # stage 3, the row write: a finished row goes out from registers
+            m.d.comb += row[lane].eq(current[lane] | Mux(spikes[lane], x_bit, 0))
+        row_done = out_x == d.W - 1
+        # stage 6, the row write: a finished row goes out from registers
         m.d.sync += self.word_valid.eq(0)
-        with m.If(lif_valid):
-            m.d.sync += [membrane.eq(lif.v_next), self.word_valid.eq(d.lif & row_done),
-                         self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=lif_t, y=lif_y)),
+        with m.If(out_valid):
+            m.d.sync += [self.word_valid.eq(d.lif & row_done),
+                         self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t, y=out_y)),
                          self.word_data.eq(row)]
             for t_, register in enumerate(rows):
-                with m.If(lif_t == t_):
+                with m.If(out_t == t_):
                     m.d.sync += register.eq(Mux(row_done, 0, row))
         return m

@@ -1,11 +1,12 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
-range check, popcount, and the check of the build parameters they take."""
+range check, popcount, a many-term sum with one carry chain, and the check of the build parameters
+they take."""
 
-from amaranth import Const, Value
+from amaranth import Cat, Const, Signal, Value, signed
 
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["check_params", "count_nested", "fits", "popcount", "spike_group"]
+__all__ = ["carry_save_sum", "check_params", "count_nested", "fits", "popcount", "sign_extended", "spike_group"]
 
 
 def check_params(params):
@@ -57,3 +58,37 @@ def popcount(word):
 def spike_group(params, base, index):
     """Spike-memory group ``base + index`` of a tensor placed at group ``base`` (its ``group`` field)."""
     return (base + index)[:params.group_bits] if params.group_bits else Const(0, 1)
+
+
+def sign_extended(value, width):
+    """``value`` (signed or not) as its two's complement in ``width`` bits (cut if wider)."""
+    value = Value.cast(value)
+    if len(value) >= width:
+        return value[:width]
+    fill = value[-1] if value.shape().signed else Const(0, 1)
+    return Cat(value, fill.replicate(width - len(value)))
+
+
+def carry_save_sum(m, terms, width, plus_one=False, name="sum"):
+    """``Σ terms`` (+ 1 with ``plus_one``; values, signed or not) as ``signed(width)``, exact when the
+    sum fits ``width`` bits; intermediate words are comb signals of ``m`` named after ``name``.
+
+    The terms are reduced three to two (a sum bit and a carry bit per position: one LUT level each)
+    until two remain, which one carry chain adds: ``k`` terms cost ``k − 2`` LUT levels and one
+    chain instead of ``k − 1`` chains in a row. The ``+ 1`` rides in the free low bit of the first
+    carry word (or is a term of its own when there are fewer than three)."""
+    words = [sign_extended(term, width) for term in terms]
+    if plus_one and len(words) < 3:
+        words.append(Const(1, width))
+        plus_one = False
+    level = 0
+    while len(words) > 2:
+        a, b, c = words[:3]
+        partial, carry = Signal(width, name=f"{name}_s{level}"), Signal(width, name=f"{name}_c{level}")
+        m.d.comb += [partial.eq(a ^ b ^ c),
+                     carry.eq(Cat(Const(int(plus_one), 1), ((a & b) | (a & c) | (b & c))[:width - 1]))]
+        words = words[3:] + [partial, carry]
+        plus_one, level = False, level + 1
+    total = Signal(signed(width), name=name)
+    m.d.comb += total.eq(words[0] if len(words) == 1 else words[0] + words[1])
+    return total

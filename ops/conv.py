@@ -15,7 +15,7 @@ from pydantic import Field
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows",
-           "drain_cycles"]
+           "drain_cycles", "DRAIN_STAGES"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -178,7 +178,12 @@ def cycles(fields, spikes):
     return fields["tiles"] * per_tile
 
 
+#: Pipeline stages of the drain after its reads (``hw/drain.py``): the read words registered, the
+#: sum, the check and scaling, the LIF, the outputs, the spike-row write.
+DRAIN_STAGES = 6
+
+
 def drain_cycles(T, H, W):
     """Cycles of one tile's drain pass (CONV and ATTENTION): DRAIN_START (bias and threshold reads) 1,
-    DRAIN ``T·H·W`` (one position each), and the flush of its three stages (sum, LIF, row write) 3."""
-    return 1 + T * H * W + 3
+    DRAIN ``T·H·W`` (one position each), and the flush of its :data:`DRAIN_STAGES` stages."""
+    return 1 + T * H * W + DRAIN_STAGES

@@ -32,7 +32,7 @@ def layer_cycles(case, params):
 
 def overhead_bound(case, params):
     """Cycles beyond one per event, at most: ``tiles × (1 + Cin·taps + R + drain) + 1`` with the drain pass
-    ``drain = 1 + T·H·W + 3`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
+    ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
     counts occupied rows whose spikes all fall outside the tap's reachable columns (border rows)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)

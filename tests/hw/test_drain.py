@@ -43,7 +43,8 @@ def _harness(contents):
         dr = h.drain
         acc, bias, threshold = h.acc.read_port(), h.bias.read_port(), h.threshold.read_port()
         stream_read, stream_write = h.stream.read_port(), h.stream.write_port()
-        m.d.comb += [acc.addr.eq(dr.acc_addr), dr.acc_data.eq(acc.data),
+        m.d.sync += dr.acc_data.eq(acc.data)     # two cycles, like the accumulator array
+        m.d.comb += [acc.addr.eq(dr.acc_addr),
                      bias.en.eq(dr.bias_en), bias.addr.eq(dr.bias_addr), dr.bias_data.eq(bias.data),
                      threshold.en.eq(dr.threshold_en), threshold.addr.eq(dr.threshold_addr),
                      dr.threshold_data.eq(threshold.data),

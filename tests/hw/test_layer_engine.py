@@ -2,14 +2,11 @@
 cycles equal to the documented cycle model."""
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spikeforge.hw.lif_unit import LIFUnit
 from spikeforge.interface.params import EngineParams
 from spikeforge.hw.spike_to_event import SpikeToEvent
-from spikeforge.ops.lif import lif_integer
 from spikeforge.sim.cycles import layer_cycles, layer_events, overhead_bound
 from spikeforge.sim.layer import run_layer
 from spikeforge.sim.layer_case import check_fits, random_case
@@ -93,36 +90,6 @@ def test_spike_to_event_emits_each_set_bit_once_lowest_first():
         return seen
 
     assert simulate(dut, bench) == [1, 4, 5, 7, "|", "|", 0, "|"]
-
-
-def test_lif_unit_step_matches_the_integer_semantics():
-    params = EngineParams(n_pe=4, acc_bits=12, membrane_bits=20, frac_bits=3, decay_mult=171, decay_shift=8)
-    dut = LIFUnit(params)
-    g = torch.Generator().manual_seed(0)
-    acc = torch.randint(-500, 500, (6, 4), generator=g)
-    bias = torch.randint(-50, 50, (4,), generator=g)
-    theta = torch.randint(1, 2000, (4,), generator=g)
-    expected_spikes, expected_h = lif_integer((acc + bias).unsqueeze(0).numpy(), theta.numpy(), 3, 171, 8)
-
-    async def bench(ctx):
-        v = [0] * 4
-        rows = []
-        ctx.set(dut.frac_bits, 3)
-        for t in range(6):
-            for lane in range(4):
-                ctx.set(dut.acc[lane], int(acc[t, lane]))
-                ctx.set(dut.bias[lane], int(bias[lane]))
-                ctx.set(dut.threshold[lane], int(theta[lane]))
-                ctx.set(dut.v[lane], v[lane])
-            await ctx.delay(1e-9)
-            h = [ctx.get(dut.h[lane]) for lane in range(4)]
-            rows.append((h, [ctx.get(dut.spike) >> lane & 1 for lane in range(4)]))
-            v = [ctx.get(dut.v_next[lane]) for lane in range(4)]
-        return rows
-
-    rows = simulate(dut, bench, clocked=False)
-    assert [r[0] for r in rows] == expected_h[0].tolist()
-    assert [r[1] for r in rows] == expected_spikes[0].tolist()
 
 
 def test_cycles_follow_the_spikes_not_the_dense_size():
