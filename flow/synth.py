@@ -254,13 +254,19 @@ def _version(package):
 
 
 def _yosys_script(source, top, mapper):
-    """Read ``source`` and synthesize ``top`` with ``synth_ecp5``, its LUTs mapped by ``mapper``."""
+    """Read ``source`` and synthesize ``top`` with ``synth_ecp5``, its LUTs mapped by ``mapper``.
+    Registers that are copies of one another (:data:`~spikeforge.hw.logic.FANOUT_SUFFIX`) are
+    marked ``keep`` first, so that they stay copies."""
+    from spikeforge.hw.logic import FANOUT_SUFFIX
+
+    copies = f"w:*{FANOUT_SUFFIX}*"
+    read = f"read_verilog {source}; proc; setattr -set keep 1 {copies} %ci1:+[Q] {copies} %d"
     stat = "tee -q -o yosys_stat.json stat -json"
     if mapper == "abc9":
-        return f"read_verilog {source}; synth_ecp5 -top {top} -json netlist.json; {stat}"
+        return f"{read}; synth_ecp5 -top {top} -json netlist.json; {stat}"
     # synth_ecp5 up to its LUT mapping, the classic ABC mapping (LUT4, LUT5-7 through the slice
     # muxes), then synth_ecp5 from its cell mapping on
-    return (f"read_verilog {source}; synth_ecp5 -top {top} -run :map_luts; check -latchonly -assert; "
+    return (f"{read}; synth_ecp5 -top {top} -run :map_luts; check -latchonly -assert; "
             f"techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
             f"synth_ecp5 -top {top} -run map_cells: -json netlist.json; {stat}")
 

@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .initial_contents import zeroed_memory
+from .logic import replicated
 
 __all__ = ["AccumulatorArray"]
 
@@ -74,13 +75,16 @@ class AccumulatorArray(wiring.Component):
         # (whether they apply is decided in stage 1, a cycle ahead)
         last_sum, older_sum = Signal(self.word), Signal(self.word)
         last_valid, last_addr = Signal(), Signal.like(addr)
-        from_last, from_older = Signal(), Signal()
-        m.d.sync += [from_last.eq((add | clear) & (addr == read_addr)),
-                     from_older.eq(last_valid & (last_addr == read_addr))]
-        m.d.comb += self.drain_data.eq(Mux(from_last, last_sum, Mux(from_older, older_sum, word)))
+        # one copy of each select per lane: each drives acc_bits multiplexers
+        from_last = replicated(m, (add | clear) & (addr == read_addr), p.n_pe, "from_last")
+        from_older = replicated(m, last_valid & (last_addr == read_addr), p.n_pe, "from_older")
         total = Signal(self.word)
         for lane in range(p.n_pe):
-            m.d.comb += total[lane].eq(Mux(clear, 0, self.drain_data[lane] + addend[lane]))
+            m.d.comb += [
+                self.drain_data[lane].eq(Mux(from_last[lane], last_sum[lane],
+                                             Mux(from_older[lane], older_sum[lane], word[lane]))),
+                total[lane].eq(Mux(clear, 0, self.drain_data[lane] + addend[lane])),
+            ]
         m.d.comb += [write.en.eq(add | clear), write.addr.eq(addr), write.data.eq(total)]
         m.d.sync += [last_sum.eq(total), older_sum.eq(last_sum), last_valid.eq(add | clear), last_addr.eq(addr)]
         return m

@@ -9,7 +9,7 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_wor
 from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
-from .logic import carry_save_sum, check_params, count_nested, fits, spike_group
+from .logic import carry_save_sum, check_params, count_nested, fits, replicated, spike_group
 
 __all__ = ["Drain"]
 
@@ -195,11 +195,11 @@ class Drain(wiring.Component):
         # one row register per timestep: positions go timestep innermost, so T rows fill at once
         rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
         row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
-        x_bit = Signal(p.max_w)
-        m.d.comb += x_bit.eq(Const(1, p.max_w) << out_x)
+        # the position's column as a one-hot word, decoded a stage ahead: a copy per four lanes
+        x_bit = replicated(m, Const(1, p.max_w) << lif_at[3], (p.n_pe + 3) // 4, "x_bit")
         current = Array(rows)[out_t[:p.t_bits] if p.t_bits else 0]
         for lane in range(p.n_pe):
-            m.d.comb += row[lane].eq(current[lane] | Mux(spikes[lane], x_bit, 0))
+            m.d.comb += row[lane].eq(current[lane] | Mux(spikes[lane], x_bit[lane // 4], 0))
         row_done = out_x == d.W - 1
         # stage 6, the row write: a finished row goes out from registers
         m.d.sync += self.word_valid.eq(0)

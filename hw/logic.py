@@ -6,7 +6,12 @@ from amaranth import Cat, Const, Signal, Value, signed
 
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["carry_save_sum", "check_params", "count_nested", "fits", "popcount", "sign_extended", "spike_group"]
+__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "fits", "popcount", "replicated",
+           "sign_extended", "spike_group"]
+
+#: Registers whose names hold this are copies of one another that synthesis must keep apart
+#: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
+FANOUT_SUFFIX = "_fanout"
 
 
 def check_params(params):
@@ -92,3 +97,12 @@ def carry_save_sum(m, terms, width, plus_one=False, name="sum"):
     total = Signal(signed(width), name=name)
     m.d.comb += total.eq(words[0] if len(words) == 1 else words[0] + words[1])
     return total
+
+
+def replicated(m, value, copies, name):
+    """``copies`` registers, each loaded with ``value`` every cycle: a select that drives hundreds
+    of bits spends more time in routing than in logic, so each group of bits gets its own copy.
+    They are named ``{name}{FANOUT_SUFFIX}{i}``, so that synthesis keeps them apart."""
+    registers = [Signal.like(Value.cast(value), name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(copies)]
+    m.d.sync += [register.eq(value) for register in registers]
+    return registers
