@@ -107,7 +107,7 @@ def write_verilog(params, out_dir, image=None):
     with staged_directory(out_dir) as tmp:
         (tmp / f"{TOP_NAME}.v").write_text(accelerator_verilog(params))
         (tmp / "params.json").write_text(params.as_json())
-        (tmp / HEADER_NAME).write_text(c_header())
+        (tmp / HEADER_NAME).write_text(c_header(params))
         if image is not None:
             write_image(image, tmp / "image")
     return out_dir / f"{TOP_NAME}.v", out_dir / "params.json"
