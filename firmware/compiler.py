@@ -8,10 +8,11 @@ it); the first conv reads its integer pixels as bit planes (spike channel ``ci·
 spikes stay readable after the run; the residual stream lives in one place and is updated in place.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
-from spikeforge.interface.bits import ceil_div, next_power_of_two
+from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
+from spikeforge.interface.external import external_bytes
 from spikeforge.interface.layout import pack_lanes
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.ops import OPERATIONS
@@ -26,6 +27,8 @@ DEFAULT_N_PE = 16
 MAX_PLANES = 8
 #: Parameters an override may set only to the value the bundle's LIFs use (the decay is built in).
 _FIXED = ("decay_mult", "decay_shift")
+#: Parameters an override may set to any valid value: the board's external memory, which the image must fit.
+_BOARD = ("memory_address_bits",)
 
 
 class CompileError(ValueError):
@@ -164,7 +167,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         decay_shift=decay[1], spike_groups=next_power_of_two(prog.groups), stream_tiles=next_power_of_two(stream_tiles),
         weight_rows=len(prog.weights), bias_rows=len(prog.biases), threshold_rows=max(1, len(prog.thresholds)),
         program_depth=len(prog.descriptors), scratch_rows=max(1, prog.scratch_rows),
-        prefetch_rows=AcceleratorParams.prefetch_rows)
+        prefetch_rows=AcceleratorParams.prefetch_rows, memory_address_bits=AcceleratorParams.memory_address_bits)
     params = _apply_overrides(needed, overrides)
     acc_bits, membrane_bits = params.acc_bits, params.membrane_bits
     # pad lanes of partial tiles get the largest threshold, which their zero input never reaches
@@ -178,6 +181,13 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     }
     word_bits = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": n_pe * params.weight_bits, "BIAS": n_pe * acc_bits,
                  "THRESHOLD": n_pe * membrane_bits}
+    # the tables must fit the external address space: a larger image widens the default, never an override
+    size = external_bytes({name: (word_bits[name], len(rows)) for name, rows in memories.items()})
+    if size > 1 << params.memory_address_bits:
+        if "memory_address_bits" in (overrides or {}):
+            raise CompileError(f"--set memory_address_bits={params.memory_address_bits}: the tables take {size} bytes "
+                               f"of external memory, which needs memory_address_bits={index_bits(size)}")
+        params = replace(params, memory_address_bits=index_bits(size))
     manifest = bundle.manifest
     layout = {
         "bundle": {"preset": manifest["model"].get("preset"), "config": bundle.config,
@@ -196,7 +206,8 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
 
 def _apply_overrides(needed, overrides):
     """``needed`` build parameters with ``--set`` overrides: widths and depths may grow, never shrink
-    below what the bundle needs; the LIF constants must stay."""
+    below what the bundle needs; the LIF constants must stay; the external memory's address bits may take
+    any valid value (the caller checks that the tables fit)."""
     params = dict(needed)
     for key, text in (overrides or {}).items():
         if key not in params:
@@ -207,7 +218,7 @@ def _apply_overrides(needed, overrides):
             raise ValueError(f"hardware parameter {key} must be an integer, not {text!r}") from None
         if key in _FIXED and value != params[key]:
             raise ValueError(f"--set {key}={value}: the bundle's LIFs need {key}={params[key]}")
-        if value < params[key]:
+        if key not in _BOARD and value < params[key]:
             raise ValueError(f"--set {key}={value}: the bundle needs at least {key}={params[key]}")
         params[key] = value
     if "membrane_bits" not in (overrides or {}):   # a wider accumulator or more fraction bits widen it

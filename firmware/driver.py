@@ -12,10 +12,10 @@ import numpy as np
 from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word_layout, pack_fields,
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.interface.external import table_offsets
+from spikeforge.interface.external import external_bytes, table_offsets
 from spikeforge.interface.descriptor import unpack
 from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES, address,
-                                         identity_values, register, slots)
+                                         identity_values, register_address, slots)
 
 __all__ = ["Driver", "PortsBus", "DriverError", "overflow_layers", "overflow_names"]
 
@@ -75,7 +75,6 @@ class PortsBus:
     async def write_all(self, writes):
         """Write each 32-bit ``value`` of ``writes`` (``(address, value)`` pairs) in order."""
         port = self._port
-        await self.ports.write(port("wstrb"), 0xF)
         await self.ports.write(port("bready"), 1)
         for addr, value in writes:
             await self.ports.write(port("awaddr"), addr)
@@ -120,16 +119,27 @@ class Driver:
     def __init__(self, bus):
         self.bus = bus
         self.image = None
+        #: The build parameters of the loaded image (:class:`AcceleratorParams`): the addresses follow them.
+        self.params = None
 
     async def csr(self, name):
-        return await self.bus.read(address("CSR", register(name).offset))
+        """Register ``name`` (its address is the same in every build: usable before :meth:`load`)."""
+        return await self.bus.read(register_address(name))
 
     async def set_csr(self, name, value):
-        await self.bus.write(address("CSR", register(name).offset), value)
+        await self.bus.write(register_address(name), value)
+
+    def _params(self, window_name):
+        if self.params is None:
+            raise DriverError(f"no image loaded: the {window_name} window's addresses follow the image's parameters")
+        return self.params
+
+    def _address(self, window_name, offset, slot=0):
+        return address(self._params(window_name), window_name, offset, slot)
 
     def _slot_writes(self, window_name, offset, word):
-        for slot in range(slots(window_name, self.image.params)):
-            yield address(window_name, offset, slot), word >> (slot * BUS_DATA_BITS) & _SLOT_MASK
+        for slot in range(slots(window_name, self._params(window_name))):
+            yield self._address(window_name, offset, slot), word >> (slot * BUS_DATA_BITS) & _SLOT_MASK
 
     async def write_words(self, window_name, offset, words):
         """Write ``words`` to window ``window_name`` from word ``offset`` on, slot by slot."""
@@ -139,23 +149,29 @@ class Driver:
     async def read_word(self, window_name, offset):
         """Word ``offset`` of window ``window_name``, assembled from its slots."""
         word = 0
-        for slot in range(slots(window_name, self.image.params)):
-            word |= await self.bus.read(address(window_name, offset, slot)) << (slot * BUS_DATA_BITS)
+        for slot in range(slots(window_name, self._params(window_name))):
+            word |= await self.bus.read(self._address(window_name, offset, slot)) << (slot * BUS_DATA_BITS)
         return word
 
     async def load(self, image, memory_base=0):
-        """Check the hardware's identity against ``image.params`` and point the table base registers at
-        the image's tables, which the host placed in external memory from byte ``memory_base`` on
-        (the image's ``EXTERNAL`` files, :mod:`spikeforge.interface.external`)."""
-        for name, value in identity_values(image.params).items():
+        """Check the hardware's identity (its ``ADDRESS`` register included) against ``image.params`` and
+        point the table base registers at the image's tables, which the host placed in external memory
+        from byte ``memory_base`` on (the image's ``EXTERNAL`` files, :mod:`spikeforge.interface.external`);
+        they must end within the accelerator's ``2**memory_address_bits`` bytes."""
+        params = AcceleratorParams(**image.params)
+        shapes = {name: (image.word_bits[name], len(words)) for name, words in image.memories.items()}
+        end, limit = memory_base + external_bytes(shapes), 1 << params.memory_address_bits
+        if memory_base < 0 or end > limit:
+            raise DriverError(f"the image's tables occupy external memory bytes {memory_base:#x}..{end:#x}; the "
+                              f"accelerator addresses {limit:#x} bytes (memory_address_bits = "
+                              f"{params.memory_address_bits})")
+        for name, value in identity_values(params).items():
             found = await self.csr(name)
             if found != value:
                 raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found:#x}")
-        self.image = image
-        offsets = table_offsets({name: (image.word_bits[name], len(words)) for name, words in image.memories.items()})
-        for name, offset in offsets.items():
+        self.image, self.params = image, params
+        for name, offset in table_offsets(shapes).items():
             await self.set_csr(TABLES[name], memory_base + offset)
-        params = AcceleratorParams(**image.params)
         self._spike_row, self._stream_word = spike_row_layout(params), stream_word_layout(params)
 
     def _spike_offset(self, group, t, y):
@@ -205,7 +221,7 @@ class Driver:
         ops = self.image.layout["ops"][:-1]
         if not await self.csr("STATUS") >> STATUS_BITS["OVERFLOW"] & 1:
             return [0] * len(ops)
-        return [await self.bus.read(address("OVERFLOW_LOG", pc)) for pc in range(len(ops))]
+        return [await self.bus.read(self._address("OVERFLOW_LOG", pc)) for pc in range(len(ops))]
 
     async def overflow(self):
         """Names of the layers with a value wider than declared since the last :meth:`clear_overflow`,
@@ -250,6 +266,6 @@ class Driver:
     async def read_op_cycles(self):
         """Cycles of each descriptor of the last run, by descriptor name (END excluded)."""
         ops = self.image.layout["ops"]
-        return {name: await self.bus.read(address("OP_CYCLES", pc)) for pc, name in enumerate(ops[:-1])}
+        return {name: await self.bus.read(self._address("OP_CYCLES", pc)) for pc, name in enumerate(ops[:-1])}
 
 

@@ -13,8 +13,10 @@ An image is a directory::
 
 ``NAME`` is a table in external memory (:data:`~spikeforge.interface.regmap.TABLES`: ``PROGRAM``,
 ``WEIGHTS``, ``BIAS``, ``THRESHOLD``); words are unsigned (signed lanes are already packed as two's
-complement). ``docs/firmware.md`` describes the format. Loading validates everything and
-raises :class:`ImageError` naming the file and field.
+complement). The tables must fit the accelerator's external address space: ``EXTERNAL`` holds fewer
+than ``2**memory_address_bits`` bytes (``params.memory_address_bits``, the default of
+:class:`~spikeforge.interface.params.AcceleratorParams` where absent). ``docs/firmware.md`` describes
+the format. Writing and loading validate everything and raise :class:`ImageError` naming the file and field.
 """
 
 import json
@@ -22,10 +24,11 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spikeforge.interface.bits import readmemh_lines
-from spikeforge.interface.external import BEAT_BITS, external_words
+from spikeforge.interface.bits import index_bits, readmemh_lines
+from spikeforge.interface.external import BEAT_BITS, external_bytes, external_words
 from spikeforge.interface.files import sha256_bytes, staged_directory
 from spikeforge.interface import regmap
+from spikeforge.interface.params import MEMORY_ADDRESS_RANGE, AcceleratorParams
 
 __all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", "EXTERNAL", "ImageError",
            "ProgramImage", "write_image", "load_image", "external_image"]
@@ -70,16 +73,26 @@ def _fail(path, name, expected, found):
 
 
 def _check_memory(path, name, words, bits):
-    """Shared by writer and reader: a known window, a sane width and depth, words that fit."""
+    """Shared by writer and reader: a known window, a sane width, words that fit."""
     if name not in MEMORY_WINDOWS:
         _fail(path, f"memories.{name}", f"one of {', '.join(MEMORY_WINDOWS)}", repr(name))
     if not isinstance(bits, int) or isinstance(bits, bool) or bits < 1:
         _fail(path, f"memories.{name}.word_bits", "a positive int", repr(bits))
-    if len(words) > 1 << regmap.OFFSET_BITS:
-        _fail(path, f"memories.{name}.depth", f"at most 2**{regmap.OFFSET_BITS} words", len(words))
     for i, word in enumerate(words):
         if not 0 <= word < 1 << bits:
             _fail(path, f"memories.{name}.word_bits", f"words of {bits} unsigned bits", f"word {i} = {word:#x}")
+
+
+def _check_external_fits(path, params, shapes):
+    """The tables of ``shapes`` (``{name: (word_bits, depth)}``) fit the external address space of ``params``."""
+    bits = params.get("memory_address_bits", AcceleratorParams.memory_address_bits)
+    lo, hi = MEMORY_ADDRESS_RANGE
+    if not isinstance(bits, int) or isinstance(bits, bool) or not lo <= bits <= hi:
+        _fail(path, "params.memory_address_bits", f"an int in {lo}..{hi}", repr(bits))
+    size = external_bytes(shapes)
+    if size > 1 << bits:
+        _fail(path, "params.memory_address_bits", f"room for the {size}-byte external image (2**{bits} bytes "
+                                                  f"is too small: at least {index_bits(size)} bits)", bits)
 
 
 def external_image(image):
@@ -108,6 +121,8 @@ def write_image(image, path):
     for key, value in image.params.items():
         if not isinstance(key, str) or not isinstance(value, int) or isinstance(value, bool):
             _fail(where, f"params.{key}", "a str key and an int", repr(value))
+    _check_external_fits(where, image.params, {name: (image.word_bits[name], len(image.memories[name]))
+                                               for name in image.memories})
     memories = {}
     with staged_directory(path) as tmp:
         for name in sorted(image.memories):
@@ -149,8 +164,8 @@ def _load_memory(root, name, entry):
         _fail(manifest, f"memories.{name}", "an object", type(entry).__name__)
     bits, depth = entry.get("word_bits"), entry.get("depth")
     _check_memory(manifest, name, [], bits)
-    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 1 << regmap.OFFSET_BITS:
-        _fail(manifest, f"memories.{name}.depth", f"an int in [0, 2**{regmap.OFFSET_BITS}]", repr(depth))
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+        _fail(manifest, f"memories.{name}.depth", "a non-negative int", repr(depth))
     bin_file, data = _read(root, name, entry, "bin")
     hex_file, hex_data = _read(root, name, entry, "hex")
     nbytes = (bits + 7) // 8
@@ -203,6 +218,8 @@ def load_image(path):
     memories, word_bits = {}, {}
     for name, entry in sorted(manifest["memories"].items()):
         memories[name], word_bits[name] = _load_memory(root, name, entry)
+    _check_external_fits(manifest_path, manifest["params"], {name: (word_bits[name], len(memories[name]))
+                                                             for name in memories})
     image = ProgramImage(manifest["params"], memories, word_bits, manifest["layout"])
     external = manifest.get("external")
     if not isinstance(external, dict):

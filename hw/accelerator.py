@@ -5,7 +5,7 @@ from amaranth.hdl import EnableInserter
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.regmap import (ADDRESS_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, REGISTERS, STATUS_BITS, TABLES,
+from spikeforge.interface.regmap import (CTRL_BITS, OVERFLOW_LOG_BITS, REGISTERS, STATUS_BITS, TABLES, address_layout,
                                         identity_values, window, word_bits)
 
 from .burst_arbiter import BurstArbiter
@@ -39,9 +39,10 @@ class Accelerator(wiring.Component):
 
     Ports
     -----
-    ctrl : In(axi4_lite_signature(ADDRESS_BITS))
-        The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`).
-    mem : Out(axi4_read_signature())
+    ctrl : In(axi4_lite_signature(address_layout(params).address_bits))
+        The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`), its address as wide as
+        the build needs (:func:`~spikeforge.interface.regmap.address_layout`).
+    mem : Out(axi4_read_signature(params.memory_address_bits))
         The external memory master (INCR bursts of 32-bit beats).
     done : Out(1)
         High from the end of a run until the next start (an interrupt line).
@@ -49,8 +50,8 @@ class Accelerator(wiring.Component):
 
     def __init__(self, params):
         self.params = params
-        super().__init__({"ctrl": In(axi4_lite_signature(ADDRESS_BITS)), "mem": Out(axi4_read_signature()),
-                          "done": Out(1)})
+        super().__init__({"ctrl": In(axi4_lite_signature(address_layout(params).address_bits)),
+                          "mem": Out(axi4_read_signature(params.memory_address_bits)), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -60,7 +61,7 @@ class Accelerator(wiring.Component):
         m.submodules.engine = EnableInserter(run)(engine)
         m.submodules.sequencer = EnableInserter(run)(seq)
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
-        m.submodules.slave = slave = ControlSlave(p.host_word_bits)
+        m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p))
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
         offset, win = slave.offset, slave.window
         # memory windows are the engine's while it runs; the registers stay writable
@@ -75,12 +76,13 @@ class Accelerator(wiring.Component):
                     "THRESHOLD": (engine.threshold_en, engine.threshold_addr, engine.threshold_data)}
         readers, bases = {}, {}
         for name, (en, addr, data) in requests.items():
-            readers[name] = reader = RowReader(word_bits(name, p), p.prefetch_rows, len(addr))
+            readers[name] = reader = RowReader(word_bits(name, p), p.prefetch_rows, len(addr), p.memory_address_bits)
             m.submodules[f"{name.lower()}_reader"] = reader
-            bases[name] = Signal(32, name=f"{name.lower()}_base")
+            bases[name] = Signal(p.memory_address_bits, name=f"{name.lower()}_base")
             m.d.comb += [reader.en.eq(en), reader.addr.eq(addr), data.eq(reader.data), reader.stall.eq(~run),
                          reader.active.eq(seq.busy), reader.base.eq(bases[name])]
-        m.submodules.arbiter = arbiter = BurstArbiter([reader.beats for reader in readers.values()])
+        m.submodules.arbiter = arbiter = BurstArbiter([reader.beats for reader in readers.values()],
+                                                      p.memory_address_bits)
         for index, reader in enumerate(readers.values()):
             wiring.connect(m, reader.burst, arbiter.readers[index])
         wiring.connect(m, arbiter.bus, wiring.flipped(self.mem))

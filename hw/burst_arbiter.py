@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.external import BEAT_BITS
 
-from .bus import BURST_INCR, axi4_read_signature
+from .bus import axi4_read_signature
 from .row_reader import burst_signature
 
 __all__ = ["BurstArbiter"]
@@ -14,7 +14,8 @@ __all__ = ["BurstArbiter"]
 
 class BurstArbiter(wiring.Component):
     """Grants one reader's burst at a time, lowest index first, and issues it as an AXI4 INCR burst
-    of that reader's ``beats[i]`` 32-bit beats; the read data go to the granted reader.
+    of that reader's ``beats[i]`` 32-bit beats; the read data go to the granted reader. Addresses have
+    ``addr_bits`` bits (the build's ``memory_address_bits``).
 
     Ports
     -----
@@ -24,7 +25,7 @@ class BurstArbiter(wiring.Component):
         The AXI4 read master (read address and read data channels).
     """
 
-    def __init__(self, beats, addr_bits=32):
+    def __init__(self, beats, addr_bits):
         if not beats or any(not 1 <= b <= 256 for b in beats):
             raise ValueError(f"every reader needs 1..256 beats per burst, not {beats!r}")
         self.beats = tuple(beats)
@@ -35,7 +36,6 @@ class BurstArbiter(wiring.Component):
         m = Module()
         bus = self.bus
         grant = Signal(range(len(self.beats)))
-        m.d.comb += [bus.arsize.eq(2), bus.arburst.eq(BURST_INCR)]
         with m.FSM():
             with m.State("IDLE"):
                 # the lowest index wins: the last If assigned takes effect

@@ -1,14 +1,30 @@
-"""Signatures of the standard buses the accelerator speaks (AMBA AXI4-Lite), seen from the master.
+"""Signatures of the standard buses the accelerator speaks (AMBA AXI4-Lite, AXI4), seen from the master.
 
 A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the AXI names,
 so a flattened port reads ``<port>__awaddr`` — the names third-party bus models (cocotbext-axi)
 find with the prefix ``<port>_``.
+
+The accelerator's ports carry only the signals it uses, as AXI allows for optional signals (their
+absence means AXI's default value); every pin counts on an FPGA package:
+
+* the AXI4-Lite slave (:func:`axi4_lite_signature`) has no ``AWPROT``/``ARPROT`` — it grants every
+  access whatever its protection type, so an AXI4-Lite slave may leave them out (an interconnect leaves
+  them unconnected) — and no ``WSTRB``: every write stores a whole 32-bit slot, AXI's default of all
+  strobes set (a master's partial write would write the whole slot, as before when the slave ignored them);
+* the AXI4 read master (:func:`axi4_read_signature`) has no ``ARID``/``RID`` (one ID, AXI's default 0:
+  the data return in order), no ``ARSIZE`` (every beat is the full bus width, AXI's default) and no
+  ``ARBURST`` (every burst is INCR, AXI's default), nor any of ``ARLOCK``, ``ARCACHE``, ``ARPROT``,
+  ``ARQOS``, ``ARREGION``, ``ARUSER``.
+
+A slave that wants the full set gets it from :class:`~spikeforge.hw.axi4_read_defaults.Axi4ReadDefaults`,
+which drives the omitted signals with those defaults (:func:`axi4_full_read_signature`).
 """
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "axi4_lite_signature", "axi4_read_signature"]
+__all__ = ["RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "axi4_lite_signature", "axi4_read_signature",
+           "axi4_full_read_signature"]
 
 #: AXI response codes (BRESP, RRESP).
 RESP_OKAY = 0b00
@@ -17,26 +33,51 @@ RESP_SLVERR = 0b10
 BURST_INCR = 0b01
 
 
+def _check_addr_bits(addr_bits):
+    if not isinstance(addr_bits, int) or isinstance(addr_bits, bool) or not 1 <= addr_bits <= 64:
+        raise ValueError(f"addr_bits must be an integer in 1..64, not {addr_bits!r}")
+
+
 def axi4_lite_signature(addr_bits, data_bits=32):
-    """AXI4-Lite: write address, write data, write response, read address and read data channels."""
+    """AXI4-Lite: write address, write data, write response, read address and read data channels,
+    without ``AWPROT``, ``ARPROT`` and ``WSTRB`` (see the module's docstring)."""
+    _check_addr_bits(addr_bits)
     if data_bits not in (32, 64):
         raise ValueError(f"AXI4-Lite data_bits must be 32 or 64, not {data_bits!r}")
     return wiring.Signature({
-        "awaddr": Out(addr_bits), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
-        "wdata": Out(data_bits), "wstrb": Out(data_bits // 8), "wvalid": Out(1), "wready": In(1),
+        "awaddr": Out(addr_bits), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_bits), "wvalid": Out(1), "wready": In(1),
         "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-        "araddr": Out(addr_bits), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "araddr": Out(addr_bits), "arvalid": Out(1), "arready": In(1),
         "rdata": In(data_bits), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
     })
 
 
-def axi4_read_signature(addr_bits=32, data_bits=32):
-    """AXI4 read address and read data channels (bursts of up to 256 beats). One ID: ``arid`` is
-    always 0 and ``rid`` is ignored (the data return in order)."""
+def _check_read_data_bits(data_bits):
     if data_bits not in (32, 64, 128):
         raise ValueError(f"AXI4 data_bits must be 32, 64 or 128, not {data_bits!r}")
+
+
+def axi4_read_signature(addr_bits, data_bits=32):
+    """AXI4 read address and read data channels of the accelerator's master: INCR bursts of up to 256
+    full-width beats, one ID (no ``ARID``, ``RID``, ``ARSIZE``, ``ARBURST``: see the module's docstring)."""
+    _check_addr_bits(addr_bits)
+    _check_read_data_bits(data_bits)
     return wiring.Signature({
-        "arid": Out(1), "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
+        "araddr": Out(addr_bits), "arlen": Out(8), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def axi4_full_read_signature(addr_bits, data_bits=32, id_bits=1):
+    """:func:`axi4_read_signature` with ``ARID``/``RID`` of ``id_bits``, ``ARSIZE`` and ``ARBURST``: the
+    read channels as slaves that require them (cocotbext-axi's ``AxiRamRead``) expect them."""
+    _check_addr_bits(addr_bits)
+    _check_read_data_bits(data_bits)
+    if not isinstance(id_bits, int) or not 1 <= id_bits <= 32:
+        raise ValueError(f"id_bits must be an integer in 1..32, not {id_bits!r}")
+    return wiring.Signature({
+        "arid": Out(id_bits), "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
         "arvalid": Out(1), "arready": In(1),
-        "rid": In(1), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
+        "rid": In(id_bits), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
     })

@@ -5,35 +5,41 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.bits import ceil_div
-from spikeforge.interface.regmap import ADDRESS_BITS, BUS_DATA_BITS, OFFSET_BITS, SLOT_BITS, WINDOW_BITS
+from spikeforge.interface.regmap import BUS_DATA_BITS, AddressLayout
 
 from .bus import RESP_OKAY, RESP_SLVERR, axi4_lite_signature
 
-__all__ = ["ControlSlave", "BUS_ADDRESS"]
+__all__ = ["ControlSlave", "bus_address"]
 
-#: A byte address of the control bus (``interface/regmap.py``).
-BUS_ADDRESS = data.StructLayout({"byte": 2, "slot": SLOT_BITS, "offset": OFFSET_BITS, "window": WINDOW_BITS})
+
+def bus_address(layout):
+    """The layout of a control-bus byte address with the field widths of ``layout``
+    (:class:`~spikeforge.interface.regmap.AddressLayout`)."""
+    return data.StructLayout(layout.field_bits())
 
 
 class ControlSlave(wiring.Component):
     """Turns AXI4-Lite transfers into word accesses ``{window, offset}`` of up to ``word_bits`` bits.
 
     A write to slot ``s`` replaces those 32 bits of a staging word and stores the whole staged word
-    (``wstrb`` is ignored: every write carries a full slot). A read presents ``{window, offset}`` for
+    (the bus has no ``WSTRB``: every write carries a full slot). A read presents ``{window, offset}`` for
     one cycle and returns slot ``s`` of the word the core answers with the cycle after. One transfer
     at a time: a read waits for a pending write, a write for a pending read. The write address and
     data are taken into registers independently (``AWREADY``/``WREADY``/``ARREADY`` depend on the
     slave's registers only, never combinationally on the master's signals); the write happens the
     cycle after both are in.
 
+    Addresses have the fields of ``layout`` (:func:`~spikeforge.interface.regmap.address_layout` of the
+    build parameters).
+
     Ports
     -----
-    bus : In(axi4_lite_signature(ADDRESS_BITS))
+    bus : In(axi4_lite_signature(layout.address_bits))
         The AXI4-Lite slave. ``BRESP`` is ``SLVERR`` when the core refused the write (``reject``).
     we : Out(1)
         A word write this cycle, to ``window``/``offset`` with ``wdata``.
-    window : Out(WINDOW_BITS)
-    offset : Out(OFFSET_BITS)
+    window : Out(layout.window_bits)
+    offset : Out(layout.offset_bits)
         The word addressed this cycle (a write's, else the read's).
     wdata : Out(word_bits)
     reject : In(1)
@@ -42,12 +48,15 @@ class ControlSlave(wiring.Component):
         The word at the ``window``/``offset`` of the previous cycle.
     """
 
-    def __init__(self, word_bits):
-        if not 1 <= word_bits <= BUS_DATA_BITS << SLOT_BITS:
-            raise ValueError(f"word_bits must be in 1..{BUS_DATA_BITS << SLOT_BITS}, not {word_bits!r}")
-        self.word_bits = word_bits
-        super().__init__({"bus": In(axi4_lite_signature(ADDRESS_BITS, BUS_DATA_BITS)),
-                          "we": Out(1), "window": Out(WINDOW_BITS), "offset": Out(OFFSET_BITS),
+    def __init__(self, word_bits, layout):
+        if not isinstance(layout, AddressLayout):
+            raise TypeError(f"layout must be an AddressLayout, not {layout!r}")
+        if not 1 <= word_bits <= BUS_DATA_BITS << layout.slot_bits:
+            raise ValueError(f"word_bits must be in 1..{BUS_DATA_BITS << layout.slot_bits} ({layout.slot_bits} "
+                             f"slot bits), not {word_bits!r}")
+        self.word_bits, self.layout = word_bits, layout
+        super().__init__({"bus": In(axi4_lite_signature(layout.address_bits, BUS_DATA_BITS)),
+                          "we": Out(1), "window": Out(layout.window_bits), "offset": Out(layout.offset_bits),
                           "wdata": Out(word_bits), "reject": In(1), "rdata": In(word_bits)})
 
     def elaborate(self, platform):
@@ -56,9 +65,10 @@ class ControlSlave(wiring.Component):
         n_slots = ceil_div(self.word_bits, BUS_DATA_BITS)
         slot_layout = data.ArrayLayout(BUS_DATA_BITS, n_slots)
         staged = Signal(slot_layout)
-        write_address, write_data = Signal(BUS_ADDRESS), Signal(BUS_DATA_BITS)
+        address_layout = bus_address(self.layout)
+        write_address, write_data = Signal(address_layout), Signal(BUS_DATA_BITS)
         address_in, data_in = Signal(), Signal()     # the write's address, data taken
-        read_address = Signal(BUS_ADDRESS)
+        read_address = Signal(address_layout)
 
         read_busy = Signal()      # from the read address handshake to the read data handshake
         read_waiting = Signal()   # the cycle the core reads the word

@@ -5,7 +5,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
-from spikeforge.interface.regmap import OFFSET_BITS, WINDOW_BITS, window
+from spikeforge.interface.regmap import address_layout, window
 
 from .accumulator_array import AccumulatorArray
 from .drain import Drain
@@ -92,7 +92,8 @@ class Engine(wiring.Component):
             "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(self.acc_word),
             "threshold_en": Out(1), "threshold_addr": Out(range(p.threshold_rows)),
             "threshold_data": In(self.membrane_word),
-            "host_we": In(1), "host_window": In(WINDOW_BITS), "host_offset": In(OFFSET_BITS),
+            "host_we": In(1), "host_window": In(address_layout(p).window_bits),
+            "host_offset": In(address_layout(p).offset_bits),
             "host_wdata": In(self.host_data_bits), "host_rdata": Out(self.host_data_bits),
             "drain_valid": Out(1), "drain_tile": Out(DESCRIPTOR_LAYOUT["tiles"].shape),
             "drain_t": Out(DESCRIPTOR_LAYOUT["T"].shape), "drain_y": Out(DESCRIPTOR_LAYOUT["H"].shape),

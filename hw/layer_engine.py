@@ -8,7 +8,8 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import OPCODES
-from spikeforge.interface.regmap import window
+from spikeforge.interface.bits import index_bits
+from spikeforge.interface.regmap import address_layout, window
 
 from .engine import Engine, host_data_bits
 from spikeforge.interface.params import AcceleratorParams
@@ -43,6 +44,7 @@ class LayerEngine(wiring.Component):
         Host writes into the weight (rows in (tile, ci, tap) order), bias (per tile), threshold
         (per tile) or spike memory (address ``{group, t, y}``, ``n_pe`` image rows of ``max_w`` bits
         per word, channel ``group·n_pe + lane``); lanes are packed lane 0 first, two's complement.
+        ``load_addr`` is as wide as the deepest of these memories.
     cin, tiles, T, H, W, kernel3 : In
         Layer shape: input channels, output tiles, timesteps, image size, 3×3 (1) or 1×1 (0).
     start : In(1)
@@ -62,7 +64,8 @@ class LayerEngine(wiring.Component):
         self.params = params
         p = layer_params(params)
         super().__init__({
-            "load_valid": In(1), "load_target": In(2), "load_addr": In(20),
+            "load_valid": In(1), "load_target": In(2),
+            "load_addr": In(max(index_bits(p.weight_rows), address_layout(p).offset_bits)),
             "load_data": In(host_data_bits(p)),
             "cin": In(p.c_bits + 1), "tiles": In(p.tile_bits + 1), "T": In(p.t_bits + 1),
             "H": In(p.h_bits + 1), "W": In(p.w_bits + 1), "kernel3": In(1),

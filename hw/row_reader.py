@@ -51,12 +51,13 @@ class RowReader(wiring.Component):
     active : In(1)
         Prefetch allowed.
     base : In(addr_bits)
-        Byte address of row 0 (aligned to ``row_stride(row_bits)``).
+        Byte address of row 0 (aligned to ``row_stride(row_bits)``); addresses have ``addr_bits`` bits
+        (the build's ``memory_address_bits``) and wrap.
     burst : Out(burst_signature(addr_bits))
         Burst requests and their beats.
     """
 
-    def __init__(self, row_bits, depth, tag_bits, addr_bits=32):
+    def __init__(self, row_bits, depth, tag_bits, addr_bits):
         if depth < 2:
             raise ValueError(f"depth must be at least 2, not {depth!r}")
         self.row_bits, self.depth, self.tag_bits = row_bits, depth, tag_bits

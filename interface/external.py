@@ -5,12 +5,15 @@ memory model's preload file and the driver's base registers all follow it. Exter
 byte-addressed and read in 32-bit beats. A table's row of ``bits`` bits occupies ``⌈bits / 32⌉`` beats,
 lowest bits first, and rows lie :func:`row_stride` bytes apart, so a row address is a shift and no
 burst crosses a 4 KiB boundary. Tables follow one another in :data:`TABLE_ORDER`, each starting on a
-:data:`REGION_ALIGN` boundary.
+:data:`REGION_ALIGN` boundary. The accelerator's byte addresses of external memory have
+``memory_address_bits`` bits (:class:`~spikeforge.interface.params.AcceleratorParams`): an image's
+:func:`external_bytes` from its base must lie below ``2**memory_address_bits``.
 """
 
 from .bits import ceil_div, index_bits
 
-__all__ = ["BEAT_BITS", "REGION_ALIGN", "TABLE_ORDER", "row_stride", "table_offsets", "external_words"]
+__all__ = ["BEAT_BITS", "REGION_ALIGN", "TABLE_ORDER", "row_stride", "table_offsets", "external_bytes",
+           "external_words"]
 
 #: Data bits of one beat of the external memory bus.
 BEAT_BITS = 32
@@ -34,6 +37,13 @@ def table_offsets(shapes):
             bits, rows = shapes[name]
             end += ceil_div(max(1, rows) * row_stride(bits), REGION_ALIGN) * REGION_ALIGN
     return offsets
+
+
+def external_bytes(shapes):
+    """Bytes from the image's start to the end of its last row, for ``shapes = {name: (row_bits, rows)}``:
+    the external memory the image occupies (``4 * len(external_words(...))``)."""
+    offsets = table_offsets(shapes)
+    return max((offsets[name] + shapes[name][1] * row_stride(shapes[name][0]) for name in offsets), default=0)
 
 
 def external_words(tables):

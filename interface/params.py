@@ -4,13 +4,15 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 from .bits import index_bits, is_power_of_two
-from .regmap import BUS_DATA_BITS, SLOT_BITS, WINDOWS, word_bits
+from .regmap import MAX_ADDRESS_BITS, address_layout, host_word_bits
 
-__all__ = ["RANGES", "EngineParams", "AcceleratorParams"]
+__all__ = ["RANGES", "MEMORY_ADDRESS_RANGE", "EngineParams", "AcceleratorParams"]
 
 #: Inclusive ranges of the width parameters the hardware can be built with.
 RANGES = {"weight_bits": (2, 16), "acc_bits": (4, 48), "membrane_bits": (4, 64), "frac_bits": (0, 15),
           "decay_shift": (0, 16)}
+#: Inclusive range of ``memory_address_bits``: from one 4 KiB table region to AXI's 32-bit addresses.
+MEMORY_ADDRESS_RANGE = (12, 32)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,10 @@ class AcceleratorParams(EngineParams):
     ``scratch_rows`` rows of the attention's Kᵀ·V, ``prefetch_rows`` rows fetched ahead per table —
     and the sizes of the tables in external memory: ``weight_rows``, ``bias_rows``, ``threshold_rows``
     and ``program_depth`` descriptors. ``max_cin`` and ``max_tiles`` bound the attention's channels and
-    the head's channel tiles.
+    the head's channel tiles. ``memory_address_bits`` is the width of a byte address of external memory
+    (the ``mem`` port's ``araddr`` and the ``*_BASE`` registers): 25 bits, the 32 MB SDRAM of a ULX3S-85F,
+    unless the board has more or less. The control bus's address width follows from the rest
+    (:func:`~spikeforge.interface.regmap.address_layout`).
     """
 
     spike_groups: int = 64
@@ -116,6 +121,7 @@ class AcceleratorParams(EngineParams):
     program_depth: int = 64
     scratch_rows: int = 64
     prefetch_rows: int = 4
+    memory_address_bits: int = 25
 
     def __post_init__(self):
         super().__post_init__()
@@ -129,15 +135,19 @@ class AcceleratorParams(EngineParams):
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(self.prefetch_rows, int) or self.prefetch_rows < 2:
             raise ValueError(f"prefetch_rows must be an integer of at least 2, not {self.prefetch_rows!r}")
-        widest = max(WINDOWS, key=lambda w: word_bits(w.name, self))
-        if word_bits(widest.name, self) > BUS_DATA_BITS << SLOT_BITS:
-            raise ValueError(f"a {widest.name} word is {word_bits(widest.name, self)} bits; the control bus "
-                             f"reaches words of at most {BUS_DATA_BITS << SLOT_BITS} bits")
+        lo, hi = MEMORY_ADDRESS_RANGE
+        if not isinstance(self.memory_address_bits, int) or not lo <= self.memory_address_bits <= hi:
+            raise ValueError(f"memory_address_bits must be an integer in {lo}..{hi}, not {self.memory_address_bits!r}")
+        layout = address_layout(self)
+        if layout.address_bits > MAX_ADDRESS_BITS:
+            raise ValueError(f"these parameters need {layout.address_bits} control address bits ({layout.window_bits} "
+                             f"window, {layout.slot_bits} slot, {layout.offset_bits} offset, 2 byte); the control "
+                             f"bus has at most {MAX_ADDRESS_BITS}")
 
     @property
     def host_word_bits(self):
-        """Width of the widest word behind the control bus (:func:`~spikeforge.interface.regmap.word_bits`)."""
-        return max(word_bits(w.name, self) for w in WINDOWS)
+        """Width of the widest word behind the control bus (:func:`~spikeforge.interface.regmap.host_word_bits`)."""
+        return host_word_bits(self)
 
     @property
     def group_bits(self):

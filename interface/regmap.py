@@ -5,35 +5,43 @@ The hardware (``hw/accelerator.py``), the Python driver (``firmware/driver.py``)
 are all derived from these tables.
 
 The host reaches the accelerator through a 32-bit AXI4-Lite slave (``hw/control_slave.py``). A byte
-address is ``{window, offset, slot, 00}``: :data:`WINDOW_BITS` bits of window, :data:`OFFSET_BITS` bits
-of word offset in it, :data:`SLOT_BITS` bits of slot. A window's word width depends on the build
-parameters (:func:`word_bits`: a weight row is ``n_pe`` weights); a word wider than 32 bits spans
-:func:`slots` consecutive 32-bit slots, the lowest bits in slot 0. Writing slot ``s`` stores the
-word last staged with its slot ``s`` replaced, so a host writes a wide word's slots in increasing
-order and the word is complete after its last slot. Reading slot ``s`` returns those bits of the word.
+address is ``{window, slot, offset, 00}``: the window, the 32-bit slot of a word, the word's offset in
+the window and the byte. The fields are as wide as the build parameters need (:func:`address_layout`):
+the window field holds the window indices, the offset field the deepest window's words
+(:func:`window_depth`), the slot field the slots of the widest word (:func:`host_word_bits`), so the
+control port of the top has :func:`control_address_bits` address bits and no more. The registers
+(window ``CSR``, index 0, one slot) therefore lie at ``offset << 2`` in every build: a host reads the
+identity registers — ``ADDRESS`` among them, the field widths — before it trusts any other address.
+
+A window's word width depends on the build parameters (:func:`word_bits`: a weight row is ``n_pe``
+weights); a word wider than 32 bits spans :func:`slots` 32-bit slots, the lowest bits in slot 0.
+Writing slot ``s`` stores the word last staged with its slot ``s`` replaced, so a host writes a wide
+word's slots in increasing order and the word is complete after its last slot. Reading slot ``s``
+returns those bits of the word.
 """
 
+import operator
 from typing import NamedTuple
 
-from .bits import ceil_div
+from .bits import ceil_div, index_bits
 from .descriptor import DESCRIPTOR_BITS
 
-__all__ = ["OFFSET_BITS", "WINDOW_BITS", "SLOT_BITS", "BUS_DATA_BITS", "ADDRESS_BITS", "VERSION", "Register", "Window", "REGISTERS", "WINDOWS",
-           "STATUS_BITS", "CTRL_BITS", "OVERFLOW_LOG_BITS", "IDENTITY", "register", "window", "address", "identity_values",
-           "word_bits", "slots", "TABLES", "TABLE_WIDTHS"]
+__all__ = ["BUS_DATA_BITS", "BYTE_BITS", "ADDRESS_FIELDS", "MAX_ADDRESS_BITS", "VERSION", "Register", "Window",
+           "AddressLayout", "REGISTERS", "WINDOWS", "STATUS_BITS", "CTRL_BITS", "OVERFLOW_LOG_BITS", "IDENTITY",
+           "register", "window", "window_depth", "host_word_bits", "address_layout", "control_address_bits",
+           "address", "register_address", "identity_values", "word_bits", "slots", "TABLES", "TABLE_WIDTHS"]
 
-#: Offset bits of one window (each window spans 2**OFFSET_BITS words).
-OFFSET_BITS = 20
-#: Bits selecting the window.
-WINDOW_BITS = 4
 #: Data bits of the control bus.
 BUS_DATA_BITS = 32
-#: Bits selecting a 32-bit slot of a wide word (words up to ``32 << SLOT_BITS`` bits).
-SLOT_BITS = 6
-#: Byte address bits of the control bus: ``{window, offset, slot, byte}``.
-ADDRESS_BITS = WINDOW_BITS + OFFSET_BITS + SLOT_BITS + 2
-#: Hardware interface version, readable in ``VERSION`` (major << 8 | minor).
-VERSION = 0x0400
+#: Bits of the byte in a 32-bit slot: the lowest field of an address, always 0.
+BYTE_BITS = 2
+#: The fields of a control-bus byte address, lowest first (widths: :func:`address_layout`).
+ADDRESS_FIELDS = ("byte", "offset", "slot", "window")
+#: Most address bits of the control bus (build parameters that need more are refused).
+MAX_ADDRESS_BITS = 32
+#: Hardware interface version, readable in ``VERSION`` (major << 8 | minor). 5.0: address fields sized
+#: by the build parameters, ``{window, slot, offset}``; register ``ADDRESS``.
+VERSION = 0x0500
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
@@ -42,6 +50,8 @@ IDENTITY = {
     "N_PE": (("n_pe", 0),),
     "WIDTHS": (("weight_bits", 0), ("acc_bits", 8), ("membrane_bits", 16)),
     "SHAPE": (("max_T", 0), ("max_h", 8), ("max_w", 16)),
+    # the address fields (AddressLayout) and the external memory's byte address bits
+    "ADDRESS": (("offset_bits", 0), ("slot_bits", 8), ("window_bits", 16), ("memory_address_bits", 24)),
 }
 
 
@@ -63,6 +73,8 @@ class Window(NamedTuple):
     doc: str
     #: Word width: bits, or the build parameters whose product it is.
     width: int | tuple
+    #: Words the hardware decodes: a number, or the build parameters whose product it is.
+    depth: int | tuple
 
 
 REGISTERS = (
@@ -75,6 +87,7 @@ REGISTERS = (
     Register("PC", 4, "r", "descriptor being executed, or where the last run stopped"),
     Register("CYCLES", 5, "r", "clock cycles of the last run"),
     Register("ERROR_PC", 6, "r", "descriptor that raised ERROR (unknown opcode)"),
+    Register("ADDRESS", 7, "r", _identity_doc("ADDRESS") + ": the address widths of this build"),
     Register("VERSION", 8, "r", "interface version, major << 8 | minor"),
     Register("N_PE", 9, "r", "lanes of the accumulator array"),
     Register("WIDTHS", 10, "r", _identity_doc("WIDTHS")),
@@ -95,16 +108,18 @@ CTRL_BITS = {"START": 0, "CLEAR_OVERFLOW": 1}
 OVERFLOW_LOG_BITS = {"RESULT": 0, "MEMBRANE": 1}
 
 WINDOWS = (
-    Window("CSR", 0, "rw", "the registers above, one per word", 32),
+    Window("CSR", 0, "rw", "the registers above, one per word", 32, max(r.offset for r in REGISTERS) + 1),
     Window("SPIKES", 1, "rw", "spike bitmaps: word {group, t, y} holds n_pe rows of max_w bits "
-                              "(channel group·n_pe + lane, bit x)", ("n_pe", "max_w")),
+                              "(channel group·n_pe + lane, bit x)", ("n_pe", "max_w"),
+           ("spike_groups", "max_T", "max_h")),
     Window("STREAM", 2, "r", "residual stream: word {tile, t, y, x} holds n_pe signed values of acc_bits",
-           ("n_pe", "acc_bits")),
-    Window("LOGITS", 3, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits")),
-    Window("OP_CYCLES", 4, "r", "cycles spent in each descriptor of the last run (waits for memory excluded)", 32),
+           ("n_pe", "acc_bits"), ("stream_tiles", "max_T", "max_h", "max_w")),
+    Window("LOGITS", 3, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits"), 1),
+    Window("OP_CYCLES", 4, "r", "cycles spent in each descriptor of the last run (waits for memory excluded)", 32,
+           ("program_depth",)),
     Window("OVERFLOW_LOG", 5, "r", "per descriptor, sticky until CTRL.CLEAR_OVERFLOW: bit RESULT, a value of the "
                                    "descriptor's layer (check_bits, sum_bits) wider than declared; bit MEMBRANE, "
-                                   "a membrane of its fused LIF wider than membrane_bits", 32),
+                                   "a membrane of its fused LIF wider than membrane_bits", 32, ("program_depth",)),
 )
 
 #: Row widths of the tables in external memory (as :attr:`Window.width`).
@@ -129,29 +144,35 @@ def window(name):
     return _named(WINDOWS, name, "window")
 
 
-def address(window_name, offset=0, slot=0):
-    """Byte address of slot ``slot`` of word ``offset`` in window ``window_name``."""
-    if not 0 <= offset < 1 << OFFSET_BITS:
-        raise ValueError(f"offset must lie in [0, 2**{OFFSET_BITS}), not {offset!r}")
-    if not 0 <= slot < 1 << SLOT_BITS:
-        raise ValueError(f"slot must lie in [0, 2**{SLOT_BITS}), not {slot!r}")
-    return ((window(window_name).index << OFFSET_BITS | offset) << SLOT_BITS | slot) << 2
-
-
 def _get(params):
-    return params.get if isinstance(params, dict) else lambda key: getattr(params, key)
+    if isinstance(params, dict):
+        def get(key):
+            if key not in params:
+                raise KeyError(f"build parameter {key!r} missing from {sorted(params)}")
+            return params[key]
+        return get
+    return lambda key: getattr(params, key)
+
+
+def _product(value, params):
+    """``value`` if an int, else the product of the build parameters it names."""
+    if isinstance(value, int):
+        return value
+    get, product = _get(params), 1
+    for name in value:
+        product *= get(name)
+    return product
 
 
 def word_bits(window_name, params):
     """Width of one word of window (or external table, :data:`TABLE_WIDTHS`) ``window_name`` for build
     parameters ``params`` (an object with the parameters as attributes, or a dict)."""
-    width = TABLE_WIDTHS[window_name] if window_name in TABLE_WIDTHS else window(window_name).width
-    if isinstance(width, int):
-        return width
-    get, bits = _get(params), 1
-    for name in width:
-        bits *= get(name)
-    return bits
+    return _product(TABLE_WIDTHS[window_name] if window_name in TABLE_WIDTHS else window(window_name).width, params)
+
+
+def window_depth(window_name, params):
+    """Words of window ``window_name`` the hardware decodes for build parameters ``params``."""
+    return _product(window(window_name).depth, params)
 
 
 def slots(window_name, params):
@@ -159,13 +180,79 @@ def slots(window_name, params):
     return ceil_div(word_bits(window_name, params), BUS_DATA_BITS)
 
 
+def host_word_bits(params):
+    """Width of the widest word behind the control bus."""
+    return max(word_bits(w.name, params) for w in WINDOWS)
+
+
+class AddressLayout(NamedTuple):
+    """Widths of the fields of a control-bus byte address ``{window, slot, offset, byte}``."""
+
+    window_bits: int
+    slot_bits: int
+    offset_bits: int
+
+    @property
+    def address_bits(self):
+        """Byte address bits: every field, the byte included."""
+        return self.window_bits + self.slot_bits + self.offset_bits + BYTE_BITS
+
+    def field_bits(self):
+        """``{field: bits}`` in :data:`ADDRESS_FIELDS` order (lowest first)."""
+        return {"byte": BYTE_BITS, "offset": self.offset_bits, "slot": self.slot_bits, "window": self.window_bits}
+
+    def shift(self, field):
+        """Bits below ``field`` (one of :data:`ADDRESS_FIELDS`) in a byte address."""
+        bits = self.field_bits()
+        return sum(bits[name] for name in ADDRESS_FIELDS[:ADDRESS_FIELDS.index(field)])
+
+
+def address_layout(params):
+    """The :class:`AddressLayout` of build parameters ``params``: the window field holds every window
+    index, the slot field the slots of the widest word (:func:`host_word_bits`), the offset field the
+    deepest window (:func:`window_depth`)."""
+    return AddressLayout(window_bits=index_bits(max(w.index for w in WINDOWS) + 1),
+                         slot_bits=index_bits(ceil_div(host_word_bits(params), BUS_DATA_BITS)),
+                         offset_bits=index_bits(max(window_depth(w.name, params) for w in WINDOWS)))
+
+
+def control_address_bits(params):
+    """Byte address bits of the control bus for build parameters ``params``."""
+    return address_layout(params).address_bits
+
+
+def address(params, window_name, offset=0, slot=0):
+    """Byte address of slot ``slot`` of word ``offset`` in window ``window_name`` for build parameters
+    ``params``; ``offset`` must lie in the window (:func:`window_depth`), ``slot`` in the word (:func:`slots`)."""
+    depth, n_slots = window_depth(window_name, params), slots(window_name, params)
+    offset, slot = operator.index(offset), operator.index(slot)
+    if not 0 <= offset < depth:
+        raise ValueError(f"offset in window {window_name} must lie in [0, {depth}), not {offset!r}")
+    if not 0 <= slot < n_slots:
+        raise ValueError(f"slot of a {window_name} word must lie in [0, {n_slots}), not {slot!r}")
+    layout = address_layout(params)
+    return (window(window_name).index << layout.shift("window") | slot << layout.shift("slot")
+            | offset << layout.shift("offset"))
+
+
+def register_address(name):
+    """Byte address of register ``name``: the same in every build (window ``CSR`` has index 0 and words of
+    one slot, so only the offset field is set), so a host reads the identity registers before it knows
+    the build's :class:`AddressLayout`."""
+    return register(name).offset << BYTE_BITS
+
+
+if window("CSR").index != 0 or window("CSR").width != BUS_DATA_BITS:
+    raise AssertionError("register_address needs the CSR window at index 0 with one slot per word")
+
+
 def identity_values(params):
     """Values of ``VERSION`` and the :data:`IDENTITY` registers for build parameters ``params``
     (an object with the parameters as attributes, or a dict)."""
-    get = _get(params)
+    get, layout = _get(params), address_layout(params)._asdict()
     values = {"VERSION": VERSION}
     for name, fields in IDENTITY.items():
         values[name] = 0
-        for param, shift in fields:
-            values[name] |= get(param) << shift
+        for field, shift in fields:
+            values[name] |= (layout[field] if field in layout else get(field)) << shift
     return values

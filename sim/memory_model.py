@@ -35,7 +35,8 @@ def with_preload(verilog_text):
 
 
 class MemoryModel(wiring.Component):
-    """``depth`` 32-bit words behind an AXI4 read slave (INCR bursts of 32-bit beats).
+    """``depth`` 32-bit words behind an AXI4 read slave (INCR bursts of 32-bit beats) with byte
+    addresses of ``addr_bits`` bits (the build's ``memory_address_bits``; the words must fit in them).
 
     A burst's first beat comes ``latency`` cycles after its address is accepted, the next ones at
     ``bytes_per_cycle`` (1, 2 or 4): a 16-bit SDR SDRAM at the core clock moves at most 2 bytes per cycle. Addresses wrap at the memory's size. The contents are ``init`` (a list of
@@ -43,20 +44,23 @@ class MemoryModel(wiring.Component):
 
     Ports
     -----
-    bus : In(axi4_read_signature())
+    bus : In(axi4_read_signature(addr_bits))
         The slave.
     """
 
-    def __init__(self, depth, latency=8, bytes_per_cycle=2, init=()):
+    def __init__(self, depth, addr_bits, latency=8, bytes_per_cycle=2, init=()):
         if depth < 1 or depth & (depth - 1):
             raise ValueError(f"depth must be a power of two, not {depth!r}")
+        if 4 * depth > 1 << addr_bits:
+            raise ValueError(f"depth of {depth} words ({4 * depth} bytes) exceeds the {1 << addr_bits}-byte address "
+                             f"space of addr_bits = {addr_bits}")
         if not isinstance(latency, int) or latency < 1:
             raise ValueError(f"latency must be a positive number of cycles, not {latency!r}")
         if bytes_per_cycle not in (1, 2, 4):
             raise ValueError(f"bytes_per_cycle must be 1, 2 or 4, not {bytes_per_cycle!r}")
         self.depth, self.latency, self.beat_cycles = depth, latency, 4 // bytes_per_cycle
         self.init = list(init)
-        super().__init__({"bus": In(axi4_read_signature())})
+        super().__init__({"bus": In(axi4_read_signature(addr_bits))})
 
     def elaborate(self, platform):
         m = Module()

@@ -11,6 +11,7 @@ import numpy as np
 
 from spikeforge.firmware.driver import Driver, PortsBus, overflow_names
 from spikeforge.firmware.image import EXTERNAL, ProgramImage, external_image, load_image, write_image
+from spikeforge.interface.params import AcceleratorParams
 
 from . import check_backend
 from .memory_model import PRELOAD_PLUSARG
@@ -107,7 +108,8 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
 
         image = image if isinstance(image, ProgramImage) else load_image(image)
         words = external_image(image)
-        dut = system(memory_words=memory_words(len(words)), init=words, **image.params)
+        bits = AcceleratorParams(**image.params).memory_address_bits
+        dut = system(memory_words=memory_words(len(words), bits), init=words, **image.params)
         return run_amaranth(dut, lambda ports: network_testbench(ports, image, inputs, check, progress))
     from .verilator_runner import run_verilator
 
@@ -121,7 +123,8 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         else:
             image_path = Path(image).resolve()
         loaded = load_image(image_path)
-        params = dict(loaded.params, memory_words=memory_words(len(external_image(loaded))))
+        bits = AcceleratorParams(**loaded.params).memory_address_bits
+        params = dict(loaded.params, memory_words=memory_words(len(external_image(loaded)), bits))
         np.save(tmp / "inputs.npy", inputs)
         job = {"image": str(image_path), "inputs": str(tmp / "inputs.npy"), "check": bool(check),
                "results": str(tmp / "results.npz"), "progress": str(tmp / "progress")}

@@ -9,7 +9,7 @@ from spikeforge.hw.bus import axi4_lite_signature
 from spikeforge.hw.netlist import runtime_verilog
 from spikeforge.interface.bits import next_power_of_two
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.interface.regmap import ADDRESS_BITS
+from spikeforge.interface.regmap import control_address_bits
 
 from .memory_model import MemoryModel, with_preload
 
@@ -19,9 +19,10 @@ __all__ = ["System", "system", "MIN_MEMORY_WORDS", "memory_words"]
 MIN_MEMORY_WORDS = 1 << 16
 
 
-def memory_words(words):
-    """Words of a memory model that holds ``words`` 32-bit words of image."""
-    return max(MIN_MEMORY_WORDS, next_power_of_two(max(1, words)))
+def memory_words(words, memory_address_bits):
+    """Words of a memory model that holds ``words`` 32-bit words of image, within the address space of
+    ``memory_address_bits`` (at least :data:`MIN_MEMORY_WORDS` where that space has room)."""
+    return max(min(MIN_MEMORY_WORDS, 1 << (memory_address_bits - 2)), next_power_of_two(max(1, words)))
 
 
 class System(wiring.Component):
@@ -32,7 +33,7 @@ class System(wiring.Component):
 
     Ports
     -----
-    ctrl : In(axi4_lite_signature(ADDRESS_BITS))
+    ctrl : In(axi4_lite_signature(control_address_bits(params)))
         The accelerator's control slave.
     done : Out(1)
         The accelerator's interrupt line.
@@ -40,9 +41,10 @@ class System(wiring.Component):
 
     def __init__(self, params, memory_words=MIN_MEMORY_WORDS, latency=8, bytes_per_cycle=2, init=()):
         self.params = params
-        self.memory = dict(depth=memory_words, latency=latency, bytes_per_cycle=bytes_per_cycle, init=init)
+        self.memory = dict(depth=memory_words, addr_bits=params.memory_address_bits, latency=latency,
+                           bytes_per_cycle=bytes_per_cycle, init=init)
         MemoryModel(**self.memory)._MustUse__silence = True   # the model's arguments, checked now
-        super().__init__({"ctrl": In(axi4_lite_signature(ADDRESS_BITS)), "done": Out(1)})
+        super().__init__({"ctrl": In(axi4_lite_signature(control_address_bits(params))), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()

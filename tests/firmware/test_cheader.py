@@ -11,21 +11,32 @@ import pytest
 from spikeforge.interface import regmap
 from spikeforge.firmware.cheader import HEADER_NAME, c_header
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, FIELDS, OPCODES
+from spikeforge.interface.params import AcceleratorParams
 from spikeforge.firmware.docs import BEGIN_MARKER, END_MARKER, firmware_tables_markdown
+from spikeforge.tests import helpers
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "firmware.md"
+DIGITS = AcceleratorParams(**helpers.DIGITS)
 
 
-def expected_macros():
-    """Every macro the header must define, with its value, computed from the Python tables."""
-    macros = {"OFFSET_BITS": regmap.OFFSET_BITS, "SLOT_BITS": regmap.SLOT_BITS, "VERSION": regmap.VERSION,
-              "DESC_BITS": DESCRIPTOR_BITS, "BUS_DATA_BITS": 32, "ADDRESS_BITS": 32,
-              "OFFSET_SHIFT": regmap.SLOT_BITS + 2, "SLOT_SHIFT": 2}
+def expected_macros(params):
+    """Every macro the header of ``params`` must define, with its value, computed by hand from the Python tables:
+    the widest word is the stream's (n_pe · acc_bits), the deepest window the spike or the stream memory."""
+    p = params
+    slot_bits = (-(-p.n_pe * p.acc_bits // 32) - 1).bit_length()
+    deepest = max(p.spike_groups * p.max_T * p.max_h, p.stream_tiles * p.max_T * p.max_h * p.max_w)
+    offset_bits = (deepest - 1).bit_length()
+    macros = {"WINDOW_BITS": 3, "OFFSET_BITS": offset_bits, "SLOT_BITS": slot_bits, "VERSION": regmap.VERSION,
+              "DESC_BITS": DESCRIPTOR_BITS, "BUS_DATA_BITS": 32, "ADDRESS_BITS": 3 + slot_bits + offset_bits + 2,
+              "OFFSET_SHIFT": 2, "SLOT_SHIFT": 2 + offset_bits, "WINDOW_SHIFT": 2 + offset_bits + slot_bits,
+              "MEMORY_ADDRESS_BITS": params.memory_address_bits}
     for w in regmap.WINDOWS:
         macros[f"WINDOW_{w.name}"] = w.index
-        macros[f"{w.name}_BASE"] = w.index << (regmap.OFFSET_BITS + regmap.SLOT_BITS + 2)
+        macros[f"{w.name}_BASE"] = w.index << (2 + offset_bits + slot_bits)
     for r in regmap.REGISTERS:
-        macros[f"REG_{r.name}"] = (regmap.window("CSR").index << regmap.OFFSET_BITS | r.offset) << (regmap.SLOT_BITS + 2)
+        macros[f"REG_{r.name}"] = r.offset * 4
+    macros["ID_ADDRESS"] = offset_bits | slot_bits << 8 | 3 << 16 | params.memory_address_bits << 24
+    macros["ID_N_PE"] = params.n_pe
     macros.update({f"STATUS_{name}_BIT": bit for name, bit in regmap.STATUS_BITS.items()})
     macros.update({f"CTRL_{name}_BIT": bit for name, bit in regmap.CTRL_BITS.items()})
     macros.update({f"OVERFLOW_LOG_{name}_BIT": bit for name, bit in regmap.OVERFLOW_LOG_BITS.items()})
@@ -36,13 +47,14 @@ def expected_macros():
     return macros
 
 
-def test_header_compiles_and_matches_the_tables(tmp_path):
+@pytest.mark.parametrize("params", [DIGITS, AcceleratorParams(memory_address_bits=20)], ids=["digits", "default"])
+def test_header_compiles_and_matches_the_tables(params, tmp_path):
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("gcc not on PATH: cannot compile the generated C header")
-    (tmp_path / HEADER_NAME).write_text(c_header())
+    (tmp_path / HEADER_NAME).write_text(c_header(params))
     asserts = [f'_Static_assert(SPIKEFORGE_{name} == {value}ull, "SPIKEFORGE_{name}");'
-               for name, value in expected_macros().items()]
+               for name, value in expected_macros(params).items()]
     source = tmp_path / "check.c"
     # Included twice: the guard must make the second inclusion a no-op.
     source.write_text(f'#include "{HEADER_NAME}"\n#include "{HEADER_NAME}"\n' + "\n".join(asserts) + "\n")
@@ -52,14 +64,17 @@ def test_header_compiles_and_matches_the_tables(tmp_path):
 
 
 def test_header_is_deterministic_and_complete():
-    text = c_header()
+    text = c_header(DIGITS)
     for seed in ("1", "2"):   # another process, another hash seed: no ordering left to chance
         proc = subprocess.run([sys.executable, "-c", "from spikeforge.firmware.cheader import c_header; "
-                               "print(c_header(), end='')"], capture_output=True, text=True,
+                               "from spikeforge.tests.firmware.test_cheader import DIGITS; "
+                               "print(c_header(DIGITS), end='')"], capture_output=True, text=True,
                               env={**os.environ, "PYTHONHASHSEED": seed})
         assert proc.returncode == 0 and proc.stdout == text, proc.stderr
     defined = {line.split()[1] for line in text.splitlines() if line.startswith("#define SPIKEFORGE_")}
-    assert {f"SPIKEFORGE_{name}" for name in expected_macros()} <= defined
+    assert {f"SPIKEFORGE_{name}" for name in expected_macros(DIGITS)} <= defined
+    identity = {f"SPIKEFORGE_ID_{name}" for name in regmap.identity_values(DIGITS)}
+    assert identity <= defined and "SPIKEFORGE_ID_ADDRESS" in identity
 
 
 def test_docs_tables_are_current():

@@ -126,6 +126,10 @@ CORRUPTIONS = {
                          IMAGE_MANIFEST, "params.n_pe"),
     "path outside the image": (lambda r: edit_manifest(r, lambda m: m["memories"]["BIAS"].__setitem__(
         "bin", "../BIAS.bin")), IMAGE_MANIFEST, "memories.BIAS.bin"),
+    "external memory too small": (lambda r: edit_manifest(r, lambda m: m["params"].__setitem__(
+        "memory_address_bits", 13)), IMAGE_MANIFEST, "params.memory_address_bits"),
+    "external address bits out of range": (lambda r: edit_manifest(r, lambda m: m["params"].__setitem__(
+        "memory_address_bits", 33)), IMAGE_MANIFEST, "params.memory_address_bits"),
 }
 
 
@@ -146,6 +150,7 @@ def test_corruption_names_file_and_field(image_dir, corruption):
     (lambda im: im.memories["WEIGHTS"].append(-1), "memories.WEIGHTS.word_bits"),
     (lambda im: im.memories.__setitem__("CSR", [0]), "word_bits"),
     (lambda im: im.params.__setitem__("n_pe", 16.0), "params.n_pe"),
+    (lambda im: im.params.__setitem__("memory_address_bits", 13), "params.memory_address_bits"),
 ])
 def test_write_refuses_bad_images_and_leaves_nothing(tmp_path, change, field):
     image = sample_image()
@@ -153,3 +158,17 @@ def test_write_refuses_bad_images_and_leaves_nothing(tmp_path, change, field):
     with pytest.raises(ImageError, match=f"field '{field}' expected"):
         write_image(image, tmp_path / "image")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_larger_than_the_external_address_space_is_refused_naming_the_limit(tmp_path):
+    """The sample's tables end at byte 12 288 (three 4 KiB regions, the last one empty): 14 address bits hold
+    them, 13 do not."""
+    image = sample_image()
+    image.params["memory_address_bits"] = 14
+    assert load_image(write_image(image, tmp_path / "fits")).params["memory_address_bits"] == 14
+    image.params["memory_address_bits"] = 13
+    with pytest.raises(ImageError) as info:
+        write_image(image, tmp_path / "too-big")
+    assert str(info.value) == ("ProgramImage: field 'params.memory_address_bits' expected room for the 12288-byte "
+                               "external image (2**13 bytes is too small: at least 14 bits), found 13")
+    assert not (tmp_path / "too-big").exists()

@@ -9,10 +9,12 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.hw.initial_contents import zeroed_memory
+from spikeforge.hw.accelerator import Accelerator
 from spikeforge.hw.netlist import (TOP_NAME, accelerator_verilog, multiplier_cells, runtime_verilog,
-                                   yosys_cell_counts)
+                                   yosys_cell_counts, yosys_port_bits)
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.tests.helpers import run_cli
+from spikeforge.tests.flow.tiny_designs import io_bits
+from spikeforge.tests.helpers import DIGITS, run_cli
 
 
 class _Multiplier(wiring.Component):
@@ -97,6 +99,24 @@ def test_the_multiplier_check_finds_a_multiplier():
     assert multiplier_cells(yosys_cell_counts(verilog.convert(_Multiplier(), name="mul"), "mul")) == 1
 
 
+#: User I/O of the LFE5U-85F in CABGA381 that a top may use (DESIGN.md §4a; 205 balls bond).
+USER_IO = 197
+
+
+def test_the_digits_top_fits_the_pins_of_its_package():
+    """Its ports are as narrow as the build needs: the control address holds 3 window, 4 slot (480-bit stream
+    words) and 11 offset bits (2048 spike-memory words), the memory address 25 bits (32 MB); no AWPROT,
+    ARPROT, WSTRB, ARID, RID, ARSIZE, ARBURST. Yosys counts the pins as ``spikeforge synth`` does."""
+    params = AcceleratorParams(**DIGITS)
+    top = Accelerator(params)
+    widths = {"__".join(map(str, path)): len(value) for path, _, value in top.signature.flatten(top)}
+    assert widths["ctrl__awaddr"] == widths["ctrl__araddr"] == 3 + 4 + 11 + 2 and widths["mem__araddr"] == 25
+    assert not {"ctrl__awprot", "ctrl__arprot", "ctrl__wstrb", "mem__arid", "mem__rid", "mem__arsize",
+                "mem__arburst"} & set(widths)
+    pins = yosys_port_bits(accelerator_verilog(params), TOP_NAME)
+    assert pins == io_bits(top) == 193 <= USER_IO
+
+
 def test_verilog_command_is_byte_identical_across_runs(tmp_path):
     outputs = []
     for i in range(2):
@@ -125,4 +145,7 @@ def test_verilog_command_sizes_the_hardware_for_a_bundle(digits_bundle, tmp_path
 def test_verilog_command_rejects_bad_parameters(tmp_path):
     result = run_cli("verilog", "--set", "n_pe=12", "--out", tmp_path / "v")
     assert result.code == 2 and "n_pe must be a power of two, not 12" in result.stderr
+    assert not (tmp_path / "v").exists()
+    result = run_cli("verilog", "--set", "memory_address_bits=33", "--out", tmp_path / "v")
+    assert result.code == 2 and "memory_address_bits must be an integer in 12..32, not 33" in result.stderr
     assert not (tmp_path / "v").exists()

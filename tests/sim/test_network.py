@@ -2,12 +2,16 @@
 through the host driver in the Amaranth simulator (fast tier) and in Verilator, every LIF's spikes at
 every timestep, the stream after every block and the logits compared with the golden model by ``==``."""
 
+import asyncio
 import dataclasses
 
 import numpy as np
 import pytest
 
 from spikeforge.firmware.compiler import CompileError, compile_bundle
+from spikeforge.firmware.image import external_image
+from spikeforge.interface import regmap
+from spikeforge.interface.params import AcceleratorParams
 from spikeforge.interface.regmap import OVERFLOW_LOG_BITS
 from spikeforge.ops.base import fits
 from spikeforge.model.config import ModelConfig
@@ -159,7 +163,8 @@ def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_ove
     image = compile_bundle(bundle, overrides=shared_overrides)
     pixels = _inputs(bundle, 1)
     env = _write_job(tmp_path, image, pixels.numpy())
-    params = dict(image.params, memory_words=memory_words(len(external_image(image))))
+    words = memory_words(len(external_image(image)), image.params["memory_address_bits"])
+    params = dict(image.params, memory_words=words)
     assert run_verilator(system, params, "spikeforge.tests.sim.test_network", "third_party_master_testbench",
                          shared_build / "verilator", extra_env=env,
                          plusargs=[f"+{PRELOAD_PLUSARG}={tmp_path / 'image' / (EXTERNAL + '.hex')}"]) == 1
@@ -170,11 +175,38 @@ def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_ove
 
 
 def bare_accelerator(**params):
-    """The accelerator alone, its memory master a port (a named factory for the Verilator runner)."""
-    from spikeforge.hw.accelerator import Accelerator
-    from spikeforge.interface.params import AcceleratorParams
+    """The accelerator alone, its memory master a port (a named factory for the Verilator runner). The master
+    leaves out ``ARID``, ``RID``, ``ARSIZE`` and ``ARBURST`` (AXI's defaults), which cocotbext-axi's AXI4 slave
+    models require: :class:`~spikeforge.hw.axi4_read_defaults.Axi4ReadDefaults` drives them, as an
+    interconnect would."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
 
-    return Accelerator(AcceleratorParams(**params))
+    from spikeforge.hw.accelerator import Accelerator
+    from spikeforge.hw.axi4_read_defaults import Axi4ReadDefaults
+    from spikeforge.hw.bus import axi4_full_read_signature, axi4_lite_signature
+    from spikeforge.interface.params import AcceleratorParams
+    from spikeforge.interface.regmap import control_address_bits
+
+    p = AcceleratorParams(**params)
+
+    class WithFullReadChannels(wiring.Component):
+        def __init__(self):
+            super().__init__({"ctrl": In(axi4_lite_signature(control_address_bits(p))),
+                              "mem": Out(axi4_full_read_signature(p.memory_address_bits)), "done": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.accelerator = accelerator = Accelerator(p)
+            m.submodules.defaults = defaults = Axi4ReadDefaults(p.memory_address_bits)
+            wiring.connect(m, wiring.flipped(self.ctrl), accelerator.ctrl)
+            wiring.connect(m, accelerator.mem, defaults.master)
+            wiring.connect(m, defaults.bus, wiring.flipped(self.mem))
+            m.d.comb += self.done.eq(accelerator.done)
+            return m
+
+    return WithFullReadChannels()
 
 
 async def third_party_memory_testbench(ports):
@@ -329,6 +361,13 @@ def test_compile_refuses_what_the_hardware_cannot_hold(networks):
     image = compile_bundle(bundle, n_pe=16, overrides={"acc_bits": "40", "weight_rows": str(needed["weight_rows"] + 1)})
     assert image.params["acc_bits"] == 40 and image.params["weight_rows"] == needed["weight_rows"] + 1
     assert image.params["membrane_bits"] >= 40 + image.params["frac_bits"] + 1
+    # the external memory: the board's default, any valid value the tables fit, and a clear error for less
+    assert needed["memory_address_bits"] == AcceleratorParams.memory_address_bits == 25
+    assert compile_bundle(bundle, n_pe=16, overrides={"memory_address_bits": "20"}).params["memory_address_bits"] == 20
+    size = 4 * len(external_image(compile_bundle(bundle, n_pe=16)))
+    with pytest.raises(CompileError, match=f"--set memory_address_bits=12: the tables take {size} bytes of external "
+                                           f"memory, which needs memory_address_bits={(size - 1).bit_length()}"):
+        compile_bundle(bundle, n_pe=16, overrides={"memory_address_bits": "12"})
 
 
 def test_driver_refuses_an_image_for_other_hardware(networks):
@@ -340,12 +379,42 @@ def test_driver_refuses_an_image_for_other_hardware(networks):
     image = compile_bundle(bundle, n_pe=n_pe)
     other = dict(image.params, acc_bits=image.params["acc_bits"] + 1, membrane_bits=image.params["membrane_bits"] + 1)
 
+    # a build of other address widths: the ADDRESS register tells (the registers' addresses are the same)
+    wider = dict(image.params, memory_address_bits=image.params["memory_address_bits"] + 1)
+    layout = regmap.identity_values(image.params)["ADDRESS"]
+
     async def testbench(ports):
         with pytest.raises(DriverError, match="register WIDTHS: the image needs"):
             await Driver(PortsBus(ports)).load(image)
         return True
 
+    async def testbench_wider(ports):
+        with pytest.raises(DriverError, match=f"register ADDRESS: the image needs {layout:#x}, the hardware has "
+                                              f"{layout + (1 << 24):#x}"):
+            await Driver(PortsBus(ports)).load(image)
+        return True
+
     assert run_amaranth(system(**other), testbench)
+    assert run_amaranth(system(**wider), testbench_wider)
+
+
+def test_driver_refuses_tables_beyond_the_external_address_space(networks):
+    """Checked before the driver touches the bus."""
+    from spikeforge.firmware.driver import Driver, DriverError
+
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, n_pe=n_pe)
+    end = 4 * len(external_image(image))
+    base = (1 << image.params["memory_address_bits"]) - end + 4
+
+    class NoBus:
+        def __getattr__(self, name):
+            raise AssertionError(f"the driver used the bus ({name})")
+
+    with pytest.raises(DriverError, match=f"the image's tables occupy external memory bytes {base:#x}.."
+                                          f"{base + end:#x}; the accelerator addresses 0x2000000 bytes "
+                                          r"\(memory_address_bits = 25\)"):
+        asyncio.run(Driver(NoBus()).load(image, memory_base=base))
 
 
 def test_sim_command_on_the_trained_digits_network_in_verilator(digits_bundle, shared_overrides, shared_build,

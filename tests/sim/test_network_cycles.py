@@ -164,7 +164,7 @@ def test_hand_made_descriptors_take_the_modelled_cycles():
                         offset = pack_fields(rows, group=first_group + c0 // n_pe, t=t, y=y)
                         await driver.write_words("SPIKES", offset, [word])
         cycles = await driver.run() - await driver.csr("STALL_CYCLES")   # the core's cycles
-        return cycles, [await driver.bus.read(address("OP_CYCLES", pc)) for pc in range(len(PROGRAM))]
+        return cycles, [await driver.bus.read(address(SMALL, "OP_CYCLES", pc)) for pc in range(len(PROGRAM))]
 
     cycles, hardware = run_amaranth(system(init=external_image(image), **SMALL), testbench)
     model = []
