@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
+from spikeforge.ops.attention import KEY_VALUE_STAGES
 
 from .logic import check_params, fits, popcount, spike_group
 
@@ -21,8 +22,10 @@ class KeyValueProduct(wiring.Component):
     (:class:`SpikeScanner`).
 
     K channel ``i`` lives in group ``k_base + i / n_pe``, bank ``i mod n_pe``; the V rows of a tile are
-    one group read. One row ``y`` of one ``i`` per cycle; the count adds in the cycle after the read.
-    The pass takes ``cin · H + 1`` cycles from the one after ``start`` to ``done`` included.
+    one group read. One row ``y`` of one ``i`` per cycle, through :data:`~spikeforge.ops.attention.KEY_VALUE_STAGES`
+    pipeline stages after the read (the ANDed rows registered straight from the spike memory, their
+    popcounts, the counts, the row write and its check). The pass takes ``cin · H + KEY_VALUE_STAGES``
+    cycles from the one after ``start`` to ``done`` included.
 
     Ports
     -----
@@ -81,6 +84,7 @@ class KeyValueProduct(wiring.Component):
 
         # request stage
         pending, last = Signal(), Signal()
+        flush = Signal(range(KEY_VALUE_STAGES))
         row_addr = Signal.like(d.weight_base)
         mask = Signal(p.n_pe)
         with m.FSM():
@@ -109,22 +113,41 @@ class KeyValueProduct(wiring.Component):
                 with m.Else():
                     m.d.sync += y.eq(y + 1)
             with m.State("KV_FLUSH"):
-                m.d.sync += [pending.eq(0), head_start.eq(0), head_count.eq(0)]
-                m.d.comb += self.done.eq(1)
-                m.next = "IDLE"
+                m.d.sync += [pending.eq(0), head_start.eq(0), head_count.eq(0), flush.eq(flush + 1)]
+                with m.If(flush == KEY_VALUE_STAGES - 1):
+                    m.d.sync += flush.eq(0)
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
 
-        # data stage: count the row read last cycle; the last row of i writes the sum
-        counts = Signal(self.acc_word)
-        total = Signal(self.acc_word)
+        # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
+        both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
+        both_valid, both_last, both_addr, both_mask = Signal(), Signal(), Signal.like(row_addr), Signal.like(mask)
         for lane in range(p.n_pe):
-            m.d.comb += total[lane].eq(counts[lane] + popcount(self.scan_data & self.group_data[lane]))
-        with m.If(pending):
+            m.d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
+        m.d.sync += [both_valid.eq(pending), both_last.eq(last), both_addr.eq(row_addr), both_mask.eq(mask)]
+        # stage 2: the positions where both spike, per lane
+        ones = Signal(data.ArrayLayout(range(p.max_w + 1), p.n_pe))
+        ones_valid, ones_last, ones_addr, ones_mask = Signal(), Signal(), Signal.like(row_addr), Signal.like(mask)
+        for lane in range(p.n_pe):
+            m.d.sync += ones[lane].eq(popcount(both[lane]))
+        m.d.sync += [ones_valid.eq(both_valid), ones_last.eq(both_last), ones_addr.eq(both_addr),
+                     ones_mask.eq(both_mask)]
+        # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head)
+        counts, total = Signal(self.acc_word), Signal(self.acc_word)
+        row = Signal(self.acc_word)
+        row_valid, row_to = Signal(), Signal.like(row_addr)
+        for lane in range(p.n_pe):
+            m.d.comb += total[lane].eq(counts[lane] + ones[lane])
+        m.d.sync += row_valid.eq(ones_valid & ones_last)
+        with m.If(ones_valid):
             m.d.sync += counts.eq(total)
-            with m.If(last):
-                m.d.sync += counts.eq(0)
-                m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr)]
+            with m.If(ones_last):
+                m.d.sync += [counts.eq(0), row_to.eq(ones_addr)]
                 for lane in range(p.n_pe):
-                    m.d.comb += self.weight_data[lane].eq(Mux(mask[lane], total[lane], 0))
-                    with m.If(mask[lane] & ~fits(total[lane], d.check_bits)):
-                        m.d.comb += self.overflow.eq(1)
+                    m.d.sync += row[lane].eq(Mux(ones_mask[lane], total[lane], 0))
+        # stage 4: the row written, and checked
+        m.d.comb += [self.weight_en.eq(row_valid), self.weight_addr.eq(row_to),
+                     self.overflow.eq(row_valid & ~Cat(*(fits(row[lane], d.check_bits) for lane in range(p.n_pe))).all())]
+        for lane in range(p.n_pe):
+            m.d.comb += self.weight_data[lane].eq(row[lane])
         return m

@@ -99,6 +99,11 @@ def emit(layer, program):
     program.emit(layer.name, fields, scratch=True)
 
 
+#: Pipeline stages of the key-value product after its reads (``hw/key_value_product.py``): the
+#: ANDed rows registered, their popcounts, the counts, the row write.
+KEY_VALUE_STAGES = 4
+
+
 def cycles(fields, spikes):
     """Engine cycles (from leaving IDLE to DONE) of an ATTENTION descriptor; ``spikes``: the Q spikes at ``in_base`` as stored,
     ``[T_s, C_s, H_s, W_s]`` (at least ``T``, ``C`` = ``cin``, ``H``, ``W``).
@@ -106,7 +111,7 @@ def cycles(fields, spikes):
     Per output tile and timestep ``t``:
 
     * KV: ``C·H`` cycles (one per ``(ci, y)``: the K row of channel ``ci`` AND the V rows of the
-      tile's lanes, counted), KV_FLUSH 1, FETCH 1;
+      tile's lanes, counted), KV_FLUSH :data:`KEY_VALUE_STAGES`, FETCH 1;
     * the Q-gated accumulation: per Q channel 1 ROWS cycle, then per occupied row ``y < H`` of
       timestep ``t`` ``max(1, k)`` SCAN cycles, ``k`` its spikes in columns ``< W`` (the centre tap
       reaches every row and column: with ``W_s = W`` these sum to the Q spikes at ``t``);
@@ -116,5 +121,5 @@ def cycles(fields, spikes):
     C, T, H, W = fields["cin"], fields["T"], fields["H"], fields["W"]
     rows = np.asarray(spikes)[:T, :C, :H] != 0                      # [t, channel, row, stored columns]
     scan = int((np.maximum(rows[..., :W].sum(-1), 1) * rows.any(-1)).sum())
-    per_tile = T * (C * H + 1 + 1 + C) + scan + drain_cycles(T, H, W)
+    per_tile = T * (C * H + KEY_VALUE_STAGES + 1 + C) + scan + drain_cycles(T, H, W)
     return fields["tiles"] * per_tile

@@ -78,9 +78,16 @@ def emit(layer, program):
                  classes=classes)
 
 
+#: Pipeline stages of the head's Horner step after its reads (``hw/head.py``): the sums word and
+#: weight row registered, the lane's sum picked, the term picked.
+HORNER_STAGES = 3
+
+
 def cycles(fields, spikes):
-    """Engine cycles (from leaving IDLE to DONE) of a HEAD descriptor: SUM ``tiles·T·H·W`` (one stream word per cycle), SUM_FLUSH 1,
-    then per bit of the sums (``sum_bits``, Horner from the sign bit down) ``cin`` HORNER cycles (one
-    weight row each) and one HORNER_SHIFT, and HEAD_BIAS 1; independent of the spikes."""
-    return (fields["tiles"] * fields["T"] * fields["H"] * fields["W"] + 1
-            + fields["sum_bits"] * (fields["cin"] + 1) + 1)
+    """Engine cycles (from leaving IDLE to DONE) of a HEAD descriptor: SUM ``tiles·T·H·W`` (one stream
+    word per cycle), SUM_FLUSH 2 (the word registered, then added), then per bit of the sums
+    (``sum_bits``, Horner from the sign bit down) ``cin`` HORNER cycles (one weight row each) and one
+    HORNER_SHIFT, HORNER_FLUSH :data:`HORNER_STAGES` (the last term read, picked, added), HEAD_BIAS 1
+    and HEAD_CHECK 1; independent of the spikes."""
+    return (fields["tiles"] * fields["T"] * fields["H"] * fields["W"] + 2
+            + fields["sum_bits"] * (fields["cin"] + 1) + HORNER_STAGES + 2)

@@ -64,7 +64,8 @@ def _case(seed, tiles=2, T=2, H=2, W=3, cin=7, stream_range=60):
 
 
 def _cycles(desc):
-    return desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 1 + desc["sum_bits"] * (desc["cin"] + 1) + 1
+    # SUM, its flush (2), Horner per bit (cin + shift), its flush (3 stages), bias, check
+    return desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 2 + desc["sum_bits"] * (desc["cin"] + 1) + 3 + 2
 
 
 def test_logits_are_the_bias_plus_the_weighted_stream_sums():
@@ -82,7 +83,8 @@ def test_sums_wider_than_sum_bits_overflow():
     assert not all(fits_signed(s, desc["sum_bits"]) for s in sums)
     cycles, result, overflows = _run(desc, stream, weights, bias)
     assert cycles == _cycles(desc)
-    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 1
+    # the last word is added two cycles after its read, its sums checked the cycle after
+    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 3
     assert any(overflows[:sum_stage]) and not any(overflows[sum_stage:])
     # the logits take the sums as held in sum_bits bits, as the golden model (ops/head.py) does
     held = [int(s) for s in wrap(sums, desc["sum_bits"])]

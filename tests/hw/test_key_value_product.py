@@ -13,6 +13,7 @@ from spikeforge.hw.spike_memory import SpikeMemory
 from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.params import EngineParams
+from spikeforge.ops.attention import KEY_VALUE_STAGES
 from spikeforge.tests.hw.bench import Harness, SpikeHost, run_pass, set_desc, simulate, small_params, spike_addr, \
     write_spike_rows
 
@@ -71,7 +72,7 @@ def test_rows_count_the_positions_where_key_and_value_both_spike(cin, head_dim, 
         return cycles, rows, ctx.get(dut.weights.data[weight_base + cin])[0], flagged
 
     cycles, rows, after, flagged = simulate(dut, bench)
-    assert cycles == cin * H + 1
+    assert cycles == cin * H + KEY_VALUE_STAGES
     expected = []
     for i in range(cin):
         row = []
