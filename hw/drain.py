@@ -9,7 +9,7 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_wor
 from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
-from .logic import carry_save_sum, check_params, count_nested, fits, replicated, spike_group
+from .logic import carry_save_sum, check_params, count_nested, delayed, fits, replicated, spike_group
 
 __all__ = ["Drain"]
 
@@ -132,19 +132,14 @@ class Drain(wiring.Component):
                     m.next = "IDLE"
 
         # the position (valid, t, y, x) travels with its data through the stages
-        def stage(name, previous):
-            position = [Signal.like(signal, name=f"{name}_{field}") for field, signal in zip("vtyx", previous)]
-            m.d.sync += [register.eq(signal) for register, signal in zip(position, previous)]
-            return position
-
         # stage 1, the reads: the stream's word goes straight into a register (the accumulator array
         # registers its own)
-        read = stage("read", (self.acc_valid, t, y, x))
+        read = delayed(m, (self.acc_valid, t, y, x), "read")
         stream_word = Signal(self.acc_word)
         m.d.sync += stream_word.eq(self.stream_data)
 
         # stage 2, the sum: accumulator, bias and residual, exact in two more bits than a stream word
-        summed = stage("sum", read)
+        summed = delayed(m, read, "sum")
         sum_width = p.acc_bits + 2
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
@@ -153,7 +148,7 @@ class Drain(wiring.Component):
                 name=f"sum{lane}"))
 
         # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input
-        scaled_at = stage("scale", summed)
+        scaled_at = delayed(m, summed, "scale")
         result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
         # the range checks, a lane per register: their conjunction comes a stage later
         sum_fits = Signal(p.n_pe)
@@ -167,7 +162,7 @@ class Drain(wiring.Component):
             m.d.sync += scaled[lane].eq(result[lane] << d.frac_bits)
 
         # stage 4, the LIF: the membrane stays in a register across the timesteps of a position
-        lif_at = stage("lif", scaled_at)
+        lif_at = delayed(m, scaled_at, "lif")
         # the membrane is 0 before a position's first timestep: cleared after its last one (a
         # synchronous reset of the register, rather than a select on the loop's path)
         membrane, last_timestep = Signal(self.membrane_word), Signal()
@@ -179,13 +174,13 @@ class Drain(wiring.Component):
         m.d.sync += [h.eq(lif.h), spikes.eq(lif.spike)]
 
         # stage 5, the outputs: spikes and membranes, their checks, the spike rows gathered
-        out = stage("out", lif_at)
+        out = delayed(m, lif_at, "out")
         out_valid, out_t, out_y, out_x = out
         wide, membrane_fits = Signal(), Signal(p.n_pe)
         m.d.sync += [wide.eq(lif_at[0] & ~sum_fits.all()), self.overflow.eq(wide),
                      membrane_fits.eq(Cat(*(fits(h[lane], d.membrane_bits) for lane in range(p.n_pe))))]
         # the position reported, a stage after its outputs' registers (with its checks)
-        report = stage("report", out)
+        report = delayed(m, out, "report")
         reported_spikes, reported_h = Signal.like(spikes), Signal.like(h)
         m.d.sync += [reported_spikes.eq(spikes), reported_h.eq(h)]
         m.d.comb += [self.out_valid.eq(report[0]), self.out_t.eq(report[1]), self.out_y.eq(report[2]),

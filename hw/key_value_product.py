@@ -8,7 +8,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
-from .logic import check_params, fits, popcount, spike_group
+from .logic import check_params, delayed, fits, popcount, spike_group
 
 __all__ = ["KeyValueProduct"]
 
@@ -121,17 +121,14 @@ class KeyValueProduct(wiring.Component):
 
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
         both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
-        both_valid, both_last, both_addr, both_mask = Signal(), Signal(), Signal.like(row_addr), Signal.like(mask)
         for lane in range(p.n_pe):
             m.d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
-        m.d.sync += [both_valid.eq(pending), both_last.eq(last), both_addr.eq(row_addr), both_mask.eq(mask)]
+        both_valid, both_last, both_addr, both_mask = delayed(m, [pending, last, row_addr, mask], "both")
         # stage 2: the positions where both spike, per lane
         ones = Signal(data.ArrayLayout(range(p.max_w + 1), p.n_pe))
-        ones_valid, ones_last, ones_addr, ones_mask = Signal(), Signal(), Signal.like(row_addr), Signal.like(mask)
         for lane in range(p.n_pe):
             m.d.sync += ones[lane].eq(popcount(both[lane]))
-        m.d.sync += [ones_valid.eq(both_valid), ones_last.eq(both_last), ones_addr.eq(both_addr),
-                     ones_mask.eq(both_mask)]
+        ones_valid, ones_last, ones_addr, ones_mask = delayed(m, [both_valid, both_last, both_addr, both_mask], "ones")
         # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head)
         counts, total = Signal(self.acc_word), Signal(self.acc_word)
         row = Signal(self.acc_word)

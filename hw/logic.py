@@ -6,7 +6,8 @@ from amaranth import Cat, Const, Signal, Value, signed
 
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "fits", "popcount", "replicated",
+__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "delayed", "fits", "popcount",
+           "replicated",
            "sign_extended", "spike_group"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
@@ -105,4 +106,12 @@ def replicated(m, value, copies, name):
     They are named ``{name}{FANOUT_SUFFIX}{i}``, so that synthesis keeps them apart."""
     registers = [Signal.like(Value.cast(value), name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(copies)]
     m.d.sync += [register.eq(value) for register in registers]
+    return registers
+
+
+def delayed(m, values, name):
+    """Registers holding ``values`` (a list of signals) one cycle later, named ``{name}_{i}``: what a
+    pipeline stage carries along with its data (valid bit, position, flags)."""
+    registers = [Signal.like(value, name=f"{name}_{i}") for i, value in enumerate(values)]
+    m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
     return registers
