@@ -11,7 +11,7 @@ from spikeforge.interface.regmap import (CTRL_BITS, OVERFLOW_LOG_BITS, REGISTERS
 from .burst_arbiter import BurstArbiter
 from .bus import axi4_lite_signature, axi4_read_signature
 from .control_slave import ControlSlave
-from .engine import Engine
+from .engine import HOST_READ_LATENCY, Engine
 from .row_reader import RowReader
 from .sequencer import Sequencer
 
@@ -61,7 +61,7 @@ class Accelerator(wiring.Component):
         m.submodules.engine = EnableInserter(run)(engine)
         m.submodules.sequencer = EnableInserter(run)(seq)
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
-        m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p))
+        m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p), HOST_READ_LATENCY)
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
         offset, win = slave.offset, slave.window
         # memory windows are the engine's while it runs; the registers stay writable

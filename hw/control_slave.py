@@ -45,16 +45,18 @@ class ControlSlave(wiring.Component):
     reject : In(1)
         The core refuses the write presented this cycle (answered with ``SLVERR``).
     rdata : In(word_bits)
-        The word at the ``window``/``offset`` of the previous cycle.
+        The word at the ``window``/``offset`` of ``read_latency`` cycles earlier.
     """
 
-    def __init__(self, word_bits, layout):
+    def __init__(self, word_bits, layout, read_latency=1):
         if not isinstance(layout, AddressLayout):
             raise TypeError(f"layout must be an AddressLayout, not {layout!r}")
         if not 1 <= word_bits <= BUS_DATA_BITS << layout.slot_bits:
             raise ValueError(f"word_bits must be in 1..{BUS_DATA_BITS << layout.slot_bits} ({layout.slot_bits} "
                              f"slot bits), not {word_bits!r}")
-        self.word_bits, self.layout = word_bits, layout
+        if not isinstance(read_latency, int) or read_latency < 1:
+            raise ValueError(f"read_latency must be a positive number of cycles, not {read_latency!r}")
+        self.word_bits, self.layout, self.read_latency = word_bits, layout, read_latency
         super().__init__({"bus": In(axi4_lite_signature(layout.address_bits, BUS_DATA_BITS)),
                           "we": Out(1), "window": Out(layout.window_bits), "offset": Out(layout.offset_bits),
                           "wdata": Out(word_bits), "reject": In(1), "rdata": In(word_bits)})
@@ -71,7 +73,7 @@ class ControlSlave(wiring.Component):
         read_address = Signal(address_layout)
 
         read_busy = Signal()      # from the read address handshake to the read data handshake
-        read_waiting = Signal()   # the cycle the core reads the word
+        read_wait = Signal(range(self.read_latency + 1))   # cycles until the core's word is there, then 0
         write_fire = Signal()
         m.d.comb += [write_fire.eq(address_in & data_in & ~read_busy & ~bus.bvalid),
                      bus.awready.eq(~address_in), bus.wready.eq(~data_in),
@@ -96,12 +98,14 @@ class ControlSlave(wiring.Component):
             m.d.sync += bus.bvalid.eq(0)
 
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += [read_address.eq(bus.araddr), read_busy.eq(1), read_waiting.eq(1)]
-        with m.If(read_waiting):
-            m.d.sync += [read_waiting.eq(0), bus.rvalid.eq(1)]
+            m.d.sync += [read_address.eq(bus.araddr), read_busy.eq(1), read_wait.eq(self.read_latency)]
+        with m.If(read_wait == 1):
+            m.d.sync += [read_wait.eq(0), bus.rvalid.eq(1)]
+        with m.Elif(read_wait != 0):
+            m.d.sync += read_wait.eq(read_wait - 1)
         with m.If(bus.rvalid & bus.rready):
             m.d.sync += [bus.rvalid.eq(0), read_busy.eq(0)]
-        # the core's word follows its address by a cycle and holds while the address does
+        # the core's word follows its address by read_latency cycles and holds while the address does
         padded = Signal(n_slots * BUS_DATA_BITS)
         m.d.comb += padded.eq(self.rdata)
         words = data.View(slot_layout, padded)

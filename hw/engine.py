@@ -12,11 +12,15 @@ from .drain import Drain
 from .head import Head
 from .key_value_product import KeyValueProduct
 from .logic import check_params
-from .spike_memory import SpikeMemory
+from .spike_memory import READ_LATENCY, SpikeMemory
 from .spike_pool import SpikePool
 from .spike_scanner import SpikeScanner
 
-__all__ = ["Engine", "host_data_bits"]
+__all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
+
+#: Cycles from the host's window and offset to ``host_rdata``: the spike memory's read latency, the
+#: longest of the windows' (the others hold their word a cycle earlier).
+HOST_READ_LATENCY = READ_LATENCY
 
 
 def host_data_bits(params):
@@ -70,7 +74,8 @@ class Engine(wiring.Component):
     host_we, host_window, host_offset, host_wdata : In
         Host writes into the SPIKES window (only while idle).
     host_rdata : Out(host_data_bits)
-        Read data of the window and offset presented one cycle earlier.
+        Read data of the window and offset presented :data:`HOST_READ_LATENCY` cycles earlier (held
+        while they are).
     drain_valid, drain_tile, drain_t, drain_y, drain_x : Out
         One drained position per cycle (CONV, ATTENTION), for single-layer checks; widths of the
         descriptor's ``tiles``, ``T``, ``H`` and ``W``.

@@ -23,8 +23,8 @@ class KeyValueProduct(wiring.Component):
 
     K channel ``i`` lives in group ``k_base + i / n_pe``, bank ``i mod n_pe``; the V rows of a tile are
     one group read. One row ``y`` of one ``i`` per cycle, through :data:`~spikeforge.ops.attention.KEY_VALUE_STAGES`
-    pipeline stages after the read (the ANDed rows registered straight from the spike memory, their
-    popcounts, the counts, the row write and its check). The pass takes ``cin · H + KEY_VALUE_STAGES``
+    pipeline stages after the read (the read's second cycle, the ANDed rows registered straight from the
+    spike memory, their popcounts, the counts, the row write and its check). The pass takes ``cin · H + KEY_VALUE_STAGES``
     cycles from the one after ``start`` to ``done`` included.
 
     Ports
@@ -119,11 +119,14 @@ class KeyValueProduct(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
+        # the read's second cycle (the spike memory registers its words twice)
+        read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, mask], "read")
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
         both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
         for lane in range(p.n_pe):
             m.d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
-        both_valid, both_last, both_addr, both_mask = delayed(m, [pending, last, row_addr, mask], "both")
+        both_valid, both_last, both_addr, both_mask = delayed(m, [read_valid, read_last, read_addr, read_mask],
+                                                              "both")
         # stage 2: the positions where both spike, per lane
         ones = Signal(data.ArrayLayout(range(p.max_w + 1), p.n_pe))
         for lane in range(p.n_pe):

@@ -4,7 +4,12 @@ from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SpikeMemory"]
+from spikeforge.ops.conv import SPIKE_READ_LATENCY
+
+__all__ = ["SpikeMemory", "READ_LATENCY"]
+
+#: Cycles from a read's address to its data on ``scan_data``, ``occ_data`` and ``group_data``.
+READ_LATENCY = SPIKE_READ_LATENCY
 
 
 class SpikeMemory(wiring.Component):
@@ -19,18 +24,23 @@ class SpikeMemory(wiring.Component):
     occupancy word one cycle later (forwarded when consecutive writes share a group). The occupancy
     read port serves the scan when no write is under way (the engine never scans while it writes).
 
+    Reads take :data:`READ_LATENCY` cycles: a block RAM's output (5.6 ns from the clock on an ECP5
+    without its output register) goes straight into a flip-flop, and the 16-to-1 multiplexer of the
+    scan and occupancy words ends in one, so no consumer's logic follows a block RAM or the bank
+    multiplexer in the same cycle.
+
     Ports
     -----
     scan_en, scan_addr, scan_lane : In
-        Read row ``scan_addr = {group, t, y}`` of bank ``scan_lane``; ``scan_data`` next cycle
-        (held while ``scan_en`` is low).
+        Read row ``scan_addr = {group, t, y}`` of bank ``scan_lane``; ``scan_data``
+        :data:`READ_LATENCY` cycles later (held while ``scan_en`` is low).
     scan_data : Out(max_w)
     occ_en, occ_group, occ_lane : In
         Read the occupancy word of ``occ_group`` in bank ``occ_lane``.
     occ_data : Out(max_T * max_h)
         Bit ``t * max_h + y`` set when row ``{t, y}`` holds a spike.
     group_addr : In
-        Read row ``{group, t, y}`` of every bank; ``group_data`` next cycle.
+        Read row ``{group, t, y}`` of every bank; ``group_data`` :data:`READ_LATENCY` cycles later.
     group_data : Out(ArrayLayout(max_w, n_pe))
     word_valid, word_addr, word_data : In
         Write row ``word_addr`` of every bank (the host's input, pooling, the drain's spikes).
@@ -95,17 +105,17 @@ class SpikeMemory(wiring.Component):
             m.d.comb += [occ_write.addr.eq(update_group), occ_write.en.eq(update),
                          occ_write.data.eq(Mux(update_set[lane], previous | update_row, previous & ~update_row))]
             m.d.sync += written.eq(occ_write.data)
-            m.d.comb += self.group_data[lane].eq(grouped.data)
+            m.d.sync += self.group_data[lane].eq(grouped.data)
             scan_words.append(scan.data)
             occ_words.append(occ_read.data)
-        # the bank selection follows the read by one cycle, like the data
+        # the bank selection follows the read by one cycle, like the banks' data, and the selected word is
+        # registered (a mux per bank: a variable word_select would multiply the index by the width)
         scan_lane = Signal.like(self.scan_lane)
         occ_lane = Signal.like(self.occ_lane)
         with m.If(self.scan_en):
             m.d.sync += scan_lane.eq(self.scan_lane)
         with m.If(self.occ_en):
             m.d.sync += occ_lane.eq(self.occ_lane)
-        # a mux per bank (a variable word_select would multiply the index by the width)
-        m.d.comb += [self.scan_data.eq(Array(scan_words)[scan_lane]),
+        m.d.sync += [self.scan_data.eq(Array(scan_words)[scan_lane]),
                      self.occ_data.eq(Array(occ_words)[occ_lane])]
         return m

@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 
-from .logic import check_params, count_nested, spike_group
+from .logic import check_params, count_nested, delayed, spike_group
+from .spike_memory import READ_LATENCY
 
 __all__ = ["SpikePool"]
 
@@ -17,9 +18,13 @@ class SpikePool(wiring.Component):
     ``H × W`` input at group ``in_base`` into ``⌈H/2⌉ × ⌈W/2⌉`` at group ``out_base``: kernel 3,
     stride 2, padding 1. On spikes the max is an OR: per output row, three input-row reads are ORed
     (rows outside the image contribute nothing), then three columns with stride 2, and the row is
-    written. Output rows go innermost, then timesteps, then groups.
+    written. Output rows go innermost, then timesteps, then groups. The reads follow one another
+    without a gap; each word is ORed into the window when it arrives
+    (:data:`~spikeforge.hw.spike_memory.READ_LATENCY` cycles after its read) and the window's third
+    row writes the pooled row.
 
-    The pass takes ``4 · ⌈H/2⌉ · T · tiles`` cycles from the one after ``start`` to ``done`` included.
+    The pass takes ``3 · ⌈H/2⌉ · T · tiles + READ_LATENCY`` cycles from the one after ``start`` to
+    ``done`` included (:func:`spikeforge.ops.pool.cycles`).
 
     Ports
     -----
@@ -32,7 +37,7 @@ class SpikePool(wiring.Component):
     group_addr : Out
         Row ``{group, t, y}`` read in every bank (:class:`SpikeMemory` ``group_addr``).
     group_data : In(ArrayLayout(max_w, n_pe))
-        The rows requested one cycle earlier.
+        The rows requested READ_LATENCY cycles earlier.
     word_valid, word_addr, word_data : Out
         Write of one pooled row in every bank (:class:`SpikeMemory` ``word_*``).
     """
@@ -53,16 +58,15 @@ class SpikePool(wiring.Component):
         d = self.desc
         tile, t, y = Signal.like(d.tiles), Signal.like(d.T), Signal.like(d.H)   # y: the output row
         pool_r = Signal(range(3))     # input row of the window being read
-        pending = Signal()            # a row read last cycle belongs to the window
-        window = Signal(self.group_word)
-        window_or = Signal(self.group_word)
-        m.d.comb += window_or.eq(Mux(pending, window.as_value() | self.group_data.as_value(), window.as_value()))
         pooled_H = (d.H + 1) >> 1
         pooled_W = (d.W + 1) >> 1
 
         def spike_row(base, y_):
             return cat_fields(spike_row_layout(p), group=spike_group(p, base, tile), t=t, y=y_)
 
+        # the reads: three input rows per output row, one per cycle, back to back
+        reading, take, close, finish = Signal(), Signal(), Signal(), Signal()
+        out_addr = Signal.like(self.word_addr)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -70,25 +74,36 @@ class SpikePool(wiring.Component):
                     m.next = "POOL_READ"
             with m.State("POOL_READ"):
                 source_y = (y << 1) + pool_r - 1
-                valid = (source_y >= 0) & (source_y < d.H)
-                m.d.comb += self.group_addr.eq(spike_row(d.in_base, source_y))
-                m.d.sync += [pending.eq(valid), window.eq(window_or), pool_r.eq(pool_r + 1)]
+                m.d.comb += [reading.eq(1), take.eq((source_y >= 0) & (source_y < d.H)), close.eq(pool_r == 2),
+                             self.group_addr.eq(spike_row(d.in_base, source_y)),
+                             out_addr.eq(spike_row(d.out_base, y))]
+                m.d.sync += pool_r.eq(pool_r + 1)
                 with m.If(pool_r == 2):
                     m.d.sync += pool_r.eq(0)
-                    m.next = "POOL_WRITE"
-            with m.State("POOL_WRITE"):
-                pooled = Signal(self.group_word)
-                for lane in range(p.n_pe):
-                    word = window_or[lane]
-                    bits = []
-                    for xo in range(p.max_w):
-                        window_bits = [word[i] for i in (2 * xo - 1, 2 * xo, 2 * xo + 1) if 0 <= i < p.max_w]
-                        bits.append((Cat(*window_bits) != 0) & (xo < pooled_W) if window_bits else Const(0))
-                    m.d.comb += pooled[lane].eq(Cat(*bits))
-                m.d.comb += [self.word_valid.eq(1), self.word_addr.eq(spike_row(d.out_base, y)),
-                             self.word_data.eq(pooled)]
-                m.d.sync += [pending.eq(0), window.eq(0)]
-                m.next = "POOL_READ"
-                m.d.comb += self.done.eq(count_nested(m, [(y, pooled_H - 1), (t, d.T - 1), (tile, d.tiles - 1)],
-                                                      "IDLE"))
+                    m.d.comb += finish.eq(count_nested(m, [(y, pooled_H - 1), (t, d.T - 1), (tile, d.tiles - 1)],
+                                                       "POOL_FLUSH"))
+            with m.State("POOL_FLUSH"):
+                with m.If(self.done):
+                    m.next = "IDLE"
+
+        # the words arrive SPIKE_READ_LATENCY cycles after their reads: ORed into the window (rows
+        # outside the image contribute nothing); the window's third row closes it and writes the row
+        flags = [reading & take, reading & close, reading & finish, out_addr]
+        for stage in range(READ_LATENCY):
+            flags = delayed(m, flags, f"read{stage}")
+        got, closing, last, write_addr = flags
+        window = Signal(self.group_word)
+        window_or = Signal(self.group_word)
+        m.d.comb += window_or.eq(Mux(got, window.as_value() | self.group_data.as_value(), window.as_value()))
+        pooled = Signal(self.group_word)
+        for lane in range(p.n_pe):
+            word = window_or[lane]
+            bits = []
+            for xo in range(p.max_w):
+                window_bits = [word[i] for i in (2 * xo - 1, 2 * xo, 2 * xo + 1) if 0 <= i < p.max_w]
+                bits.append((Cat(*window_bits) != 0) & (xo < pooled_W) if window_bits else Const(0))
+            m.d.comb += pooled[lane].eq(Cat(*bits))
+        m.d.sync += window.eq(Mux(closing, 0, window_or))
+        m.d.comb += [self.word_valid.eq(closing), self.word_addr.eq(write_addr), self.word_data.eq(pooled),
+                     self.done.eq(last)]
         return m

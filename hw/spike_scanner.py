@@ -2,15 +2,23 @@
 
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
 from spikeforge.interface.layout import cat_fields, spike_row_layout
+from spikeforge.ops.conv import SCAN_ROW_QUEUE
 
-from .logic import check_params, spike_group
+from .logic import check_params, delayed, spike_group
+from .spike_memory import READ_LATENCY
 from .spike_to_event import SpikeToEvent
 
-__all__ = ["SpikeScanner"]
+__all__ = ["SpikeScanner", "ROW_QUEUE"]
+
+#: Row words in flight or queued for the events at most (credits of the row reads): with the spike
+#: memory's READ_LATENCY of 2, the queue's cycle and the row taken a cycle ahead, 4 keep the events
+#: fed whenever the reads run ahead.
+ROW_QUEUE = SCAN_ROW_QUEUE
 
 
 class SpikeScanner(wiring.Component):
@@ -22,10 +30,17 @@ class SpikeScanner(wiring.Component):
     x − dx + 1}``. Spike channel ``ci·planes + plane`` is read from group ``in_base``.
 
     Rows are those with ``t < T`` (``t = 0`` for a ``static`` input) or, for ATTENTION, ``t = t_sel``.
-    The weight and occupancy reads of the next tap are issued in the last cycle of the current one.
-    A pass takes ``1 + Σ_ci Σ_tap [1 + Σ_{occupied rows reached} max(1, spikes in the masked row)]``
-    cycles from the one after ``start`` to ``done`` included; weight rows follow one another in
-    (ci, tap, plane) order, continuing from the previous pass unless ``rewind``.
+    The reads run ahead of the events, decoupled by a queue of row words (:data:`ROW_QUEUE`
+    credits), because spike-memory words arrive :data:`~spikeforge.hw.spike_memory.READ_LATENCY`
+    cycles after their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched,
+    the occupancy word is loaded into the row search (a register), and each occupied row is read, one
+    per cycle while a credit is free; the next slot is fetched in the cycle after the slot's last read.
+    Each word, masked to the tap's columns, enters the queue with its slot's weight row, plane and
+    target row; the events take one row after another (the next taken a cycle before it starts) at
+    ``max(1, k)`` cycles per row. A pass takes :func:`spikeforge.ops.conv.scan_pass_cycles` cycles
+    from the one after ``start`` to ``done`` included (its last row's last event, or its last slot's
+    search). Weight rows follow one another in (ci, tap, plane) order, continuing from the previous
+    pass unless ``rewind``.
 
     Ports
     -----
@@ -48,6 +63,7 @@ class SpikeScanner(wiring.Component):
     occ_en, occ_group, occ_lane : Out
         Occupancy read of a spike channel (:class:`SpikeMemory`).
     occ_data : In(max_T * max_h)
+        The occupancy word, READ_LATENCY cycles after ``occ_en``.
     scan_en, scan_addr, scan_lane : Out
         Bitmap row read of a spike channel (:class:`SpikeMemory`).
     scan_data : In(max_w)
@@ -81,16 +97,14 @@ class SpikeScanner(wiring.Component):
         m.submodules.scanner = scanner = SpikeToEvent(p.max_w)
         is_attention = d.op == OPCODES["ATTENTION"]
 
+        # ---- the reads: slot by slot, the weight row and occupancy word, then the occupied rows ----
         ci = Signal.like(d.cin)              # input channel (weight column)
         plane = Signal.like(d.planes)
         channel = Signal.like(d.cin)         # spike channel scanned: ci * planes + plane
         channel_base = Signal.like(d.cin)    # ci * planes
         dy, dx = Signal(range(3)), Signal(range(3))
         row = Signal.like(d.weight_base)     # weight row of (ci, tap)
-        t, y = Signal.like(d.T), Signal.like(d.H)   # the bitmap row being scanned
-        fresh = Signal()                     # its word arrives this cycle
-        x_mask = Signal(p.max_w)
-        m.d.sync += fresh.eq(0)
+        x_mask = Signal(p.max_w)             # the slot's reachable columns
 
         def group_of(ch):
             return spike_group(p, d.in_base, ch >> lb)
@@ -98,8 +112,7 @@ class SpikeScanner(wiring.Component):
         row_t, row_y = Signal(max(1, p.t_bits)), Signal(max(1, p.h_bits))
         m.d.comb += [self.scan_addr.eq(cat_fields(spike_row_layout(p), group=group_of(channel),
                                                   t=row_t, y=row_y)),
-                     self.scan_lane.eq(channel[:lb] if lb else 0),
-                     self.event_shift.eq(plane)]
+                     self.scan_lane.eq(channel[:lb] if lb else 0)]
 
         # tap geometry: the rows and columns of the input the tap (dy, dx) reaches
         tap_dy = Mux(d.kernel3, dy, 1)
@@ -111,41 +124,59 @@ class SpikeScanner(wiring.Component):
         tap_is_last = ~d.kernel3 | ((dy == 2) & (dx == 2))
         scan_T = Mux(d.static, 1, d.T)
 
-        def start_row():
-            row_t_, row_y_ = row_scanner.index >> p.h_bits, row_scanner.index[:p.h_bits]
-            m.d.comb += [row_scanner.advance.eq(1), self.scan_en.eq(1), row_t.eq(row_t_), row_y.eq(row_y_)]
-            m.d.sync += [t.eq(row_t_), y.eq(row_y_), fresh.eq(1)]
+        # a read is issued only against a credit: a place in the row queue for its word
+        credits = Signal(range(ROW_QUEUE + 1), init=ROW_QUEUE)
+        issue, pop = Signal(), Signal()
+        m.d.sync += credits.eq(credits - issue + pop)
+        entry = data.StructLayout({"word": p.max_w, "t": max(1, p.t_bits), "y": max(1, p.h_bits), "dx": 2,
+                                   "shift": 3, "row": self.weight_data.shape()})
+        issued = Signal(entry)
+        m.d.comb += [issued.t.eq(row_t), issued.y.eq(row_y - tap_dy + 1), issued.dx.eq(tap_dx),
+                     issued.shift.eq(plane), issued.row.eq(self.weight_data)]
+
+        def issue_row():
+            index = row_scanner.index
+            m.d.comb += [row_t.eq(index >> p.h_bits), row_y.eq(index[:p.h_bits])]
+            with m.If(credits != 0):
+                m.d.comb += [row_scanner.advance.eq(1), self.scan_en.eq(1), issue.eq(1)]
 
         def fetch(row_addr, ch):
             m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr),
                          self.occ_en.eq(1), self.occ_group.eq(group_of(ch)),
                          self.occ_lane.eq(ch[:lb] if lb else 0)]
 
+        finished = Signal()                  # every slot's rows are read
+        issuer_done = Signal()               # ... as of this cycle
+        drained = Signal()                   # no read in flight, no row queued, held or going on
+
         def next_tap():
             with m.If(plane != d.planes - 1):
                 m.d.sync += [plane.eq(plane + 1), channel.eq(channel + 1)]
                 fetch(row, channel + 1)
-                m.next = "ROWS"
+                m.next = "OCC_WAIT"
             with m.Else():
                 m.d.sync += [plane.eq(0), channel.eq(channel_base), row.eq(row + 1)]
                 with m.If(tap_is_last):
                     m.d.sync += [dy.eq(0), dx.eq(0)]
                     with m.If(ci == d.cin - 1):
                         m.d.sync += [ci.eq(0), channel.eq(0), channel_base.eq(0)]
-                        m.d.comb += self.done.eq(1)
-                        m.next = "IDLE"
+                        m.d.comb += issuer_done.eq(1)
+                        with m.If(drained):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "FINISH"
                     with m.Else():
                         next_base = channel_base + d.planes
                         m.d.sync += [ci.eq(ci + 1), channel_base.eq(next_base), channel.eq(next_base)]
                         fetch(row + 1, next_base)
-                        m.next = "ROWS"
+                        m.next = "OCC_WAIT"
                 with m.Else():
                     with m.If(dx == 2):
                         m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
                     with m.Else():
                         m.d.sync += dx.eq(dx + 1)
                     fetch(row + 1, channel_base)
-                    m.next = "ROWS"
+                    m.next = "OCC_WAIT"
 
         with m.FSM():
             with m.State("IDLE"):
@@ -156,33 +187,63 @@ class SpikeScanner(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 fetch(row, channel)
-                m.next = "ROWS"
-            with m.State("ROWS"):
-                # the occupied rows this tap reaches, in time (t < T, or t_sel) and in height
-                mask = [((i >= first_col) & (i <= last_col)) for i in range(p.max_w)]
+                m.next = "OCC_WAIT"
+            with m.State("OCC_WAIT"):
+                m.next = "OCC_LOAD"
+            with m.State("OCC_LOAD"):
+                # the occupied rows this tap reaches, in time (t < T, or t_sel) and in height, into the
+                # row search's register: its lowest-row search starts from a flip-flop next cycle
                 rows = []
                 for b in range(p.max_T * p.max_h):
                     row_t_, row_y_ = b >> p.h_bits, b & (p.max_h - 1)
                     in_time = Mux(is_attention, row_t_ == self.t_sel, row_t_ < scan_T)
                     rows.append(in_time & (row_y_ >= first_row) & (row_y_ <= last_row))
-                m.d.sync += x_mask.eq(Cat(*mask))
-                m.d.comb += [row_scanner.word.eq(self.occ_data & Cat(*rows)), row_scanner.load.eq(1)]
-                with m.If(row_scanner.valid & ~((d.H == 1) & (tap_dy != 1))):
-                    start_row()
-                    m.next = "SCAN"
+                m.d.sync += x_mask.eq(Cat(*[(i >= first_col) & (i <= last_col) for i in range(p.max_w)]))
+                m.d.comb += [row_scanner.word.eq(Mux((d.H == 1) & (tap_dy != 1), 0, self.occ_data & Cat(*rows))),
+                             row_scanner.load.eq(1)]
+                m.next = "ROWS"
+            with m.State("ROWS"):
+                with m.If(row_scanner.valid):
+                    issue_row()
                 with m.Else():
                     next_tap()
-            with m.State("SCAN"):
-                m.d.comb += [scanner.word.eq(self.scan_data & x_mask), scanner.load.eq(fresh),
-                             scanner.advance.eq(scanner.valid)]
-                target_x = scanner.index - tap_dx + 1
-                target_y = y - tap_dy + 1
-                with m.If(scanner.valid):
-                    m.d.comb += [self.event_valid.eq(1), self.event_row.eq(self.weight_data),
-                                 self.event_addr.eq(Cat(target_x[:p.w_bits], target_y[:p.h_bits], t[:p.t_bits]))]
-                with m.If(scanner.last):
-                    with m.If(row_scanner.valid):
-                        start_row()
-                    with m.Else():
-                        next_tap()
+            with m.State("FINISH"):
+                m.d.comb += finished.eq(1)
+                with m.If(drained):
+                    m.next = "IDLE"
+
+        # ---- the words: READ_LATENCY cycles after their reads, into the row queue ---------------------
+        arriving, arriving_entry, arriving_mask = issue, issued.as_value(), x_mask
+        for stage in range(READ_LATENCY):
+            arriving, arriving_entry, arriving_mask = delayed(m, [arriving, arriving_entry, arriving_mask],
+                                                              f"arriving{stage}")
+        m.submodules.queue = queue = SyncFIFO(width=entry.size, depth=ROW_QUEUE)
+        stored = Signal(entry)
+        m.d.comb += [stored.eq(arriving_entry), stored.word.eq(self.scan_data & arriving_mask),
+                     queue.w_en.eq(arriving), queue.w_data.eq(stored)]
+
+        # ---- the events: one row after another, each taken from the queue a cycle before it starts --
+        held, held_valid = Signal(entry), Signal()   # the next row, taken from the queue
+        current, active = Signal(entry), Signal()    # the row being scanned, and whether it goes on
+        starting = Signal()
+        m.d.comb += [starting.eq(held_valid & ~active), pop.eq(queue.r_rdy & (~held_valid | starting)),
+                     queue.r_en.eq(pop)]
+        with m.If(pop):
+            m.d.sync += [held.eq(queue.r_data), held_valid.eq(1)]
+        with m.Elif(starting):
+            m.d.sync += held_valid.eq(0)
+        this = Signal(entry)
+        m.d.comb += [this.eq(Mux(starting, held, current)),
+                     scanner.word.eq(held.word), scanner.load.eq(starting), scanner.advance.eq(scanner.valid)]
+        in_row = starting | active
+        with m.If(starting):
+            m.d.sync += current.eq(held)
+        m.d.sync += active.eq(in_row & ~scanner.last)
+        with m.If(in_row & scanner.valid):
+            target_x = scanner.index - this.dx + 1
+            m.d.comb += [self.event_valid.eq(1), self.event_row.eq(this.row), self.event_shift.eq(this.shift),
+                         self.event_addr.eq(Cat(target_x[:p.w_bits], this.y[:p.h_bits], this.t[:p.t_bits]))]
+        # the pass ends with its last row (every read returned, queued and taken), or with the reads
+        m.d.comb += [drained.eq((credits == ROW_QUEUE) & ~(held_valid & ~starting) & ~(in_row & ~scanner.last)),
+                     self.done.eq((issuer_done | finished) & drained)]
         return m

@@ -9,7 +9,7 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.descriptor import OPCODES
 
 from . import lif
-from .conv import drain_cycles
+from .conv import drain_cycles, scan_pass_cycles
 from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
@@ -100,8 +100,9 @@ def emit(layer, program):
 
 
 #: Pipeline stages of the key-value product after its reads (``hw/key_value_product.py``): the
-#: ANDed rows registered, their popcounts, the counts, the row write.
-KEY_VALUE_STAGES = 4
+#: spike-memory read (its second cycle), the ANDed rows registered, their popcounts, the counts, the
+#: row write.
+KEY_VALUE_STAGES = 5
 
 
 def cycles(fields, spikes):
@@ -111,15 +112,16 @@ def cycles(fields, spikes):
     Per output tile and timestep ``t``:
 
     * KV: ``C·H`` cycles (one per ``(ci, y)``: the K row of channel ``ci`` AND the V rows of the
-      tile's lanes, counted), KV_FLUSH :data:`KEY_VALUE_STAGES`, FETCH 1;
-    * the Q-gated accumulation: per Q channel 1 ROWS cycle, then per occupied row ``y < H`` of
-      timestep ``t`` ``max(1, k)`` SCAN cycles, ``k`` its spikes in columns ``< W`` (the centre tap
-      reaches every row and column: with ``W_s = W`` these sum to the Q spikes at ``t``);
+      tile's lanes, counted), KV_FLUSH :data:`KEY_VALUE_STAGES`;
+    * the Q-gated accumulation, :func:`spikeforge.ops.conv.scan_pass_cycles` with one slot per Q
+      channel over its occupied rows ``y < H`` of timestep ``t``, ``k`` a row's spikes in columns
+      ``< W`` (the centre tap reaches every row and column);
 
     then per tile the drain pass, :func:`spikeforge.ops.conv.drain_cycles`.
     """
     C, T, H, W = fields["cin"], fields["T"], fields["H"], fields["W"]
     rows = np.asarray(spikes)[:T, :C, :H] != 0                      # [t, channel, row, stored columns]
-    scan = int((np.maximum(rows[..., :W].sum(-1), 1) * rows.any(-1)).sum())
-    per_tile = T * (C * H + KEY_VALUE_STAGES + 1 + C) + scan + drain_cycles(T, H, W)
+    occupied, k = rows.any(-1), np.maximum(rows[..., :W].sum(-1), 1)
+    scan = sum(scan_pass_cycles([k[t, c][occupied[t, c]] for c in range(C)]) for t in range(T))
+    per_tile = T * (C * H + KEY_VALUE_STAGES) + scan + drain_cycles(T, H, W)
     return fields["tiles"] * per_tile

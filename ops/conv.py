@@ -15,7 +15,7 @@ from pydantic import Field
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows",
-           "drain_cycles", "DRAIN_STAGES"]
+           "drain_cycles", "scan_pass_cycles", "DRAIN_STAGES", "SPIKE_READ_LATENCY", "SCAN_ROW_QUEUE"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -154,28 +154,64 @@ def cycles(fields, spikes):
 
     Per output tile (``tiles``):
 
-    * 1 FETCH cycle (the first weight row and occupancy word);
-    * per slot (input channel, tap ``(dy, dx)`` — 9 for ``kernel3``, else the centre —, bit plane):
-      1 ROWS cycle, which picks the occupied rows ``{t, y}`` the tap reaches (``t < scan_T``, 1 for
-      ``static`` else ``T``; ``y`` in ``[1 if dy = 2 else 0, H−2 if dy = 0 else H−1]``), then per
-      such row ``max(1, k)`` SCAN cycles, ``k`` its spikes in the tap's columns ``[1 if dx = 2 else
-      0, W−2 if dx = 0 else W−1]``: a row is occupied when its stored word holds any spike, so a row
-      whose spikes all lie outside the tap's columns still costs its one empty scan;
+    * the scanner's pass, :func:`scan_pass_cycles` (its FETCH cycle included): per slot (input
+      channel, tap ``(dy, dx)`` — 9 for ``kernel3``, else the centre —, bit plane), the occupied rows
+      ``{t, y}`` the tap reaches (``t < scan_T``, 1 for ``static`` else ``T``; ``y`` in ``[1 if dy = 2
+      else 0, H−2 if dy = 0 else H−1]``) with ``k`` a row's spikes in the tap's columns ``[1 if dx = 2
+      else 0, W−2 if dx = 0 else W−1]``: a row is occupied when its stored word holds any spike, so a
+      row whose spikes all lie outside the tap's columns still costs its empty scan;
     * the drain pass, :func:`drain_cycles` (every position, also for ``static``).
     """
     cin, planes, T, H, W = fields["cin"], fields["planes"], fields["T"], fields["H"], fields["W"]
     x = np.asarray(spikes, dtype=np.int64)
     scan_T = 1 if fields["static"] else T
     x = x[:scan_T, :cin * planes] != 0
-    taps = tap_windows(3 if fields["kernel3"] else 1, H, W)
-    scan = 0
-    for y0, y1, x0, x1 in taps:
-        rows = x[:, :, y0:y1 + 1]                           # [t, channel, reached rows, stored columns]
-        occupied = rows.any(-1)
-        reached = rows[..., x0:x1 + 1].sum(-1)
-        scan += int((np.maximum(reached, 1) * occupied).sum())
-    per_tile = 1 + cin * planes * len(taps) + scan + drain_cycles(T, H, W)
-    return fields["tiles"] * per_tile
+    per_tap = []                          # per tap, per spike channel: max(1, k) of each row visited
+    for y0, y1, x0, x1 in tap_windows(3 if fields["kernel3"] else 1, H, W):
+        rows = np.moveaxis(x[:, :, y0:max(y0, y1 + 1)], 1, 0)   # [channel, t, reached rows, stored columns]
+        occupied = rows.any(-1).reshape(len(rows), -1)          # rows in scan order {t, y}
+        reached = np.maximum(rows[..., x0:x1 + 1].sum(-1), 1).reshape(len(rows), -1)
+        per_tap.append([reached[c][occupied[c]] for c in range(len(rows))])
+    slots = [per_tap[tap][ci * planes + plane]
+             for ci in range(cin) for tap in range(len(per_tap)) for plane in range(planes)]
+    return fields["tiles"] * (scan_pass_cycles(slots) + drain_cycles(T, H, W))
+
+
+#: Cycles from a spike-memory read to its word (``hw/spike_memory.py``): the block RAM's output and the
+#: bank multiplexer each end in a register.
+SPIKE_READ_LATENCY = 2
+#: Row reads in flight or queued in the spike scanner at most (``hw/spike_scanner.py`` ROW_QUEUE).
+SCAN_ROW_QUEUE = 4
+
+
+def scan_pass_cycles(slots):
+    """Cycles of one spike-scanner pass (``hw/spike_scanner.py``), from its FETCH cycle to ``done``
+    included; ``slots``: per slot (input channel, tap, plane) in order, ``max(1, k)`` of each row it
+    visits in scan order ``{t, y}``, ``k`` the row's spikes in the tap's columns.
+
+    The reads run ahead of the events. Per slot: the weight row and occupancy word are fetched
+    (cycle ``f``), the occupancy word is searched from ``f + 3`` on, one occupied row read per cycle
+    while a credit of the row queue (:data:`SCAN_ROW_QUEUE`) is free, and the next slot is fetched the
+    cycle after the slot's last read (``f + 3`` when it has none). A row's word can be taken from the
+    queue :data:`SPIKE_READ_LATENCY` + 1 cycles after its read, once the row before it has started,
+    and its events start the cycle after, when the row before has ended: ``max(1, k)`` cycles, one
+    event each. Taking a row returns its credit."""
+    fetch, end = 1, 0
+    pops, starts = [], []
+    for rows in slots:
+        ready = fetch + 3
+        for k in rows:
+            j = len(starts)
+            read = ready if j < SCAN_ROW_QUEUE else max(ready, pops[j - SCAN_ROW_QUEUE] + 1)
+            arrived = read + SPIKE_READ_LATENCY + 1
+            pop = arrived if j == 0 else max(arrived, starts[-1])
+            start = max(pop, end) + 1
+            pops.append(pop)
+            starts.append(start)
+            end = start + int(k) - 1
+            ready = read + 1
+        fetch = ready if len(rows) else fetch + 3
+    return max(fetch, end)
 
 
 #: Pipeline stages of the drain after its reads (``hw/drain.py``): the read words registered, the

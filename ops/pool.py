@@ -10,6 +10,7 @@ from spikeforge.interface.descriptor import OPCODES
 from pydantic import Field
 
 from .base import LayerFields, Name, Tensor
+from .conv import SPIKE_READ_LATENCY
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "maxpool_spikes", "pooled_size"]
 
@@ -58,6 +59,7 @@ def emit(layer, program):
 
 def cycles(fields, spikes):
     """Engine cycles (from leaving IDLE to DONE) of a POOL descriptor (``H``, ``W`` of the input): per channel group (``tiles``),
-    timestep and pooled row (``⌈H/2⌉``), 3 POOL_READ cycles (input rows ``2y−1 .. 2y+1``) and one
-    POOL_WRITE; independent of the spikes."""
-    return fields["tiles"] * fields["T"] * ((fields["H"] + 1) // 2) * 4
+    timestep and pooled row (``⌈H/2⌉``), 3 POOL_READ cycles (input rows ``2y−1 .. 2y+1``), then
+    :data:`~spikeforge.ops.conv.SPIKE_READ_LATENCY` cycles until the last row's word is in and written;
+    independent of the spikes."""
+    return fields["tiles"] * fields["T"] * ((fields["H"] + 1) // 2) * 3 + SPIKE_READ_LATENCY

@@ -21,9 +21,9 @@ def layer_events(case, params):
 
 def layer_cycles(case, params):
     """Exact cycles of one run of the layer engine: the CONV descriptor's cycles in the accelerator's
-    engine (:func:`spikeforge.ops.conv.cycles`: per tile a fetch, per input channel and tap a cycle to
-    pick the occupied rows it reaches, ``max(1, spikes)`` per such row, and the LIF pass) plus the
-    layer engine's one final cycle."""
+    engine (:func:`spikeforge.ops.conv.cycles`: per tile a fetch, per input channel and tap the
+    scanner's slot over the occupied rows it reaches, and the LIF pass) plus the layer engine's one
+    final cycle."""
     T, cin, cout, H, W = case.shape
     k = case.weight.shape[-1]
     fields = dict(cin=cin, planes=1, T=T, H=H, W=W, static=0, kernel3=int(k == 3), tiles=-(-cout // params.n_pe))
@@ -31,15 +31,16 @@ def layer_cycles(case, params):
 
 
 def overhead_bound(case, params):
-    """Cycles beyond one per event, at most: ``tiles × (1 + Cin·taps + R + drain) + 1`` with the drain pass
-    ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
-    counts occupied rows whose spikes all fall outside the tap's reachable columns (border rows)."""
+    """Cycles beyond one per event, at most: ``tiles × (1 + 4·Cin·taps + L·R + drain) + 1`` with the
+    drain pass ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
+    counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: a slot costs
+    at most 4 cycles besides its rows (:func:`~spikeforge.ops.conv.scan_cycles`), a row at most ``L``
+    beyond its events."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
-    border = 0
+    rows = 0
     for y0, y1, s in _masked(case, k):
         if s is not None:
-            rows = case.spikes[:, :, y0:y1 + 1].sum(-1) > 0
-            border += int((rows & (s.sum(-1) == 0)).sum())
-    return tiles * (1 + cin * k * k + border + conv.drain_cycles(T, H, W)) + 1
+            rows += int((case.spikes[:, :, y0:y1 + 1].sum(-1) > 0).sum())
+    return tiles * (1 + 4 * cin * k * k + conv.SPIKE_READ_LATENCY * rows + conv.drain_cycles(T, H, W)) + 1

@@ -4,6 +4,7 @@ wires a component to real memories, and testbench helpers (run a pass, load spik
 from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
+from spikeforge.hw.spike_memory import READ_LATENCY
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import pack_fields, spike_row_layout
 from spikeforge.interface.params import AcceleratorParams
@@ -125,6 +126,6 @@ async def read_spike_rows(ctx, spikes, addrs):
     out = {}
     for addr in addrs:
         ctx.set(spikes.group_addr, addr)
-        await ctx.tick()
+        await ctx.tick().repeat(READ_LATENCY)
         out[addr] = [ctx.get(spikes.group_data[lane]) for lane in range(len(spikes.group_data))]
     return out

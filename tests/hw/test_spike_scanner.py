@@ -8,8 +8,8 @@ import pytest
 from amaranth import signed
 from amaranth.lib import data, memory
 
-from spikeforge.hw.spike_memory import SpikeMemory
-from spikeforge.hw.spike_scanner import SpikeScanner
+from spikeforge.hw.spike_memory import READ_LATENCY, SpikeMemory
+from spikeforge.hw.spike_scanner import ROW_QUEUE, SpikeScanner
 from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.params import EngineParams
 from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params, spike_addr, \
@@ -39,25 +39,63 @@ def _expected(p, desc, spikes, t_sel, first_row):
     else:
         times = [0] if desc.get("static") else range(desc["T"])
     H, W = desc["H"], desc["W"]
-    events, cycles, row = [], 1, first_row
+    events, slots, row = [], [], first_row
     for ci in range(desc["cin"]):
         for dy, dx in taps:
             for plane in range(desc["planes"]):
-                cycles += 1
+                rows = []
                 for t in times:
                     for y in range(H):
                         bits = spikes.get((ci * desc["planes"] + plane, t, y), 0)
                         if not bits or not 0 <= y - dy + 1 < H:
                             continue
                         xs = [x for x in range(W) if bits >> x & 1 and 0 <= x - dx + 1 < W]
-                        cycles += max(1, len(xs))
+                        rows.append(max(1, len(xs)))
                         for x in xs:
                             word = (x - dx + 1) | (y - dy + 1) << p.w_bits | t << (p.w_bits + p.h_bits)
                             events.append((word, row, plane))
+                slots.append(rows)
             row += 1
-    return events, cycles
+    return events, _pass_cycles(slots)
 
 
+def _pass_cycles(slots):
+    """The pass's cycles, stepped cycle by cycle like the hardware: the reads (per slot a fetch, two
+    cycles to the occupancy word in the search, then a row read per cycle against free credits),
+    the words READ_LATENCY + 1 cycles later in the queue, the rows taken one ahead and scanned."""
+    arrivals, queue, credits = {}, [], ROW_QUEUE
+    slot, fetched, remaining, issuer_done = 0, 1, None, False
+    held, row_left, cycle = None, 0, 0
+    while True:
+        cycle += 1
+        issue = pop = False
+        if not issuer_done and cycle >= fetched + 3:       # ROWS: search the slot's rows
+            if remaining is None:
+                remaining = list(slots[slot])
+            if remaining:
+                if credits:
+                    arrivals[cycle + READ_LATENCY + 1] = remaining.pop(0)
+                    issue = True
+            else:
+                slot, remaining = slot + 1, None
+                fetched = cycle
+                issuer_done = slot == len(slots)
+        starting = held is not None and row_left == 0
+        if cycle in arrivals:
+            queue.append(arrivals.pop(cycle))
+        # (a word written this cycle is readable next cycle: arrivals are keyed one cycle late)
+        if queue and (held is None or starting):
+            pop = True
+        if starting:
+            row_left, held = held, None
+        if pop:
+            held = queue.pop(0)
+        credits += pop - issue
+        if row_left:
+            row_left -= 1
+        drained = credits == ROW_QUEUE and held is None and not row_left
+        if issuer_done and drained:
+            return cycle
 def _random_spikes(p, desc, rate, seed):
     rng = random.Random(seed)
     channels = desc["cin"] * desc["planes"]
@@ -140,11 +178,11 @@ def test_attention_scans_the_selected_timestep_and_rewinds():
         assert events and all(word >> (p.w_bits + p.h_bits) == t_sel for word, _, _ in events)
 
 
-def test_empty_input_costs_one_cycle_per_channel_and_tap():
+def test_empty_input_costs_three_cycles_per_channel_and_tap():
     p = small_params()
     desc = dict(op=OPCODES["CONV"], kernel3=1, cin=2, planes=1, T=1, H=3, W=3, in_base=0, weight_base=0)
     (events, cycles), = _check(p, desc, {}, [(0, 1)])
-    assert events == [] and cycles == 1 + 2 * 9
+    assert events == [] and cycles == 1 + 2 * 9 * 3
 
 
 def test_rejects_engine_params():
