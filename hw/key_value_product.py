@@ -9,6 +9,7 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
 from .logic import check_params, delayed, fits, popcount, spike_group
+from .spike_memory import READ_LATENCY
 
 __all__ = ["KeyValueProduct"]
 
@@ -23,7 +24,7 @@ class KeyValueProduct(wiring.Component):
 
     K channel ``i`` lives in group ``k_base + i / n_pe``, bank ``i mod n_pe``; the V rows of a tile are
     one group read. One row ``y`` of one ``i`` per cycle, through :data:`~spikeforge.ops.attention.KEY_VALUE_STAGES`
-    pipeline stages after the read (the read's second cycle, the ANDed rows registered straight from the
+    pipeline stages after the read (the read's further cycles, the ANDed rows registered straight from the
     spike memory, their popcounts, the counts, the row write and its check). The pass takes ``cin · H + KEY_VALUE_STAGES``
     cycles from the one after ``start`` to ``done`` included.
 
@@ -119,8 +120,11 @@ class KeyValueProduct(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # the read's second cycle (the spike memory registers its words twice)
-        read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, mask], "read")
+        # the read's further cycles (the spike memory registers its words on their way)
+        read_valid, read_last, read_addr, read_mask = pending, last, row_addr, mask
+        for stage in range(READ_LATENCY - 1):
+            read_valid, read_last, read_addr, read_mask = delayed(m, [read_valid, read_last, read_addr, read_mask],
+                                                                  f"read{stage}")
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
         both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
         for lane in range(p.n_pe):

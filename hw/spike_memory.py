@@ -1,10 +1,12 @@
 """Spike memory: bitmap rows of every spike tensor, banked by lane, with row-occupancy words."""
 
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.ops.conv import SPIKE_READ_LATENCY
+
+from .logic import delayed, replicated
 
 __all__ = ["SpikeMemory", "READ_LATENCY"]
 
@@ -21,13 +23,16 @@ class SpikeMemory(wiring.Component):
     that each bank maps onto block RAM without bit write enables. Each bank keeps, per group, one
     occupancy bit per row ``{t, y}`` (set when the row holds a spike), so that the scan visits only
     occupied rows: every word write updates its row's bit by a read-modify-write of the group's
-    occupancy word one cycle later (forwarded when consecutive writes share a group). The occupancy
+    occupancy word two cycles later: the word is read with the write and registered, and the two
+    updates landing in between are forwarded into it (also into the scan's occupancy reads, which
+    thus see every write made before them). The occupancy
     read port serves the scan when no write is under way (the engine never scans while it writes).
 
-    Reads take :data:`READ_LATENCY` cycles: a block RAM's output (5.6 ns from the clock on an ECP5
-    without its output register) goes straight into a flip-flop, and the 16-to-1 multiplexer of the
-    scan and occupancy words ends in one, so no consumer's logic follows a block RAM or the bank
-    multiplexer in the same cycle.
+    Reads take :data:`READ_LATENCY` cycles: each bank's block-RAM output (5.6 ns from the clock on an
+    ECP5 without its output register) goes straight into a flip-flop, then the 16-to-1 multiplexer of
+    the scan and occupancy words (and the group word, to keep one latency) ends in another, so no
+    logic follows a block RAM, and no bank's word crosses the chip to the multiplexer, in the same
+    cycle as a consumer's logic.
 
     Ports
     -----
@@ -72,20 +77,21 @@ class SpikeMemory(wiring.Component):
             group = addr[row_bits:] if p.group_bits else Const(0, 1)
             return row, group
 
-        # occupancy update, one cycle behind the word write
-        _, write_group = split(self.word_addr)
-        update, update_group = Signal(), Signal.like(write_group)
-        update_row = Signal(self.rows_bits)
-        update_set = Signal(p.n_pe)
-        row_index, _ = split(self.word_addr)
-        m.d.sync += [update.eq(self.word_valid), update_group.eq(write_group),
-                     update_row.eq(Const(1, self.rows_bits) << row_index)]
-        for lane in range(p.n_pe):
-            m.d.sync += update_set[lane].eq(self.word_data[lane] != 0)
-        # the previous cycle's update, for a write to the same group in the cycle after it
-        last_update, last_group = Signal(), Signal.like(write_group)
-        m.d.sync += [last_update.eq(update), last_group.eq(update_group)]
-        forward = last_update & (last_group == update_group)
+        # occupancy update, two cycles behind the word write: the group's occupancy word is read with the
+        # write and registered before it is modified
+        row_index, write_group = split(self.word_addr)
+        occ_addr = Mux(self.word_valid, write_group, self.occ_group)
+        set_lanes = Cat(*(self.word_data[lane] != 0 for lane in range(p.n_pe)))
+        *write_, read_group = delayed(
+            m, [self.word_valid, write_group, Const(1, self.rows_bits) << row_index, set_lanes, occ_addr], "write")
+        update, update_group, update_row, update_set = delayed(m, write_, "update")
+        # a word read two cycles ago has not seen the two updates since (the last one lands now): they are
+        # forwarded into it, for the update under way and for the scan's occupancy reads alike; whether
+        # they hit its group is known a cycle ahead
+        last_update, last_group = delayed(m, [update, update_group], "last_update")
+        # (one copy of each flag per lane: each drives the lane's whole occupancy word)
+        forward_last = replicated(m, update & (update_group == read_group), p.n_pe, "forward_last")
+        forward_older = replicated(m, last_update & (last_group == read_group), p.n_pe, "forward_older")
 
         for lane in range(p.n_pe):
             bank = memory.Memory(shape=p.max_w, depth=1 << self.addr_bits, init=[])
@@ -98,24 +104,30 @@ class SpikeMemory(wiring.Component):
                          write.en.eq(self.word_valid),
                          scan.addr.eq(self.scan_addr), scan.en.eq(self.scan_en),
                          grouped.addr.eq(self.group_addr),
-                         occ_read.addr.eq(Mux(self.word_valid, write_group, self.occ_group)),
+                         occ_read.addr.eq(occ_addr),
                          occ_read.en.eq(self.word_valid | self.occ_en)]
-            written = Signal(self.rows_bits)
-            previous = Mux(forward, written, occ_read.data)
+            # every block-RAM output straight into a register (the banks lie apart on the chip: routing
+            # their words to one multiplexer takes most of a cycle by itself)
+            group_word, scan_word, occ_stored = delayed(m, [grouped.data, scan.data, occ_read.data], f"bank{lane}")
+            written_last, written_older = Signal(self.rows_bits), Signal(self.rows_bits)
+            occ_word = Signal(self.rows_bits)
+            m.d.comb += occ_word.eq(Mux(forward_last[lane], written_last,
+                                        Mux(forward_older[lane], written_older, occ_stored)))
             m.d.comb += [occ_write.addr.eq(update_group), occ_write.en.eq(update),
-                         occ_write.data.eq(Mux(update_set[lane], previous | update_row, previous & ~update_row))]
-            m.d.sync += written.eq(occ_write.data)
-            m.d.sync += self.group_data[lane].eq(grouped.data)
-            scan_words.append(scan.data)
-            occ_words.append(occ_read.data)
-        # the bank selection follows the read by one cycle, like the banks' data, and the selected word is
-        # registered (a mux per bank: a variable word_select would multiply the index by the width)
-        scan_lane = Signal.like(self.scan_lane)
-        occ_lane = Signal.like(self.occ_lane)
+                         occ_write.data.eq(Mux(update_set[lane], occ_word | update_row, occ_word & ~update_row))]
+            m.d.sync += [written_last.eq(occ_write.data), written_older.eq(written_last)]
+            m.d.sync += self.group_data[lane].eq(group_word)
+            scan_words.append(scan_word)
+            occ_words.append(occ_word)
+        # the bank selection follows the read by two cycles, like the banks' registered words, and the
+        # selected word is registered (a mux per bank: a variable word_select would multiply the index by
+        # the width)
+        scan_lane, occ_lane = Signal.like(self.scan_lane), Signal.like(self.occ_lane)
         with m.If(self.scan_en):
             m.d.sync += scan_lane.eq(self.scan_lane)
         with m.If(self.occ_en):
             m.d.sync += occ_lane.eq(self.occ_lane)
+        scan_lane, occ_lane = delayed(m, [scan_lane, occ_lane], "lane")
         m.d.sync += [self.scan_data.eq(Array(scan_words)[scan_lane]),
                      self.occ_data.eq(Array(occ_words)[occ_lane])]
         return m

@@ -15,9 +15,9 @@ from .spike_to_event import SpikeToEvent
 
 __all__ = ["SpikeScanner", "ROW_QUEUE"]
 
-#: Row words in flight or queued for the events at most (credits of the row reads): with the spike
-#: memory's READ_LATENCY of 2, the queue's cycle and the row taken a cycle ahead, 4 keep the events
-#: fed whenever the reads run ahead.
+#: Row words in flight or queued for the events at most (credits of the row reads): the spike memory's
+#: READ_LATENCY, the queue's cycle and the row taken a cycle ahead, so the events stay fed whenever the
+#: reads run ahead.
 ROW_QUEUE = SCAN_ROW_QUEUE
 
 
@@ -124,6 +124,16 @@ class SpikeScanner(wiring.Component):
         tap_is_last = ~d.kernel3 | ((dy == 2) & (dx == 2))
         scan_T = Mux(d.static, 1, d.T)
 
+        # the rows the slot's tap reaches, in time (t < T, or t_sel) and in height: a register, ready
+        # before the occupancy word (the tap changes with the fetch, READ_LATENCY cycles before it)
+        rows_mask = Signal(p.max_T * p.max_h)
+        reached = []
+        for b in range(p.max_T * p.max_h):
+            row_t_, row_y_ = b >> p.h_bits, b & (p.max_h - 1)
+            in_time = Mux(is_attention, row_t_ == self.t_sel, row_t_ < scan_T)
+            reached.append(in_time & (row_y_ >= first_row) & (row_y_ <= last_row) & ~((d.H == 1) & (tap_dy != 1)))
+        m.d.sync += rows_mask.eq(Cat(*reached))
+
         # a read is issued only against a credit: a place in the row queue for its word
         credits = Signal(range(ROW_QUEUE + 1), init=ROW_QUEUE)
         issue, pop = Signal(), Signal()
@@ -134,11 +144,17 @@ class SpikeScanner(wiring.Component):
         m.d.comb += [issued.t.eq(row_t), issued.y.eq(row_y - tap_dy + 1), issued.dx.eq(tap_dx),
                      issued.shift.eq(plane), issued.row.eq(self.weight_data)]
 
+        # whether the row search has rows left, kept in a register: the slot's end is decided from a
+        # flip-flop, not from the 32-bit search
+        rows_empty = Signal()
+        occ_wait = Signal(range(max(2, READ_LATENCY)))
+
         def issue_row():
             index = row_scanner.index
             m.d.comb += [row_t.eq(index >> p.h_bits), row_y.eq(index[:p.h_bits])]
             with m.If(credits != 0):
                 m.d.comb += [row_scanner.advance.eq(1), self.scan_en.eq(1), issue.eq(1)]
+                m.d.sync += rows_empty.eq(row_scanner.last)
 
         def fetch(row_addr, ch):
             m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr),
@@ -189,21 +205,21 @@ class SpikeScanner(wiring.Component):
                 fetch(row, channel)
                 m.next = "OCC_WAIT"
             with m.State("OCC_WAIT"):
-                m.next = "OCC_LOAD"
+                # the occupancy word arrives READ_LATENCY cycles after the fetch
+                m.d.sync += occ_wait.eq(occ_wait + 1)
+                with m.If(occ_wait == READ_LATENCY - 2):
+                    m.d.sync += occ_wait.eq(0)
+                    m.next = "OCC_LOAD"
             with m.State("OCC_LOAD"):
-                # the occupied rows this tap reaches, in time (t < T, or t_sel) and in height, into the
-                # row search's register: its lowest-row search starts from a flip-flop next cycle
-                rows = []
-                for b in range(p.max_T * p.max_h):
-                    row_t_, row_y_ = b >> p.h_bits, b & (p.max_h - 1)
-                    in_time = Mux(is_attention, row_t_ == self.t_sel, row_t_ < scan_T)
-                    rows.append(in_time & (row_y_ >= first_row) & (row_y_ <= last_row))
-                m.d.sync += x_mask.eq(Cat(*[(i >= first_col) & (i <= last_col) for i in range(p.max_w)]))
-                m.d.comb += [row_scanner.word.eq(Mux((d.H == 1) & (tap_dy != 1), 0, self.occ_data & Cat(*rows))),
-                             row_scanner.load.eq(1)]
+                # the occupied rows the tap reaches into the row search's register: its lowest-row search
+                # starts from a flip-flop next cycle
+                visited = self.occ_data & rows_mask
+                m.d.comb += [row_scanner.word.eq(visited), row_scanner.load.eq(1)]
+                m.d.sync += [rows_empty.eq(visited == 0),
+                             x_mask.eq(Cat(*[(i >= first_col) & (i <= last_col) for i in range(p.max_w)]))]
                 m.next = "ROWS"
             with m.State("ROWS"):
-                with m.If(row_scanner.valid):
+                with m.If(~rows_empty):
                     issue_row()
                 with m.Else():
                     next_tap()

@@ -1,6 +1,6 @@
 """Spike-to-event unit: turns a spike-bitmap word into one event per set bit, lowest first."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,9 +45,11 @@ class SpikeToEvent(wiring.Component):
             self.valid.eq(current != 0),
             self.last.eq((current & ~lowest) == 0),
         ]
-        for bit in reversed(range(self.word_bits)):   # priority encoder: the lowest bit wins
-            with m.If(current[bit]):
-                m.d.comb += self.index.eq(bit)
+        # the index of the one-hot lowest bit: bit k of the index is an OR over the positions with bit k
+        # set, a tree of log depth (a priority chain over the word would be as deep as the word is wide)
+        for k in range(len(self.index)):
+            m.d.comb += self.index[k].eq(Cat(*(lowest[b] for b in range(self.word_bits) if b >> k & 1)).any()
+                                         if self.word_bits > 1 << k else 0)
         with m.If(self.advance):
             m.d.sync += remaining.eq(current & ~lowest)
         with m.Elif(self.load):

@@ -9,7 +9,7 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.descriptor import OPCODES
 
 from . import lif
-from .conv import drain_cycles, scan_pass_cycles
+from .conv import SPIKE_READ_LATENCY, drain_cycles, scan_pass_cycles
 from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
@@ -100,9 +100,9 @@ def emit(layer, program):
 
 
 #: Pipeline stages of the key-value product after its reads (``hw/key_value_product.py``): the
-#: spike-memory read (its second cycle), the ANDed rows registered, their popcounts, the counts, the
-#: row write.
-KEY_VALUE_STAGES = 5
+#: spike-memory read's further cycles, the ANDed rows registered, their popcounts, the counts, the row
+#: write.
+KEY_VALUE_STAGES = SPIKE_READ_LATENCY + 3
 
 
 def cycles(fields, spikes):

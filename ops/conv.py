@@ -177,11 +177,12 @@ def cycles(fields, spikes):
     return fields["tiles"] * (scan_pass_cycles(slots) + drain_cycles(T, H, W))
 
 
-#: Cycles from a spike-memory read to its word (``hw/spike_memory.py``): the block RAM's output and the
-#: bank multiplexer each end in a register.
-SPIKE_READ_LATENCY = 2
-#: Row reads in flight or queued in the spike scanner at most (``hw/spike_scanner.py`` ROW_QUEUE).
-SCAN_ROW_QUEUE = 4
+#: Cycles from a spike-memory read to its word (``hw/spike_memory.py``): the block RAM's output, each
+#: bank's registered word and the bank multiplexer each end in a register.
+SPIKE_READ_LATENCY = 3
+#: Row reads in flight or queued in the spike scanner at most (``hw/spike_scanner.py`` ROW_QUEUE): the
+#: read latency, the queue's cycle and the row taken a cycle ahead keep the events fed.
+SCAN_ROW_QUEUE = SPIKE_READ_LATENCY + 2
 
 
 def scan_pass_cycles(slots):
@@ -190,16 +191,17 @@ def scan_pass_cycles(slots):
     visits in scan order ``{t, y}``, ``k`` the row's spikes in the tap's columns.
 
     The reads run ahead of the events. Per slot: the weight row and occupancy word are fetched
-    (cycle ``f``), the occupancy word is searched from ``f + 3`` on, one occupied row read per cycle
+    (cycle ``f``), the occupancy word is searched from ``f + L + 1`` on (L = :data:`SPIKE_READ_LATENCY`), one occupied row read per cycle
     while a credit of the row queue (:data:`SCAN_ROW_QUEUE`) is free, and the next slot is fetched the
-    cycle after the slot's last read (``f + 3`` when it has none). A row's word can be taken from the
-    queue :data:`SPIKE_READ_LATENCY` + 1 cycles after its read, once the row before it has started,
+    cycle after the slot's last read (``f + L + 1`` when it has none). A row's word can be taken from the
+    queue L + 1 cycles after its read, once the row before it has started,
     and its events start the cycle after, when the row before has ended: ``max(1, k)`` cycles, one
     event each. Taking a row returns its credit."""
     fetch, end = 1, 0
     pops, starts = [], []
+    search = SPIKE_READ_LATENCY + 1          # from a slot's fetch to its first row search
     for rows in slots:
-        ready = fetch + 3
+        ready = fetch + search
         for k in rows:
             j = len(starts)
             read = ready if j < SCAN_ROW_QUEUE else max(ready, pops[j - SCAN_ROW_QUEUE] + 1)
@@ -210,7 +212,7 @@ def scan_pass_cycles(slots):
             starts.append(start)
             end = start + int(k) - 1
             ready = read + 1
-        fetch = ready if len(rows) else fetch + 3
+        fetch = ready if len(rows) else fetch + search
     return max(fetch, end)
 
 

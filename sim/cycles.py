@@ -31,11 +31,11 @@ def layer_cycles(case, params):
 
 
 def overhead_bound(case, params):
-    """Cycles beyond one per event, at most: ``tiles × (1 + 4·Cin·taps + L·R + drain) + 1`` with the
-    drain pass ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
-    counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: a slot costs
-    at most 4 cycles besides its rows (:func:`~spikeforge.ops.conv.scan_cycles`), a row at most ``L``
-    beyond its events."""
+    """Cycles beyond one per event, at most: ``tiles × (1 + (L + 2)·Cin·taps + L·R + drain) + 1`` with
+    the drain pass ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
+    counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: a slot's
+    fetch and occupancy search take ``L + 1`` cycles, its reads one per row, and a row waits at most
+    ``L`` cycles beyond its events (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
@@ -43,4 +43,5 @@ def overhead_bound(case, params):
     for y0, y1, s in _masked(case, k):
         if s is not None:
             rows += int((case.spikes[:, :, y0:y1 + 1].sum(-1) > 0).sum())
-    return tiles * (1 + 4 * cin * k * k + conv.SPIKE_READ_LATENCY * rows + conv.drain_cycles(T, H, W)) + 1
+    latency = conv.SPIKE_READ_LATENCY
+    return tiles * (1 + (latency + 2) * cin * k * k + latency * rows + conv.drain_cycles(T, H, W)) + 1

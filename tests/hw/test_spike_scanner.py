@@ -60,8 +60,9 @@ def _expected(p, desc, spikes, t_sel, first_row):
 
 
 def _pass_cycles(slots):
-    """The pass's cycles, stepped cycle by cycle like the hardware: the reads (per slot a fetch, two
-    cycles to the occupancy word in the search, then a row read per cycle against free credits),
+    """The pass's cycles, stepped cycle by cycle like the hardware: the reads (per slot a fetch,
+    READ_LATENCY cycles to the occupancy word in the search, then a row read per cycle against free
+    credits),
     the words READ_LATENCY + 1 cycles later in the queue, the rows taken one ahead and scanned."""
     arrivals, queue, credits = {}, [], ROW_QUEUE
     slot, fetched, remaining, issuer_done = 0, 1, None, False
@@ -69,7 +70,7 @@ def _pass_cycles(slots):
     while True:
         cycle += 1
         issue = pop = False
-        if not issuer_done and cycle >= fetched + 3:       # ROWS: search the slot's rows
+        if not issuer_done and cycle >= fetched + READ_LATENCY + 1:       # ROWS: search the slot's rows
             if remaining is None:
                 remaining = list(slots[slot])
             if remaining:
@@ -178,11 +179,11 @@ def test_attention_scans_the_selected_timestep_and_rewinds():
         assert events and all(word >> (p.w_bits + p.h_bits) == t_sel for word, _, _ in events)
 
 
-def test_empty_input_costs_three_cycles_per_channel_and_tap():
+def test_empty_input_costs_the_occupancy_read_per_channel_and_tap():
     p = small_params()
     desc = dict(op=OPCODES["CONV"], kernel3=1, cin=2, planes=1, T=1, H=3, W=3, in_base=0, weight_base=0)
     (events, cycles), = _check(p, desc, {}, [(0, 1)])
-    assert events == [] and cycles == 1 + 2 * 9 * 3
+    assert events == [] and cycles == 1 + 2 * 9 * (READ_LATENCY + 1)
 
 
 def test_rejects_engine_params():
