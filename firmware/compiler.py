@@ -4,11 +4,17 @@ Each operation module (:mod:`spikeforge.ops`) emits its own descriptors into a :
 this module places the input, collects the build parameters the operations need and packs the
 memory images. A LIF is fused into the conv or attention that produces its input (the drain runs
 it); the first conv reads its integer pixels as bit planes (spike channel ``ci·P + b`` holds bit
-``b`` of channel ``ci``). Spike tensors get their own groups of the spike memory, so every LIF's
-spikes stay readable after the run; the residual stream lives in one place and is updated in place.
+``b`` of channel ``ci``). The residual stream lives in one place and is updated in place.
+
+Spike tensors share the spike memory by liveness: a tensor holds its groups from the descriptor that
+writes it (the input: from the start, the host writes it) to the last descriptor that names it, and
+its groups serve later tensors after that. The operations name a tensor in a descriptor's group field
+(``in_base=tensor``); once the whole program is emitted, :func:`allocate_groups` places every tensor
+first fit, in program order, and the fields take its first group. A LIF's spikes whose groups are
+reused must be read before they are overwritten: the layout gives each its ``breakpoint``.
 """
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
@@ -20,24 +26,78 @@ from spikeforge.ops.bundle import Bundle, load_bundle
 
 from .image import ProgramImage
 
-__all__ = ["CompileError", "Program", "compile_bundle", "DEFAULT_N_PE", "MAX_PLANES"]
+__all__ = ["CompileError", "Program", "SpikeTensor", "allocate_groups", "compile_bundle", "DEFAULT_N_PE",
+           "MAX_PLANES"]
 
 DEFAULT_N_PE = 16
 #: Bit planes the first conv reads at most (8-bit pixels).
 MAX_PLANES = 8
 #: Parameters an override may set only to the value the bundle's LIFs use (the decay is built in).
 _FIXED = ("decay_mult", "decay_shift")
-#: Parameters an override may set to any valid value: the board's external memory, which the image must fit.
-_BOARD = ("memory_address_bits",)
+#: Parameters an override may set to any valid value, which the compiler then checks against the program:
+#: the board's external memory, which the tables must fit, and the spike memory, which the tensors must fit.
+_CHECKED_AGAINST_PROGRAM = ("memory_address_bits", "spike_groups")
 
 
 class CompileError(ValueError):
     """The bundle's program cannot run on the accelerator; the message names the layer."""
 
 
+@dataclass(eq=False)
+class SpikeTensor:
+    """A spike tensor in the spike memory: ``channels`` (``planes`` bit planes each for the input) in
+    ``groups`` groups of ``n_pe``, ``T × H × W``, written by layer ``writer`` (None: the host) in
+    descriptor ``producer`` (None: before the run) and named by descriptors up to ``last_use``;
+    ``group``, its first group, is allocated once the program is emitted (:func:`allocate_groups`),
+    and ``breakpoint`` is the descriptor before which a later tensor overwrites it (None: never)."""
+
+    writer: str | None
+    channels: int
+    groups: int
+    T: int
+    H: int
+    W: int
+    producer: int | None
+    last_use: int
+    planes: int = 1
+    lif: bool = False
+    group: int | None = None
+    breakpoint: int | None = None
+
+    @property
+    def first_use(self):
+        """The first descriptor during which the tensor's groups are taken."""
+        return 0 if self.producer is None else self.producer
+
+    def overlaps(self, other):
+        return self.group < other.group + other.groups and other.group < self.group + self.groups
+
+
+def allocate_groups(tensors):
+    """Give each of ``tensors`` (in program order) its first ``group``: the lowest run of ``groups``
+    groups that no tensor live at the same time holds (first fit), and its ``breakpoint``. Returns
+    the number of groups the program uses.
+
+    Two tensors are live at the same time when their descriptor ranges ``first_use..last_use``
+    meet, so a descriptor never writes the groups it reads."""
+    for index, tensor in enumerate(tensors):
+        taken = sorted((other.group, other.group + other.groups) for other in tensors[:index]
+                       if other.last_use >= tensor.first_use)
+        group = 0
+        for start, end in taken:
+            if start - group >= tensor.groups:
+                break
+            group = max(group, end)
+        tensor.group = group
+    for index, tensor in enumerate(tensors):
+        tensor.breakpoint = min((later.first_use for later in tensors[index + 1:] if later.overlaps(tensor)),
+                                default=None)
+    return max(tensor.group + tensor.groups for tensor in tensors)
+
+
 class Program:
-    """What the operations emit into: descriptors, memory rows, spike-memory placement and the
-    build parameters they need (``need``)."""
+    """What the operations emit into: descriptors, memory rows, spike tensors and the build
+    parameters they need (``need``)."""
 
     def __init__(self, bundle, n_pe):
         self.n_pe, self.tables = n_pe, bundle.tables
@@ -45,8 +105,7 @@ class Program:
         self.events = bool(bundle.manifest["input"]["events"])
         self.descriptors, self.names = [], []
         self.weights, self.biases, self.thresholds = [], [], []   # lane lists, packed at the end
-        self.groups = 0
-        self.spikes = {}              # tensor name -> placement
+        self.spikes = {}              # tensor name -> SpikeTensor, in program order
         self.scratch_rows = 0         # the attention's Kᵀ·V rows (shared by every attention)
         self.stream, self.stream_shape = None, None
         self.breakpoints = {}
@@ -64,15 +123,20 @@ class Program:
     def error(self, layer, message):
         return CompileError(f"layer {layer.name!r}: {message}")
 
-    def place(self, name, channels, T, H, W, **extra):
-        """Give spike tensor ``name`` its own groups of ``n_pe`` channels in the spike memory."""
-        groups = ceil_div(channels, self.n_pe)
-        self.spikes[name] = dict(group=self.groups, groups=groups, channels=channels, T=T, H=H, W=W, **extra)
-        self.groups += groups
+    def place(self, writer, name, channels, T, H, W, planes=1, lif=False):
+        """Spike tensor ``name`` (``lif``: a LIF's spikes), written by ``writer`` (a layer, or None for
+        the host's input) in the descriptor emitted next; its groups are allocated at the end."""
+        next_descriptor = len(self.descriptors)
+        host = writer is None
+        self.spikes[name] = SpikeTensor(None if host else writer.name, channels, ceil_div(channels, self.n_pe), T, H, W,
+                                        producer=None if host else next_descriptor, last_use=next_descriptor,
+                                        planes=planes, lif=lif)
         self.size(H, W)
         return self.spikes[name]
 
     def spike_tensor(self, layer, name):
+        """The spike tensor ``name`` that ``layer`` reads; a descriptor reads it by naming it in a group
+        field (``in_base=tensor``)."""
         placed = self.spikes.get(name)
         if placed is None:
             raise self.error(layer, f"input {name!r} is not a spike tensor in memory")
@@ -83,6 +147,10 @@ class Program:
         return self._lif_after.get(layer.name)
 
     def emit(self, name, fields, scratch=False):
+        """Append descriptor ``fields``; each spike tensor it names in a group field is live up to it."""
+        for value in fields.values():
+            if isinstance(value, SpikeTensor):
+                value.last_use = len(self.descriptors)
         self.descriptors.append(dict(fields, _scratch=scratch))
         self.names.append(name)
 
@@ -121,14 +189,18 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     """Compile ``bundle`` (a :class:`~spikeforge.ops.bundle.Bundle` or a path) for ``n_pe`` lanes.
 
     ``overrides`` (``{"acc_bits": "32", ...}``, from ``--set``) enlarge the build parameters beyond
-    what the bundle needs; smaller values are refused with a ValueError naming the parameter.
+    what the bundle needs; smaller values are refused with a ValueError naming the parameter (for
+    ``spike_groups``, naming the layer whose spikes do not fit).
 
     Returns
     -------
     ProgramImage
         Build parameters, memory images (PROGRAM, WEIGHTS, BIAS, THRESHOLD) and the layout the
-        driver needs: where each spike tensor lives, the stream, the descriptor names and, per
-        block, the breakpoint after which the stream holds that block's output.
+        driver needs: the input's group; per LIF's spikes their groups, shape, ``producer`` (the
+        descriptor that writes them) and ``breakpoint`` (the descriptor before which a later tensor
+        overwrites them, where the host must have read them; None: they stay until the run ends);
+        the stream; the descriptor names; and, per block, the breakpoint after which the stream holds
+        that block's output.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     overrides = dict(overrides or {})
@@ -145,15 +217,19 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     planes = max(1, int(encoding["max"]).bit_length())
     if planes > MAX_PLANES:
         raise CompileError(f"input.max {encoding['max']} needs {planes} bit planes; at most {MAX_PLANES} are supported")
-    prog.place("input", in_channels * planes, prog.T if prog.events else 1, in_H, in_W, planes=planes)
+    prog.place(None, "input", in_channels * planes, prog.T if prog.events else 1, in_H, in_W, planes=planes)
 
     for layer in bundle.program:
         OPERATIONS[layer.kind].emit(layer, prog)
     prog.emit("end", dict(op=OPCODES["END"]))
 
-    for fields in prog.descriptors:   # the Kᵀ·V rows live on chip, from scratch row 0; every attention shares them
-        if fields.pop("_scratch"):
+    groups = allocate_groups(list(prog.spikes.values()))
+    for fields in prog.descriptors:
+        if fields.pop("_scratch"):   # the Kᵀ·V rows live on chip, from scratch row 0; every attention shares them
             fields["weight_base"] = 0
+        for key, value in fields.items():
+            if isinstance(value, SpikeTensor):
+                fields[key] = value.group
 
     need = prog.needed
     decay = prog.decay or (1, 1)
@@ -164,11 +240,17 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         max_T=next_power_of_two(prog.T), max_cin=next_power_of_two(need["max_cin"]),
         max_tiles=next_power_of_two(need["max_tiles"]), max_h=next_power_of_two(need["max_h"]),
         max_w=next_power_of_two(need["max_w"]), frac_bits=need["frac_bits"], decay_mult=decay[0],
-        decay_shift=decay[1], spike_groups=next_power_of_two(prog.groups), stream_tiles=next_power_of_two(stream_tiles),
+        decay_shift=decay[1], spike_groups=next_power_of_two(groups), stream_tiles=next_power_of_two(stream_tiles),
         weight_rows=len(prog.weights), bias_rows=len(prog.biases), threshold_rows=max(1, len(prog.thresholds)),
         program_depth=len(prog.descriptors), scratch_rows=max(1, prog.scratch_rows),
         prefetch_rows=AcceleratorParams.prefetch_rows, memory_address_bits=AcceleratorParams.memory_address_bits)
     params = _apply_overrides(needed, overrides)
+    if params.spike_groups < groups:
+        beyond = next(tensor for tensor in prog.spikes.values() if tensor.group + tensor.groups > params.spike_groups)
+        what = "the input's bit planes" if beyond.writer is None else f"the spikes of layer {beyond.writer!r}"
+        raise CompileError(f"--set spike_groups={params.spike_groups}: {what} take groups {beyond.group}.."
+                           f"{beyond.group + beyond.groups - 1}, which needs spike_groups={needed['spike_groups']} "
+                           f"(the program uses groups 0..{groups - 1})")
     acc_bits, membrane_bits = params.acc_bits, params.membrane_bits
     # pad lanes of partial tiles get the largest threshold, which their zero input never reaches
     thresholds = [[value if value is not None else (1 << (membrane_bits - 1)) - 1 for value in row]
@@ -194,8 +276,11 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                    "digest": manifest["digest"]},
         "classes": prog.classes,
         "input": {"channels": in_channels, "planes": planes, "events": prog.events,
-                  "max": int(encoding["max"]), "H": in_H, "W": in_W, "group": 0},
-        "spikes": {name: place for name, place in prog.spikes.items() if place.get("lif")},
+                  "max": int(encoding["max"]), "H": in_H, "W": in_W, "group": prog.spikes["input"].group},
+        "spikes": {name: dict(group=tensor.group, groups=tensor.groups, channels=tensor.channels, T=tensor.T,
+                              H=tensor.H, W=tensor.W, lif=tensor.writer, producer=tensor.producer,
+                              breakpoint=tensor.breakpoint)
+                   for name, tensor in prog.spikes.items() if tensor.lif},
         "stream": {"channels": prog.stream_shape[0], "H": prog.stream_shape[1], "W": prog.stream_shape[2],
                    "T": prog.T},
         "ops": prog.names,
@@ -206,8 +291,8 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
 
 def _apply_overrides(needed, overrides):
     """``needed`` build parameters with ``--set`` overrides: widths and depths may grow, never shrink
-    below what the bundle needs; the LIF constants must stay; the external memory's address bits may take
-    any valid value (the caller checks that the tables fit)."""
+    below what the bundle needs; the LIF constants must stay; the external memory's address bits and
+    the spike groups may take any valid value (the caller checks that the tables and the tensors fit)."""
     params = dict(needed)
     for key, text in (overrides or {}).items():
         if key not in params:
@@ -218,7 +303,7 @@ def _apply_overrides(needed, overrides):
             raise ValueError(f"hardware parameter {key} must be an integer, not {text!r}") from None
         if key in _FIXED and value != params[key]:
             raise ValueError(f"--set {key}={value}: the bundle's LIFs need {key}={params[key]}")
-        if key not in _BOARD and value < params[key]:
+        if key not in _CHECKED_AGAINST_PROGRAM and value < params[key]:
             raise ValueError(f"--set {key}={value}: the bundle needs at least {key}={params[key]}")
         params[key] = value
     if "membrane_bits" not in (overrides or {}):   # a wider accumulator or more fraction bits widen it

@@ -13,7 +13,6 @@ from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.interface.external import external_bytes, table_offsets
-from spikeforge.interface.descriptor import unpack
 from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES, address,
                                          identity_values, register_address, slots)
 
@@ -28,14 +27,13 @@ class DriverError(RuntimeError):
 
 def overflow_layers(image):
     """What each ``OVERFLOW_LOG`` bit names, in program order: ``(pc, bit, layer name)`` — bit RESULT the
-    descriptor's own layer, bit MEMBRANE the LIF fused into it (found by its output spikes' group)."""
-    lifs = {place["group"]: place["lif"] for place in image.layout["spikes"].values()}
+    descriptor's own layer, bit MEMBRANE the LIF fused into it (the one whose spikes it produces)."""
+    lifs = {place["producer"]: place["lif"] for place in image.layout["spikes"].values()}
     named = []
     for pc, name in enumerate(image.layout["ops"][:-1]):
         named.append((pc, OVERFLOW_LOG_BITS["RESULT"], name))
-        fields = unpack(image.memories["PROGRAM"][pc])
-        if fields["lif"] and fields["out_base"] in lifs:
-            named.append((pc, OVERFLOW_LOG_BITS["MEMBRANE"], lifs[fields["out_base"]]))
+        if pc in lifs:
+            named.append((pc, OVERFLOW_LOG_BITS["MEMBRANE"], lifs[pc]))
     return named
 
 

@@ -34,7 +34,7 @@ __all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", 
            "ProgramImage", "write_image", "load_image", "external_image"]
 
 IMAGE_FORMAT = "spikeforge-program-image"
-IMAGE_VERSION = 3   # 3: descriptors carry membrane_bits (205 bits)
+IMAGE_VERSION = 4   # 4: spike groups reused by liveness; layout.spikes carry producer and breakpoint
 IMAGE_MANIFEST = "image.json"
 #: The memories an image holds: the tables in external memory.
 MEMORY_WINDOWS = tuple(regmap.TABLES)

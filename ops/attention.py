@@ -85,12 +85,12 @@ def emit(layer, program):
     """One ATTENTION descriptor: Kᵀ·V into scratch weight rows (shared by every attention), then the
     Q spikes accumulate them like a 1×1 conv; the drain runs the fused ``attn_lif``."""
     q, k, v = (program.spike_tensor(layer, getattr(layer, key)) for key in ("q", "k", "v"))
-    C, H, W = q["channels"], q["H"], q["W"]
+    C, H, W = q.channels, q.H, q.W
     n_pe, T = program.n_pe, program.T
     zero_bias = len(program.biases)     # the attention adds no bias: one zero row per tile
     program.biases += [[0] * n_pe] * ceil_div(C, n_pe)
     fields = dict(op=OPCODES[OPCODE], cin=C, planes=1, tiles=ceil_div(C, n_pe), T=T, H=H, W=W,
-                  in_base=q["group"], k_base=k["group"], v_base=v["group"], head_dim=C // layer.heads,
+                  in_base=q, k_base=k, v_base=v, head_dim=C // layer.heads,
                   bias_base=zero_bias, check_bits=layer.count_bits)
     # Kᵀ·V counts (≤ N) live in weight rows
     program.need(max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)

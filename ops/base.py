@@ -191,13 +191,14 @@ _DESCRIPTOR_BITS = {f.name: f.bits for f in FIELDS}
 def require_buildable(program, layer, fields, acc_bits):
     """The compiler's error (naming ``layer``) unless the accelerator can run ``layer``'s descriptor
     ``fields``: an accumulator of ``acc_bits`` within :data:`MAX_HW_ACC_BITS`, and every field within
-    its bits (``interface.descriptor.FIELDS``: a fused LIF's ``frac_bits`` ≤ 15, ``T`` ≤ 31, …)."""
+    its bits (``interface.descriptor.FIELDS``: a fused LIF's ``frac_bits`` ≤ 15, ``T`` ≤ 31, …). The group
+    fields still hold spike tensors here (their groups are allocated once the program is emitted)."""
     if acc_bits > MAX_HW_ACC_BITS:
         raise program.error(layer, f"needs a {acc_bits}-bit accumulator; the accelerator is built with at most "
                                    f"{MAX_HW_ACC_BITS} bits")
     for name, value in fields.items():
         bits = _DESCRIPTOR_BITS.get(name)
-        if bits is not None and not 0 <= value < 1 << bits:
+        if bits is not None and isinstance(value, int) and not 0 <= value < 1 << bits:
             raise program.error(layer, f"descriptor field {name} = {value} does not fit its {bits} bits")
 
 

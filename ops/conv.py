@@ -107,7 +107,7 @@ def emit(layer, program):
     """One CONV descriptor: weight rows in (tile, input channel, tap) order, one bias row per tile;
     the LIF that reads the result is fused into the drain."""
     source = program.spike_tensor(layer, layer.input)
-    H, W = source["H"], source["W"]
+    H, W = source.H, source.W
     weight, bias = program.tables[layer.weight], program.tables[layer.bias]
     cout, cin, k, _ = weight.shape
     n_pe = program.n_pe
@@ -117,9 +117,9 @@ def emit(layer, program):
     bias_base = len(program.biases)
     program.biases += program.lanes(bias.tolist())
     T = program.T
-    fields = dict(op=OPCODES[OPCODE], kernel3=int(k == 3), cin=cin, planes=source.get("planes", 1),
+    fields = dict(op=OPCODES[OPCODE], kernel3=int(k == 3), cin=cin, planes=source.planes,
                   static=int(layer.input_kind == "pixels" and not program.events), tiles=tiles, T=T, H=H, W=W,
-                  in_base=source["group"], weight_base=weight_base, bias_base=bias_base,
+                  in_base=source, weight_base=weight_base, bias_base=bias_base,
                   check_bits=layer.acc_bits)
     program.need(max_cin=cin, acc_bits=layer.acc_bits)
     if layer.residual is not None:

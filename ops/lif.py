@@ -111,7 +111,7 @@ def fuse(layer, program, fields, channels, T, H, W):
         return
     program.need(decay=(layer.decay_mult, layer.decay_shift), frac_bits=layer.frac_bits,
                  membrane_bits=layer.membrane_bits, layer=layer)
-    out = program.place(layer.output, channels, T, H, W, lif=layer.name)
-    fields.update(lif=1, out_base=out["group"], threshold_base=len(program.thresholds), frac_bits=layer.frac_bits,
+    out = program.place(layer, layer.output, channels, T, H, W, lif=True)
+    fields.update(lif=1, out_base=out, threshold_base=len(program.thresholds), frac_bits=layer.frac_bits,
                   membrane_bits=layer.membrane_bits)
     program.thresholds += program.lanes(program.tables[layer.threshold].tolist(), pad=None)

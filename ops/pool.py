@@ -50,11 +50,10 @@ def golden(layer, run):
 def emit(layer, program):
     """One POOL descriptor over the input's channel groups."""
     source = program.spike_tensor(layer, layer.input)
-    H, W = source["H"], source["W"]
-    pooled = program.place(layer.output, source["channels"], source["T"], pooled_size(H), pooled_size(W))
-    program.emit(layer.name, dict(op=OPCODES[OPCODE], tiles=source["groups"], T=source["T"], H=H, W=W,
-                                  in_base=source["group"], out_base=pooled["group"], check_bits=1))
-    program.size(pooled["H"], pooled["W"])
+    H, W = source.H, source.W
+    pooled = program.place(layer, layer.output, source.channels, source.T, pooled_size(H), pooled_size(W))
+    program.emit(layer.name, dict(op=OPCODES[OPCODE], tiles=source.groups, T=source.T, H=H, W=W,
+                                  in_base=source, out_base=pooled, check_bits=1))
 
 
 def cycles(fields, spikes):

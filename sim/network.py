@@ -17,16 +17,34 @@ from . import check_backend
 from .memory_model import PRELOAD_PLUSARG
 from .system import memory_words, system
 
-__all__ = ["run_network", "first_difference", "network_testbench", "run_on_bus", "OVERFLOW_SEPARATOR"]
+__all__ = ["run_network", "first_difference", "network_testbench", "run_on_bus", "check_reads",
+           "check_breakpoints", "OVERFLOW_SEPARATOR"]
 #: Environment variable naming the job file of a Verilator run.
 JOB_ENV = "SPIKEFORGE_NETWORK_JOB"
 #: Joins an image's overflowing layer names in ``results["overflow"]``.
 OVERFLOW_SEPARATOR = ", "
 
 
+def check_reads(layout):
+    """What a checking run of an image with ``layout`` reads, by the descriptor before which it stops
+    (None: after the run): ``("stream", block)`` at each block's breakpoint, and ``("spikes", tensor)``
+    for each LIF's spikes at theirs, before a later tensor overwrites their groups (None: never)."""
+    reads = {}
+    for block, pc in layout["breakpoints"].items():
+        reads.setdefault(pc, []).append(("stream", block))
+    for name, place in layout["spikes"].items():
+        reads.setdefault(place["breakpoint"], []).append(("spikes", name))
+    return reads
+
+
+def check_breakpoints(layout):
+    """The descriptors before which a checking run stops, in order (:func:`check_reads`)."""
+    return sorted(pc for pc in check_reads(layout) if pc is not None)
+
+
 async def network_testbench(ports, image, inputs, check, progress=None):
     """Load ``image``, run every input; with ``check`` also read every LIF layer and the stream after
-    every block (the run stops at each block's breakpoint). Returns a dict of numpy arrays."""
+    every block (the run stops at :func:`check_breakpoints`). Returns a dict of numpy arrays."""
     return await run_on_bus(PortsBus(ports), image, inputs, check, progress)
 
 
@@ -36,21 +54,29 @@ async def run_on_bus(bus, image, inputs, check, progress=None):
     driver = Driver(bus)
     await driver.load(image)
     layout = image.layout
-    breakpoints = sorted(layout["breakpoints"].items(), key=lambda item: item[1]) if check else []
+    reads, stops = (check_reads(layout), check_breakpoints(layout)) if check else ({}, [])
     results = {"logits": [], "cycles": [], "stall_cycles": [], "op_cycles": [], "overflow": [], "overflow_log": []}
     for name in layout["spikes"] if check else ():
         results[f"spikes/{layout['spikes'][name]['lif']}"] = []
-    for block, _ in breakpoints:
+    for block in layout["breakpoints"] if check else ():
         results[f"stream/{block}"] = []
+
+    async def read(pc):
+        for kind, name in reads.get(pc, ()):
+            if kind == "stream":
+                results[f"stream/{name}"].append(await driver.read_stream())
+            else:
+                results[f"spikes/{layout['spikes'][name]['lif']}"].append(await driver.read_layer(name))
+
     for x in inputs:
         await driver.clear_overflow()    # sticky across the image's runs (breakpoints) until cleared
         await driver.write_input(x)
         cycles, stalls, start = 0, 0, 0
-        for block, pc in breakpoints:
+        for pc in stops:
             cycles += await driver.run(start_pc=start, stop_pc=pc)
             stalls += await driver.csr("STALL_CYCLES")
             start = pc
-            results[f"stream/{block}"].append(await driver.read_stream())
+            await read(pc)
         cycles += await driver.run(start_pc=start)
         stalls += await driver.csr("STALL_CYCLES")
         results["cycles"].append(cycles)
@@ -60,8 +86,7 @@ async def run_on_bus(bus, image, inputs, check, progress=None):
         log = await driver.read_overflow_log()
         results["overflow_log"].append(log)
         results["overflow"].append(OVERFLOW_SEPARATOR.join(overflow_names(image, log)))
-        for name, place in layout["spikes"].items() if check else ():
-            results[f"spikes/{place['lif']}"].append(await driver.read_layer(name))
+        await read(None)
         if progress is not None:
             progress(len(results["cycles"]))
     return {key: np.asarray(value) for key, value in results.items()}

@@ -38,29 +38,34 @@ def bit_planes(pixels, planes):
     return bits.reshape(T, C * planes, H, W)
 
 
-def _placement(image, base):
-    """What lives at spike group ``base``: ``("input", None)``, ``("lif", LIF name)`` or ``("pool", pc)``."""
-    layout = image.layout
-    if base == layout["input"]["group"]:
-        return "input", None
-    for place in layout["spikes"].values():
-        if place["group"] == base:
-            return "lif", place["lif"]
-    for pc, word in enumerate(image.memories["PROGRAM"]):
+def _source(image, pc):
+    """What descriptor ``pc`` reads at its ``in_base``: ``("input", None)``, ``("lif", LIF name)`` or
+    ``("pool", pool pc)`` — of the tensors placed at that group, the one written there last before
+    ``pc`` (groups are reused once a tensor is no longer read; the input is there from the start)."""
+    program, layout = image.memories["PROGRAM"], image.layout
+    base = unpack(program[pc])["in_base"]
+    written = [(place["producer"], ("lif", place["lif"])) for place in layout["spikes"].values()
+               if place["group"] == base and place["producer"] < pc]
+    for writer, word in enumerate(program[:pc]):
         fields = unpack(word)
         if fields["op"] == OPCODES["POOL"] and fields["out_base"] == base:
-            return "pool", pc
-    raise ValueError(f"no spike tensor starts at group {base}")
+            written.append((writer, ("pool", writer)))
+    if written:
+        return max(written)[1]
+    if base == layout["input"]["group"]:
+        return "input", None
+    raise ValueError(f"descriptor {pc} reads spike group {base}, where no tensor starts before it")
 
 
-def spikes_at(image, base, tensors):
-    """Spike channels ``[T, C, H, W]`` of the tensor at group ``base`` (the input as bit planes)."""
-    kind, what = _placement(image, base)
+def spikes_at(image, pc, tensors):
+    """Spike channels ``[T, C, H, W]`` that descriptor ``pc`` reads at its ``in_base`` (the input as bit
+    planes)."""
+    kind, what = _source(image, pc)
     if kind == "input":
         return bit_planes(tensors["input"], image.layout["input"]["planes"])
     if kind == "lif":
         return np.asarray(tensors[what], dtype=np.int64)
-    return maxpool_spikes(spikes_at(image, unpack(image.memories["PROGRAM"][what])["in_base"], tensors))
+    return maxpool_spikes(spikes_at(image, what, tensors))
 
 
 def descriptor_cycles(image, pc, tensors):
@@ -73,7 +78,7 @@ def descriptor_cycles(image, pc, tensors):
     operation = BY_OPCODE.get(fields["op"])
     if operation is None:
         raise ValueError(f"descriptor {pc} has opcode {fields['op']}, which is not logged in OP_CYCLES")
-    spikes = spikes_at(image, fields["in_base"], tensors) if fields["op"] != OPCODES["HEAD"] else None
+    spikes = spikes_at(image, pc, tensors) if fields["op"] != OPCODES["HEAD"] else None
     return SEQUENCER_CYCLES + operation.cycles(fields, spikes)
 
 

@@ -17,7 +17,7 @@ from spikeforge.ops.base import fits
 from spikeforge.model.config import ModelConfig
 from spikeforge.model.data import parse_input
 from spikeforge.quant import GoldenModel, load_bundle
-from spikeforge.sim.network import first_difference, run_network
+from spikeforge.sim.network import check_breakpoints, first_difference, run_network
 from spikeforge.sim.network_cycles import network_cycles, run_cycles, trace_tensors
 from spikeforge.tests.helpers import run_cli
 
@@ -80,8 +80,8 @@ def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
     modelled = network_cycles(image, trace_tensors(GoldenModel(bundle).run(pixels), pixels.numpy()))
     assert list(results["op_cycles"][0]) == modelled
     assert results["stall_cycles"][0] > 0
-    assert results["cycles"][0] - results["stall_cycles"][0] == run_cycles(modelled,
-                                                                           breakpoints=len(image.layout["breakpoints"]))
+    assert results["cycles"][0] - results["stall_cycles"][0] == run_cycles(
+        modelled, breakpoints=len(check_breakpoints(image.layout)))
 
 
 @pytest.fixture(scope="module")
@@ -317,8 +317,8 @@ def _overflow_case(networks, **compile_args):
 def test_overflow_lists_equal_the_golden_models(networks, check):
     """Every kind of value wider than its declared width — a conv result, a LIF membrane, the attention's
     counts, the head's sums and logits — names the same layers, in program order, per image, in
-    hardware and in the golden model. With ``check`` the run stops at each block's breakpoint: the
-    flags of the first block survive the restart (sticky); the clean image after an overflowing one
+    hardware and in the golden model. With ``check`` the run stops at its breakpoints: the flags of
+    its earlier parts survive the restarts (sticky); the clean image after an overflowing one
     shows they are cleared per image. The head's logits take the sums as held in ``sum_bits`` in both,
     so the run stays bit-exact past the sums' overflow."""
     image, pixels, _, trace = _overflow_case(networks)
@@ -368,6 +368,11 @@ def test_compile_refuses_what_the_hardware_cannot_hold(networks):
     with pytest.raises(CompileError, match=f"--set memory_address_bits=12: the tables take {size} bytes of external "
                                            f"memory, which needs memory_address_bits={(size - 1).bit_length()}"):
         compile_bundle(bundle, n_pe=16, overrides={"memory_address_bits": "12"})
+    # the spike memory: the cifar network's 3 channels of 8 bit planes take two groups of 16 lanes
+    bundle, _ = networks["cifar-d1-dim16-h1-T1"]
+    with pytest.raises(CompileError, match=r"^--set spike_groups=1: the input's bit planes take groups 0\.\.1, which "
+                                           r"needs spike_groups="):
+        compile_bundle(bundle, n_pe=16, overrides={"spike_groups": "1"})
 
 
 def test_driver_refuses_an_image_for_other_hardware(networks):

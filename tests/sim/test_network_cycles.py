@@ -21,7 +21,7 @@ from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.quant.calibrate import random_network
 from spikeforge.quant.export import export_bundle, quantize
 from spikeforge.sim.amaranth_runner import run_amaranth
-from spikeforge.sim.network import first_difference, run_network
+from spikeforge.sim.network import check_breakpoints, first_difference, run_network
 from spikeforge.sim.system import system
 from spikeforge.ops import BY_OPCODE
 from spikeforge.sim.network_cycles import (SEQUENCER_CYCLES, bit_planes, descriptor_cycles, network_cycles,
@@ -63,14 +63,14 @@ def _network(root, preset, overrides, patch, seed):
 def _features(image, tensors):
     """What the run exercises (to show that the comparison pins each term of the model)."""
     found = set()
-    for word in image.memories["PROGRAM"][:-1]:
+    for pc, word in enumerate(image.memories["PROGRAM"][:-1]):
         f = unpack(word)
         kind = next(name for name, code in OPCODES.items() if code == f["op"])
         if f["tiles"] > 1:
             found.add(f"multi-tile {kind}")
         if kind != "CONV":
             continue
-        x = spikes_at(image, f["in_base"], tensors)
+        x = spikes_at(image, pc, tensors)
         if f["planes"] > 1:
             found.add("bit planes")
         if f["static"] and f["T"] > 1:
@@ -95,7 +95,8 @@ def test_op_cycles_of_every_descriptor_equal_the_model(tmp_path, name, preset, o
     tensors = trace_tensors(trace, pixels.numpy(), index=0)
     assert exercised <= _features(image, tensors), exercised - _features(image, tensors)
 
-    # check: the run stops at every block's breakpoint (their cycles are part of the total)
+    # check: the run stops at every block's breakpoint and before LIF spikes are overwritten (their cycles are
+    # part of the total)
     results = run_network(image, pixels.numpy(), backend="amaranth", check=True)
     assert first_difference(results, trace) is None, first_difference(results, trace)
     hardware = [int(c) for c in results["op_cycles"][0]]
@@ -105,7 +106,7 @@ def test_op_cycles_of_every_descriptor_equal_the_model(tmp_path, name, preset, o
     wrong = [f"{pc} {ops[pc]}: hardware {h}, model {m}" for pc, (h, m) in enumerate(zip(hardware, model)) if h != m]
     assert not wrong, "\n".join(wrong)
     assert model == [descriptor_cycles(image, pc, tensors) for pc in range(len(ops) - 1)]
-    breakpoints = len(image.layout["breakpoints"])
+    breakpoints = len(check_breakpoints(image.layout))
     assert breakpoints > 0
     # the run's cycles: the core's, plus those it waited for external memory
     assert int(results["cycles"][0] - results["stall_cycles"][0]) == run_cycles(model, breakpoints)

@@ -1,0 +1,122 @@
+"""The compiler's spike-memory placement on the trained digits network: tensors share groups by
+liveness, which the tests recompute from the descriptors and the bundle's layers alone (not from the
+allocator): no two tensors live at the same time share a group, each LIF's breakpoint is the first
+overwrite of its groups, and a spike memory too small for the program is refused naming the layer."""
+
+import itertools
+import re
+
+import pytest
+
+from spikeforge.firmware.compiler import CompileError, compile_bundle
+from spikeforge.firmware.image import write_image
+from spikeforge.interface.bits import ceil_div, next_power_of_two
+from spikeforge.interface.descriptor import OPCODES, unpack
+from spikeforge.ops.bundle import load_bundle
+
+
+@pytest.fixture(scope="module")
+def digits(digits_bundle):
+    bundle = load_bundle(digits_bundle)
+    return bundle, compile_bundle(bundle)
+
+
+def _spike_tensors(bundle, image):
+    """Every spike tensor as the descriptors place it: name -> ``groups`` (a range), ``written`` (the
+    descriptor that writes it; -1: the host, before the run) and ``reads`` (the descriptors that read it).
+    A read must name the groups the tensor was written to."""
+    n_pe = image.params["n_pe"]
+    layers = {layer.name: layer for layer in bundle.program}
+    fused_lif = {bundle.program[i - 1].name: layer for i, layer in enumerate(bundle.program) if layer.kind == "lif"}
+    spec = image.layout["input"]
+    tensors = {"input": dict(groups=range(spec["group"], spec["group"] + ceil_div(spec["channels"] * spec["planes"],
+                                                                                 n_pe)), written=-1, reads=[])}
+
+    def read(name, pc, base, groups):
+        assert tensors[name]["groups"] == range(base, base + groups), f"descriptor {pc} reads {name!r} elsewhere"
+        tensors[name]["reads"].append(pc)
+
+    def write(name, pc, base, groups):
+        tensors[name] = dict(groups=range(base, base + groups), written=pc, reads=[])
+
+    for pc, (name, word) in enumerate(zip(image.layout["ops"], image.memories["PROGRAM"])):
+        f, layer = unpack(word), layers.get(name)
+        if f["op"] == OPCODES["CONV"]:
+            read(layer.input, pc, f["in_base"], ceil_div(f["cin"] * f["planes"], n_pe))
+        elif f["op"] == OPCODES["POOL"]:
+            read(layer.input, pc, f["in_base"], f["tiles"])
+            write(layer.output, pc, f["out_base"], f["tiles"])
+        elif f["op"] == OPCODES["ATTENTION"]:
+            for tensor, base in ((layer.q, "in_base"), (layer.k, "k_base"), (layer.v, "v_base")):
+                read(tensor, pc, f[base], ceil_div(f["cin"], n_pe))
+        if f["lif"]:
+            write(fused_lif[name].output, pc, f["out_base"], f["tiles"])
+    return tensors
+
+
+def test_tensors_live_at_the_same_time_never_share_a_group(digits):
+    bundle, image = digits
+    tensors = _spike_tensors(bundle, image)
+    assert set(image.layout["spikes"]) <= set(tensors)
+    live = {name: range(max(t["written"], 0), max(t["reads"], default=t["written"]) + 1)
+            for name, t in tensors.items()}
+    reused = []
+    for a, b in itertools.combinations(tensors, 2):
+        shared = set(tensors[a]["groups"]) & set(tensors[b]["groups"])
+        if shared:
+            together = set(live[a]) & set(live[b])
+            assert not together, f"{a} and {b} share groups {sorted(shared)} in descriptors {sorted(together)}"
+            reused.append((a, b))
+    assert reused, "no group is reused"
+    # fewer groups than one set per tensor, and all within the build
+    own_groups = sum(len(t["groups"]) for t in tensors.values())
+    used = max(t["groups"].stop for t in tensors.values())
+    assert used < own_groups
+    assert image.params["spike_groups"] == next_power_of_two(used) < next_power_of_two(own_groups)
+
+
+def test_each_lif_is_read_before_its_groups_are_overwritten(digits):
+    bundle, image = digits
+    tensors = _spike_tensors(bundle, image)
+    for name, place in image.layout["spikes"].items():
+        tensor = tensors[name]
+        assert place["producer"] == tensor["written"]
+        overwrites = [other["written"] for other in tensors.values()
+                      if other["written"] > tensor["written"] and set(other["groups"]) & set(tensor["groups"])]
+        assert place["breakpoint"] == min(overwrites, default=None), name
+    assert any(place["breakpoint"] is not None for place in image.layout["spikes"].values())
+    assert any(place["breakpoint"] is None for place in image.layout["spikes"].values())
+
+
+def test_the_same_bundle_gives_a_byte_identical_image(digits, tmp_path):
+    bundle, image = digits
+    write_image(image, tmp_path / "a")
+    write_image(compile_bundle(bundle), tmp_path / "b")
+    files = sorted(path.name for path in (tmp_path / "a").iterdir())
+    assert files == sorted(path.name for path in (tmp_path / "b").iterdir())
+    assert all((tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes() for name in files)
+
+
+def test_a_spike_memory_too_small_is_refused_naming_the_layer(digits):
+    bundle, image = digits
+    needed = image.params["spike_groups"]
+    with pytest.raises(CompileError) as refused:
+        compile_bundle(bundle, overrides={"spike_groups": str(needed // 2)})
+    message = str(refused.value)
+    found = re.fullmatch(r"--set spike_groups=(\d+): the spikes of layer '(.+)' take groups (\d+)\.\.(\d+), "
+                         r"which needs spike_groups=(\d+) \(the program uses groups 0\.\.(\d+)\)", message)
+    assert found, message
+    limit, layer, first, last, needs, top = found.groups()
+    assert (int(limit), int(needs)) == (needed // 2, needed)
+    tensors = _spike_tensors(bundle, image)
+    assert int(top) + 1 == max(t["groups"].stop for t in tensors.values())
+    # the named layer's spikes are the first, in program order, beyond the limit
+    name = next(name for name, place in image.layout["spikes"].items() if place["lif"] == layer)
+    assert tensors[name]["groups"] == range(int(first), int(last) + 1) and int(last) >= needed // 2
+    beyond = [n for n, t in sorted(tensors.items(), key=lambda item: item[1]["written"])
+              if t["groups"].stop > needed // 2]
+    assert beyond[0] == name
+    # enough groups, or more, leave the program as it is
+    more = compile_bundle(bundle, overrides={"spike_groups": str(needed * 2)})
+    assert more.params["spike_groups"] == needed * 2
+    assert (more.memories, more.layout) == (image.memories, image.layout)
