@@ -19,12 +19,12 @@ PARAMS = [AcceleratorParams(**DIGITS), AcceleratorParams(),
 
 
 def test_the_digits_layout():
-    """Stream and logit words of 16 × 30 bits: 15 slots, 4 bits; the spike memory's 64 × 4 × 8 = 2048 words,
-    11 bits; six windows, 3 bits: 20 address bits instead of 32."""
+    """Stream and logit words of 16 × 30 bits: 15 slots, 4 bits; the spike memory's 32 × 4 × 8 = 1024 words,
+    10 bits; six windows, 3 bits: 19 address bits instead of 32."""
     layout = regmap.address_layout(AcceleratorParams(**DIGITS))
-    assert layout == regmap.AddressLayout(window_bits=3, slot_bits=4, offset_bits=11)
-    assert layout.address_bits == regmap.control_address_bits(AcceleratorParams(**DIGITS)) == 20
-    assert [layout.shift(field) for field in regmap.ADDRESS_FIELDS] == [0, 2, 13, 17]
+    assert layout == regmap.AddressLayout(window_bits=3, slot_bits=4, offset_bits=10)
+    assert layout.address_bits == regmap.control_address_bits(AcceleratorParams(**DIGITS)) == 19
+    assert [layout.shift(field) for field in regmap.ADDRESS_FIELDS] == [0, 2, 12, 16]
 
 
 @pytest.mark.parametrize("params", PARAMS, ids=range(len(PARAMS)))
@@ -71,8 +71,8 @@ def test_registers_lie_at_the_same_addresses_in_every_build(params):
 
 def test_addresses_outside_a_window_are_refused():
     params = AcceleratorParams(**DIGITS)
-    with pytest.raises(ValueError, match=r"offset in window SPIKES must lie in \[0, 2048\), not 2048"):
-        regmap.address(params, "SPIKES", 2048)
+    with pytest.raises(ValueError, match=r"offset in window SPIKES must lie in \[0, 1024\), not 1024"):
+        regmap.address(params, "SPIKES", 1024)
     with pytest.raises(ValueError, match=r"offset in window OP_CYCLES must lie in \[0, 16\), not 16"):
         regmap.address(params, "OP_CYCLES", 16)
     with pytest.raises(ValueError, match=r"slot of a STREAM word must lie in \[0, 15\), not 15"):
@@ -86,7 +86,7 @@ def test_addresses_outside_a_window_are_refused():
 def test_the_address_register_holds_the_widths():
     params = AcceleratorParams(**DIGITS, memory_address_bits=24)
     assert regmap.register("ADDRESS").offset == 7
-    assert regmap.identity_values(params)["ADDRESS"] == 11 | 4 << 8 | 3 << 16 | 24 << 24
+    assert regmap.identity_values(params)["ADDRESS"] == 10 | 4 << 8 | 3 << 16 | 24 << 24
     assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0500
 
 
