@@ -248,17 +248,17 @@ class SpikeScanner(wiring.Component):
             m.d.sync += [held.eq(queue.r_data), held_valid.eq(1)]
         with m.Elif(starting):
             m.d.sync += held_valid.eq(0)
-        this = Signal(entry)
-        m.d.comb += [this.eq(Mux(starting, held, current)),
+        scanned = Signal(entry)                      # the row whose events go out this cycle
+        m.d.comb += [scanned.eq(Mux(starting, held, current)),
                      scanner.word.eq(held.word), scanner.load.eq(starting), scanner.advance.eq(scanner.valid)]
         in_row = starting | active
         with m.If(starting):
             m.d.sync += current.eq(held)
         m.d.sync += active.eq(in_row & ~scanner.last)
         with m.If(in_row & scanner.valid):
-            target_x = scanner.index - this.dx + 1
-            m.d.comb += [self.event_valid.eq(1), self.event_row.eq(this.row), self.event_shift.eq(this.shift),
-                         self.event_addr.eq(Cat(target_x[:p.w_bits], this.y[:p.h_bits], this.t[:p.t_bits]))]
+            target_x = scanner.index - scanned.dx + 1
+            m.d.comb += [self.event_valid.eq(1), self.event_row.eq(scanned.row), self.event_shift.eq(scanned.shift),
+                         self.event_addr.eq(Cat(target_x[:p.w_bits], scanned.y[:p.h_bits], scanned.t[:p.t_bits]))]
         # the pass ends with its last row (every read returned, queued and taken), or with the reads
         m.d.comb += [drained.eq((credits == ROW_QUEUE) & ~(held_valid & ~starting) & ~(in_row & ~scanner.last)),
                      self.done.eq((issuer_done | finished) & drained)]
