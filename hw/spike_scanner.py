@@ -30,17 +30,19 @@ class SpikeScanner(wiring.Component):
     x − dx + 1}``. Spike channel ``ci·planes + plane`` is read from group ``in_base``.
 
     Rows are those with ``t < T`` (``t = 0`` for a ``static`` input) or, for ATTENTION, ``t = t_sel``.
-    The reads run ahead of the events, decoupled by a queue of row words (:data:`ROW_QUEUE`
-    credits), because spike-memory words arrive :data:`~spikeforge.hw.spike_memory.READ_LATENCY`
-    cycles after their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched,
-    the occupancy word is loaded into the row search (a register), and each occupied row is read, one
-    per cycle while a credit is free; the next slot is fetched in the cycle after the slot's last read.
-    Each word, masked to the tap's columns, enters the queue with its slot's weight row, plane and
-    target row; the events take one row after another (the next taken a cycle before it starts) at
-    ``max(1, k)`` cycles per row. A pass takes :func:`spikeforge.ops.conv.scan_pass_cycles` cycles
-    from the one after ``start`` to ``done`` included (its last row's last event, or its last slot's
-    search). Weight rows follow one another in (ci, tap, plane) order, continuing from the previous
-    pass unless ``rewind``.
+    The reads run ahead of the events, decoupled by a queue of row words (:data:`ROW_QUEUE` credits),
+    because spike-memory words arrive :data:`~spikeforge.hw.spike_memory.READ_LATENCY` cycles after
+    their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched; once the word
+    has arrived and the previous slot's rows are read, it is loaded into the row search (a register),
+    the slot's weight row, channel, plane and tap into the issue side's registers, and the next slot is
+    fetched in that same cycle; then each occupied row is read, one per cycle while a credit is free. So
+    the next slot's word is on its way while the rows are read: a slot costs the reads
+    ``max(READ_LATENCY, 1 + its rows' reads)`` cycles. Each word, masked to the tap's columns, enters
+    the queue with its slot's weight row, plane and target row; the events take one row after another
+    (the next taken a cycle before it starts) at ``max(1, k)`` cycles per row. A pass takes
+    :func:`spikeforge.ops.conv.scan_pass_cycles` cycles from the one after ``start`` to ``done``
+    included (its last row's last event, or its last slot's search). Weight rows follow one another in
+    (ci, tap, plane) order, continuing from the previous pass unless ``rewind``.
 
     Ports
     -----
@@ -98,23 +100,33 @@ class SpikeScanner(wiring.Component):
         is_attention = d.op == OPCODES["ATTENTION"]
 
         # ---- the reads: slot by slot, the weight row and occupancy word, then the occupied rows ----
+        # The fetch side (these counters) runs one slot ahead of the issue side: the next slot is fetched
+        # when the current one's occupancy word is loaded, so its word is on its way while the current
+        # slot's rows are read.
         ci = Signal.like(d.cin)              # input channel (weight column)
         plane = Signal.like(d.planes)
-        channel = Signal.like(d.cin)         # spike channel scanned: ci * planes + plane
+        channel = Signal.like(d.cin)         # spike channel: ci * planes + plane
         channel_base = Signal.like(d.cin)    # ci * planes
         dy, dx = Signal(range(3)), Signal(range(3))
         row = Signal.like(d.weight_base)     # weight row of (ci, tap)
-        x_mask = Signal(p.max_w)             # the slot's reachable columns
 
         def group_of(ch):
             return spike_group(p, d.in_base, ch >> lb)
 
-        row_t, row_y = Signal(max(1, p.t_bits)), Signal(max(1, p.h_bits))
-        m.d.comb += [self.scan_addr.eq(cat_fields(spike_row_layout(p), group=group_of(channel),
-                                                  t=row_t, y=row_y)),
-                     self.scan_lane.eq(channel[:lb] if lb else 0)]
+        # the issue side: what the loaded slot's row reads and their entries need, captured at its load
+        # (the weight row changes the cycle after the next slot's fetch)
+        issue_row = Signal(self.weight_data.shape())
+        issue_group, issue_lane = Signal.like(self.occ_group), Signal.like(self.occ_lane)
+        issue_plane = Signal.like(plane)
+        issue_dy, issue_dx = Signal(range(3)), Signal(range(3))
+        x_mask = Signal(p.max_w)             # the slot's reachable columns
+        last_slot = Signal()                 # the loaded slot is the pass's last
 
-        # tap geometry: the rows and columns of the input the tap (dy, dx) reaches
+        row_t, row_y = Signal(max(1, p.t_bits)), Signal(max(1, p.h_bits))
+        m.d.comb += [self.scan_addr.eq(cat_fields(spike_row_layout(p), group=issue_group, t=row_t, y=row_y)),
+                     self.scan_lane.eq(issue_lane)]
+
+        # tap geometry of the fetched slot: the rows and columns of the input the tap (dy, dx) reaches
         tap_dy = Mux(d.kernel3, dy, 1)
         tap_dx = Mux(d.kernel3, dx, 1)
         first_row = Mux(tap_dy == 2, 1, 0)
@@ -124,8 +136,9 @@ class SpikeScanner(wiring.Component):
         tap_is_last = ~d.kernel3 | ((dy == 2) & (dx == 2))
         scan_T = Mux(d.static, 1, d.T)
 
-        # the rows the slot's tap reaches, in time (t < T, or t_sel) and in height: a register, ready
-        # before the occupancy word (the tap changes with the fetch, READ_LATENCY cycles before it)
+        # the rows the fetched slot's tap reaches, in time (t < T, or t_sel) and in height: a register,
+        # ready before the occupancy word (the tap changes the cycle after the previous slot's load, at
+        # least READ_LATENCY cycles before the word is loaded)
         rows_mask = Signal(p.max_T * p.max_h)
         reached = []
         for b in range(p.max_T * p.max_h):
@@ -141,15 +154,23 @@ class SpikeScanner(wiring.Component):
         entry = data.StructLayout({"word": p.max_w, "t": max(1, p.t_bits), "y": max(1, p.h_bits), "dx": 2,
                                    "shift": 3, "row": self.weight_data.shape()})
         issued = Signal(entry)
-        m.d.comb += [issued.t.eq(row_t), issued.y.eq(row_y - tap_dy + 1), issued.dx.eq(tap_dx),
-                     issued.shift.eq(plane), issued.row.eq(self.weight_data)]
+        m.d.comb += [issued.t.eq(row_t), issued.y.eq(row_y - issue_dy + 1), issued.dx.eq(issue_dx),
+                     issued.shift.eq(issue_plane), issued.row.eq(issue_row)]
 
         # whether the row search has rows left, kept in a register: the slot's end is decided from a
-        # flip-flop, not from the 32-bit search
-        rows_empty = Signal()
-        occ_wait = Signal(range(max(2, READ_LATENCY)))
+        # flip-flop, not from the 32-bit search. While it has none, the search takes the occupancy word
+        # every cycle (only a slot's load counts), so its load is a flip-flop, not the load's decision.
+        rows_empty = Signal(init=1)
+        m.d.comb += [row_scanner.word.eq(self.occ_data & rows_mask), row_scanner.load.eq(rows_empty)]
+        # the last fetch's occupancy word is there: a register, set READ_LATENCY cycles after the fetch
+        # (the age counts on and wraps, harmlessly: only a fetch clears occ_ready)
+        occ_ready = Signal()
+        occ_age = Signal(range(max(2, READ_LATENCY)))
+        m.d.sync += occ_age.eq(occ_age + 1)
+        with m.If(occ_age == READ_LATENCY - 2):
+            m.d.sync += occ_ready.eq(1)
 
-        def issue_row():
+        def issue_row_read():
             index = row_scanner.index
             m.d.comb += [row_t.eq(index >> p.h_bits), row_y.eq(index[:p.h_bits])]
             with m.If(credits != 0):
@@ -160,44 +181,49 @@ class SpikeScanner(wiring.Component):
             m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr),
                          self.occ_en.eq(1), self.occ_group.eq(group_of(ch)),
                          self.occ_lane.eq(ch[:lb] if lb else 0)]
+            m.d.sync += [occ_age.eq(0), occ_ready.eq(0)]
 
-        finished = Signal()                  # every slot's rows are read
-        issuer_done = Signal()               # ... as of this cycle
-        drained = Signal()                   # no read in flight, no row queued, held or going on
-
-        def next_tap():
+        def fetch_next():
+            # every slot's weight row is fetched in (ci, tap, plane) order, empty slots too: the weight
+            # reader serves rows in that order
             with m.If(plane != d.planes - 1):
                 m.d.sync += [plane.eq(plane + 1), channel.eq(channel + 1)]
                 fetch(row, channel + 1)
-                m.next = "OCC_WAIT"
             with m.Else():
                 m.d.sync += [plane.eq(0), channel.eq(channel_base), row.eq(row + 1)]
                 with m.If(tap_is_last):
                     m.d.sync += [dy.eq(0), dx.eq(0)]
                     with m.If(ci == d.cin - 1):
-                        m.d.sync += [ci.eq(0), channel.eq(0), channel_base.eq(0)]
-                        m.d.comb += issuer_done.eq(1)
-                        with m.If(drained):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "FINISH"
+                        m.d.sync += last_slot.eq(1)
                     with m.Else():
                         next_base = channel_base + d.planes
                         m.d.sync += [ci.eq(ci + 1), channel_base.eq(next_base), channel.eq(next_base)]
                         fetch(row + 1, next_base)
-                        m.next = "OCC_WAIT"
                 with m.Else():
                     with m.If(dx == 2):
                         m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
                     with m.Else():
                         m.d.sync += dx.eq(dx + 1)
                     fetch(row + 1, channel_base)
-                    m.next = "OCC_WAIT"
+
+        def load_slot():
+            # the occupied rows the tap reaches are in the row search's register (its lowest-row search
+            # starts from a flip-flop next cycle); the slot goes to the issue side, the next is fetched
+            m.d.sync += [rows_empty.eq(row_scanner.word == 0), issue_row.eq(self.weight_data),
+                         issue_group.eq(group_of(channel)), issue_lane.eq(channel[:lb] if lb else 0),
+                         issue_plane.eq(plane), issue_dy.eq(tap_dy), issue_dx.eq(tap_dx),
+                         x_mask.eq(Cat(*[(i >= first_col) & (i <= last_col) for i in range(p.max_w)]))]
+            fetch_next()
+
+        finished = Signal()                  # every slot's rows are read
+        issuer_done = Signal()               # ... as of this cycle
+        drained = Signal()                   # no read in flight, no row queued, held or going on
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0)]
+                    m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
+                                 last_slot.eq(0)]
                     with m.If(self.rewind):
                         m.d.sync += row.eq(d.weight_base)
                     m.next = "FETCH"
@@ -205,24 +231,24 @@ class SpikeScanner(wiring.Component):
                 fetch(row, channel)
                 m.next = "OCC_WAIT"
             with m.State("OCC_WAIT"):
-                # the occupancy word arrives READ_LATENCY cycles after the fetch
-                m.d.sync += occ_wait.eq(occ_wait + 1)
-                with m.If(occ_wait == READ_LATENCY - 2):
-                    m.d.sync += occ_wait.eq(0)
-                    m.next = "OCC_LOAD"
-            with m.State("OCC_LOAD"):
-                # the occupied rows the tap reaches into the row search's register: its lowest-row search
-                # starts from a flip-flop next cycle
-                visited = self.occ_data & rows_mask
-                m.d.comb += [row_scanner.word.eq(visited), row_scanner.load.eq(1)]
-                m.d.sync += [rows_empty.eq(visited == 0),
-                             x_mask.eq(Cat(*[(i >= first_col) & (i <= last_col) for i in range(p.max_w)]))]
-                m.next = "ROWS"
+                # the occupancy word arrives READ_LATENCY cycles after the fetch (here when the previous
+                # slot's rows were read before)
+                with m.If(occ_ready):
+                    load_slot()
+                    m.next = "ROWS"
             with m.State("ROWS"):
                 with m.If(~rows_empty):
-                    issue_row()
+                    issue_row_read()
+                with m.Elif(last_slot):
+                    m.d.comb += issuer_done.eq(1)
+                    with m.If(drained):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "FINISH"
+                with m.Elif(occ_ready):
+                    load_slot()
                 with m.Else():
-                    next_tap()
+                    m.next = "OCC_WAIT"
             with m.State("FINISH"):
                 m.d.comb += finished.eq(1)
                 with m.If(drained):

@@ -190,18 +190,20 @@ def scan_pass_cycles(slots):
     included; ``slots``: per slot (input channel, tap, plane) in order, ``max(1, k)`` of each row it
     visits in scan order ``{t, y}``, ``k`` the row's spikes in the tap's columns.
 
-    The reads run ahead of the events. Per slot: the weight row and occupancy word are fetched
-    (cycle ``f``), the occupancy word is searched from ``f + L + 1`` on (L = :data:`SPIKE_READ_LATENCY`), one occupied row read per cycle
-    while a credit of the row queue (:data:`SCAN_ROW_QUEUE`) is free, and the next slot is fetched the
-    cycle after the slot's last read (``f + L + 1`` when it has none). A row's word can be taken from the
-    queue L + 1 cycles after its read, once the row before it has started,
-    and its events start the cycle after, when the row before has ended: ``max(1, k)`` cycles, one
-    event each. Taking a row returns its credit."""
-    fetch, end = 1, 0
+    The reads run ahead of the events, and each slot's fetch runs ahead of the reads. The first slot's
+    weight row and occupancy word are fetched in the FETCH cycle; a slot's occupancy word is loaded
+    into the row search (cycle ``l``) once it has arrived, L = :data:`SPIKE_READ_LATENCY` cycles after
+    its fetch, and once the previous slot's rows are all read, and the next slot is fetched in that same
+    cycle. From ``l + 1`` on, the slot's occupied rows are read one per cycle while a credit of the row
+    queue (:data:`SCAN_ROW_QUEUE`) is free; the cycle after its last read (``l + 1`` when it has none)
+    the next slot can be loaded, so a slot costs ``max(L, 1 + its reads' cycles)``. The pass's reads
+    end that cycle after the last slot's. A row's word can be taken from the queue L + 1 cycles after
+    its read, once the row before it has started, and its events start the cycle after, when the row
+    before has ended: ``max(1, k)`` cycles, one event each. Taking a row returns its credit."""
+    load, end = 1 + SPIKE_READ_LATENCY, 0
     pops, starts = [], []
-    search = SPIKE_READ_LATENCY + 1          # from a slot's fetch to its first row search
     for rows in slots:
-        ready = fetch + search
+        ready = load + 1                     # the slot's first row search
         for k in rows:
             j = len(starts)
             read = ready if j < SCAN_ROW_QUEUE else max(ready, pops[j - SCAN_ROW_QUEUE] + 1)
@@ -212,8 +214,8 @@ def scan_pass_cycles(slots):
             starts.append(start)
             end = start + int(k) - 1
             ready = read + 1
-        fetch = ready if len(rows) else fetch + search
-    return max(fetch, end)
+        reads_end, load = ready, max(ready, load + SPIKE_READ_LATENCY)
+    return max(reads_end, end)
 
 
 #: Pipeline stages of the drain after its reads (``hw/drain.py``): the read words registered, the

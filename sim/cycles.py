@@ -34,8 +34,9 @@ def overhead_bound(case, params):
     """Cycles beyond one per event, at most: ``tiles × (1 + (L + 2)·Cin·taps + L·R + drain) + 1`` with
     the drain pass ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
     counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: a slot's
-    fetch and occupancy search take ``L + 1`` cycles, its reads one per row, and a row waits at most
-    ``L`` cycles beyond its events (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
+    occupancy search and reads take ``max(L, 1 + its rows)`` cycles (the next slot's fetch overlaps
+    them), and a row waits at most ``L`` cycles beyond its events
+    (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
