@@ -121,10 +121,8 @@ class KeyValueProduct(wiring.Component):
                     m.next = "IDLE"
 
         # the read's further cycles (the spike memory registers its words on their way)
-        read_valid, read_last, read_addr, read_mask = pending, last, row_addr, mask
-        for stage in range(READ_LATENCY - 1):
-            read_valid, read_last, read_addr, read_mask = delayed(m, [read_valid, read_last, read_addr, read_mask],
-                                                                  f"read{stage}")
+        read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, mask], "read",
+                                                              READ_LATENCY - 1)
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
         both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
         for lane in range(p.n_pe):

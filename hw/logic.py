@@ -109,9 +109,13 @@ def replicated(m, value, copies, name):
     return registers
 
 
-def delayed(m, values, name):
-    """Registers holding ``values`` (a list of signals) one cycle later, named ``{name}_{i}``: what a
-    pipeline stage carries along with its data (valid bit, position, flags)."""
-    registers = [Signal.like(value, name=f"{name}_{i}") for i, value in enumerate(values)]
-    m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
-    return registers
+def delayed(m, values, name, cycles=1):
+    """Registers holding ``values`` (a list of signals) ``cycles`` cycles later, named ``{name}_{i}``
+    (``{name}{stage}_{i}`` over several cycles): what a pipeline stage carries along with its data
+    (valid bit, position, flags)."""
+    for stage in range(cycles):
+        stage_name = name if cycles == 1 else f"{name}{stage}"
+        registers = [Signal.like(value, name=f"{stage_name}_{i}") for i, value in enumerate(values)]
+        m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
+        values = registers
+    return list(values)

@@ -89,9 +89,7 @@ class SpikePool(wiring.Component):
         # the words arrive SPIKE_READ_LATENCY cycles after their reads: ORed into the window (rows
         # outside the image contribute nothing); the window's third row closes it and writes the row
         flags = [reading & take, reading & close, reading & finish, out_addr]
-        for stage in range(READ_LATENCY):
-            flags = delayed(m, flags, f"read{stage}")
-        got, closing, last, write_addr = flags
+        got, closing, last, write_addr = delayed(m, flags, "read", READ_LATENCY)
         window = Signal(self.group_word)
         window_or = Signal(self.group_word)
         m.d.comb += window_or.eq(Mux(got, window.as_value() | self.group_data.as_value(), window.as_value()))

@@ -255,10 +255,8 @@ class SpikeScanner(wiring.Component):
                     m.next = "IDLE"
 
         # ---- the words: READ_LATENCY cycles after their reads, into the row queue ---------------------
-        arriving, arriving_entry, arriving_mask = issue, issued.as_value(), x_mask
-        for stage in range(READ_LATENCY):
-            arriving, arriving_entry, arriving_mask = delayed(m, [arriving, arriving_entry, arriving_mask],
-                                                              f"arriving{stage}")
+        arriving, arriving_entry, arriving_mask = delayed(m, [issue, issued.as_value(), x_mask], "arriving",
+                                                          READ_LATENCY)
         m.submodules.queue = queue = SyncFIFO(width=entry.size, depth=ROW_QUEUE)
         stored = Signal(entry)
         m.d.comb += [stored.eq(arriving_entry), stored.word.eq(self.scan_data & arriving_mask),
