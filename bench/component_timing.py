@@ -41,16 +41,18 @@ def components(params):
     from spikeforge.interface.regmap import address_layout, word_bits
 
     p = params
-    weight_reader = RowReader(word_bits("WEIGHTS", p), p.prefetch_rows, (p.weight_rows - 1).bit_length() or 1,
-                              p.memory_address_bits)
+    def weight_reader():
+        return RowReader(word_bits("WEIGHTS", p), p.prefetch_rows, (p.weight_rows - 1).bit_length() or 1,
+                         p.memory_address_bits)
+
     return {
         "spike_scanner": lambda: SpikeScanner(p), "accumulator_array": lambda: AccumulatorArray(p),
         "drain": lambda: Drain(p), "spike_memory": lambda: SpikeMemory(p), "spike_pool": lambda: SpikePool(p),
         "key_value_product": lambda: KeyValueProduct(p), "head": lambda: Head(p),
         "sequencer": lambda: Sequencer(p.program_depth),
         "control_slave": lambda: ControlSlave(p.host_word_bits, address_layout(p)),
-        "row_reader": lambda: weight_reader,
-        "burst_arbiter": lambda: BurstArbiter([weight_reader.beats] * 4, p.memory_address_bits),
+        "row_reader": weight_reader,
+        "burst_arbiter": lambda: BurstArbiter([weight_reader().beats] * 4, p.memory_address_bits),
         "engine": lambda: Engine(p), "accelerator": lambda: Accelerator(p),
     }
 

@@ -7,18 +7,25 @@ net, dedicated carry and slice-mux links free of routing). The figures are estim
 paths, they do not replace nextpnr's Fmax. Paths are grouped by the registers they start and end
 at, worst first, so that one look shows every place that needs a pipeline stage.
 
-    .venv/bin/python bench/logic_depth.py NETLIST_JSON [--top N] [--period NS] [--json OUT]
+    .venv/bin/python bench/logic_depth.py [BUNDLE] [--component NAME] [--top N] [--period NS] [--json OUT]
+    .venv/bin/python bench/logic_depth.py --netlist NETLIST_JSON ...
 
-``spikeforge synth`` keeps ``netlist.json`` in its staging folder; ``bench/component_timing.py``
-likewise per component.
+BUNDLE (default runs/digits-tiny-8bit) sizes the hardware; ``--component`` picks one unit of
+``bench/component_timing.py`` (default: the whole accelerator), synthesized with Yosys' classic ABC
+mapping (about a minute for the accelerator, seconds for a unit); its input ports count as
+registers. ``--netlist`` reads a netlist already synthesized instead.
 """
 
 import argparse
 import json
 import math
 import re
+import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Cell delays in ns: (input port pattern, output port) -> delay; ports not listed are endpoints.
 CLOCK_TO_OUT = {"TRELLIS_FF": 0.45, "DP16KD": 4.3}
@@ -161,7 +168,7 @@ def analyse(netlist, top=None):
         chain = []
         while bit is not None:
             chain.append(names.get(bit, f"${bit}"))
-            bit = arrival[bit][1]
+            bit = arrival[bit][1] if bit in arrival else None   # a top-level input has none
         return chain[::-1]
 
     return endpoints, path
@@ -189,14 +196,39 @@ def _route_summary(chain):
     return " > ".join(units)
 
 
+def _synthesize(bundle, name):
+    """Synthesize unit ``name`` of the accelerator built for ``bundle``; the netlist's path."""
+    from component_timing import components
+
+    from spikeforge import flow
+    from spikeforge.flow.synth import _yosys
+    from spikeforge.hw.netlist import runtime_verilog
+    from spikeforge.interface.params import AcceleratorParams
+
+    makers = components(AcceleratorParams(**flow.compile(bundle).params))
+    if name not in makers:
+        raise SystemExit(f"unknown component {name!r}; expected one of {', '.join(makers)}")
+    top = "spikeforge_accelerator" if name == "accelerator" else name
+    folder = Path(tempfile.mkdtemp(prefix=f"logic-depth-{name}-"))
+    (folder / f"{top}.v").write_text(runtime_verilog(makers[name](), name=top))
+    summary = {"seconds": {}, "warnings": []}
+    if not _yosys(folder, f"{top}.v", top, "abc", summary, None):
+        raise SystemExit(summary["failure"])
+    print(f"netlist: {folder / 'netlist.json'}", file=sys.stderr)
+    return folder / "netlist.json"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("netlist", type=Path)
+    parser.add_argument("bundle", nargs="?", default="runs/digits-tiny-8bit")
+    parser.add_argument("--component", default="accelerator", help="unit of bench/component_timing.py")
+    parser.add_argument("--netlist", type=Path, help="a synthesized netlist (synth_ecp5 -json) to read instead")
     parser.add_argument("--top", type=int, default=25, help="path groups to print")
     parser.add_argument("--period", type=float, default=10.0, help="clock period in ns (100 MHz)")
     parser.add_argument("--json", type=Path, help="write every failing group as JSON here")
     args = parser.parse_args()
-    endpoints, path = analyse(json.loads(args.netlist.read_text()))
+    netlist = args.netlist or _synthesize(args.bundle, args.component)
+    endpoints, path = analyse(json.loads(netlist.read_text()))
     failing = [e for e in endpoints if e[0] > args.period]
     groups = {}
     for t, levels, cell, port, bit in failing:
