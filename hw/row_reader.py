@@ -1,9 +1,7 @@
 """Row reader: a table in external memory read like a block-RAM read port, with prefetch."""
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.hdl import ResetInserter
-from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.bits import ceil_div
@@ -28,12 +26,13 @@ class RowReader(wiring.Component):
 
     The engine reads rows mostly in sequence (a layer's weight rows, a tile's bias and threshold
     rows, descriptors), so the reader keeps fetching the rows after the last one asked for into a
-    FIFO of ``depth`` rows while the engine computes; a request for the row served last, or for the
-    FIFO's head, is a hit. Any other row restarts the stream there (the FIFO is dropped, a burst in
-    flight discarded). A request that is not a hit sets ``waiting`` from the next cycle until the row
-    is in ``data``: the accelerator stalls its core (``stall``) meanwhile. ``waiting`` is a register,
-    so the stall that fans out to the whole core starts at a flip-flop, not at the request's
-    address comparison. Prefetching runs while ``active``.
+    ring of ``depth`` rows while the engine computes; a request for the row served last, or for the
+    ring's head, is a hit. A request that is not a hit sets ``waiting`` from the next cycle until the
+    row is in ``data``: the accelerator stalls its core (``stall``) meanwhile. A row off the stream
+    starts it over there in the next cycle (the ring emptied, a burst in flight discarded).
+    ``waiting`` is a register, so the stall that fans out to the whole core starts at a flip-flop,
+    not at the request's address comparison; the address itself only meets the two tag
+    comparisons before the registers it loads. Prefetching runs while ``active``.
 
     Ports
     -----
@@ -70,53 +69,80 @@ class RowReader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         burst = self.burst
-        drop = Signal()
-        m.submodules.fifo = fifo = ResetInserter(drop)(SyncFIFOBuffered(width=self.row_bits, depth=self.depth))
+        # the prefetched rows: a ring of ``depth`` rows (distributed RAM), read asynchronously at its head
+        m.submodules.ring = ring = memory.Memory(shape=self.row_bits, depth=self.depth, init=[])
+        ring_write, ring_read = ring.write_port(), ring.read_port(domain="comb")
+        head_ptr, tail_ptr = Signal(range(self.depth)), Signal(range(self.depth))
+        count = Signal(range(self.depth + 1))     # rows in the ring
+        has_head = Signal()                       # count != 0, kept in a register
+        ahead = Signal(range(self.depth + 1))     # rows in the ring or on their way
+        m.d.comb += ring_read.addr.eq(head_ptr)
+
+        def after(ptr):
+            return Mux(ptr == self.depth - 1, 0, ptr + 1)
 
         served, served_tag = Signal(), Signal(self.tag_bits)
-        head_tag = Signal(self.tag_bits)     # the row at the FIFO's head, or the next to arrive
+        head_tag = Signal(self.tag_bits)     # the row at the ring's head, or the next to arrive
         fetch_tag = Signal(self.tag_bits)    # the next row to request
         in_flight, stale = Signal(), Signal()
+        wanted = Signal(self.tag_bits)       # the row a waiting request asked for
+        restart = Signal()                   # the cycle after a miss off the stream: start over at ``wanted``
         assembled = Signal(self.beats * BEAT_BITS)
 
+        # A request's address meets two comparisons and little else before the registers it loads:
+        # serving it is a pop of the ring (pointers and flags precomputed from registers), a miss
+        # only sets ``waiting`` and ``wanted``; starting the stream over waits for the next cycle.
         request = self.en & ~self.stall
-        wanted = Signal(self.tag_bits)       # the row a waiting request asked for
+        at_head = head_tag == self.addr
         hit_served = served & (served_tag == self.addr)
-        miss = request & ~hit_served & ~(fifo.r_rdy & (head_tag == self.addr))
-        # the row to hand over from the FIFO's head this cycle: a new request's or the awaited one
+        hit_head = has_head & at_head
+        # the awaited row is at the head, compared a cycle late: right after a miss that comparison is
+        # of the previous ``wanted``, but then either the miss restarts the stream (not served before
+        # ``has_head`` is set again) or it asked for ``head_tag`` (the row at the head is the one wanted)
+        awaited_at_head = Signal()
+        m.d.sync += awaited_at_head.eq(head_tag == wanted)
+        serve_waiting = self.waiting & ~restart & has_head & awaited_at_head
         serve = Signal()
-        serve_tag = Mux(self.waiting, wanted, self.addr)
-        m.d.comb += serve.eq((request & ~hit_served | self.waiting) & fifo.r_rdy & (head_tag == serve_tag))
+        m.d.comb += serve.eq(request & ~hit_served & hit_head | serve_waiting)
         with m.If(serve):
-            m.d.comb += fifo.r_en.eq(1)
-            m.d.sync += [self.data.eq(fifo.r_data), served.eq(1), served_tag.eq(serve_tag), head_tag.eq(head_tag + 1),
-                         self.waiting.eq(0)]
+            m.d.sync += [self.data.eq(ring_read.data), served.eq(1), served_tag.eq(head_tag),
+                         head_tag.eq(head_tag + 1), head_ptr.eq(after(head_ptr)), self.waiting.eq(0)]
+        miss = request & ~hit_served & ~hit_head
         with m.If(miss):
             m.d.sync += [self.waiting.eq(1), wanted.eq(self.addr)]
+        m.d.sync += restart.eq(miss & ~at_head)
 
-        # prefetch: one burst in flight, the FIFO's free rows reserved for the rows asked for
-        ahead = Signal(self.tag_bits)
-        m.d.comb += ahead.eq(fetch_tag - head_tag)
-        issue = Signal()
-        m.d.comb += [burst.valid.eq(self.active & ~in_flight & (ahead < self.depth)),
-                     burst.addr.eq(self.base + (fetch_tag << (row_stride(self.row_bits).bit_length() - 1))),
-                     issue.eq(burst.valid & burst.ready)]
-        with m.If(issue):
-            m.d.sync += [in_flight.eq(1), fetch_tag.eq(fetch_tag + 1)]
-
-        # a row off the stream: start over from it
-        restart = miss & (self.addr != head_tag)
-        with m.If(restart | self.flush):
-            m.d.comb += drop.eq(1)
-            m.d.sync += [head_tag.eq(self.addr), fetch_tag.eq(self.addr), stale.eq(in_flight | issue)]
-        with m.If(self.flush):
-            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0), self.waiting.eq(0)]
-
+        # a row arrives: into the ring's tail, unless it belongs to a stream given up
+        push = Signal()
         with m.If(burst.beat_valid):
             row = Cat(assembled[BEAT_BITS:], burst.beat_data)
             m.d.sync += assembled.eq(row)
             with m.If(burst.beat_last):
                 # no burst is issued while one is in flight, so nothing is left to discard
-                m.d.comb += [fifo.w_en.eq(~stale & ~drop), fifo.w_data.eq(row[:self.row_bits])]
+                # (a restart or flush in this cycle empties the ring after the push)
+                m.d.comb += [push.eq(~stale), ring_write.data.eq(row[:self.row_bits])]
                 m.d.sync += [in_flight.eq(0), stale.eq(0)]
+        m.d.comb += [ring_write.en.eq(push), ring_write.addr.eq(tail_ptr)]
+        with m.If(push):
+            m.d.sync += tail_ptr.eq(after(tail_ptr))
+        m.d.sync += [count.eq(count + push - serve),
+                     has_head.eq(push | Mux(serve, count > 1, count != 0))]
+
+        # prefetch: one burst in flight, the ring's free rows reserved for the rows asked for
+        issue = Signal()
+        m.d.comb += [burst.valid.eq(self.active & ~in_flight & ~restart & (ahead != self.depth)),
+                     burst.addr.eq(self.base + (fetch_tag << (row_stride(self.row_bits).bit_length() - 1))),
+                     issue.eq(burst.valid & burst.ready)]
+        m.d.sync += ahead.eq(ahead + issue - serve)
+        with m.If(issue):
+            m.d.sync += [in_flight.eq(1), fetch_tag.eq(fetch_tag + 1)]
+
+        # start over: the ring emptied, the burst in flight (if its last beat is not here now) discarded
+        with m.If(restart | self.flush):
+            m.d.sync += [count.eq(0), has_head.eq(0), ahead.eq(0), tail_ptr.eq(head_ptr),
+                         stale.eq(in_flight & ~(burst.beat_valid & burst.beat_last))]
+        with m.If(restart):
+            m.d.sync += [head_tag.eq(wanted), fetch_tag.eq(wanted)]
+        with m.If(self.flush):
+            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0), self.waiting.eq(0), restart.eq(0)]
         return m

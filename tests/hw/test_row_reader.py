@@ -1,0 +1,143 @@
+# amaranth: UnusedElaboratable=no
+"""RowReader in the Amaranth simulator: a read port on external memory, whatever the order of the
+requests (in sequence, repeated, jumping) and the memory's latency, against the rows themselves."""
+
+import random
+
+import pytest
+
+from spikeforge.hw.row_reader import RowReader
+from spikeforge.interface.external import BEAT_BITS, row_stride
+from spikeforge.tests.hw.bench import simulate
+
+ROW_BITS, TAG_BITS, ADDR_BITS, BASE = 70, 6, 16, 0x1000
+
+
+def _row(tag):
+    return random.Random(tag).getrandbits(ROW_BITS)
+
+
+def _requests(rng, n):
+    """Row numbers as the engine asks for them: mostly the next row, sometimes the same or a jump."""
+    tag, out = rng.randrange(1 << TAG_BITS), []
+    for _ in range(n):
+        roll = rng.random()
+        if roll < 0.6:
+            tag = (tag + 1) % (1 << TAG_BITS)
+        elif roll < 0.75:
+            tag = rng.randrange(1 << TAG_BITS)
+        out.append(tag if rng.random() < 0.8 else None)   # None: a cycle without a request
+    return out
+
+
+@pytest.mark.parametrize("seed,latency,depth", [(1, 1, 2), (2, 5, 4), (3, 0, 4), (4, 9, 3)])
+def test_every_request_gets_its_row_at_the_next_cycle_without_stall(seed, latency, depth):
+    rng = random.Random(seed)
+    served, stalled = _serve(rng, _requests(rng, 300), latency, depth)
+    assert stalled > 0      # the memory is slow enough for misses: the stall path ran
+
+
+def test_a_miss_after_the_tags_wrapped_around_waits_for_its_own_row():
+    """A whole tag space read in sequence without a miss (the head's tag is back at the last miss's),
+    then a jump: the reader must wait for the jump's row, not serve the head."""
+    first = 3
+    requests = [first] + [tag % (1 << TAG_BITS) for tag in range(first + 1, first + (1 << TAG_BITS))] + [40, 41]
+    served, stalled = _serve(random.Random(0), requests, 1, 4, spacing=8)
+    assert served == len(requests)
+
+
+def _serve(rng, requests, latency, depth, spacing=1):
+    """Run ``requests`` (row numbers, None for a cycle without one; each followed by ``spacing - 1``
+    idle cycles) against a memory that answers bursts after ``latency`` cycles; checks every row
+    served. Returns (rows served, cycles stalled)."""
+    requests = [tag if i == 0 else None for tag in requests for i in range(spacing)]
+    dut = RowReader(ROW_BITS, depth, TAG_BITS, ADDR_BITS)
+    stride = row_stride(ROW_BITS)
+
+    async def bench(ctx):
+        ctx.set(dut.base, BASE)
+        ctx.set(dut.active, 1)
+        ctx.set(dut.flush, 1)
+        await ctx.tick()
+        ctx.set(dut.flush, 0)
+        beats = []            # the burst being returned: (cycle it may go, data, last)
+        expected, served, stalled_cycles, cycle = None, 0, 0, 0
+        pending = list(requests)
+        while pending or expected is not None:
+            cycle += 1
+            stall = ctx.get(dut.waiting)
+            ctx.set(dut.stall, stall)
+            if not stall and expected is not None:
+                assert ctx.get(dut.data) == _row(expected), f"row {expected} at cycle {cycle}"
+                served, expected = served + 1, None
+            ctx.set(dut.en, 0)
+            if not stall and pending:
+                tag = pending.pop(0)
+                if tag is not None:
+                    ctx.set(dut.en, 1)
+                    ctx.set(dut.addr, tag)
+                    expected = tag
+            stalled_cycles += stall
+            # the memory: accepts a burst when idle, returns its beats after ``latency`` cycles, now and then a gap
+            ctx.set(dut.burst.ready, 0)
+            ctx.set(dut.burst.beat_valid, 0)
+            if not beats and ctx.get(dut.burst.valid):
+                ctx.set(dut.burst.ready, 1)
+                offset = ctx.get(dut.burst.addr) - BASE
+                assert offset % stride == 0
+                row = _row(offset // stride)
+                count = dut.beats
+                beats = [(cycle + latency + 1, row >> (BEAT_BITS * i) & (1 << BEAT_BITS) - 1, i == count - 1)
+                         for i in range(count)]
+            elif beats and beats[0][0] <= cycle and rng.random() < 0.8:
+                _, word, last = beats.pop(0)
+                ctx.set(dut.burst.beat_valid, 1)
+                ctx.set(dut.burst.beat_data, word)
+                ctx.set(dut.burst.beat_last, last)
+            await ctx.tick()
+            assert cycle < 100 * len(requests), "the reader stopped serving"
+        return served, stalled_cycles
+
+    served, stalled = simulate(dut, bench)
+    assert served == sum(tag is not None for tag in requests)
+    return served, stalled
+
+
+def test_a_flush_forgets_the_rows():
+    """After ``flush`` a request for the row served last is fetched again (the memory may have changed)."""
+    dut = RowReader(ROW_BITS, 2, TAG_BITS, ADDR_BITS)
+
+    async def bench(ctx):
+        ctx.set(dut.base, BASE)
+        ctx.set(dut.active, 1)
+        fetched = []
+        for step in range(2):
+            ctx.set(dut.flush, 1)
+            await ctx.tick()
+            ctx.set(dut.flush, 0)
+            ctx.set(dut.en, 1)
+            ctx.set(dut.addr, 5)
+            await ctx.tick()
+            ctx.set(dut.en, 0)
+            for _ in range(40):
+                if ctx.get(dut.burst.valid):
+                    fetched.append(ctx.get(dut.burst.addr))
+                    ctx.set(dut.burst.ready, 1)
+                    await ctx.tick()
+                    ctx.set(dut.burst.ready, 0)
+                    for i in range(dut.beats):
+                        ctx.set(dut.burst.beat_valid, 1)
+                        ctx.set(dut.burst.beat_data, _row(5) >> (BEAT_BITS * i) & (1 << BEAT_BITS) - 1)
+                        ctx.set(dut.burst.beat_last, i == dut.beats - 1)
+                        await ctx.tick()
+                    ctx.set(dut.burst.beat_valid, 0)
+                    ctx.set(dut.active, 0)
+                if not ctx.get(dut.waiting) and fetched:
+                    break
+                await ctx.tick()
+            assert ctx.get(dut.data) == _row(5)
+            ctx.set(dut.active, 1)
+        return fetched
+
+    fetched = simulate(dut, bench)
+    assert fetched[0] == fetched[-1] == BASE + 5 * row_stride(ROW_BITS) and len(fetched) == 2
