@@ -80,10 +80,12 @@ class PortsBus:
             await self.ports.write(port("awvalid"), 1)
             await self.ports.write(port("wvalid"), 1)
             await self._handshake("awready", "wready")
-            # the response comes with the cycle after the handshake; bready takes it at the next edge
+            # the transfer is taken: nothing valid on the channels until the next (AXI: no second take)
+            await self.ports.write(port("awvalid"), 0)
+            await self.ports.write(port("wvalid"), 0)
+            await self.ports.settle()
+            # bready takes the response at the edge after it is seen
             await self._response("bvalid", "bresp", addr)
-        await self.ports.write(port("awvalid"), 0)
-        await self.ports.write(port("wvalid"), 0)
         await self.ports.tick()
         await self.ports.write(port("bready"), 0)
 

@@ -105,7 +105,10 @@ class Accelerator(wiring.Component):
         cycles, stall_cycles = Signal(32), Signal(32)
         error_pc = Signal(seq.pc_bits)
         csr_write = host_write & (win == window("CSR").index)
-        start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]]
+        # START acts the cycle after its write, from a register: the decode does not reach the readers'
+        # flush and the sequencer in the same cycle
+        start = Signal()
+        m.d.sync += start.eq(csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]])
         clear_overflow = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["CLEAR_OVERFLOW"]]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]

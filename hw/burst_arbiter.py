@@ -1,6 +1,6 @@
 """Burst arbiter: the row readers' bursts on one AXI4 read master."""
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,7 +14,8 @@ __all__ = ["BurstArbiter"]
 
 class BurstArbiter(wiring.Component):
     """Grants one reader's burst at a time, lowest index first, and issues it as an AXI4 INCR burst
-    of that reader's ``beats[i]`` 32-bit beats; the read data go to the granted reader. Addresses have
+    of that reader's ``beats[i]`` 32-bit beats; the read data go to the granted reader, a cycle after
+    they are on the bus (from registers). Addresses have
     ``addr_bits`` bits (the build's ``memory_address_bits``).
 
     Ports
@@ -53,9 +54,15 @@ class BurstArbiter(wiring.Component):
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += bus.rready.eq(1)
-                for index, reader in enumerate(self.readers):
-                    m.d.comb += [reader.beat_data.eq(bus.rdata), reader.beat_last.eq(bus.rlast),
-                                 reader.beat_valid.eq(bus.rvalid & (grant == index))]
                 with m.If(bus.rvalid & bus.rlast):
                     m.next = "IDLE"
+        # each beat goes to its reader from registers, a cycle after the bus: the bus's read data
+        # channel ends in flip-flops, and every reader's beat strobe starts at its own one
+        beat_data, beat_last = Signal.like(bus.rdata), Signal()
+        beat_to = Signal(len(self.beats))     # one-hot: the reader the beat belongs to
+        m.d.sync += [beat_data.eq(bus.rdata), beat_last.eq(bus.rlast),
+                     beat_to.eq(Mux(bus.rvalid & bus.rready, 1 << grant, 0))]
+        for index, reader in enumerate(self.readers):
+            m.d.comb += [reader.beat_data.eq(beat_data), reader.beat_last.eq(beat_last),
+                         reader.beat_valid.eq(beat_to[index])]
         return m

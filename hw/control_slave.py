@@ -22,12 +22,13 @@ class ControlSlave(wiring.Component):
     """Turns AXI4-Lite transfers into word accesses ``{window, offset}`` of up to ``word_bits`` bits.
 
     A write to slot ``s`` replaces those 32 bits of a staging word and stores the whole staged word
-    (the bus has no ``WSTRB``: every write carries a full slot). A read presents ``{window, offset}`` for
-    one cycle and returns slot ``s`` of the word the core answers with the cycle after. One transfer
-    at a time: a read waits for a pending write, a write for a pending read. The write address and
-    data are taken into registers independently (``AWREADY``/``WREADY``/``ARREADY`` depend on the
-    slave's registers only, never combinationally on the master's signals); the write happens the
-    cycle after both are in.
+    (the bus has no ``WSTRB``: every write carries a full slot). A read presents ``{window, offset}`` from
+    its address handshake on and returns slot ``s`` of the word the core answers with ``read_latency``
+    cycles later. One transfer at a time: a read waits for a pending write, a write for a pending
+    read. The write address and data are taken into registers independently
+    (``AWREADY``/``WREADY``/``ARREADY`` depend on the slave's registers only, never combinationally
+    on the master's signals); the write is presented to the core the second cycle after both are in,
+    from registers, as the read's address is.
 
     Addresses have the fields of ``layout`` (:func:`~spikeforge.interface.regmap.address_layout` of the
     build parameters).
@@ -37,7 +38,8 @@ class ControlSlave(wiring.Component):
     bus : In(axi4_lite_signature(layout.address_bits))
         The AXI4-Lite slave. ``BRESP`` is ``SLVERR`` when the core refused the write (``reject``).
     we : Out(1)
-        A word write this cycle, to ``window``/``offset`` with ``wdata``.
+        A word write this cycle, to ``window``/``offset`` with ``wdata`` (registers, as are
+        ``window``, ``offset`` and ``wdata``; ``we`` is a register gated by ``reject``).
     window : Out(layout.window_bits)
     offset : Out(layout.offset_bits)
         The word addressed this cycle (a write's, else the read's).
@@ -74,31 +76,35 @@ class ControlSlave(wiring.Component):
 
         read_busy = Signal()      # from the read address handshake to the read data handshake
         read_wait = Signal(range(self.read_latency + 1))   # cycles until the core's word is there, then 0
-        write_fire = Signal()
-        m.d.comb += [write_fire.eq(address_in & data_in & ~read_busy & ~bus.bvalid),
+        # the core sees a transfer through registers: the word, its window and offset and the write
+        # strobe leave the slave from flip-flops (the core's address decoders start at them)
+        issue_write, written = Signal(), Signal()   # the write goes to the registers / is presented now
+        window, offset = Signal.like(self.window), Signal.like(self.offset)
+        m.d.comb += [issue_write.eq(address_in & data_in & ~read_busy & ~written & ~bus.bvalid),
                      bus.awready.eq(~address_in), bus.wready.eq(~data_in),
-                     bus.arready.eq(~read_busy & ~address_in & ~data_in & ~bus.bvalid)]
+                     bus.arready.eq(~read_busy & ~address_in & ~data_in & ~written & ~bus.bvalid),
+                     self.window.eq(window), self.offset.eq(offset), self.we.eq(written & ~self.reject)]
         with m.If(bus.awvalid & bus.awready):
             m.d.sync += [write_address.eq(bus.awaddr), address_in.eq(1)]
         with m.If(bus.wvalid & bus.wready):
             m.d.sync += [write_data.eq(bus.wdata), data_in.eq(1)]
-
         merged = Signal(slot_layout)
         m.d.comb += merged.eq(staged)
         for slot in range(n_slots):
             with m.If(write_address.slot == slot):
                 m.d.comb += merged[slot].eq(write_data)
-        m.d.comb += [self.wdata.eq(merged), self.we.eq(write_fire & ~self.reject),
-                     self.window.eq(Mux(write_fire, write_address.window, read_address.window)),
-                     self.offset.eq(Mux(write_fire, write_address.offset, read_address.offset))]
-        with m.If(write_fire):
-            m.d.sync += [staged.eq(merged), bus.bvalid.eq(1), address_in.eq(0), data_in.eq(0),
-                         bus.bresp.eq(Mux(self.reject, RESP_SLVERR, RESP_OKAY))]
+        m.d.sync += written.eq(issue_write)
+        with m.If(issue_write):
+            m.d.sync += [staged.eq(merged), self.wdata.eq(merged), window.eq(write_address.window),
+                         offset.eq(write_address.offset), address_in.eq(0), data_in.eq(0)]
+        with m.If(written):
+            m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(Mux(self.reject, RESP_SLVERR, RESP_OKAY))]
         with m.Elif(bus.bready):
             m.d.sync += bus.bvalid.eq(0)
-
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += [read_address.eq(bus.araddr), read_busy.eq(1), read_wait.eq(self.read_latency)]
+            read_fields = data.View(address_layout, bus.araddr)
+            m.d.sync += [read_address.eq(bus.araddr), window.eq(read_fields.window), offset.eq(read_fields.offset),
+                         read_busy.eq(1), read_wait.eq(self.read_latency)]
         with m.If(read_wait == 1):
             m.d.sync += [read_wait.eq(0), bus.rvalid.eq(1)]
         with m.Elif(read_wait != 0):
