@@ -12,6 +12,7 @@ from .burst_arbiter import BurstArbiter
 from .bus import axi4_lite_signature, axi4_read_signature
 from .control_slave import ControlSlave
 from .engine import HOST_READ_LATENCY, Engine
+from .logic import registered_select
 from .row_reader import RowReader
 from .sequencer import Sequencer
 
@@ -141,23 +142,15 @@ class Accelerator(wiring.Component):
                 with m.If(seq.pc == pc):
                     m.d.sync += word.eq(word | overflow_kinds)
         m.d.comb += overflow.eq(Cat(*overflow_log).any())
-        overflow_log_data = Signal(32)
-        with m.Switch(offset):
-            for pc, word in enumerate(overflow_log):
-                with m.Case(pc):
-                    m.d.sync += overflow_log_data.eq(word)
-            with m.Default():
-                m.d.sync += overflow_log_data.eq(0)
+        overflow_log_data = registered_select(m, dict(enumerate(overflow_log)), offset, "overflow_log_data")
         status = Signal(32)
         for name, bit in STATUS_BITS.items():
             m.d.comb += status[bit].eq({"BUSY": seq.busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow}[name])
         csr_values = {"STATUS": status, "PC": seq.pc, "CYCLES": cycles, "STALL_CYCLES": stall_cycles,
                       "ERROR_PC": error_pc, **writable, **identity_values(p)}
-        csr_data = Signal(32)
-        with m.Switch(offset):
-            for name, value in csr_values.items():
-                with m.Case(csr[name]):
-                    m.d.sync += csr_data.eq(value)
+        # the host reads registers two cycles after their offset, within the window's HOST_READ_LATENCY
+        assert HOST_READ_LATENCY >= 2
+        csr_data = registered_select(m, {csr[name]: value for name, value in csr_values.items()}, offset, "csr_data")
 
         read_window = Signal.like(win)
         m.d.sync += read_window.eq(win)

@@ -7,8 +7,7 @@ from amaranth import Cat, Const, Signal, Value, signed
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "delayed", "fits", "popcount",
-           "replicated",
-           "sign_extended", "spike_group"]
+           "registered_select", "replicated", "sign_extended", "spike_group"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -119,3 +118,30 @@ def delayed(m, values, name, cycles=1):
         m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
         values = registers
     return list(values)
+
+
+def registered_select(m, words, index, name, width=32):
+    """``words[index]`` (``{position: value}``, 0 elsewhere) two cycles after ``index``, through two
+    register stages: the word of each group of four positions, then the group. A wide multiplexer of
+    registers (a register file read back over a bus) in one cycle is five LUT levels deep."""
+    groups = {}
+    for position, value in words.items():
+        groups.setdefault(position >> 2, {})[position & 3] = value
+    picked = {group: Signal(width, name=f"{name}_group{group}") for group in groups}
+    for group, members in groups.items():
+        with m.Switch(index[:2]):
+            for low, value in members.items():
+                with m.Case(low):
+                    m.d.sync += picked[group].eq(value)
+            with m.Default():
+                m.d.sync += picked[group].eq(0)
+    group_index = Signal(max(1, len(index) - 2), name=f"{name}_index")
+    m.d.sync += group_index.eq(index[2:])
+    out = Signal(width, name=name)
+    with m.Switch(group_index):
+        for group, register in picked.items():
+            with m.Case(group):
+                m.d.sync += out.eq(register)
+        with m.Default():
+            m.d.sync += out.eq(0)
+    return out

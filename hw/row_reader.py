@@ -128,9 +128,12 @@ class RowReader(wiring.Component):
         m.d.sync += [count.eq(count + push - serve),
                      has_head.eq(push | Mux(serve, count > 1, count != 0))]
 
-        # prefetch: one burst in flight, the ring's free rows reserved for the rows asked for
-        issue = Signal()
-        m.d.comb += [burst.valid.eq(self.active & ~in_flight & ~restart & (ahead != self.depth)),
+        # prefetch: one burst in flight, the ring's free rows reserved for the rows asked for. Whether
+        # there is room is decided a cycle ahead, into a register (a burst issued since, or a restart,
+        # withdraws it), so the arbiter's grant does not start at the ring's counters
+        issue, room = Signal(), Signal()
+        m.d.sync += room.eq(self.active & (ahead != self.depth) & ~issue)
+        m.d.comb += [burst.valid.eq(room & ~in_flight & ~restart),
                      burst.addr.eq(self.base + (fetch_tag << (row_stride(self.row_bits).bit_length() - 1))),
                      issue.eq(burst.valid & burst.ready)]
         m.d.sync += ahead.eq(ahead + issue - serve)
