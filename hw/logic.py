@@ -1,14 +1,15 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
-range check, popcount, a many-term sum with one carry chain, and the check of the build parameters
-they take."""
+range check, popcount, a many-term sum with one carry chain, a unit's registered copy of the descriptor,
+and the check of the build parameters they take."""
+
+from types import SimpleNamespace
 
 from amaranth import Cat, Const, Signal, Value, signed
 
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "delayed", "fits", "popcount",
-           "replicated",
-           "sign_extended", "spike_group"]
+__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy", "fits",
+           "fits_parts", "high_bits", "popcount", "replicated", "sign_extended", "spike_group"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -42,15 +43,28 @@ def count_nested(m, counters, finished):
     return wraps
 
 
-def fits(value, bits):
-    """``value`` (signed) is representable in ``bits`` (a value) bits of two's complement: its bits from
-    ``bits − 1`` up are all equal. The mask of those bits is a shift of a constant (no barrel shifter
-    of ``value``), the same for every lane checked against the same ``bits``."""
-    value = Value.cast(value)
-    width = len(value)
-    high = (Const((1 << width) - 1, width) << (Value.cast(bits) - 1).as_unsigned())[:width]
-    masked = value.as_unsigned() & high
-    return (masked == 0) | (masked == high)
+def high_bits(width, bits):
+    """The mask of the bits of a ``width``-bit word from ``bits − 1`` up (``bits`` a value; 0: none),
+    a comparison of ``bits`` with a constant per bit (no shifter), computed once per declared width —
+    into a register — for every lane that :func:`fits` checks against it."""
+    bits = Value.cast(bits)
+    return Cat(*((bits != 0) & (bits <= i + 1) for i in range(width)))
+
+
+def fits_parts(value, high, parts):
+    """``value`` (signed) is representable in the declared width whose :func:`high_bits` mask is
+    ``high`` (as wide as ``value``): its bits from that width − 1 up are all equal, i.e. none there
+    differs from the one above it (a LUT per bit, then OR trees). As ``parts`` conditions over
+    consecutive bits, all true when it fits: registered apart, they split the check over two stages."""
+    bits = Value.cast(value).as_unsigned()
+    differs = (bits[:-1] ^ bits[1:]) & Value.cast(high)[:-1]
+    size = -(-len(differs) // parts) or 1
+    return [differs[i:i + size] == 0 for i in range(0, max(1, len(differs)), size)]
+
+
+def fits(value, high):
+    """:func:`fits_parts` as one condition."""
+    return fits_parts(value, high, 1)[0]
 
 
 def popcount(word):
@@ -119,3 +133,15 @@ def delayed(m, values, name, cycles=1):
         m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
         values = registers
     return list(values)
+
+
+def descriptor_copy(m, desc, fields):
+    """A unit's own registers of the descriptor ``fields`` it uses (names), loaded every cycle from
+    ``desc``, as attributes of the result: the descriptor fans out to one register per unit, whose
+    copy then drives the unit's logic. Valid a cycle after ``desc`` (the sequencer's settle cycles,
+    :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES`, leave one more for what a
+    unit derives from it)."""
+    copies = {name: Signal.like(getattr(desc, name), name=f"desc_{name}") for name in fields}
+    m.d.sync += [copy.eq(getattr(desc, name)) for name, copy in copies.items()]
+    return SimpleNamespace(**copies)
+
