@@ -112,16 +112,15 @@ class Drain(wiring.Component):
         m.submodules.lif = lif = LIFUnit(p)
         tile = self.tile
         d = descriptor_copy(m, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
-                                           "threshold_base", "out_base", "frac_bits", "check_bits", "membrane_bits"))
-        # derived from the copies a cycle later: the last loop indices, the masks of the range checks
+                                           "threshold_base", "out_base", "frac_bits"))
+        # derived from the copies a cycle later: the last loop indices; the masks of the range checks
+        # (decoded from the descriptor, then the mask)
         sum_width = p.acc_bits + 2      # a sum exact in two more bits than a stream word
         last_t, last_y, last_x = (Signal.like(d.T, name="last_t"), Signal.like(d.H, name="last_y"),
                                   Signal.like(d.W, name="last_x"))
-        sum_high = Signal(sum_width)
-        membrane_high = Signal(p.membrane_bits)
-        m.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
-                     sum_high.eq(high_bits(sum_width, d.check_bits)),
-                     membrane_high.eq(high_bits(p.membrane_bits, d.membrane_bits))]
+        m.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1)]
+        sum_high = high_bits(m, sum_width, self.desc.check_bits, "sum_high")
+        membrane_high = high_bits(m, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
         t, y, x = Signal.like(d.T), Signal.like(d.H), Signal.like(d.W)
 
         def stream_address(t_, y_, x_):

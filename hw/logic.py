@@ -43,12 +43,28 @@ def count_nested(m, counters, finished):
     return wraps
 
 
-def high_bits(width, bits):
-    """The mask of the bits of a ``width``-bit word from ``bits − 1`` up (``bits`` a value; 0: none),
-    a comparison of ``bits`` with a constant per bit (no shifter), computed once per declared width —
-    into a register — for every lane that :func:`fits` checks against it."""
+def high_bits(m, width, bits, name):
+    """A register of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
+    a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits` checks against it.
+    Bit ``i`` is set where ``0 < bits <= i + 1``: the first stage decodes the high and the low three
+    bits of ``bits`` apart, the second takes each mask bit from three of the decoded bits — a LUT
+    per bit in each stage, where a comparator or a shifter over all of ``bits`` takes several."""
     bits = Value.cast(bits)
-    return Cat(*((bits != 0) & (bits <= i + 1) for i in range(width)))
+    low = min(3, len(bits))
+    high_values = 1 << (len(bits) - low)
+    nonzero = Signal(name=f"{name}_nonzero")
+    high_at, high_below = Signal(high_values, name=f"{name}_high_at"), Signal(high_values, name=f"{name}_high_below")
+    low_upto = Signal(1 << low, name=f"{name}_low_upto")
+    m.d.sync += [nonzero.eq(bits != 0),
+                 high_at.eq(Cat(*(bits[low:] == k for k in range(high_values)))),
+                 high_below.eq(Cat(*(bits[low:] < k for k in range(high_values)))),
+                 low_upto.eq(Cat(*(bits[:low] <= j for j in range(1 << low))))]
+    mask = Signal(width, name=name)
+    for i in range(width):
+        top, rest = (i + 1) >> low, (i + 1) & ((1 << low) - 1)
+        below = high_below[top] | (high_at[top] & low_upto[rest]) if top < high_values else 1
+        m.d.sync += mask[i].eq(nonzero & below)
+    return mask
 
 
 def fits_parts(value, high, parts):
