@@ -48,7 +48,7 @@ class Drain(wiring.Component):
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The output tile (``n_pe`` channels), from ``start`` to ``done``.
     start : In(1)
-        Begin the pass (the bias and threshold reads are next cycle, their rows computed at ``start``).
+        Begin the pass (the bias and threshold reads are next cycle).
     done : Out(1)
         The last cycle of the pass.
     bias_en, bias_addr : Out
@@ -128,14 +128,14 @@ class Drain(wiring.Component):
 
         flush = Signal(range(DRAIN_STAGES))
         out_group = Signal(max(1, p.group_bits))
-        # the table reads go out of registers: set at start, for the one cycle of DRAIN_START
-        m.d.sync += [self.bias_en.eq(0), self.threshold_en.eq(0)]
+        # the table reads go out of registers, for the one cycle of DRAIN_START; the tile's rows and
+        # spike group follow the tile (stable during the pass), not start, whose logic is long enough
+        m.d.sync += [self.bias_en.eq(0), self.threshold_en.eq(0), self.bias_addr.eq(d.bias_base + tile),
+                     self.threshold_addr.eq(d.threshold_base + tile), out_group.eq(spike_group(p, d.out_base, tile))]
         with m.FSM():
             with m.State("IDLE"):
+                m.d.sync += [self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
                 with m.If(self.start):
-                    m.d.sync += [self.bias_en.eq(1), self.bias_addr.eq(d.bias_base + tile),
-                                 self.threshold_en.eq(1), self.threshold_addr.eq(d.threshold_base + tile),
-                                 out_group.eq(spike_group(p, d.out_base, tile))]
                     m.next = "DRAIN_START"
             with m.State("DRAIN_START"):
                 m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]

@@ -114,8 +114,10 @@ class Head(wiring.Component):
         m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
+                # the counters start over while idle, rather than at start (a register enable fewer on
+                # its path)
+                m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), x.eq(0), ci.eq(0), bit.eq(top_bit)]
                 with m.If(self.start):
-                    m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), x.eq(0), ci.eq(0), bit.eq(top_bit)]
                     m.next = "SUM"
             with m.State("SUM"):
                 m.d.comb += self.stream_addr.eq(cat_fields(stream_word_layout(p), tile=tile, t=t, y=y, x=x))

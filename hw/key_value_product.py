@@ -100,8 +100,10 @@ class KeyValueProduct(wiring.Component):
         above, below = Signal(p.n_pe, name="above"), Signal(p.n_pe, name="below")   # the lanes of the head of i
         with m.FSM():
             with m.State("IDLE"):
+                # the counters start over while idle, rather than at start (a register enable fewer on
+                # its path)
+                m.d.sync += [ci.eq(0), y.eq(0), head_start.eq(0), head_end.eq(d.head_dim), head_count.eq(0)]
                 with m.If(self.start):
-                    m.d.sync += [ci.eq(0), y.eq(0), head_start.eq(0), head_end.eq(d.head_dim), head_count.eq(0)]
                     m.next = "KV"
             with m.State("KV"):
                 m.d.comb += [self.scan_en.eq(1), self.scan_addr.eq(spike_row(spike_group(p, d.k_base, ci >> lb))),
@@ -125,7 +127,7 @@ class KeyValueProduct(wiring.Component):
                 with m.Else():
                     m.d.sync += y.eq(y + 1)
             with m.State("KV_FLUSH"):
-                m.d.sync += [pending.eq(0), head_start.eq(0), head_count.eq(0), flush.eq(flush + 1)]
+                m.d.sync += [pending.eq(0), flush.eq(flush + 1)]
                 with m.If(flush == KEY_VALUE_STAGES - 1):
                     m.d.sync += flush.eq(0)
                     m.d.comb += self.done.eq(1)

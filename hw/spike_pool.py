@@ -77,8 +77,10 @@ class SpikePool(wiring.Component):
         out_addr = Signal.like(self.word_addr)
         with m.FSM():
             with m.State("IDLE"):
+                # the counters start over while idle, rather than at start (a register enable fewer on
+                # its path)
+                m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), pool_r.eq(0)]
                 with m.If(self.start):
-                    m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), pool_r.eq(0)]
                     m.next = "POOL_READ"
             with m.State("POOL_READ"):
                 source_y = (y << 1) + pool_r - 1
