@@ -9,15 +9,10 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_wor
 from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
-from .logic import (carry_save_sum, check_params, count_nested, delayed, descriptor_copy, fits_parts, high_bits,
-                    replicated, spike_group)
+from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, fits_parts,
+                    high_bits, replicated, spike_group)
 
 __all__ = ["Drain"]
-
-#: Parts of each lane's range check, registered apart (:func:`~spikeforge.hw.logic.fits_parts`): the
-#: words checked are some 32 bits wide.
-FITS_PARTS = 2
-
 
 class Drain(wiring.Component):
     """Reads the tile's accumulators position by position, timestep innermost (``{t, y, x}``, one per

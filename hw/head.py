@@ -8,7 +8,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, stream_word_layout
 from spikeforge.ops.head import HORNER_STAGES
 
-from .logic import check_params, count_nested, descriptor_copy, fits, high_bits
+from .logic import FITS_PARTS, check_params, count_nested, descriptor_copy, fits_parts, high_bits, replicated
 
 __all__ = ["Head"]
 
@@ -103,10 +103,13 @@ class Head(wiring.Component):
         read_lane, pick_lane = Signal(max(1, lb)), Signal(max(1, lb))
         read_sign, pick_sign = Signal(), Signal()
         read_double, pick_double = Signal(), Signal()       # the last column of a bit: double after it
-        read_bit, pick_bit = Signal.like(bit), Signal.like(bit)
+        read_bit = Signal.like(bit, name="read_bit")
         sum_overflow = Signal()
         sum_acc = Signal(self.acc_word)
-        biased = Signal(data.ArrayLayout(signed(p.acc_bits + 1), p.n_pe))   # the logits, checked unwrapped
+        # the range checks of the logits (unwrapped) and of the sums written, in FITS_PARTS registers per
+        # lane, set with the values: their conjunction comes a cycle later
+        logit_fits = Signal(p.n_pe * FITS_PARTS, name="logit_fits")
+        sum_fits = Signal(p.n_pe * FITS_PARTS, name="sum_fits")
 
         # the table reads go out of registers, set by the state before: a weight row per HORNER cycle
         # (rows weight_base + ci, counted up), the bias row in HORNER_SHIFT
@@ -154,22 +157,22 @@ class Head(wiring.Component):
                 with m.If(flush == HORNER_STAGES - 1):
                     m.next = "HEAD_BIAS"
             with m.State("HEAD_BIAS"):
-                for lane in range(p.n_pe):
-                    m.d.sync += [biased[lane].eq(logits[lane] + self.bias_data[lane]),
-                                 logits[lane].eq(logits[lane] + self.bias_data[lane])]
+                biased = [logits[lane] + self.bias_data[lane] for lane in range(p.n_pe)]
+                m.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high, FITS_PARTS) for value in biased)))]
+                m.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
                 m.next = "HEAD_CHECK"
             with m.State("HEAD_CHECK"):
-                with m.If(~Cat(*(fits(biased[lane], logit_high) for lane in range(p.n_pe))).all()):
+                with m.If(~logit_fits.all()):
                     m.d.comb += self.overflow.eq(1)
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
 
         # SUM: the block RAM's word into a register, then added; the tile's last word writes its sums,
-        # checked against sum_bits a cycle later
+        # checked against sum_bits
         stream_word = Signal(self.acc_word)
         m.d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read), sum_add_last.eq(sum_read_last),
                      sum_add_tile.eq(sum_read_tile)]
-        sum_next, written = Signal(self.acc_word), Signal(self.acc_word)
+        sum_next = Signal(self.acc_word)
         for lane in range(p.n_pe):
             m.d.comb += sum_next[lane].eq(sum_acc[lane] + stream_word[lane])
         check_written = Signal()
@@ -177,10 +180,11 @@ class Head(wiring.Component):
         with m.If(sum_add):
             m.d.sync += sum_acc.eq(sum_next)
             with m.If(sum_add_last):
-                m.d.sync += [sum_acc.eq(0), written.eq(sum_next)]
+                m.d.sync += [sum_acc.eq(0),
+                             sum_fits.eq(Cat(*(fits_parts(sum_next[lane], sum_high, FITS_PARTS)
+                                               for lane in range(p.n_pe))))]
                 m.d.comb += [sums_write.en.eq(1), sums_write.addr.eq(sum_add_tile), sums_write.data.eq(sum_next)]
-        m.d.comb += sum_overflow.eq(check_written & ~Cat(*(fits(written[lane], sum_high)
-                                                           for lane in range(p.n_pe))).all())
+        m.d.comb += sum_overflow.eq(check_written & ~sum_fits.all())
         with m.If(sum_overflow):
             m.d.comb += self.overflow.eq(1)
 
@@ -189,13 +193,15 @@ class Head(wiring.Component):
         # then the bit of the channel's lane picks the term; then the logits add it
         sums_word, weight_row = Signal(self.acc_word), Signal.like(self.weight_data)
         m.d.sync += [sums_word.eq(sums_read.data), weight_row.eq(self.weight_data), term_pick.eq(term_read),
-                     pick_lane.eq(read_lane), pick_sign.eq(read_sign), pick_double.eq(read_double),
-                     pick_bit.eq(read_bit)]
+                     pick_lane.eq(read_lane), pick_sign.eq(read_sign), pick_double.eq(read_double)]
+        # the bit's index drives a mux per lane: a copy per four lanes
+        pick_bit = replicated(m, read_bit, (p.n_pe + 3) // 4, "pick_bit")
         lane_bits = Signal(p.n_pe, name="lane_bits")
         signed_row = Signal(data.ArrayLayout(signed(p.weight_bits + 1), p.n_pe), name="signed_row")
         term_valid, term_double = Signal(name="term_valid"), Signal(name="term_double")
         term_lane = Signal.like(pick_lane, name="term_lane")
-        m.d.sync += [lane_bits.eq(Cat(*((sums_word[lane].as_unsigned() >> pick_bit)[0] for lane in range(p.n_pe)))),
+        m.d.sync += [lane_bits.eq(Cat(*((sums_word[lane].as_unsigned() >> pick_bit[lane // 4])[0]
+                                        for lane in range(p.n_pe)))),
                      term_valid.eq(term_pick), term_double.eq(pick_double), term_lane.eq(pick_lane)]
         for lane in range(p.n_pe):
             m.d.sync += signed_row[lane].eq(Mux(pick_sign, -weight_row[lane], weight_row[lane]))

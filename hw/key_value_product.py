@@ -8,7 +8,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
-from .logic import check_params, delayed, descriptor_copy, fits, high_bits, popcount, spike_group
+from .logic import FITS_PARTS, check_params, delayed, descriptor_copy, fits_parts, high_bits, popcount, spike_group
 from .spike_memory import READ_LATENCY
 
 __all__ = ["KeyValueProduct"]
@@ -148,10 +148,12 @@ class KeyValueProduct(wiring.Component):
         for lane in range(p.n_pe):
             m.d.sync += ones[lane].eq(popcount(both[lane]))
         ones_valid, ones_last, ones_addr, ones_mask = delayed(m, [both_valid, both_last, both_addr, both_mask], "ones")
-        # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head)
+        # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head) and
+        # its range check, in FITS_PARTS registers per lane (their conjunction comes with the write)
         counts, total = Signal(self.acc_word), Signal(self.acc_word)
         row = Signal(self.acc_word)
         row_valid, row_to = Signal(), Signal.like(row_addr)
+        row_fits = Signal(p.n_pe * FITS_PARTS, name="row_fits")
         for lane in range(p.n_pe):
             m.d.comb += total[lane].eq(counts[lane] + ones[lane])
         m.d.sync += row_valid.eq(ones_valid & ones_last)
@@ -159,11 +161,14 @@ class KeyValueProduct(wiring.Component):
             m.d.sync += counts.eq(total)
             with m.If(ones_last):
                 m.d.sync += [counts.eq(0), row_to.eq(ones_addr)]
-                for lane in range(p.n_pe):
-                    m.d.sync += row[lane].eq(Mux(ones_mask[lane], total[lane], 0))
+                masked = [Mux(ones_mask[lane], total[lane], 0) for lane in range(p.n_pe)]
+                m.d.sync += [row[lane].eq(value) for lane, value in enumerate(masked)]
+                # 0 outside the head fits: the check of the sum, not of the selected value
+                m.d.sync += row_fits.eq(Cat(*(Mux(ones_mask[lane], part, 1) for lane in range(p.n_pe)
+                                              for part in fits_parts(total[lane], count_high, FITS_PARTS))))
         # stage 4: the row written, and checked
         m.d.comb += [self.weight_en.eq(row_valid), self.weight_addr.eq(row_to),
-                     self.overflow.eq(row_valid & ~Cat(*(fits(row[lane], count_high) for lane in range(p.n_pe))).all())]
+                     self.overflow.eq(row_valid & ~row_fits.all())]
         for lane in range(p.n_pe):
             m.d.comb += self.weight_data[lane].eq(row[lane])
         return m

@@ -8,7 +8,7 @@ from amaranth import Cat, Const, Signal, Value, signed
 
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy", "fits",
+__all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
            "fits_parts", "high_bits", "popcount", "replicated", "sign_extended", "spike_group"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
@@ -45,7 +45,7 @@ def count_nested(m, counters, finished):
 
 def high_bits(m, width, bits, name):
     """A register of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
-    a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits` checks against it.
+    a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits_parts` checks against it.
     Bit ``i`` is set where ``0 < bits <= i + 1``: the first stage decodes the high and the low three
     bits of ``bits`` apart, the second takes each mask bit from three of the decoded bits — a LUT
     per bit in each stage, where a comparator or a shifter over all of ``bits`` takes several."""
@@ -78,9 +78,9 @@ def fits_parts(value, high, parts):
     return [differs[i:i + size] == 0 for i in range(0, max(1, len(differs)), size)]
 
 
-def fits(value, high):
-    """:func:`fits_parts` as one condition."""
-    return fits_parts(value, high, 1)[0]
+#: Parts of a lane's range check registered apart (:func:`fits_parts`), where the word checked is some 32
+#: bits wide or comes out of an adder.
+FITS_PARTS = 2
 
 
 def popcount(word):
