@@ -109,6 +109,10 @@ class Head(wiring.Component):
         # the range checks of the logits (unwrapped) and of the sums written, in FITS_PARTS registers per
         # lane, set with the values: their conjunction comes a cycle later
         logit_fits = Signal(p.n_pe * FITS_PARTS, name="logit_fits")
+        # the bias row, read in each HORNER_SHIFT and held, into a register before its adder (it is
+        # there since the last HORNER_SHIFT, HORNER_STAGES cycles before HEAD_BIAS)
+        bias_row = Signal(self.acc_word, name="bias_row")
+        m.d.sync += bias_row.eq(self.bias_data)
         sum_fits = Signal(p.n_pe * FITS_PARTS, name="sum_fits")
 
         # the table reads go out of registers, set by the state before: a weight row per HORNER cycle
@@ -157,7 +161,7 @@ class Head(wiring.Component):
                 with m.If(flush == HORNER_STAGES - 1):
                     m.next = "HEAD_BIAS"
             with m.State("HEAD_BIAS"):
-                biased = [logits[lane] + self.bias_data[lane] for lane in range(p.n_pe)]
+                biased = [logits[lane] + bias_row[lane] for lane in range(p.n_pe)]
                 m.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high, FITS_PARTS) for value in biased)))]
                 m.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
                 m.next = "HEAD_CHECK"
