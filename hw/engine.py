@@ -52,7 +52,8 @@ class Engine(wiring.Component):
     Ports
     -----
     desc : In(DESCRIPTOR_LAYOUT)
-        The descriptor, stable from ``start`` to ``done``.
+        The descriptor, stable from :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES`
+        cycles before ``start`` to ``done`` (the datapaths register what they use of it).
     start : In(1)
     busy, done : Out(1)
         ``done`` pulses for one cycle at the end.
