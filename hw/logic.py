@@ -80,7 +80,7 @@ def fits_parts(value, high, parts):
 
 #: Parts of a lane's range check registered apart (:func:`fits_parts`), where the word checked is some 32
 #: bits wide or comes out of an adder.
-FITS_PARTS = 2
+FITS_PARTS = 4
 
 
 def popcount(word):
