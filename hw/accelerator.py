@@ -132,14 +132,18 @@ class Accelerator(wiring.Component):
             m.d.sync += [error.eq(1), error_pc.eq(seq.pc)]
         # overflow: sticky across runs (breakpoints) until the host clears it; one log word per descriptor
         overflow_log = [Signal(len(OVERFLOW_LOG_BITS), name=f"overflow_log{pc}") for pc in range(p.program_depth)]
-        overflow_kinds = Signal(len(OVERFLOW_LOG_BITS))
-        m.d.comb += [overflow_kinds[OVERFLOW_LOG_BITS["RESULT"]].eq(engine.overflow),
-                     overflow_kinds[OVERFLOW_LOG_BITS["MEMBRANE"]].eq(engine.membrane_overflow)]
+        # the engine's flags (logic in its units) and their descriptor go into registers first; the log
+        # takes them a cycle later
+        overflow_kinds = Signal(len(OVERFLOW_LOG_BITS), name="overflow_kinds")
+        overflow_pc = Signal(seq.pc_bits, name="overflow_pc")
+        m.d.sync += [overflow_kinds[OVERFLOW_LOG_BITS["RESULT"]].eq(engine.overflow & run),
+                     overflow_kinds[OVERFLOW_LOG_BITS["MEMBRANE"]].eq(engine.membrane_overflow & run),
+                     overflow_pc.eq(seq.pc)]
         with m.If(clear_overflow):
             m.d.sync += [word.eq(0) for word in overflow_log]
-        with m.If(overflow_kinds.any() & run):
+        with m.If(overflow_kinds.any()):
             for pc, word in enumerate(overflow_log):
-                with m.If(seq.pc == pc):
+                with m.If(overflow_pc == pc):
                     m.d.sync += word.eq(word | overflow_kinds)
         m.d.comb += overflow.eq(Cat(*overflow_log).any())
         overflow_log_data = registered_select(m, dict(enumerate(overflow_log)), offset, "overflow_log_data")

@@ -9,10 +9,10 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_wor
 from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
-from .logic import carry_save_sum, check_params, count_nested, delayed, fits, replicated, spike_group
+from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, fits_parts,
+                    high_bits, replicated, spike_group)
 
 __all__ = ["Drain"]
-
 
 class Drain(wiring.Component):
     """Reads the tile's accumulators position by position, timestep innermost (``{t, y, x}``, one per
@@ -36,19 +36,22 @@ class Drain(wiring.Component):
     -----
     desc : In(DESCRIPTOR_LAYOUT)
         The descriptor (``T``, ``H``, ``W``, ``static``, ``residual``, ``stream_write``, ``lif``,
-        ``bias_base``, ``threshold_base``, ``out_base``, ``frac_bits``, ``check_bits``, ``membrane_bits``).
+        ``bias_base``, ``threshold_base``, ``out_base``, ``frac_bits``, ``check_bits``, ``membrane_bits``),
+        from :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES` cycles before ``start``
+        to ``done``: the drain copies these fields into registers, and derives its loop bounds and
+        range-check masks from the copies a cycle later.
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
-        The output tile (``n_pe`` channels), stable during the pass.
+        The output tile (``n_pe`` channels), from ``start`` to ``done``.
     start : In(1)
         Begin the pass (the bias and threshold reads are next cycle).
     done : Out(1)
         The last cycle of the pass.
     bias_en, bias_addr : Out
-        Bias row read (``range(bias_rows)``).
+        Bias row read (``range(bias_rows)``), from registers.
     bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
         Held while ``bias_en`` is low.
     threshold_en, threshold_addr : Out
-        Threshold row read (``range(threshold_rows)``).
+        Threshold row read (``range(threshold_rows)``), from registers.
     threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
     acc_valid, acc_addr, acc_keep : Out
         Accumulator drain request (:class:`AccumulatorArray` ``drain_*``).
@@ -101,30 +104,43 @@ class Drain(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        d = self.desc
         m.submodules.lif = lif = LIFUnit(p)
         tile = self.tile
+        d = descriptor_copy(m, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
+                                           "threshold_base", "out_base", "frac_bits"))
+        # derived from the copies a cycle later: the last loop indices; the masks of the range checks
+        # (decoded from the descriptor, then the mask)
+        sum_width = p.acc_bits + 2      # a sum exact in two more bits than a stream word
+        last_t, last_y, last_x = (Signal.like(d.T, name="last_t"), Signal.like(d.H, name="last_y"),
+                                  Signal.like(d.W, name="last_x"))
+        m.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1)]
+        sum_high = high_bits(m, sum_width, self.desc.check_bits, "sum_high")
+        membrane_high = high_bits(m, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
         t, y, x = Signal.like(d.T), Signal.like(d.H), Signal.like(d.W)
 
         def stream_address(t_, y_, x_):
             return cat_fields(stream_word_layout(p), tile=tile, t=t_, y=y_, x=x_)
 
         flush = Signal(range(DRAIN_STAGES))
+        out_group = Signal(max(1, p.group_bits))
+        # the table reads go out of registers, for the one cycle of DRAIN_START; the tile's rows and
+        # spike group follow the tile (stable during the pass), not start, whose logic is long enough
+        m.d.sync += [self.bias_en.eq(0), self.threshold_en.eq(0), self.bias_addr.eq(d.bias_base + tile),
+                     self.threshold_addr.eq(d.threshold_base + tile), out_group.eq(spike_group(p, d.out_base, tile))]
         with m.FSM():
             with m.State("IDLE"):
+                m.d.sync += [self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
                 with m.If(self.start):
                     m.next = "DRAIN_START"
             with m.State("DRAIN_START"):
-                m.d.comb += [self.bias_en.eq(1), self.bias_addr.eq(d.bias_base + tile),
-                             self.threshold_en.eq(1), self.threshold_addr.eq(d.threshold_base + tile)]
                 m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]
                 m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += [self.acc_valid.eq(1),
                              self.acc_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
-                             self.acc_keep.eq(d.static & (t != d.T - 1)),
+                             self.acc_keep.eq(d.static & (t != last_t)),
                              self.stream_addr.eq(stream_address(t, y, x))]
-                count_nested(m, [(t, d.T - 1), (x, d.W - 1), (y, d.H - 1)], "FLUSH")
+                count_nested(m, [(t, last_t), (x, last_x), (y, last_y)], "FLUSH")
             with m.State("FLUSH"):
                 m.d.sync += flush.eq(flush - 1)
                 with m.If(flush == 0):
@@ -138,9 +154,8 @@ class Drain(wiring.Component):
         stream_word = Signal(self.acc_word)
         m.d.sync += stream_word.eq(self.stream_data)
 
-        # stage 2, the sum: accumulator, bias and residual, exact in two more bits than a stream word
+        # stage 2, the sum: accumulator, bias and residual
         summed = delayed(m, read, "sum")
-        sum_width = p.acc_bits + 2
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
             m.d.sync += total[lane].eq(carry_save_sum(
@@ -150,9 +165,9 @@ class Drain(wiring.Component):
         # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input
         scaled_at = delayed(m, summed, "scale")
         result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
-        # the range checks, a lane per register: their conjunction comes a stage later
-        sum_fits = Signal(p.n_pe)
-        m.d.sync += sum_fits.eq(Cat(*(fits(total[lane], d.check_bits) for lane in range(p.n_pe))))
+        # the range checks, in FITS_PARTS registers per lane: their conjunction comes a stage later
+        sum_fits = Signal(p.n_pe * FITS_PARTS)
+        m.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high, FITS_PARTS) for lane in range(p.n_pe))))
         m.d.comb += [self.stream_we.eq(scaled_at[0] & d.stream_write),
                      self.stream_waddr.eq(stream_address(*scaled_at[1:])),
                      self.stream_wdata.eq(Cat(*result))]
@@ -166,7 +181,7 @@ class Drain(wiring.Component):
         # the membrane is 0 before a position's first timestep: cleared after its last one (a
         # synchronous reset of the register, rather than a select on the loop's path)
         membrane, last_timestep = Signal(self.membrane_word), Signal()
-        m.d.sync += last_timestep.eq(scaled_at[1] == d.T - 1)
+        m.d.sync += last_timestep.eq(scaled_at[1] == last_t)
         m.d.comb += [lif.scaled.eq(scaled), lif.threshold.eq(self.threshold_data), lif.v.eq(membrane)]
         h, spikes = Signal(self.membrane_word), Signal(p.n_pe)
         with m.If(lif_at[0]):
@@ -176,9 +191,9 @@ class Drain(wiring.Component):
         # stage 5, the outputs: spikes and membranes, their checks, the spike rows gathered
         out = delayed(m, lif_at, "out")
         out_valid, out_t, out_y, out_x = out
-        wide, membrane_fits = Signal(), Signal(p.n_pe)
+        wide, membrane_fits = Signal(), Signal(p.n_pe * FITS_PARTS)
         m.d.sync += [wide.eq(lif_at[0] & ~sum_fits.all()), self.overflow.eq(wide),
-                     membrane_fits.eq(Cat(*(fits(h[lane], d.membrane_bits) for lane in range(p.n_pe))))]
+                     membrane_fits.eq(Cat(*(fits_parts(h[lane], membrane_high, FITS_PARTS) for lane in range(p.n_pe))))]
         # the position reported, a stage after its outputs' registers (with its checks)
         report = delayed(m, out, "report")
         reported_spikes, reported_h = Signal.like(spikes), Signal.like(h)
@@ -186,7 +201,6 @@ class Drain(wiring.Component):
         m.d.comb += [self.out_valid.eq(report[0]), self.out_t.eq(report[1]), self.out_y.eq(report[2]),
                      self.out_x.eq(report[3]), self.out_spikes.eq(reported_spikes), self.out_membrane.eq(reported_h),
                      self.membrane_overflow.eq(report[0] & d.lif & ~membrane_fits.all())]
-        out_group = spike_group(p, d.out_base, tile)
         # one row register per timestep: positions go timestep innermost, so T rows fill at once
         rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
         row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
@@ -195,7 +209,7 @@ class Drain(wiring.Component):
         current = Array(rows)[out_t[:p.t_bits] if p.t_bits else 0]
         for lane in range(p.n_pe):
             m.d.comb += row[lane].eq(current[lane] | Mux(spikes[lane], x_bit[lane // 4], 0))
-        row_done = out_x == d.W - 1
+        row_done = out_x == last_x
         # stage 6, the row write: a finished row goes out from registers
         m.d.sync += self.word_valid.eq(0)
         with m.If(out_valid):

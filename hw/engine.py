@@ -52,7 +52,8 @@ class Engine(wiring.Component):
     Ports
     -----
     desc : In(DESCRIPTOR_LAYOUT)
-        The descriptor, stable from ``start`` to ``done``.
+        The descriptor, stable from :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES`
+        cycles before ``start`` to ``done`` (the datapaths register what they use of it).
     start : In(1)
     busy, done : Out(1)
         ``done`` pulses for one cycle at the end.
@@ -151,6 +152,9 @@ class Engine(wiring.Component):
                      array.drain_valid.eq(drain.acc_valid), array.drain_addr.eq(drain.acc_addr),
                      array.drain_keep.eq(drain.acc_keep),
                      self.threshold_en.eq(drain.threshold_en), self.threshold_addr.eq(drain.threshold_addr),
+                     # two users, each reading from registers in its own phase only: no state decode
+                     self.bias_en.eq(drain.bias_en | head.bias_en),
+                     self.bias_addr.eq(Mux(drain.bias_en, drain.bias_addr, head.bias_addr)),
                      scratch_write.en.eq(key_value.weight_en), scratch_write.addr.eq(key_value.weight_addr),
                      scratch_write.data.eq(key_value.weight_data),
                      stream_write.en.eq(drain.stream_we), stream_write.addr.eq(drain.stream_waddr),
@@ -227,8 +231,7 @@ class Engine(wiring.Component):
                     m.next = "ACCUMULATE"
 
             with m.State("DRAIN"):
-                m.d.comb += [self.bias_en.eq(drain.bias_en), self.bias_addr.eq(drain.bias_addr),
-                             stream_read.addr.eq(drain.stream_addr), spikes.word_valid.eq(drain.word_valid),
+                m.d.comb += [stream_read.addr.eq(drain.stream_addr), spikes.word_valid.eq(drain.word_valid),
                              spikes.word_addr.eq(drain.word_addr), spikes.word_data.eq(drain.word_data)]
                 with m.If(drain.done):
                     m.d.sync += t_sel.eq(0)
@@ -251,7 +254,6 @@ class Engine(wiring.Component):
 
             with m.State("HEAD"):
                 m.d.comb += [self.weight_en.eq(head.weight_en), self.weight_addr.eq(head.weight_addr),
-                             self.bias_en.eq(head.bias_en), self.bias_addr.eq(head.bias_addr),
                              stream_read.addr.eq(head.stream_addr)]
                 with m.If(head.done):
                     m.next = "DONE"

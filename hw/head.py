@@ -8,7 +8,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, stream_word_layout
 from spikeforge.ops.head import HORNER_STAGES
 
-from .logic import check_params, count_nested, fits
+from .logic import FITS_PARTS, check_params, count_nested, descriptor_copy, fits_parts, high_bits, replicated
 
 __all__ = ["Head"]
 
@@ -35,7 +35,9 @@ class Head(wiring.Component):
     -----
     desc : In(DESCRIPTOR_LAYOUT)
         The descriptor (``tiles``, ``T``, ``H``, ``W``, ``cin``, ``sum_bits``, ``weight_base``,
-        ``bias_base``, ``check_bits``).
+        ``bias_base``, ``check_bits``), from :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES`
+        cycles before ``start`` to ``done``: the head copies these fields into registers, and derives
+        its loop bounds and range-check masks from the copies a cycle later.
     start : In(1)
         Begin the pass (the first stream read is next cycle).
     done : Out(1)
@@ -45,10 +47,10 @@ class Head(wiring.Component):
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
         The word requested one cycle earlier.
     weight_en, weight_addr : Out
-        Weight row read (``range(weight_rows)``).
+        Weight row read (``range(weight_rows)``), from registers.
     weight_data : In(ArrayLayout(signed(weight_bits), n_pe))
     bias_en, bias_addr : Out
-        Bias row read (``range(bias_rows)``).
+        Bias row read (``range(bias_rows)``), from registers.
     bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
     logits : Out(ArrayLayout(signed(acc_bits), n_pe))
         The logits (a register; kept until the next pass).
@@ -72,14 +74,24 @@ class Head(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        d = self.desc
         lb = p.lane_bits
+        d = descriptor_copy(m, self.desc, ("tiles", "T", "H", "W", "cin", "sum_bits", "weight_base", "bias_base"))
+        # derived from the copies a cycle later: the last loop indices; the masks of the range checks
+        # (decoded from the descriptor, then the mask)
+        last_tile, last_t = Signal.like(d.tiles, name="last_tile"), Signal.like(d.T, name="last_t")
+        last_y, last_x = Signal.like(d.H, name="last_y"), Signal.like(d.W, name="last_x")
+        last_ci, top_bit = Signal.like(d.cin, name="last_ci"), Signal.like(d.sum_bits, name="top_bit")
+        m.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
+                     last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
+        sum_high = high_bits(m, p.acc_bits, self.desc.sum_bits, "sum_high")
+        logit_high = high_bits(m, p.acc_bits + 1, self.desc.check_bits, "logit_high")
         logits = self.logits
         m.submodules.sums = sums = memory.Memory(shape=self.acc_word, depth=p.max_tiles, init=[])
         sums_write, sums_read = sums.write_port(), sums.read_port()
         m.d.comb += sums_read.en.eq(0)
 
-        tile, t, y, x = Signal.like(d.tiles), Signal.like(d.T), Signal.like(d.H), Signal.like(d.W)
+        tile, t = Signal.like(d.tiles, name="tile"), Signal.like(d.T, name="t")
+        y, x = Signal.like(d.H, name="y"), Signal.like(d.W, name="x")
         ci = Signal.like(d.cin)
         bit = Signal.like(d.sum_bits)
         flush = Signal(range(HORNER_STAGES))
@@ -91,45 +103,57 @@ class Head(wiring.Component):
         read_lane, pick_lane = Signal(max(1, lb)), Signal(max(1, lb))
         read_sign, pick_sign = Signal(), Signal()
         read_double, pick_double = Signal(), Signal()       # the last column of a bit: double after it
-        read_bit, pick_bit = Signal.like(bit), Signal.like(bit)
+        read_bit = Signal.like(bit, name="read_bit")
         sum_overflow = Signal()
         sum_acc = Signal(self.acc_word)
-        biased = Signal(data.ArrayLayout(signed(p.acc_bits + 1), p.n_pe))   # the logits, checked unwrapped
+        # the range checks of the logits (unwrapped) and of the sums written, in FITS_PARTS registers per
+        # lane, set with the values: their conjunction comes a cycle later
+        logit_fits = Signal(p.n_pe * FITS_PARTS, name="logit_fits")
+        # the bias row, read in each HORNER_SHIFT and held, into a register before its adder (it is
+        # there since the last HORNER_SHIFT, HORNER_STAGES cycles before HEAD_BIAS)
+        bias_row = Signal(self.acc_word, name="bias_row")
+        m.d.sync += bias_row.eq(self.bias_data)
+        sum_fits = Signal(p.n_pe * FITS_PARTS, name="sum_fits")
 
+        # the table reads go out of registers, set by the state before: a weight row per HORNER cycle
+        # (rows weight_base + ci, counted up), the bias row in HORNER_SHIFT
+        m.d.comb += self.bias_addr.eq(d.bias_base)
+        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
+                # the counters start over while idle, rather than at start (a register enable fewer on
+                # its path)
+                m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), x.eq(0), ci.eq(0), bit.eq(top_bit)]
                 with m.If(self.start):
-                    m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), x.eq(0), ci.eq(0), bit.eq(d.sum_bits - 1)]
                     m.next = "SUM"
             with m.State("SUM"):
                 m.d.comb += self.stream_addr.eq(cat_fields(stream_word_layout(p), tile=tile, t=t, y=y, x=x))
-                last = (x == d.W - 1) & (y == d.H - 1) & (t == d.T - 1)
+                last = (x == last_x) & (y == last_y) & (t == last_t)
                 m.d.sync += [sum_read.eq(1), sum_read_last.eq(last), sum_read_tile.eq(tile), flush.eq(0)]
-                count_nested(m, [(x, d.W - 1), (y, d.H - 1), (t, d.T - 1), (tile, d.tiles - 1)], "SUM_FLUSH")
+                count_nested(m, [(x, last_x), (y, last_y), (t, last_t), (tile, last_tile)], "SUM_FLUSH")
             with m.State("SUM_FLUSH"):
                 # the last word is added in the second flush cycle
                 m.d.sync += [sum_read.eq(0), ci.eq(0), logits.eq(0), flush.eq(1)]
                 with m.If(flush == 1):
+                    m.d.sync += [self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER"):
-                m.d.comb += [sums_read.en.eq(1), sums_read.addr.eq(ci >> lb),
-                             self.weight_en.eq(1), self.weight_addr.eq(d.weight_base + ci)]
+                m.d.comb += [sums_read.en.eq(1), sums_read.addr.eq(ci >> lb)]
                 m.d.sync += [term_read.eq(1), read_lane.eq(ci[:lb] if lb else 0), read_bit.eq(bit),
-                             read_sign.eq(bit == d.sum_bits - 1),
-                             read_double.eq((ci == d.cin - 1) & (bit != 0))]
-                with m.If(ci == d.cin - 1):
-                    m.d.sync += ci.eq(0)
+                             read_sign.eq(bit == top_bit), read_double.eq((ci == last_ci) & (bit != 0)),
+                             self.weight_addr.eq(self.weight_addr + 1)]
+                with m.If(ci == last_ci):
+                    m.d.sync += [ci.eq(0), self.bias_en.eq(1)]
                     m.next = "HORNER_SHIFT"
                 with m.Else():
-                    m.d.sync += ci.eq(ci + 1)
+                    m.d.sync += [ci.eq(ci + 1), self.weight_en.eq(1)]
             with m.State("HORNER_SHIFT"):
-                m.d.comb += [self.bias_en.eq(1), self.bias_addr.eq(d.bias_base)]
                 m.d.sync += term_read.eq(0)
                 with m.If(bit == 0):
                     m.d.sync += flush.eq(0)
                     m.next = "HORNER_FLUSH"
                 with m.Else():
-                    m.d.sync += bit.eq(bit - 1)
+                    m.d.sync += [bit.eq(bit - 1), self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER_FLUSH"):
                 # the last term is read, picked, then added
@@ -137,22 +161,22 @@ class Head(wiring.Component):
                 with m.If(flush == HORNER_STAGES - 1):
                     m.next = "HEAD_BIAS"
             with m.State("HEAD_BIAS"):
-                for lane in range(p.n_pe):
-                    m.d.sync += [biased[lane].eq(logits[lane] + self.bias_data[lane]),
-                                 logits[lane].eq(logits[lane] + self.bias_data[lane])]
+                biased = [logits[lane] + bias_row[lane] for lane in range(p.n_pe)]
+                m.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high, FITS_PARTS) for value in biased)))]
+                m.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
                 m.next = "HEAD_CHECK"
             with m.State("HEAD_CHECK"):
-                with m.If(~Cat(*(fits(biased[lane], d.check_bits) for lane in range(p.n_pe))).all()):
+                with m.If(~logit_fits.all()):
                     m.d.comb += self.overflow.eq(1)
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
 
         # SUM: the block RAM's word into a register, then added; the tile's last word writes its sums,
-        # checked against sum_bits a cycle later
+        # checked against sum_bits
         stream_word = Signal(self.acc_word)
         m.d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read), sum_add_last.eq(sum_read_last),
                      sum_add_tile.eq(sum_read_tile)]
-        sum_next, written = Signal(self.acc_word), Signal(self.acc_word)
+        sum_next = Signal(self.acc_word)
         for lane in range(p.n_pe):
             m.d.comb += sum_next[lane].eq(sum_acc[lane] + stream_word[lane])
         check_written = Signal()
@@ -160,30 +184,35 @@ class Head(wiring.Component):
         with m.If(sum_add):
             m.d.sync += sum_acc.eq(sum_next)
             with m.If(sum_add_last):
-                m.d.sync += [sum_acc.eq(0), written.eq(sum_next)]
+                m.d.sync += [sum_acc.eq(0),
+                             sum_fits.eq(Cat(*(fits_parts(sum_next[lane], sum_high, FITS_PARTS)
+                                               for lane in range(p.n_pe))))]
                 m.d.comb += [sums_write.en.eq(1), sums_write.addr.eq(sum_add_tile), sums_write.data.eq(sum_next)]
-        m.d.comb += sum_overflow.eq(check_written & ~Cat(*(fits(written[lane], d.sum_bits)
-                                                           for lane in range(p.n_pe))).all())
+        m.d.comb += sum_overflow.eq(check_written & ~sum_fits.all())
         with m.If(sum_overflow):
             m.d.comb += self.overflow.eq(1)
 
-        # HORNER: the sums word and the weight row into registers; then the lane's sum (by mux: a
-        # variable word_select would multiply the index); then its bit picks the term; then the
-        # logits add it
+        # HORNER: the sums word and the weight row into registers; then every lane's bit of this step (a
+        # mux per lane) and the row with the step's sign (two's complement: the top bit subtracts);
+        # then the bit of the channel's lane picks the term; then the logits add it
         sums_word, weight_row = Signal(self.acc_word), Signal.like(self.weight_data)
         m.d.sync += [sums_word.eq(sums_read.data), weight_row.eq(self.weight_data), term_pick.eq(term_read),
-                     pick_lane.eq(read_lane), pick_sign.eq(read_sign), pick_double.eq(read_double),
-                     pick_bit.eq(read_bit)]
-        lane_sum, lane_row = Signal(p.acc_bits), Signal.like(self.weight_data)
-        term_valid, term_sign, term_double, term_bit = Signal(), Signal(), Signal(), Signal.like(bit)
-        m.d.sync += [lane_sum.eq(Array(sums_word.as_value()[lane * p.acc_bits:(lane + 1) * p.acc_bits]
-                                       for lane in range(p.n_pe))[pick_lane]),
-                     lane_row.eq(weight_row), term_valid.eq(term_pick), term_sign.eq(pick_sign),
-                     term_double.eq(pick_double), term_bit.eq(pick_bit)]
-        term, add_term, add_double = Signal(self.acc_word), Signal(), Signal()
-        selected = (lane_sum >> term_bit)[0]
+                     pick_lane.eq(read_lane), pick_sign.eq(read_sign), pick_double.eq(read_double)]
+        # the bit's index drives a mux per lane: a copy per four lanes
+        pick_bit = replicated(m, read_bit, (p.n_pe + 3) // 4, "pick_bit")
+        lane_bits = Signal(p.n_pe, name="lane_bits")
+        signed_row = Signal(data.ArrayLayout(signed(p.weight_bits + 1), p.n_pe), name="signed_row")
+        term_valid, term_double = Signal(name="term_valid"), Signal(name="term_double")
+        term_lane = Signal.like(pick_lane, name="term_lane")
+        m.d.sync += [lane_bits.eq(Cat(*((sums_word[lane].as_unsigned() >> pick_bit[lane // 4])[0]
+                                        for lane in range(p.n_pe)))),
+                     term_valid.eq(term_pick), term_double.eq(pick_double), term_lane.eq(pick_lane)]
         for lane in range(p.n_pe):
-            m.d.sync += term[lane].eq(Mux(selected, Mux(term_sign, -lane_row[lane], lane_row[lane]), 0))
+            m.d.sync += signed_row[lane].eq(Mux(pick_sign, -weight_row[lane], weight_row[lane]))
+        term, add_term, add_double = Signal(self.acc_word), Signal(), Signal()
+        selected = Array(lane_bits[lane] for lane in range(p.n_pe))[term_lane]
+        for lane in range(p.n_pe):
+            m.d.sync += term[lane].eq(Mux(selected, signed_row[lane], 0))
         m.d.sync += [add_term.eq(term_valid), add_double.eq(term_double)]
         with m.If(add_term):
             for lane in range(p.n_pe):

@@ -1,6 +1,6 @@
 """Key-value product: the attention's Kᵀ·V rows of one tile and timestep, by AND-and-count."""
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,7 +8,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
-from .logic import check_params, delayed, fits, popcount, spike_group
+from .logic import FITS_PARTS, check_params, delayed, descriptor_copy, fits_parts, high_bits, popcount, spike_group
 from .spike_memory import READ_LATENCY
 
 __all__ = ["KeyValueProduct"]
@@ -31,7 +31,10 @@ class KeyValueProduct(wiring.Component):
     Ports
     -----
     desc : In(DESCRIPTOR_LAYOUT)
-        The descriptor (``cin``, ``H``, ``head_dim``, ``k_base``, ``v_base``, ``weight_base``, ``check_bits``).
+        The descriptor (``cin``, ``H``, ``head_dim``, ``k_base``, ``v_base``, ``weight_base``, ``check_bits``),
+        from :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES` cycles before ``start`` to
+        ``done``: the product copies these fields into registers, and derives its loop bounds and
+        range-check mask from the copies a cycle later.
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The value-channel tile, stable during the pass.
     t_sel : In(DESCRIPTOR_LAYOUT["T"].shape)
@@ -72,12 +75,19 @@ class KeyValueProduct(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        d = self.desc
         lb = p.lane_bits
         tile, t_sel = self.tile, self.t_sel
+        d = descriptor_copy(m, self.desc, ("cin", "H", "head_dim", "k_base", "v_base", "weight_base"))
+        # derived from the copies a cycle later: the last loop indices; the mask of the range check
+        # (decoded from the descriptor, then the mask)
+        last_ci, last_y = Signal.like(d.cin, name="last_ci"), Signal.like(d.H, name="last_y")
+        last_count = Signal.like(d.head_dim, name="last_count")
+        m.d.sync += [last_ci.eq(d.cin - 1), last_y.eq(d.H - 1), last_count.eq(d.head_dim - 1)]
+        count_high = high_bits(m, p.acc_bits, self.desc.check_bits, "count_high")
         ci = Signal.like(d.cin)              # key channel i
         y = Signal.like(d.H)
         head_start = Signal.like(d.cin)      # first channel of the head of i
+        head_end = Signal(len(d.cin) + 1)    # head_start + head_dim, kept with it
         head_count = Signal.like(d.head_dim)  # i - head_start
 
         def spike_row(group):
@@ -87,26 +97,29 @@ class KeyValueProduct(wiring.Component):
         pending, last = Signal(), Signal()
         flush = Signal(range(KEY_VALUE_STAGES))
         row_addr = Signal.like(d.weight_base)
-        mask = Signal(p.n_pe)
+        above, below = Signal(p.n_pe, name="above"), Signal(p.n_pe, name="below")   # the lanes of the head of i
         with m.FSM():
             with m.State("IDLE"):
+                # the counters start over while idle, rather than at start (a register enable fewer on
+                # its path)
+                m.d.sync += [ci.eq(0), y.eq(0), head_start.eq(0), head_end.eq(d.head_dim), head_count.eq(0)]
                 with m.If(self.start):
-                    m.d.sync += [ci.eq(0), y.eq(0), head_start.eq(0), head_count.eq(0)]
                     m.next = "KV"
             with m.State("KV"):
                 m.d.comb += [self.scan_en.eq(1), self.scan_addr.eq(spike_row(spike_group(p, d.k_base, ci >> lb))),
                              self.scan_lane.eq(ci[:lb] if lb else 0),
                              self.group_addr.eq(spike_row(spike_group(p, d.v_base, tile)))]
-                lanes = [((tile << lb) + lane) for lane in range(p.n_pe)]
-                m.d.sync += [pending.eq(1), last.eq(y == d.H - 1), row_addr.eq(d.weight_base + ci),
-                             mask.eq(Cat(*[(j >= head_start) & (j < head_start + d.head_dim) for j in lanes]))]
-                with m.If(y == d.H - 1):
+                lanes = [Cat(Const(lane, lb), tile) for lane in range(p.n_pe)]
+                m.d.sync += [pending.eq(1), last.eq(y == last_y), row_addr.eq(d.weight_base + ci),
+                             above.eq(Cat(*[j >= head_start for j in lanes])),
+                             below.eq(Cat(*[j < head_end for j in lanes]))]
+                with m.If(y == last_y):
                     m.d.sync += y.eq(0)
-                    with m.If(head_count == d.head_dim - 1):
-                        m.d.sync += [head_count.eq(0), head_start.eq(head_start + d.head_dim)]
+                    with m.If(head_count == last_count):
+                        m.d.sync += [head_count.eq(0), head_start.eq(head_end), head_end.eq(head_end + d.head_dim)]
                     with m.Else():
                         m.d.sync += head_count.eq(head_count + 1)
-                    with m.If(ci == d.cin - 1):
+                    with m.If(ci == last_ci):
                         m.d.sync += ci.eq(0)
                         m.next = "KV_FLUSH"
                     with m.Else():
@@ -114,14 +127,15 @@ class KeyValueProduct(wiring.Component):
                 with m.Else():
                     m.d.sync += y.eq(y + 1)
             with m.State("KV_FLUSH"):
-                m.d.sync += [pending.eq(0), head_start.eq(0), head_count.eq(0), flush.eq(flush + 1)]
+                m.d.sync += [pending.eq(0), flush.eq(flush + 1)]
                 with m.If(flush == KEY_VALUE_STAGES - 1):
                     m.d.sync += flush.eq(0)
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # the read's further cycles (the spike memory registers its words on their way)
-        read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, mask], "read",
+        # the read's further cycles (the spike memory registers its words on their way); the lanes of the
+        # head, their bounds checked apart a stage earlier, ANDed into the first of them
+        read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, above & below], "read",
                                                               READ_LATENCY - 1)
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
         both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
@@ -134,10 +148,12 @@ class KeyValueProduct(wiring.Component):
         for lane in range(p.n_pe):
             m.d.sync += ones[lane].eq(popcount(both[lane]))
         ones_valid, ones_last, ones_addr, ones_mask = delayed(m, [both_valid, both_last, both_addr, both_mask], "ones")
-        # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head)
+        # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head) and
+        # its range check, in FITS_PARTS registers per lane (their conjunction comes with the write)
         counts, total = Signal(self.acc_word), Signal(self.acc_word)
         row = Signal(self.acc_word)
         row_valid, row_to = Signal(), Signal.like(row_addr)
+        row_fits = Signal(p.n_pe * FITS_PARTS, name="row_fits")
         for lane in range(p.n_pe):
             m.d.comb += total[lane].eq(counts[lane] + ones[lane])
         m.d.sync += row_valid.eq(ones_valid & ones_last)
@@ -145,11 +161,14 @@ class KeyValueProduct(wiring.Component):
             m.d.sync += counts.eq(total)
             with m.If(ones_last):
                 m.d.sync += [counts.eq(0), row_to.eq(ones_addr)]
-                for lane in range(p.n_pe):
-                    m.d.sync += row[lane].eq(Mux(ones_mask[lane], total[lane], 0))
+                masked = [Mux(ones_mask[lane], total[lane], 0) for lane in range(p.n_pe)]
+                m.d.sync += [row[lane].eq(value) for lane, value in enumerate(masked)]
+                # 0 outside the head fits: the check of the sum, not of the selected value
+                m.d.sync += row_fits.eq(Cat(*(Mux(ones_mask[lane], part, 1) for lane in range(p.n_pe)
+                                              for part in fits_parts(total[lane], count_high, FITS_PARTS))))
         # stage 4: the row written, and checked
         m.d.comb += [self.weight_en.eq(row_valid), self.weight_addr.eq(row_to),
-                     self.overflow.eq(row_valid & ~Cat(*(fits(row[lane], d.check_bits) for lane in range(p.n_pe))).all())]
+                     self.overflow.eq(row_valid & ~row_fits.all())]
         for lane in range(p.n_pe):
             m.d.comb += self.weight_data[lane].eq(row[lane])
         return m

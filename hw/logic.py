@@ -1,13 +1,15 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
-range check, popcount, a many-term sum with one carry chain, and the check of the build parameters
-they take."""
+range check, popcount, a many-term sum with one carry chain, a unit's registered copy of the descriptor,
+and the check of the build parameters they take."""
+
+from types import SimpleNamespace
 
 from amaranth import Cat, Const, Signal, Value, signed
 
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["FANOUT_SUFFIX", "carry_save_sum", "check_params", "count_nested", "delayed", "fits", "popcount",
-           "registered_select", "replicated", "sign_extended", "spike_group"]
+__all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
+           "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "sign_extended", "spike_group"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -41,15 +43,44 @@ def count_nested(m, counters, finished):
     return wraps
 
 
-def fits(value, bits):
-    """``value`` (signed) is representable in ``bits`` (a value) bits of two's complement: its bits from
-    ``bits − 1`` up are all equal. The mask of those bits is a shift of a constant (no barrel shifter
-    of ``value``), the same for every lane checked against the same ``bits``."""
-    value = Value.cast(value)
-    width = len(value)
-    high = (Const((1 << width) - 1, width) << (Value.cast(bits) - 1).as_unsigned())[:width]
-    masked = value.as_unsigned() & high
-    return (masked == 0) | (masked == high)
+def high_bits(m, width, bits, name):
+    """A register of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
+    a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits_parts` checks against it.
+    Bit ``i`` is set where ``0 < bits <= i + 1``: the first stage decodes the high and the low three
+    bits of ``bits`` apart, the second takes each mask bit from three of the decoded bits — a LUT
+    per bit in each stage, where a comparator or a shifter over all of ``bits`` takes several."""
+    bits = Value.cast(bits)
+    low = min(3, len(bits))
+    high_values = 1 << (len(bits) - low)
+    nonzero = Signal(name=f"{name}_nonzero")
+    high_at, high_below = Signal(high_values, name=f"{name}_high_at"), Signal(high_values, name=f"{name}_high_below")
+    low_upto = Signal(1 << low, name=f"{name}_low_upto")
+    m.d.sync += [nonzero.eq(bits != 0),
+                 high_at.eq(Cat(*(bits[low:] == k for k in range(high_values)))),
+                 high_below.eq(Cat(*(bits[low:] < k for k in range(high_values)))),
+                 low_upto.eq(Cat(*(bits[:low] <= j for j in range(1 << low))))]
+    mask = Signal(width, name=name)
+    for i in range(width):
+        top, rest = (i + 1) >> low, (i + 1) & ((1 << low) - 1)
+        below = high_below[top] | (high_at[top] & low_upto[rest]) if top < high_values else 1
+        m.d.sync += mask[i].eq(nonzero & below)
+    return mask
+
+
+def fits_parts(value, high, parts):
+    """``value`` (signed) is representable in the declared width whose :func:`high_bits` mask is
+    ``high`` (as wide as ``value``): its bits from that width − 1 up are all equal, i.e. none there
+    differs from the one above it (a LUT per bit, then OR trees). As ``parts`` conditions over
+    consecutive bits, all true when it fits: registered apart, they split the check over two stages."""
+    bits = Value.cast(value).as_unsigned()
+    differs = (bits[:-1] ^ bits[1:]) & Value.cast(high)[:-1]
+    size = -(-len(differs) // parts) or 1
+    return [differs[i:i + size] == 0 for i in range(0, max(1, len(differs)), size)]
+
+
+#: Parts of a lane's range check registered apart (:func:`fits_parts`), where the word checked is some 32
+#: bits wide or comes out of an adder.
+FITS_PARTS = 4
 
 
 def popcount(word):
@@ -145,3 +176,15 @@ def registered_select(m, words, index, name, width=32):
         with m.Default():
             m.d.sync += out.eq(0)
     return out
+
+
+def descriptor_copy(m, desc, fields):
+    """A unit's own registers of the descriptor ``fields`` it uses (names), loaded every cycle from
+    ``desc``, as attributes of the result: the descriptor fans out to one register per unit, whose
+    copy then drives the unit's logic. Valid a cycle after ``desc`` (the sequencer's settle cycles,
+    :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES`, leave one more for what a
+    unit derives from it)."""
+    copies = {name: Signal.like(getattr(desc, name), name=f"desc_{name}") for name in fields}
+    m.d.sync += [copy.eq(getattr(desc, name)) for name, copy in copies.items()]
+    return SimpleNamespace(**copies)
+

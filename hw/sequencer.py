@@ -4,7 +4,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, OPCODES
+from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, DESCRIPTOR_SETTLE_CYCLES, OPCODES
 
 __all__ = ["Sequencer"]
 
@@ -12,6 +12,11 @@ __all__ = ["Sequencer"]
 class Sequencer(wiring.Component):
     """Executes descriptors from ``start_pc`` until an END descriptor or the breakpoint ``stop_pc``
     (0: none), one at a time; logs each descriptor's cycles.
+
+    Per descriptor: FETCH (the program read), DECODE (``desc`` loaded),
+    :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES` SETTLE cycles, in which the
+    engine's units register the fields they use and what they derive from them, then RUN
+    (``engine_start``) and WAIT until ``engine_done``.
 
     Ports
     -----
@@ -28,7 +33,8 @@ class Sequencer(wiring.Component):
     prog_data : In(DESCRIPTOR_BITS)
         Program read port (data the cycle after ``prog_en``, held while it is low).
     desc : Out(DESCRIPTOR_LAYOUT)
-        The descriptor being executed, for the engine.
+        The descriptor being executed, for the engine: loaded ``DESCRIPTOR_SETTLE_CYCLES`` cycles
+        before ``engine_start``, held until ``engine_done``.
     engine_start : Out(1)
     engine_done : In(1)
     log_valid, log_pc, log_cycles : Out
@@ -51,6 +57,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.prog_addr.eq(self.pc), self.log_pc.eq(self.pc), self.log_cycles.eq(op_cycles)]
         m.d.sync += op_cycles.eq(op_cycles + 1)
         fetched = self.prog_data
+        settle = Signal(range(max(1, DESCRIPTOR_SETTLE_CYCLES)))
         opcode = fetched[:len(self.desc.op)]
         with m.FSM():
             with m.State("IDLE"):
@@ -72,6 +79,11 @@ class Sequencer(wiring.Component):
                     m.d.comb += self.error.eq(1)
                     m.next = "FINISH"
                 with m.Else():
+                    m.d.sync += settle.eq(0)
+                    m.next = "SETTLE" if DESCRIPTOR_SETTLE_CYCLES else "RUN"
+            with m.State("SETTLE"):
+                m.d.sync += settle.eq(settle + 1)
+                with m.If(settle == DESCRIPTOR_SETTLE_CYCLES - 1):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.engine_start.eq(1)

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 
-from .logic import check_params, count_nested, delayed, spike_group
+from .logic import check_params, count_nested, delayed, descriptor_copy, spike_group
 from .spike_memory import READ_LATENCY
 
 __all__ = ["SpikePool"]
@@ -29,7 +29,10 @@ class SpikePool(wiring.Component):
     Ports
     -----
     desc : In(DESCRIPTOR_LAYOUT)
-        The descriptor (``tiles``, ``T``, ``H``, ``W``, ``in_base``, ``out_base``).
+        The descriptor (``tiles``, ``T``, ``H``, ``W``, ``in_base``, ``out_base``), from
+        :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES` cycles before ``start`` to
+        ``done``: the pool copies these fields into registers, and derives its loop bounds and the
+        pooled row's columns from the copies a cycle later.
     start : In(1)
         Begin the pass (the first read is next cycle).
     done : Out(1)
@@ -55,11 +58,16 @@ class SpikePool(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        d = self.desc
-        tile, t, y = Signal.like(d.tiles), Signal.like(d.T), Signal.like(d.H)   # y: the output row
+        d = descriptor_copy(m, self.desc, ("tiles", "T", "H", "W", "in_base", "out_base"))
+        # derived from the copies a cycle later: the last loop indices (the last output row of ⌈H/2⌉),
+        # the columns of the ⌈W/2⌉ of a pooled row (2·xo < W)
+        last_tile, last_t = Signal.like(d.tiles, name="last_tile"), Signal.like(d.T, name="last_t")
+        last_y, columns = Signal.like(d.H, name="last_y"), Signal(p.max_w, name="columns")
+        m.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq((d.H - 1) >> 1),
+                     columns.eq(Cat(*(d.W > 2 * xo for xo in range(p.max_w))))]
+        tile, t = Signal.like(d.tiles, name="tile"), Signal.like(d.T, name="t")
+        y = Signal.like(d.H, name="y")   # the output row
         pool_r = Signal(range(3))     # input row of the window being read
-        pooled_H = (d.H + 1) >> 1
-        pooled_W = (d.W + 1) >> 1
 
         def spike_row(base, y_):
             return cat_fields(spike_row_layout(p), group=spike_group(p, base, tile), t=t, y=y_)
@@ -69,8 +77,10 @@ class SpikePool(wiring.Component):
         out_addr = Signal.like(self.word_addr)
         with m.FSM():
             with m.State("IDLE"):
+                # the counters start over while idle, rather than at start (a register enable fewer on
+                # its path)
+                m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), pool_r.eq(0)]
                 with m.If(self.start):
-                    m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), pool_r.eq(0)]
                     m.next = "POOL_READ"
             with m.State("POOL_READ"):
                 source_y = (y << 1) + pool_r - 1
@@ -80,7 +90,7 @@ class SpikePool(wiring.Component):
                 m.d.sync += pool_r.eq(pool_r + 1)
                 with m.If(pool_r == 2):
                     m.d.sync += pool_r.eq(0)
-                    m.d.comb += finish.eq(count_nested(m, [(y, pooled_H - 1), (t, d.T - 1), (tile, d.tiles - 1)],
+                    m.d.comb += finish.eq(count_nested(m, [(y, last_y), (t, last_t), (tile, last_tile)],
                                                        "POOL_FLUSH"))
             with m.State("POOL_FLUSH"):
                 with m.If(self.done):
@@ -99,7 +109,7 @@ class SpikePool(wiring.Component):
             bits = []
             for xo in range(p.max_w):
                 window_bits = [word[i] for i in (2 * xo - 1, 2 * xo, 2 * xo + 1) if 0 <= i < p.max_w]
-                bits.append((Cat(*window_bits) != 0) & (xo < pooled_W) if window_bits else Const(0))
+                bits.append((Cat(*window_bits) != 0) & columns[xo] if window_bits else Const(0))
             m.d.comb += pooled[lane].eq(Cat(*bits))
         m.d.sync += window.eq(Mux(closing, 0, window_or))
         m.d.comb += [self.word_valid.eq(closing), self.word_addr.eq(write_addr), self.word_data.eq(pooled),

@@ -12,7 +12,8 @@ from amaranth.lib import data
 
 from .layout import pack_fields, unpack_fields
 
-__all__ = ["Field", "FIELDS", "OPCODES", "DESCRIPTOR_LAYOUT", "DESCRIPTOR_BITS", "pack", "unpack"]
+__all__ = ["Field", "FIELDS", "OPCODES", "DESCRIPTOR_LAYOUT", "DESCRIPTOR_BITS", "DESCRIPTOR_SETTLE_CYCLES", "pack",
+           "unpack"]
 
 
 class Field(NamedTuple):
@@ -56,6 +57,12 @@ FIELDS = (
 
 DESCRIPTOR_LAYOUT = data.StructLayout({f.name: f.bits for f in FIELDS})
 DESCRIPTOR_BITS = DESCRIPTOR_LAYOUT.size
+
+#: Cycles the sequencer holds a new descriptor before it starts the engine: each of the engine's units
+#: copies the fields it uses into its own registers (no descriptor-wide fanout on its paths) and
+#: derives from them, in a further stage, what it compares against (last loop indices, range-check
+#: masks, table rows), all valid at ``start``.
+DESCRIPTOR_SETTLE_CYCLES = 2
 
 
 def pack(**values):

@@ -10,7 +10,7 @@ numpy integer arrays ``[T, C, H, W]`` of one image (e.g. a golden trace's, see :
 
 import numpy as np
 
-from spikeforge.interface.descriptor import OPCODES, unpack
+from spikeforge.interface.descriptor import DESCRIPTOR_SETTLE_CYCLES, OPCODES, unpack
 from spikeforge.ops import BY_OPCODE
 from spikeforge.ops.pool import maxpool_spikes
 
@@ -18,8 +18,9 @@ __all__ = ["SEQUENCER_CYCLES", "DONE_CYCLES", "END_CYCLES", "BREAKPOINT_CYCLES",
            "descriptor_cycles", "network_cycles", "run_cycles", "spikes_at", "trace_tensors"]
 
 #: Cycles of a descriptor in OP_CYCLES before the engine's first state: the sequencer's FETCH (the
-#: counter restarts at 1 there), DECODE and RUN (engine_start; the engine leaves IDLE).
-SEQUENCER_CYCLES = 3
+#: counter restarts at 1 there), DECODE, the descriptor's settle cycles and RUN (engine_start; the
+#: engine leaves IDLE).
+SEQUENCER_CYCLES = 3 + DESCRIPTOR_SETTLE_CYCLES
 #: The engine's DONE cycle: the sequencer logs OP_CYCLES in it, so it is not in the log, but CYCLES counts it.
 DONE_CYCLES = 1
 #: The END descriptor (never logged): FETCH, DECODE and FINISH.

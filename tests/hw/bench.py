@@ -5,7 +5,7 @@ from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from spikeforge.hw.spike_memory import READ_LATENCY
-from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
+from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_SETTLE_CYCLES
 from spikeforge.interface.layout import pack_fields, spike_row_layout
 from spikeforge.interface.params import AcceleratorParams
 
@@ -83,9 +83,12 @@ def set_desc(ctx, desc, **fields):
 
 
 async def run_pass(ctx, unit, observe=None, limit=10_000, **start_inputs):
-    """Pulse ``unit.start`` (with ``start_inputs``, e.g. ``rewind=1``, held in that cycle) and tick
-    until ``unit.done``; ``observe(ctx)`` samples every cycle of the pass. Returns the pass's cycles
-    (from the one after ``start`` to ``done`` included)."""
+    """Let the descriptor settle (:data:`DESCRIPTOR_SETTLE_CYCLES`, as the sequencer does), pulse
+    ``unit.start`` (with ``start_inputs``, e.g. ``rewind=1``, held in that cycle) and tick until
+    ``unit.done``; ``observe(ctx)`` samples every cycle of the pass. Returns the pass's cycles (from
+    the one after ``start`` to ``done`` included)."""
+    for _ in range(DESCRIPTOR_SETTLE_CYCLES):
+        await ctx.tick()
     ctx.set(unit.start, 1)
     for name, value in start_inputs.items():
         ctx.set(getattr(unit, name), value)
