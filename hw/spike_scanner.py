@@ -9,7 +9,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.conv import SCAN_ROW_QUEUE
 
-from .logic import check_params, delayed, spike_group
+from .logic import check_params, delayed, replicated, spike_group
 from .spike_memory import READ_LATENCY
 from .spike_to_event import SpikeToEvent
 
@@ -164,18 +164,31 @@ class SpikeScanner(wiring.Component):
         issue_plane = Signal.like(plane)
         issue_dy, issue_dx = Signal(range(3)), Signal(range(3))
 
-        # the last fetch's occupancy word is there: a register, set READ_LATENCY cycles after the fetch
-        # (the age counts on and wraps, harmlessly: only a fetch clears occ_ready)
-        occ_ready = Signal()
+        # the last fetch's occupancy word is there, masked to the slot's rows in a register (the row search
+        # starts from a flip-flop): READ_LATENCY + 1 cycles after the fetch (the age counts on and wraps,
+        # harmlessly: only a fetch clears occ_ready)
+        occ_word, occ_ready = Signal(p.max_T * p.max_h), Signal()
+        m.d.sync += occ_word.eq(self.occ_data & rows_mask)
         occ_age = Signal(range(max(2, READ_LATENCY)))
         m.d.sync += occ_age.eq(occ_age + 1)
-        with m.If(occ_age == READ_LATENCY - 2):
-            m.d.sync += occ_ready.eq(1)
+
+        running = Signal()
+        # until the pass's first fetch, the counters stay at the first slot and the constants follow desc
+        # (valid from start on): their enable is a flip-flop, not start
+        with m.If(~running):
+            m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
+                         kernel3.eq(d.kernel3), planes.eq(d.planes), last_plane.eq(d.planes - 1),
+                         last_ci.eq(d.cin - 1), in_base.eq(d.in_base)]
+            for tap in range(3):
+                m.d.sync += [row_masks[tap].eq(Cat(
+                                 Mux(is_attention, b >> p.h_bits == self.t_sel, scan_T > b >> p.h_bits)
+                                 & reaches(b & (p.max_h - 1), tap, d.H) for b in range(p.max_T * p.max_h))),
+                             col_masks[tap].eq(Cat(reaches(x, tap, d.W) for x in range(p.max_w)))]
 
         fetch = Signal()
         with m.If(fetch):
             m.d.comb += [self.weight_en.eq(1), self.occ_en.eq(1)]
-            m.d.sync += [occ_age.eq(0), occ_ready.eq(0),
+            m.d.sync += [occ_age.eq(0),
                          fetched_group.eq(group), fetched_lane.eq(self.occ_lane), fetched_plane.eq(plane),
                          fetched_dy.eq(Mux(kernel3, dy, 1)), fetched_dx.eq(Mux(kernel3, dx, 1)),
                          fetched_last.eq(last)]
@@ -193,18 +206,23 @@ class SpikeScanner(wiring.Component):
         m.d.comb += [self.scan_en.eq(cand_valid & (credits != 0)),
                      self.scan_addr.eq(cat_fields(spike_row_layout(p), group=issue_group, t=cand_t, y=cand_y)),
                      self.scan_lane.eq(issue_lane)]
-        # the pass: fetching from its first fetch (two cycles after start) on, and slots are left to load (armed)
-        running, armed, loading = Signal(), Signal(), Signal()
+        # the pass: fetching from its first fetch (two cycles after start) on, and slots are left to load
+        # (armed). A slot loads when its occupancy word is there and the previous slot's rows are read:
+        # loading is a register, from the next values of the three, so the fetch is one gate of flip-flops.
+        armed, loading = Signal(), Signal()
         first_fetch, = delayed(m, [self.start], "setup", 2)
-        m.d.comb += [loading.eq(armed & occ_ready & ~cand_valid), fetch.eq(first_fetch | (loading & ~fetched_last)),
-                     row_scanner.word.eq(self.occ_data & rows_mask), row_scanner.load.eq(loading),
+        m.d.comb += [fetch.eq(first_fetch | (loading & ~fetched_last)),
+                     row_scanner.word.eq(occ_word), row_scanner.load.eq(loading),
                      row_scanner.advance.eq(loading | self.scan_en)]
         with m.If(row_scanner.advance):
-            m.d.sync += [cand_valid.eq(row_scanner.valid), cand_index.eq(row_scanner.index)]
+            m.d.sync += cand_index.eq(row_scanner.index)
+        cand_valid_next = Mux(row_scanner.advance, row_scanner.valid, cand_valid)
+        occ_ready_next = ~fetch & (occ_ready | (occ_age == READ_LATENCY - 1))
+        armed_next = first_fetch | (armed & ~(loading & fetched_last))
+        m.d.sync += [cand_valid.eq(cand_valid_next), occ_ready.eq(occ_ready_next), armed.eq(armed_next),
+                     loading.eq(armed_next & occ_ready_next & ~cand_valid_next)]
         with m.If(first_fetch):
-            m.d.sync += [running.eq(1), armed.eq(1)]
-        with m.Elif(loading & fetched_last):
-            m.d.sync += armed.eq(0)
+            m.d.sync += running.eq(1)
         # the slot's row reads use these only while a row is to be read: they follow the fetched slot while
         # none is (the last time at its load), so their enable is a flip-flop, not the load's decision
         with m.If(~cand_valid):
@@ -217,17 +235,8 @@ class SpikeScanner(wiring.Component):
         m.d.comb += [issued.t.eq(cand_t), issued.y.eq(cand_y - issue_dy + 1), issued.shift.eq(issue_plane),
                      issued.row.eq(issue_row)]
 
-        with m.If(self.start):
-            m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
-                         kernel3.eq(d.kernel3), planes.eq(d.planes), last_plane.eq(d.planes - 1),
-                         last_ci.eq(d.cin - 1), in_base.eq(d.in_base)]
-            for tap in range(3):
-                m.d.sync += [row_masks[tap].eq(Cat(
-                                 Mux(is_attention, b >> p.h_bits == self.t_sel, scan_T > b >> p.h_bits)
-                                 & reaches(b & (p.max_h - 1), tap, d.H) for b in range(p.max_T * p.max_h))),
-                             col_masks[tap].eq(Cat(reaches(x, tap, d.W) for x in range(p.max_w)))]
-            with m.If(self.rewind):
-                m.d.sync += row.eq(d.weight_base)
+        with m.If(self.start & self.rewind):
+            m.d.sync += row.eq(d.weight_base)
         # the pass ends once every slot is loaded and its rows read, and nothing is in flight: no read, no
         # row queued, held or being scanned (its last event is on the event ports then)
         quiet = Signal()
@@ -248,19 +257,24 @@ class SpikeScanner(wiring.Component):
         # ---- the events: one row after another, each taken from the queue a cycle before it starts; an
         # event is registered (ev_*) with its row (current), so the array's inputs are flip-flops
         held, held_valid = Signal(entry), Signal()   # the next row, taken from the queue
-        current, active = Signal(entry), Signal()    # the row being scanned, and whether it goes on
-        starting = Signal()
+        current = Signal(entry)                      # the row being scanned
+        # whether the row goes on next cycle: a copy for the logic, one for the row registers' enables
+        active_next = Signal()
+        active, active_rows = replicated(m, active_next, 2, "active")
+        starting = Signal()                          # held starts: registered, from the next values
         taking = Signal()                            # held is free or starts: it takes the queue's head
-        m.d.comb += [starting.eq(held_valid & ~active), taking.eq(~(held_valid & active)),
-                     pop.eq(queue.r_rdy & taking), queue.r_en.eq(pop)]
-        # (the rows' registers load whenever they may, valid or not, so their enables are one gate)
-        with m.If(taking):
-            m.d.sync += [held.eq(queue.r_data), held_valid.eq(queue.r_rdy)]
+        m.d.comb += [taking.eq(~(held_valid & active)), pop.eq(queue.r_rdy & taking), queue.r_en.eq(pop)]
+        held_valid_next = Mux(taking, queue.r_rdy, held_valid)
+        # (the rows' registers load whenever they may, valid or not: their enables are one gate of the
+        # copy of active, apart from the logic's)
+        with m.If(~(held_valid & active_rows)):
+            m.d.sync += held.eq(queue.r_data)
         m.d.comb += [scanner.word.eq(held.word), scanner.load.eq(starting), scanner.advance.eq(scanner.valid)]
         in_row = starting | active
-        with m.If(~active):
+        with m.If(~active_rows):
             m.d.sync += current.eq(held)
-        m.d.sync += active.eq(in_row & ~scanner.last)
+        m.d.comb += active_next.eq(in_row & ~scanner.last)
+        m.d.sync += [held_valid.eq(held_valid_next), starting.eq(held_valid_next & ~active_next)]
         ev_x = Signal.like(scanner.index)
         m.d.sync += [self.event_valid.eq(in_row & scanner.valid), ev_x.eq(scanner.index)]
         m.d.comb += [self.event_row.eq(current.row), self.event_shift.eq(current.shift),

@@ -38,21 +38,16 @@ class SpikeToEvent(wiring.Component):
         m = Module()
         remaining = Signal(self.word_bits)
 
-        def lowest_index(bits):
-            # a tree of two-way choices by whether the lower half holds a set bit: log depth (a priority
-            # chain would be as deep as the word)
-            if len(bits) == 1:
-                return Cat()
-            half = 1 << (len(bits) - 1).bit_length() - 1
-            low, high = bits[:half], bits[half:]
-            low_index, high_index = lowest_index(low), lowest_index(high)
-            return Cat(Mux(low.any(), low_index, high_index)[:len(low_index)], ~low.any())
-
         def search(bits):
-            # whether any bit is set, the lowest one's index, whether it is the last, the bits after it
-            # (bits & (bits − 1) clears the lowest)
-            rest = bits & (bits - 1)
-            return bits != 0, lowest_index(bits), rest == 0, rest
+            # whether any bit is set, the lowest one's index, whether it is the last, the bits after it.
+            # The index's bit k is an OR over the positions with bit k set of the lowest bit alone (a
+            # carry chain isolates it), a tree of log depth: a priority chain would be as deep as the word.
+            lowest = Signal(self.word_bits)
+            m.d.comb += lowest.eq(bits & -bits)
+            index = Cat(*(Cat(*(lowest[b] for b in range(self.word_bits) if b >> k & 1)).any()
+                          if self.word_bits > 1 << k else 0 for k in range(len(self.index))))
+            rest = bits & ~lowest
+            return bits != 0, index, rest == 0, rest
 
         # both words are searched, and load only picks one at the end: a late load (the consumer's
         # decision) costs a multiplexer, not the search

@@ -202,7 +202,7 @@ def scan_pass_cycles(slots):
     before has ended: ``max(1, k)`` cycles, one event each. Taking a row returns its credit. An event
     leaves through a register a cycle later; ``done`` comes once the reads have ended and the last
     event has left its search."""
-    load, end = 2 + SPIKE_READ_LATENCY, 0
+    load, end = 3 + SPIKE_READ_LATENCY, 0
     pops, starts = [], []
     for rows in slots:
         ready = load + 1                     # the slot's first row search
@@ -216,7 +216,7 @@ def scan_pass_cycles(slots):
             starts.append(start)
             end = start + int(k) - 1
             ready = read + 1
-        reads_end, load = ready, max(ready, load + SPIKE_READ_LATENCY)
+        reads_end, load = ready, max(ready, load + SPIKE_READ_LATENCY + 1)
     return max(reads_end, end + 1)
 
 

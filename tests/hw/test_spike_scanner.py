@@ -79,7 +79,7 @@ def _pass_cycles(slots):
         elif loaded == len(slots):                                   # the last slot's rows are read
             if quiet:
                 return cycle
-        elif cycle >= fetched + READ_LATENCY:                        # load the next slot, fetch the one after
+        elif cycle > fetched + READ_LATENCY:                         # load the next slot, fetch the one after
             remaining, loaded, fetched = list(slots[loaded]), loaded + 1, cycle
         starting = held is not None and row_left == 0
         if cycle in arrivals:
@@ -185,7 +185,7 @@ def test_empty_input_costs_the_occupancy_read_per_channel_and_tap():
     (events, cycles), = _check(p, desc, {}, [(0, 1)])
     # the setup and the fetch, then per slot its occupancy word's READ_LATENCY cycles, the last slot's
     # empty search
-    assert events == [] and cycles == 2 + 2 * 9 * READ_LATENCY + 1
+    assert events == [] and cycles == 2 + 2 * 9 * (READ_LATENCY + 1) + 1
 
 
 def test_rejects_engine_params():
