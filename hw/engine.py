@@ -123,7 +123,6 @@ class Engine(wiring.Component):
         stream_write, stream_read = stream.write_port(), stream.read_port()
 
         # ---- datapaths -----------------------------------------------------------------------
-        is_attention = d.op == OPCODES["ATTENTION"]
         m.submodules.scanner = scanner = SpikeScanner(p)
         m.submodules.drain = drain = Drain(p)
         m.submodules.pool = pool = SpikePool(p)
@@ -133,6 +132,11 @@ class Engine(wiring.Component):
             m.d.comb += unit.desc.eq(d)
         tile = Signal.like(d.tiles)
         t_sel = Signal.like(d.T)     # attention: the timestep being accumulated
+        # desc-derived decisions in registers, a cycle behind desc, tile and t_sel (desc is valid from
+        # start on; tile and t_sel change many cycles before the ends of phases that read these)
+        is_attention, last_tile, last_t = Signal(), Signal(), Signal()
+        m.d.sync += [is_attention.eq(d.op == OPCODES["ATTENTION"]), last_tile.eq(tile == d.tiles - 1),
+                     last_t.eq(t_sel == d.T - 1)]
         m.d.comb += [scanner.t_sel.eq(t_sel), key_value.t_sel.eq(t_sel), drain.tile.eq(tile),
                      key_value.tile.eq(tile)]
         # read data goes to every unit; a unit uses it only in its own phase
@@ -210,7 +214,7 @@ class Engine(wiring.Component):
                              spikes.scan_en.eq(scanner.scan_en), spikes.scan_addr.eq(scanner.scan_addr),
                              spikes.scan_lane.eq(scanner.scan_lane)]
                 with m.If(scanner.done):
-                    with m.If(is_attention & (t_sel != d.T - 1)):
+                    with m.If(is_attention & ~last_t):
                         m.d.sync += t_sel.eq(t_sel + 1)
                         m.d.comb += key_value.start.eq(1)
                         m.next = "KEY_VALUE"
@@ -232,7 +236,7 @@ class Engine(wiring.Component):
                              spikes.word_addr.eq(drain.word_addr), spikes.word_data.eq(drain.word_data)]
                 with m.If(drain.done):
                     m.d.sync += t_sel.eq(0)
-                    with m.If(tile == d.tiles - 1):
+                    with m.If(last_tile):
                         m.next = "DONE"
                     with m.Else():
                         m.d.sync += tile.eq(tile + 1)

@@ -32,17 +32,24 @@ class SpikeScanner(wiring.Component):
     Rows are those with ``t < T`` (``t = 0`` for a ``static`` input) or, for ATTENTION, ``t = t_sel``.
     The reads run ahead of the events, decoupled by a queue of row words (:data:`ROW_QUEUE` credits),
     because spike-memory words arrive :data:`~spikeforge.hw.spike_memory.READ_LATENCY` cycles after
-    their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched; once the word
-    has arrived and the previous slot's rows are read, it is loaded into the row search (a register),
-    the slot's weight row, channel, plane and tap into the issue side's registers, and the next slot is
-    fetched in that same cycle; then each occupied row is read, one per cycle while a credit is free. So
-    the next slot's word is on its way while the rows are read: a slot costs the reads
-    ``max(READ_LATENCY, 1 + its rows' reads)`` cycles. Each word, masked to the tap's columns, enters
-    the queue with its slot's weight row, plane and target row; the events take one row after another
-    (the next taken a cycle before it starts) at ``max(1, k)`` cycles per row. A pass takes
-    :func:`spikeforge.ops.conv.scan_pass_cycles` cycles from the one after ``start`` to ``done``
-    included (its last row's last event, or its last slot's search). Weight rows follow one another in
-    (ci, tap, plane) order, continuing from the previous pass unless ``rewind``.
+    their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched; the word,
+    masked to the rows the tap reaches, is registered, and once it is and the previous slot's rows are
+    read (``READ_LATENCY + 1`` cycles after the fetch at the earliest), the slot is loaded into the row
+    search, and the next slot is fetched in that same cycle; then each occupied row is read, one per
+    cycle while a credit is free. So the next slot's word is on its way while the rows are read: a slot
+    costs the reads ``max(READ_LATENCY + 1, 1 + its rows' reads)`` cycles. Each word, masked to the
+    tap's columns and shifted so that a spike's bit is its target column, enters the queue with its
+    slot's weight row, plane and target row; the events take one row after another (the next taken a
+    cycle before it starts) at ``max(1, k)`` cycles per row, and leave through registers a cycle later.
+    A pass takes :func:`spikeforge.ops.conv.scan_pass_cycles` cycles from the one after ``start`` (a
+    cycle of setup: the first fetch is the next) to ``done`` included (the cycle its last event is on
+    the event ports, or the one after its last slot's search). Weight rows follow one another in (ci,
+    tap, plane) order, continuing from the previous pass unless ``rewind``.
+
+    For the clock, every output is a flip-flop or one gate of flip-flops: the fetch address, group and
+    lane, the next slot's counters and its "last" decisions are registered a cycle after each fetch
+    (fetches are at least READ_LATENCY + 1 cycles apart); the desc fields are taken into registers
+    while idle (desc is stable from ``start`` to ``done``); the next row to read waits in a register.
 
     Ports
     -----
@@ -52,7 +59,7 @@ class SpikeScanner(wiring.Component):
     t_sel : In(DESCRIPTOR_LAYOUT["T"].shape)
         ATTENTION: the timestep whose rows are scanned.
     start : In(1)
-        Begin a pass (the first weight fetch is next cycle).
+        Begin a pass (the first weight fetch is two cycles later).
     rewind : In(1)
         With ``start``: the first weight row is ``desc.weight_base``; otherwise the row after the
         previous pass's last (CONV tiles follow one another in the weight memory).
