@@ -112,16 +112,25 @@ class SpikeScanner(wiring.Component):
         # field, so its address and mask logic starts from flip-flops
         kernel3, planes, last_plane = Signal(), Signal.like(d.planes), Signal.like(d.planes)
         last_ci, in_base = Signal.like(d.cin), Signal.like(d.in_base)
-        # per tap row dy: the rows {t, y} it reaches (y − dy + 1 inside the image; t < T, t = 0 for a static
-        # input, or t_sel for ATTENTION); per tap column dx: the columns it reaches
-        row_masks = [Signal(p.max_T * p.max_h, name=f"row_mask{dy}") for dy in range(3)]
-        col_masks = [Signal(p.max_w, name=f"col_mask{dx}") for dx in range(3)]
+        height, width = Signal.like(d.H), Signal.like(d.W)
+        in_time = Signal(p.max_T)            # the timesteps scanned: t < T (t = 0 for a static input), or t_sel
+        # for ATTENTION
         is_attention = d.op == OPCODES["ATTENTION"]
         scan_T = Mux(d.static, 1, d.T)
+        # per tap row dy: the rows {t, y} it reaches (y − dy + 1 inside the image, t scanned); per tap column
+        # dx: the columns it reaches. Registered from the constants a cycle later (the first slot's row mask
+        # is needed READ_LATENCY + 1 cycles after its fetch, its column mask later still).
+        row_masks = [Signal(p.max_T * p.max_h, name=f"row_mask{dy}") for dy in range(3)]
+        col_masks = [Signal(p.max_w, name=f"col_mask{dx}") for dx in range(3)]
 
         def reaches(i, tap, size):
             inside = size > i + (tap == 0)
             return inside & (i >= 1) if tap == 2 else inside
+
+        for tap in range(3):
+            m.d.sync += [row_masks[tap].eq(Cat(in_time[b >> p.h_bits] & reaches(b & (p.max_h - 1), tap, height)
+                                               for b in range(p.max_T * p.max_h))),
+                         col_masks[tap].eq(Cat(reaches(x, tap, width) for x in range(p.max_w)))]
 
         # ---- the fetch side: the next slot (ci, tap, plane) to fetch. Its counters change only at a fetch,
         # at least READ_LATENCY cycles apart; what the fetch needs (its spike group, whether it is the last
@@ -185,12 +194,8 @@ class SpikeScanner(wiring.Component):
         with m.If(~running):
             m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
                          kernel3.eq(d.kernel3), planes.eq(d.planes), last_plane.eq(d.planes - 1),
-                         last_ci.eq(d.cin - 1), in_base.eq(d.in_base)]
-            for tap in range(3):
-                m.d.sync += [row_masks[tap].eq(Cat(
-                                 Mux(is_attention, b >> p.h_bits == self.t_sel, scan_T > b >> p.h_bits)
-                                 & reaches(b & (p.max_h - 1), tap, d.H) for b in range(p.max_T * p.max_h))),
-                             col_masks[tap].eq(Cat(reaches(x, tap, d.W) for x in range(p.max_w)))]
+                         last_ci.eq(d.cin - 1), in_base.eq(d.in_base), height.eq(d.H), width.eq(d.W),
+                         in_time.eq(Cat(Mux(is_attention, t == self.t_sel, scan_T > t) for t in range(p.max_T)))]
 
         fetch = Signal()
         with m.If(fetch):
