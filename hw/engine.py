@@ -115,9 +115,15 @@ class Engine(wiring.Component):
         m.submodules.spikes = spikes = SpikeMemory(p)
         m.submodules.array = array = AccumulatorArray(p)
         # the Kᵀ·V rows of the attention: written by KEY_VALUE, read by the scan like weight rows
-        m.submodules.scratch = scratch = memory.Memory(shape=self.row, depth=p.scratch_rows, init=[])
+        # (no word of these is read in the cycle it is written: KEY_VALUE writes the scratch rows the scan
+        # reads later, the drain reads a position's stream word before it writes it back; Yosys need
+        # not emulate read-during-write with address comparators before the read word's register)
+        no_rw_check = {"no_rw_check": 1}
+        m.submodules.scratch = scratch = memory.Memory(shape=self.row, depth=p.scratch_rows, init=[],
+                                                       attrs=no_rw_check)
         stream_addr_bits = p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits
-        m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[])
+        m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[],
+                                                     attrs=no_rw_check)
         # one read port per memory (block RAM has two ports): the host reads the stream through it while idle
         scratch_write, scratch_read = scratch.write_port(), scratch.read_port()
         stream_write, stream_read = stream.write_port(), stream.read_port()
