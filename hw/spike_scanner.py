@@ -112,14 +112,14 @@ class SpikeScanner(wiring.Component):
         # field, so its address and mask logic starts from flip-flops
         kernel3, planes, last_plane = Signal(), Signal.like(d.planes), Signal.like(d.planes)
         last_ci, in_base = Signal.like(d.cin), Signal.like(d.in_base)
-        height, width = Signal.like(d.H), Signal.like(d.W)
-        in_time = Signal(p.max_T)            # the timesteps scanned: t < T (t = 0 for a static input), or t_sel
-        # for ATTENTION
-        is_attention = d.op == OPCODES["ATTENTION"]
-        scan_T = Mux(d.static, 1, d.T)
-        # per tap row dy: the rows {t, y} it reaches (y − dy + 1 inside the image, t scanned); per tap column
-        # dx: the columns it reaches. Registered from the constants a cycle later (the first slot's row mask
-        # is needed READ_LATENCY + 1 cycles after its fetch, its column mask later still).
+        height, width, attention = Signal.like(d.H), Signal.like(d.W), Signal()
+        scan_T, selected = Signal.like(d.T), Signal.like(self.t_sel)
+        # the timesteps scanned: t < T (t = 0 for a static input), or t_sel for ATTENTION; per tap row dy:
+        # the rows {t, y} it reaches (y − dy + 1 inside the image, t scanned); per tap column dx: the
+        # columns it reaches. Registered from the constants, one cycle a step (the first slot's row mask is
+        # needed READ_LATENCY + 1 cycles after its fetch, its column mask later still).
+        in_time = Signal(p.max_T)
+        m.d.sync += in_time.eq(Cat(Mux(attention, t == selected, scan_T > t) for t in range(p.max_T)))
         row_masks = [Signal(p.max_T * p.max_h, name=f"row_mask{dy}") for dy in range(3)]
         col_masks = [Signal(p.max_w, name=f"col_mask{dx}") for dx in range(3)]
 
@@ -195,7 +195,8 @@ class SpikeScanner(wiring.Component):
             m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
                          kernel3.eq(d.kernel3), planes.eq(d.planes), last_plane.eq(d.planes - 1),
                          last_ci.eq(d.cin - 1), in_base.eq(d.in_base), height.eq(d.H), width.eq(d.W),
-                         in_time.eq(Cat(Mux(is_attention, t == self.t_sel, scan_T > t) for t in range(p.max_T)))]
+                         attention.eq(d.op == OPCODES["ATTENTION"]), scan_T.eq(Mux(d.static, 1, d.T)),
+                         selected.eq(self.t_sel)]
 
         fetch = Signal()
         with m.If(fetch):
