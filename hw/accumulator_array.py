@@ -54,7 +54,10 @@ class AccumulatorArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        m.submodules.acc = acc = zeroed_memory(shape=self.word, depth=1 << self.addr_bits)
+        # (a word written in the cycle it is read is forwarded, below: Yosys need not emulate
+        # read-during-write with address comparators before the word's register)
+        m.submodules.acc = acc = zeroed_memory(shape=self.word, depth=1 << self.addr_bits,
+                                               attrs={"no_rw_check": 1})
         write, read = acc.write_port(), acc.read_port()
 
         # stage 1: the word is being read; the row is shifted by its plane

@@ -116,15 +116,20 @@ class Engine(wiring.Component):
         m.submodules.spikes = spikes = SpikeMemory(p)
         m.submodules.array = array = AccumulatorArray(p)
         # the Kᵀ·V rows of the attention: written by KEY_VALUE, read by the scan like weight rows
-        m.submodules.scratch = scratch = memory.Memory(shape=self.row, depth=p.scratch_rows, init=[])
+        # (no word of these is read in the cycle it is written: KEY_VALUE writes the scratch rows the scan
+        # reads later, the drain reads a position's stream word before it writes it back; Yosys need
+        # not emulate read-during-write with address comparators before the read word's register)
+        no_rw_check = {"no_rw_check": 1}
+        m.submodules.scratch = scratch = memory.Memory(shape=self.row, depth=p.scratch_rows, init=[],
+                                                       attrs=no_rw_check)
         stream_addr_bits = p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits
-        m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[])
+        m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[],
+                                                     attrs=no_rw_check)
         # one read port per memory (block RAM has two ports): the host reads the stream through it while idle
         scratch_write, scratch_read = scratch.write_port(), scratch.read_port()
         stream_write, stream_read = stream.write_port(), stream.read_port()
 
         # ---- datapaths -----------------------------------------------------------------------
-        is_attention = d.op == OPCODES["ATTENTION"]
         m.submodules.scanner = scanner = SpikeScanner(p)
         m.submodules.drain = drain = Drain(p)
         m.submodules.pool = pool = SpikePool(p)
@@ -134,6 +139,11 @@ class Engine(wiring.Component):
             m.d.comb += unit.desc.eq(d)
         tile = Signal.like(d.tiles)
         t_sel = Signal.like(d.T)     # attention: the timestep being accumulated
+        # desc-derived decisions in registers, a cycle behind desc, tile and t_sel (desc is valid from
+        # start on; tile and t_sel change many cycles before the ends of phases that read these)
+        is_attention, last_tile, last_t = Signal(), Signal(), Signal()
+        m.d.sync += [is_attention.eq(d.op == OPCODES["ATTENTION"]), last_tile.eq(tile == d.tiles - 1),
+                     last_t.eq(t_sel == d.T - 1)]
         m.d.comb += [scanner.t_sel.eq(t_sel), key_value.t_sel.eq(t_sel), drain.tile.eq(tile),
                      key_value.tile.eq(tile)]
         # read data goes to every unit; a unit uses it only in its own phase
@@ -214,7 +224,7 @@ class Engine(wiring.Component):
                              spikes.scan_en.eq(scanner.scan_en), spikes.scan_addr.eq(scanner.scan_addr),
                              spikes.scan_lane.eq(scanner.scan_lane)]
                 with m.If(scanner.done):
-                    with m.If(is_attention & (t_sel != d.T - 1)):
+                    with m.If(is_attention & ~last_t):
                         m.d.sync += t_sel.eq(t_sel + 1)
                         m.d.comb += key_value.start.eq(1)
                         m.next = "KEY_VALUE"
@@ -235,7 +245,7 @@ class Engine(wiring.Component):
                              spikes.word_addr.eq(drain.word_addr), spikes.word_data.eq(drain.word_data)]
                 with m.If(drain.done):
                     m.d.sync += t_sel.eq(0)
-                    with m.If(tile == d.tiles - 1):
+                    with m.If(last_tile):
                         m.next = "DONE"
                     with m.Else():
                         m.d.sync += tile.eq(tile + 1)

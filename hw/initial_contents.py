@@ -21,7 +21,7 @@ __all__ = ["ZEROED", "zeroed_memory"]
 ZEROED = "spikeforge_zeroed"
 
 
-def zeroed_memory(*, shape, depth):
+def zeroed_memory(*, shape, depth, attrs=None):
     """An ``amaranth.lib.memory.Memory`` of ``depth`` words of ``shape`` that starts at zero, in
-    simulation and in the generated Verilog alike."""
-    return memory.Memory(shape=shape, depth=depth, init=[], attrs={ZEROED: 1})
+    simulation and in the generated Verilog alike (with ``attrs``, further attributes)."""
+    return memory.Memory(shape=shape, depth=depth, init=[], attrs={**(attrs or {}), ZEROED: 1})

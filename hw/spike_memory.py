@@ -94,7 +94,10 @@ class SpikeMemory(wiring.Component):
         forward_older = replicated(m, last_update & (last_group == read_group), p.n_pe, "forward_older")
 
         for lane in range(p.n_pe):
-            bank = memory.Memory(shape=p.max_w, depth=1 << self.addr_bits, init=[])
+            # no word is read in the cycle it is written (the engine's phases write or read a tensor, and
+            # the host's write cycle ignores its read): Yosys need not emulate read-during-write, which
+            # would put address comparators between the read address and the word's register
+            bank = memory.Memory(shape=p.max_w, depth=1 << self.addr_bits, init=[], attrs={"no_rw_check": 1})
             occupancy = memory.Memory(shape=self.rows_bits, depth=p.spike_groups, init=[])
             m.submodules[f"bank{lane}"] = bank
             m.submodules[f"occupancy{lane}"] = occupancy

@@ -9,7 +9,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.conv import SCAN_ROW_QUEUE
 
-from .logic import check_params, delayed, spike_group
+from .logic import check_params, delayed, replicated, spike_group
 from .spike_memory import READ_LATENCY
 from .spike_to_event import SpikeToEvent
 
@@ -32,17 +32,24 @@ class SpikeScanner(wiring.Component):
     Rows are those with ``t < T`` (``t = 0`` for a ``static`` input) or, for ATTENTION, ``t = t_sel``.
     The reads run ahead of the events, decoupled by a queue of row words (:data:`ROW_QUEUE` credits),
     because spike-memory words arrive :data:`~spikeforge.hw.spike_memory.READ_LATENCY` cycles after
-    their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched; once the word
-    has arrived and the previous slot's rows are read, it is loaded into the row search (a register),
-    the slot's weight row, channel, plane and tap into the issue side's registers, and the next slot is
-    fetched in that same cycle; then each occupied row is read, one per cycle while a credit is free. So
-    the next slot's word is on its way while the rows are read: a slot costs the reads
-    ``max(READ_LATENCY, 1 + its rows' reads)`` cycles. Each word, masked to the tap's columns, enters
-    the queue with its slot's weight row, plane and target row; the events take one row after another
-    (the next taken a cycle before it starts) at ``max(1, k)`` cycles per row. A pass takes
-    :func:`spikeforge.ops.conv.scan_pass_cycles` cycles from the one after ``start`` to ``done``
-    included (its last row's last event, or its last slot's search). Weight rows follow one another in
-    (ci, tap, plane) order, continuing from the previous pass unless ``rewind``.
+    their reads. Per slot (ci, tap, plane): the weight row and occupancy word are fetched; the word,
+    masked to the rows the tap reaches, is registered, and once it is and the previous slot's rows are
+    read (``READ_LATENCY + 1`` cycles after the fetch at the earliest), the slot is loaded into the row
+    search, and the next slot is fetched in that same cycle; then each occupied row is read, one per
+    cycle while a credit is free. So the next slot's word is on its way while the rows are read: a slot
+    costs the reads ``max(READ_LATENCY + 1, 1 + its rows' reads)`` cycles. Each word, masked to the
+    tap's columns and shifted so that a spike's bit is its target column, enters the queue with its
+    slot's weight row, plane and target row; the events take one row after another (the next taken a
+    cycle before it starts) at ``max(1, k)`` cycles per row, and leave through registers a cycle later.
+    A pass takes :func:`spikeforge.ops.conv.scan_pass_cycles` cycles from the one after ``start`` (a
+    cycle of setup: the first fetch is the next) to ``done`` included (the cycle its last event is on
+    the event ports, or the one after its last slot's search). Weight rows follow one another in (ci,
+    tap, plane) order, continuing from the previous pass unless ``rewind``.
+
+    For the clock, every output is a flip-flop or one gate of flip-flops: the fetch address, group and
+    lane, the next slot's counters and its "last" decisions are registered a cycle after each fetch
+    (fetches are at least READ_LATENCY + 1 cycles apart); the desc fields are taken into registers
+    while idle (desc is stable from ``start`` to ``done``); the next row to read waits in a register.
 
     Ports
     -----
@@ -52,7 +59,7 @@ class SpikeScanner(wiring.Component):
     t_sel : In(DESCRIPTOR_LAYOUT["T"].shape)
         ATTENTION: the timestep whose rows are scanned.
     start : In(1)
-        Begin a pass (the first weight fetch is next cycle).
+        Begin a pass (the first weight fetch is two cycles later).
     rewind : In(1)
         With ``start``: the first weight row is ``desc.weight_base``; otherwise the row after the
         previous pass's last (CONV tiles follow one another in the weight memory).
@@ -97,193 +104,193 @@ class SpikeScanner(wiring.Component):
         lb = p.lane_bits
         m.submodules.row_scanner = row_scanner = SpikeToEvent(p.max_T * p.max_h)
         m.submodules.scanner = scanner = SpikeToEvent(p.max_w)
-        is_attention = d.op == OPCODES["ATTENTION"]
 
-        # ---- the reads: slot by slot, the weight row and occupancy word, then the occupied rows ----
-        # The fetch side (these counters) runs one slot ahead of the issue side: the next slot is fetched
-        # when the current one's occupancy word is loaded, so its word is on its way while the current
-        # slot's rows are read.
+        def by_tap(values, tap):
+            return Mux(tap == 0, values[0], Mux(tap == 1, values[1], values[2]))
+
+        # ---- the pass's constants, from desc at start: from the second cycle on the scanner reads no desc
+        # field, so its address and mask logic starts from flip-flops
+        kernel3, planes, last_plane = Signal(), Signal.like(d.planes), Signal.like(d.planes)
+        last_ci, in_base = Signal.like(d.cin), Signal.like(d.in_base)
+        height, width, attention = Signal.like(d.H), Signal.like(d.W), Signal()
+        scan_T, selected = Signal.like(d.T), Signal.like(self.t_sel)
+        # the timesteps scanned: t < T (t = 0 for a static input), or t_sel for ATTENTION; per tap row dy:
+        # the rows {t, y} it reaches (y − dy + 1 inside the image, t scanned); per tap column dx: the
+        # columns it reaches. Registered from the constants, one cycle a step (the first slot's row mask is
+        # needed READ_LATENCY + 1 cycles after its fetch, its column mask later still).
+        in_time = Signal(p.max_T)
+        m.d.sync += in_time.eq(Cat(Mux(attention, t == selected, scan_T > t) for t in range(p.max_T)))
+        row_masks = [Signal(p.max_T * p.max_h, name=f"row_mask{dy}") for dy in range(3)]
+        col_masks = [Signal(p.max_w, name=f"col_mask{dx}") for dx in range(3)]
+
+        def reaches(i, tap, size):
+            inside = size > i + (tap == 0)
+            return inside & (i >= 1) if tap == 2 else inside
+
+        for tap in range(3):
+            m.d.sync += [row_masks[tap].eq(Cat(in_time[b >> p.h_bits] & reaches(b & (p.max_h - 1), tap, height)
+                                               for b in range(p.max_T * p.max_h))),
+                         col_masks[tap].eq(Cat(reaches(x, tap, width) for x in range(p.max_w)))]
+
+        # ---- the fetch side: the next slot (ci, tap, plane) to fetch. Its counters change only at a fetch,
+        # at least READ_LATENCY cycles apart; what the fetch needs (its spike group, whether it is the last
+        # slot) and the counters' values for the slot after it are registered from them a cycle later,
+        # so every fetch output is a flip-flop and a fetch only loads the counters.
         ci = Signal.like(d.cin)              # input channel (weight column)
         plane = Signal.like(d.planes)
         channel = Signal.like(d.cin)         # spike channel: ci * planes + plane
         channel_base = Signal.like(d.cin)    # ci * planes
         dy, dx = Signal(range(3)), Signal(range(3))
         row = Signal.like(d.weight_base)     # weight row of (ci, tap)
+        counters = [ci, plane, channel, channel_base, dy, dx, row]
+        ci_, plane_, channel_, channel_base_, dy_, dx_, row_ = following = \
+            [Signal.like(counter, name=f"{counter.name}_after") for counter in counters]
+        group = Signal.like(self.occ_group)
+        last = Signal()                      # the slot is the pass's last
+        plane_wraps, tap_wraps = plane == last_plane, ~kernel3 | ((dy == 2) & (dx == 2))
+        m.d.sync += [group.eq(spike_group(p, in_base, channel >> lb)),
+                     last.eq(plane_wraps & tap_wraps & (ci == last_ci))]
+        # every slot's weight row is fetched in (ci, tap, plane) order, empty slots too: the weight reader
+        # serves rows in that order (past the last slot the counters run on harmlessly: nothing is fetched)
+        m.d.sync += [counter_.eq(counter) for counter_, counter in zip(following, counters)]
+        with m.If(~plane_wraps):
+            m.d.sync += [plane_.eq(plane + 1), channel_.eq(channel + 1)]
+        with m.Else():
+            m.d.sync += [plane_.eq(0), channel_.eq(channel_base), row_.eq(row + 1)]
+            with m.If(tap_wraps):
+                next_base = channel_base + planes
+                m.d.sync += [dy_.eq(0), dx_.eq(0), ci_.eq(ci + 1), channel_base_.eq(next_base), channel_.eq(next_base)]
+            with m.Elif(dx == 2):
+                m.d.sync += [dx_.eq(0), dy_.eq(dy + 1)]
+            with m.Else():
+                m.d.sync += dx_.eq(dx + 1)
+        m.d.comb += [self.weight_addr.eq(row), self.occ_group.eq(group), self.occ_lane.eq(channel[:lb] if lb else 0)]
 
-        def group_of(ch):
-            return spike_group(p, d.in_base, ch >> lb)
+        # the fetched slot, waiting for its occupancy word; its masks are registered from its tap
+        fetched_group, fetched_lane = Signal.like(self.occ_group), Signal.like(self.occ_lane)
+        fetched_plane = Signal.like(plane)
+        fetched_dy, fetched_dx = Signal(range(3)), Signal(range(3))
+        fetched_last = Signal()              # the fetched slot is the pass's last
+        rows_mask = Signal(p.max_T * p.max_h)
+        m.d.sync += rows_mask.eq(by_tap(row_masks, fetched_dy))
 
-        # the issue side: what the loaded slot's row reads and their entries need, captured at its load
-        # (the weight row changes the cycle after the next slot's fetch)
+        # the loaded slot, whose rows are read: captured at its load
         issue_row = Signal(self.weight_data.shape())
         issue_group, issue_lane = Signal.like(self.occ_group), Signal.like(self.occ_lane)
         issue_plane = Signal.like(plane)
         issue_dy, issue_dx = Signal(range(3)), Signal(range(3))
-        x_mask = Signal(p.max_w)             # the slot's reachable columns
-        last_slot = Signal()                 # the loaded slot is the pass's last
 
-        row_t, row_y = Signal(max(1, p.t_bits)), Signal(max(1, p.h_bits))
-        m.d.comb += [self.scan_addr.eq(cat_fields(spike_row_layout(p), group=issue_group, t=row_t, y=row_y)),
-                     self.scan_lane.eq(issue_lane)]
-
-        # tap geometry of the fetched slot: the rows and columns of the input the tap (dy, dx) reaches
-        tap_dy = Mux(d.kernel3, dy, 1)
-        tap_dx = Mux(d.kernel3, dx, 1)
-        first_row = Mux(tap_dy == 2, 1, 0)
-        last_row = Mux(tap_dy == 0, d.H - 2, d.H - 1)
-        first_col = Mux(tap_dx == 2, 1, 0)
-        last_col = Mux(tap_dx == 0, d.W - 2, d.W - 1)
-        tap_is_last = ~d.kernel3 | ((dy == 2) & (dx == 2))
-        scan_T = Mux(d.static, 1, d.T)
-
-        # the rows the fetched slot's tap reaches, in time (t < T, or t_sel) and in height: a register,
-        # ready before the occupancy word (the tap changes the cycle after the previous slot's load, at
-        # least READ_LATENCY cycles before the word is loaded)
-        rows_mask = Signal(p.max_T * p.max_h)
-        reached = []
-        for b in range(p.max_T * p.max_h):
-            row_t_, row_y_ = b >> p.h_bits, b & (p.max_h - 1)
-            in_time = Mux(is_attention, row_t_ == self.t_sel, row_t_ < scan_T)
-            reached.append(in_time & (row_y_ >= first_row) & (row_y_ <= last_row) & ~((d.H == 1) & (tap_dy != 1)))
-        m.d.sync += rows_mask.eq(Cat(*reached))
-
-        # a read is issued only against a credit: a place in the row queue for its word
-        credits = Signal(range(ROW_QUEUE + 1), init=ROW_QUEUE)
-        issue, pop = Signal(), Signal()
-        m.d.sync += credits.eq(credits - issue + pop)
-        entry = data.StructLayout({"word": p.max_w, "t": max(1, p.t_bits), "y": max(1, p.h_bits), "dx": 2,
-                                   "shift": 3, "row": self.weight_data.shape()})
-        issued = Signal(entry)
-        m.d.comb += [issued.t.eq(row_t), issued.y.eq(row_y - issue_dy + 1), issued.dx.eq(issue_dx),
-                     issued.shift.eq(issue_plane), issued.row.eq(issue_row)]
-
-        # whether the row search has rows left, kept in a register: the slot's end is decided from a
-        # flip-flop, not from the 32-bit search. While it has none, the search takes the occupancy word
-        # every cycle (only a slot's load counts), so its load is a flip-flop, not the load's decision.
-        rows_empty = Signal(init=1)
-        m.d.comb += [row_scanner.word.eq(self.occ_data & rows_mask), row_scanner.load.eq(rows_empty)]
-        # the last fetch's occupancy word is there: a register, set READ_LATENCY cycles after the fetch
-        # (the age counts on and wraps, harmlessly: only a fetch clears occ_ready)
-        occ_ready = Signal()
+        # the last fetch's occupancy word is there, masked to the slot's rows in a register (the row search
+        # starts from a flip-flop): READ_LATENCY + 1 cycles after the fetch (the age counts on and wraps,
+        # harmlessly: only a fetch clears occ_ready)
+        occ_word, occ_ready = Signal(p.max_T * p.max_h), Signal()
+        m.d.sync += occ_word.eq(self.occ_data & rows_mask)
         occ_age = Signal(range(max(2, READ_LATENCY)))
         m.d.sync += occ_age.eq(occ_age + 1)
-        with m.If(occ_age == READ_LATENCY - 2):
-            m.d.sync += occ_ready.eq(1)
 
-        def issue_row_read():
-            index = row_scanner.index
-            m.d.comb += [row_t.eq(index >> p.h_bits), row_y.eq(index[:p.h_bits])]
-            with m.If(credits != 0):
-                m.d.comb += [row_scanner.advance.eq(1), self.scan_en.eq(1), issue.eq(1)]
-                m.d.sync += rows_empty.eq(row_scanner.last)
+        running = Signal()
+        # until the pass's first fetch, the counters stay at the first slot and the constants follow desc
+        # (valid from start on): their enable is a flip-flop, not start
+        with m.If(~running):
+            m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
+                         kernel3.eq(d.kernel3), planes.eq(d.planes), last_plane.eq(d.planes - 1),
+                         last_ci.eq(d.cin - 1), in_base.eq(d.in_base), height.eq(d.H), width.eq(d.W),
+                         attention.eq(d.op == OPCODES["ATTENTION"]), scan_T.eq(Mux(d.static, 1, d.T)),
+                         selected.eq(self.t_sel)]
 
-        def fetch(row_addr, ch):
-            m.d.comb += [self.weight_en.eq(1), self.weight_addr.eq(row_addr),
-                         self.occ_en.eq(1), self.occ_group.eq(group_of(ch)),
-                         self.occ_lane.eq(ch[:lb] if lb else 0)]
-            m.d.sync += [occ_age.eq(0), occ_ready.eq(0)]
+        fetch = Signal()
+        with m.If(fetch):
+            m.d.comb += [self.weight_en.eq(1), self.occ_en.eq(1)]
+            m.d.sync += [occ_age.eq(0),
+                         fetched_group.eq(group), fetched_lane.eq(self.occ_lane), fetched_plane.eq(plane),
+                         fetched_dy.eq(Mux(kernel3, dy, 1)), fetched_dx.eq(Mux(kernel3, dx, 1)),
+                         fetched_last.eq(last)]
+            m.d.sync += [counter.eq(counter_) for counter, counter_ in zip(counters, following)]
 
-        def fetch_next():
-            # every slot's weight row is fetched in (ci, tap, plane) order, empty slots too: the weight
-            # reader serves rows in that order
-            with m.If(plane != d.planes - 1):
-                m.d.sync += [plane.eq(plane + 1), channel.eq(channel + 1)]
-                fetch(row, channel + 1)
-            with m.Else():
-                m.d.sync += [plane.eq(0), channel.eq(channel_base), row.eq(row + 1)]
-                with m.If(tap_is_last):
-                    m.d.sync += [dy.eq(0), dx.eq(0)]
-                    with m.If(ci == d.cin - 1):
-                        m.d.sync += last_slot.eq(1)
-                    with m.Else():
-                        next_base = channel_base + d.planes
-                        m.d.sync += [ci.eq(ci + 1), channel_base.eq(next_base), channel.eq(next_base)]
-                        fetch(row + 1, next_base)
-                with m.Else():
-                    with m.If(dx == 2):
-                        m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
-                    with m.Else():
-                        m.d.sync += dx.eq(dx + 1)
-                    fetch(row + 1, channel_base)
+        # ---- the row reads: the row search takes the slot's occupancy word at its load and keeps the
+        # next row to read in a register (the candidate), so the read's address is a flip-flop. A read is
+        # issued only against a credit: a place in the row queue for its word.
+        credits = Signal(range(ROW_QUEUE + 1), init=ROW_QUEUE)
+        pop = Signal()
+        m.d.sync += credits.eq(credits - self.scan_en + pop)
+        cand_valid = Signal()
+        cand_index = Signal.like(row_scanner.index)
+        cand_t, cand_y = cand_index[p.h_bits:][:max(1, p.t_bits)], cand_index[:p.h_bits]
+        m.d.comb += [self.scan_en.eq(cand_valid & (credits != 0)),
+                     self.scan_addr.eq(cat_fields(spike_row_layout(p), group=issue_group, t=cand_t, y=cand_y)),
+                     self.scan_lane.eq(issue_lane)]
+        # the pass: fetching from its first fetch (two cycles after start) on, and slots are left to load
+        # (armed). A slot loads when its occupancy word is there and the previous slot's rows are read:
+        # loading is a register, from the next values of the three, so the fetch is one gate of flip-flops.
+        armed, loading = Signal(), Signal()
+        first_fetch, = delayed(m, [self.start], "setup", 2)
+        m.d.comb += [fetch.eq(first_fetch | (loading & ~fetched_last)),
+                     row_scanner.word.eq(occ_word), row_scanner.load.eq(loading),
+                     row_scanner.advance.eq(loading | self.scan_en)]
+        with m.If(row_scanner.advance):
+            m.d.sync += cand_index.eq(row_scanner.index)
+        cand_valid_next = Mux(row_scanner.advance, row_scanner.valid, cand_valid)
+        occ_ready_next = ~fetch & (occ_ready | (occ_age == READ_LATENCY - 1))
+        armed_next = first_fetch | (armed & ~(loading & fetched_last))
+        m.d.sync += [cand_valid.eq(cand_valid_next), occ_ready.eq(occ_ready_next), armed.eq(armed_next),
+                     loading.eq(armed_next & occ_ready_next & ~cand_valid_next)]
+        with m.If(first_fetch):
+            m.d.sync += running.eq(1)
+        # the slot's row reads use these only while a row is to be read: they follow the fetched slot while
+        # none is (the last time at its load), so their enable is a flip-flop, not the load's decision
+        with m.If(~cand_valid):
+            m.d.sync += [issue_row.eq(self.weight_data), issue_group.eq(fetched_group), issue_lane.eq(fetched_lane),
+                         issue_plane.eq(fetched_plane), issue_dy.eq(fetched_dy), issue_dx.eq(fetched_dx)]
 
-        def load_slot():
-            # the occupied rows the tap reaches are in the row search's register (its lowest-row search
-            # starts from a flip-flop next cycle); the slot goes to the issue side, the next is fetched
-            m.d.sync += [rows_empty.eq(row_scanner.word == 0), issue_row.eq(self.weight_data),
-                         issue_group.eq(group_of(channel)), issue_lane.eq(channel[:lb] if lb else 0),
-                         issue_plane.eq(plane), issue_dy.eq(tap_dy), issue_dx.eq(tap_dx),
-                         x_mask.eq(Cat(*[(i >= first_col) & (i <= last_col) for i in range(p.max_w)]))]
-            fetch_next()
+        entry = data.StructLayout({"word": p.max_w, "t": max(1, p.t_bits), "y": max(1, p.h_bits), "shift": 3,
+                                   "row": self.weight_data.shape()})
+        issued = Signal(entry)
+        m.d.comb += [issued.t.eq(cand_t), issued.y.eq(cand_y - issue_dy + 1), issued.shift.eq(issue_plane),
+                     issued.row.eq(issue_row)]
 
-        finished = Signal()                  # every slot's rows are read
-        issuer_done = Signal()               # ... as of this cycle
-        drained = Signal()                   # no read in flight, no row queued, held or going on
+        with m.If(self.start & self.rewind):
+            m.d.sync += row.eq(d.weight_base)
+        # the pass ends once every slot is loaded and its rows read, and nothing is in flight: no read, no
+        # row queued, held or being scanned (its last event is on the event ports then)
+        quiet = Signal()
+        m.d.comb += self.done.eq(running & ~armed & ~cand_valid & quiet)
+        with m.If(self.done):
+            m.d.sync += running.eq(0)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
-                                 last_slot.eq(0)]
-                    with m.If(self.rewind):
-                        m.d.sync += row.eq(d.weight_base)
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                fetch(row, channel)
-                m.next = "OCC_WAIT"
-            with m.State("OCC_WAIT"):
-                # the occupancy word arrives READ_LATENCY cycles after the fetch (here when the previous
-                # slot's rows were read before)
-                with m.If(occ_ready):
-                    load_slot()
-                    m.next = "ROWS"
-            with m.State("ROWS"):
-                with m.If(~rows_empty):
-                    issue_row_read()
-                with m.Elif(last_slot):
-                    m.d.comb += issuer_done.eq(1)
-                    with m.If(drained):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "FINISH"
-                with m.Elif(occ_ready):
-                    load_slot()
-                with m.Else():
-                    m.next = "OCC_WAIT"
-            with m.State("FINISH"):
-                m.d.comb += finished.eq(1)
-                with m.If(drained):
-                    m.next = "IDLE"
-
-        # ---- the words: READ_LATENCY cycles after their reads, into the row queue ---------------------
-        arriving, arriving_entry, arriving_mask = delayed(m, [issue, issued.as_value(), x_mask], "arriving",
-                                                          READ_LATENCY)
+        # ---- the words: READ_LATENCY cycles after their reads, into the row queue, masked to the tap's
+        # columns and shifted by it, so that a spike's bit is its target column x − dx + 1
+        arriving, arriving_entry, arriving_dx = delayed(m, [self.scan_en, issued.as_value(), issue_dx], "arriving",
+                                                        READ_LATENCY)
         m.submodules.queue = queue = SyncFIFO(width=entry.size, depth=ROW_QUEUE)
+        masked = self.scan_data & by_tap(col_masks, arriving_dx)
         stored = Signal(entry)
-        m.d.comb += [stored.eq(arriving_entry), stored.word.eq(self.scan_data & arriving_mask),
+        m.d.comb += [stored.eq(arriving_entry), stored.word.eq(by_tap([masked << 1, masked, masked >> 1], arriving_dx)),
                      queue.w_en.eq(arriving), queue.w_data.eq(stored)]
 
-        # ---- the events: one row after another, each taken from the queue a cycle before it starts --
+        # ---- the events: one row after another, each taken from the queue a cycle before it starts; an
+        # event is registered (ev_*) with its row (current), so the array's inputs are flip-flops
         held, held_valid = Signal(entry), Signal()   # the next row, taken from the queue
-        current, active = Signal(entry), Signal()    # the row being scanned, and whether it goes on
-        starting = Signal()
-        m.d.comb += [starting.eq(held_valid & ~active), pop.eq(queue.r_rdy & (~held_valid | starting)),
-                     queue.r_en.eq(pop)]
-        with m.If(pop):
-            m.d.sync += [held.eq(queue.r_data), held_valid.eq(1)]
-        with m.Elif(starting):
-            m.d.sync += held_valid.eq(0)
-        scanned = Signal(entry)                      # the row whose events go out this cycle
-        m.d.comb += [scanned.eq(Mux(starting, held, current)),
-                     scanner.word.eq(held.word), scanner.load.eq(starting), scanner.advance.eq(scanner.valid)]
+        current = Signal(entry)                      # the row being scanned
+        # whether the row goes on next cycle: a copy for the logic, one for the row registers' enables
+        active_next = Signal()
+        active, active_rows = replicated(m, active_next, 2, "active")
+        starting = Signal()                          # held starts: registered, from the next values
+        taking = Signal()                            # held is free or starts: it takes the queue's head
+        m.d.comb += [taking.eq(~(held_valid & active)), pop.eq(queue.r_rdy & taking), queue.r_en.eq(pop)]
+        held_valid_next = Mux(taking, queue.r_rdy, held_valid)
+        # (the rows' registers load whenever they may, valid or not: their enables are one gate of the
+        # copy of active, apart from the logic's)
+        with m.If(~(held_valid & active_rows)):
+            m.d.sync += held.eq(queue.r_data)
+        m.d.comb += [scanner.word.eq(held.word), scanner.load.eq(starting), scanner.advance.eq(scanner.valid)]
         in_row = starting | active
-        with m.If(starting):
+        with m.If(~active_rows):
             m.d.sync += current.eq(held)
-        m.d.sync += active.eq(in_row & ~scanner.last)
-        with m.If(in_row & scanner.valid):
-            target_x = scanner.index - scanned.dx + 1
-            m.d.comb += [self.event_valid.eq(1), self.event_row.eq(scanned.row), self.event_shift.eq(scanned.shift),
-                         self.event_addr.eq(Cat(target_x[:p.w_bits], scanned.y[:p.h_bits], scanned.t[:p.t_bits]))]
-        # the pass ends with its last row (every read returned, queued and taken), or with the reads
-        m.d.comb += [drained.eq((credits == ROW_QUEUE) & ~(held_valid & ~starting) & ~(in_row & ~scanner.last)),
-                     self.done.eq((issuer_done | finished) & drained)]
+        m.d.comb += active_next.eq(in_row & ~scanner.last)
+        m.d.sync += [held_valid.eq(held_valid_next), starting.eq(held_valid_next & ~active_next)]
+        ev_x = Signal.like(scanner.index)
+        m.d.sync += [self.event_valid.eq(in_row & scanner.valid), ev_x.eq(scanner.index)]
+        m.d.comb += [self.event_row.eq(current.row), self.event_shift.eq(current.shift),
+                     self.event_addr.eq(Cat(ev_x[:p.w_bits], current.y[:p.h_bits], current.t[:p.t_bits]))]
+        m.d.comb += quiet.eq((credits == ROW_QUEUE) & ~held_valid & ~active)
         return m

@@ -37,21 +37,25 @@ class SpikeToEvent(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         remaining = Signal(self.word_bits)
-        current = Signal(self.word_bits)
-        lowest = Signal(self.word_bits)
-        m.d.comb += [
-            current.eq(Mux(self.load, self.word, remaining)),
-            lowest.eq(current & -current),             # isolate the lowest set bit
-            self.valid.eq(current != 0),
-            self.last.eq((current & ~lowest) == 0),
-        ]
-        # the index of the one-hot lowest bit: bit k of the index is an OR over the positions with bit k
-        # set, a tree of log depth (a priority chain over the word would be as deep as the word is wide)
-        for k in range(len(self.index)):
-            m.d.comb += self.index[k].eq(Cat(*(lowest[b] for b in range(self.word_bits) if b >> k & 1)).any()
-                                         if self.word_bits > 1 << k else 0)
+
+        def search(bits):
+            # whether any bit is set, the lowest one's index, whether it is the last, the bits after it.
+            # The index's bit k is an OR over the positions with bit k set of the lowest bit alone (a
+            # carry chain isolates it), a tree of log depth: a priority chain would be as deep as the word.
+            lowest = Signal(self.word_bits)
+            m.d.comb += lowest.eq(bits & -bits)
+            index = Cat(*(Cat(*(lowest[b] for b in range(self.word_bits) if b >> k & 1)).any()
+                          if self.word_bits > 1 << k else 0 for k in range(len(self.index))))
+            rest = bits & ~lowest
+            return bits != 0, index, rest == 0, rest
+
+        # both words are searched, and load only picks one at the end: a late load (the consumer's
+        # decision) costs a multiplexer, not the search
+        loaded, remains = search(self.word), search(remaining)
+        valid, index, last, rest = (Mux(self.load, a, b) for a, b in zip(loaded, remains))
+        m.d.comb += [self.valid.eq(valid), self.index.eq(index), self.last.eq(last)]
         with m.If(self.advance):
-            m.d.sync += remaining.eq(current & ~lowest)
+            m.d.sync += remaining.eq(rest)
         with m.Elif(self.load):
-            m.d.sync += remaining.eq(current)
+            m.d.sync += remaining.eq(self.word)
         return m

@@ -154,7 +154,7 @@ def cycles(fields, spikes):
 
     Per output tile (``tiles``):
 
-    * the scanner's pass, :func:`scan_pass_cycles` (its FETCH cycle included): per slot (input
+    * the scanner's pass, :func:`scan_pass_cycles` (its setup and FETCH cycles included): per slot (input
       channel, tap ``(dy, dx)`` — 9 for ``kernel3``, else the centre —, bit plane), the occupied rows
       ``{t, y}`` the tap reaches (``t < scan_T``, 1 for ``static`` else ``T``; ``y`` in ``[1 if dy = 2
       else 0, H−2 if dy = 0 else H−1]``) with ``k`` a row's spikes in the tap's columns ``[1 if dx = 2
@@ -186,21 +186,24 @@ SCAN_ROW_QUEUE = SPIKE_READ_LATENCY + 2
 
 
 def scan_pass_cycles(slots):
-    """Cycles of one spike-scanner pass (``hw/spike_scanner.py``), from its FETCH cycle to ``done``
-    included; ``slots``: per slot (input channel, tap, plane) in order, ``max(1, k)`` of each row it
-    visits in scan order ``{t, y}``, ``k`` the row's spikes in the tap's columns.
+    """Cycles of one spike-scanner pass (``hw/spike_scanner.py``), from the cycle after its ``start`` to
+    ``done`` included; ``slots``: per slot (input channel, tap, plane) in order, ``max(1, k)`` of each
+    row it visits in scan order ``{t, y}``, ``k`` the row's spikes in the tap's columns.
 
     The reads run ahead of the events, and each slot's fetch runs ahead of the reads. The first slot's
-    weight row and occupancy word are fetched in the FETCH cycle; a slot's occupancy word is loaded
-    into the row search (cycle ``l``) once it has arrived, L = :data:`SPIKE_READ_LATENCY` cycles after
-    its fetch, and once the previous slot's rows are all read, and the next slot is fetched in that same
-    cycle. From ``l + 1`` on, the slot's occupied rows are read one per cycle while a credit of the row
-    queue (:data:`SCAN_ROW_QUEUE`) is free; the cycle after its last read (``l + 1`` when it has none)
-    the next slot can be loaded, so a slot costs ``max(L, 1 + its reads' cycles)``. The pass's reads
+    weight row and occupancy word are fetched in cycle 2 (cycle 1 registers the first slot's fetch
+    address); a slot's occupancy word is loaded into the row search (cycle ``l``) once it has arrived
+    and been registered, L + 1 cycles after its fetch (L = :data:`SPIKE_READ_LATENCY`), and once the
+    previous slot's rows are all read, and the next slot is fetched in that same cycle. From ``l + 1``
+    on, the slot's occupied rows are read one per cycle while a credit of the row queue
+    (:data:`SCAN_ROW_QUEUE`) is free; the cycle after its last read (``l + 1`` when it has none) the
+    next slot can be loaded, so a slot costs ``max(L + 1, 1 + its reads' cycles)``. The pass's reads
     end that cycle after the last slot's. A row's word can be taken from the queue L + 1 cycles after
     its read, once the row before it has started, and its events start the cycle after, when the row
-    before has ended: ``max(1, k)`` cycles, one event each. Taking a row returns its credit."""
-    load, end = 1 + SPIKE_READ_LATENCY, 0
+    before has ended: ``max(1, k)`` cycles, one event each. Taking a row returns its credit. An event
+    leaves through a register a cycle later; ``done`` comes once the reads have ended and the last
+    event has left its search (it is on the event ports then)."""
+    load, end = 3 + SPIKE_READ_LATENCY, 0
     pops, starts = [], []
     for rows in slots:
         ready = load + 1                     # the slot's first row search
@@ -214,8 +217,8 @@ def scan_pass_cycles(slots):
             starts.append(start)
             end = start + int(k) - 1
             ready = read + 1
-        reads_end, load = ready, max(ready, load + SPIKE_READ_LATENCY)
-    return max(reads_end, end)
+        reads_end, load = ready, max(ready, load + SPIKE_READ_LATENCY + 1)
+    return max(reads_end, end + 1)
 
 
 #: Pipeline stages of the drain after its reads (``hw/drain.py``): the read words registered, the

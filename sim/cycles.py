@@ -31,12 +31,12 @@ def layer_cycles(case, params):
 
 
 def overhead_bound(case, params):
-    """Cycles beyond one per event, at most: ``tiles × (1 + (L + 2)·Cin·taps + L·R + drain) + 1`` with
+    """Cycles beyond one per event, at most: ``tiles × (3 + (L + 3)·Cin·taps + L·R + drain) + 1`` with
     the drain pass ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
-    counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: a slot's
-    occupancy search and reads take ``max(L, 1 + its rows)`` cycles (the next slot's fetch overlaps
-    them), and a row waits at most ``L`` cycles beyond its events
-    (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
+    counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: the pass's
+    setup, its fetch and its registered last event, then a slot's registered occupancy word, search and
+    reads take ``max(L + 1, 1 + its rows)`` cycles (the next slot's fetch overlaps them), and a row
+    waits at most ``L`` cycles beyond its events (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]
@@ -45,4 +45,4 @@ def overhead_bound(case, params):
         if s is not None:
             rows += int((case.spikes[:, :, y0:y1 + 1].sum(-1) > 0).sum())
     latency = conv.SPIKE_READ_LATENCY
-    return tiles * (1 + (latency + 2) * cin * k * k + latency * rows + conv.drain_cycles(T, H, W)) + 1
+    return tiles * (3 + (latency + 3) * cin * k * k + latency * rows + conv.drain_cycles(T, H, W)) + 1

@@ -61,25 +61,25 @@ def _expected(p, desc, spikes, t_sel, first_row):
 
 def _pass_cycles(slots):
     """The pass's cycles, stepped cycle by cycle like the hardware: the reads (the first slot fetched
-    in cycle 1; a slot loaded into the row search once its occupancy word is there, READ_LATENCY cycles
-    after its fetch, and the previous slot's rows are read, fetching the next slot; then a row read per
-    cycle against free credits), the words READ_LATENCY + 1 cycles later in the queue, the rows taken
-    one ahead and scanned."""
+    in cycle 2, after a cycle of setup; a slot loaded into the row search once its occupancy word is
+    there, READ_LATENCY cycles after its fetch, and the previous slot's rows are read, fetching the next
+    slot; then a row read per cycle against free credits), the words READ_LATENCY + 1 cycles later in
+    the queue, the rows taken one ahead and scanned, each event leaving a cycle later; done in the first
+    cycle that finds every row read and nothing left in flight (the last event on its way out)."""
     arrivals, queue, credits = {}, [], ROW_QUEUE
-    loaded, fetched, remaining, issuer_done = 0, 1, [], False
-    held, row_left, cycle = None, 0, 0
+    loaded, fetched, remaining = 0, 2, []
+    held, row_left, cycle, quiet = None, 0, 0, False
     while True:
         cycle += 1
         issue = pop = False
-        if issuer_done:
-            pass
-        elif remaining:                                              # a row of the loaded slot left
+        if remaining:                                                # a row of the loaded slot left
             if credits:
                 arrivals[cycle + READ_LATENCY + 1] = remaining.pop(0)
                 issue = True
         elif loaded == len(slots):                                   # the last slot's rows are read
-            issuer_done = True
-        elif cycle >= fetched + READ_LATENCY:                        # load the next slot, fetch the one after
+            if quiet:
+                return cycle
+        elif cycle > fetched + READ_LATENCY:                         # load the next slot, fetch the one after
             remaining, loaded, fetched = list(slots[loaded]), loaded + 1, cycle
         starting = held is not None and row_left == 0
         if cycle in arrivals:
@@ -94,9 +94,7 @@ def _pass_cycles(slots):
         credits += pop - issue
         if row_left:
             row_left -= 1
-        drained = credits == ROW_QUEUE and held is None and not row_left
-        if issuer_done and drained:
-            return cycle
+        quiet = credits == ROW_QUEUE and held is None and not row_left     # as of the next cycle
 
 
 def _random_spikes(p, desc, rate, seed):
@@ -185,8 +183,9 @@ def test_empty_input_costs_the_occupancy_read_per_channel_and_tap():
     p = small_params()
     desc = dict(op=OPCODES["CONV"], kernel3=1, cin=2, planes=1, T=1, H=3, W=3, in_base=0, weight_base=0)
     (events, cycles), = _check(p, desc, {}, [(0, 1)])
-    # the fetch, then per slot its occupancy word's READ_LATENCY cycles, the last slot's empty search
-    assert events == [] and cycles == 1 + 2 * 9 * READ_LATENCY + 1
+    # the setup and the fetch, then per slot its occupancy word's READ_LATENCY cycles, the last slot's
+    # empty search
+    assert events == [] and cycles == 2 + 2 * 9 * (READ_LATENCY + 1) + 1
 
 
 def test_rejects_engine_params():
