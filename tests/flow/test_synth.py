@@ -10,7 +10,7 @@ from spikeforge.flow.synth import RESOURCES, check_part, sim_report_cycles, synt
 from spikeforge.interface.fpga import PARTS, clock_pin, package_pins
 from spikeforge.tests.flow.tiny_designs import RAM_BLOCKS, CounterAndRam, Wide, io_bits, write_design
 
-REPORTS = {"yosys.log", "yosys_stat.json", "nextpnr.log", "nextpnr_report.json", "summary.json"}
+REPORTS = {"yosys.log", "yosys_stat.json", "clock.lpf", "nextpnr.log", "nextpnr_report.json", "summary.json"}
 
 
 def test_a_counter_and_a_block_ram(tmp_path):
@@ -23,6 +23,10 @@ def test_a_counter_and_a_block_ram(tmp_path):
     assert summary["lut_mapper"] == "abc9" and summary["warnings"] == []
     assert {path.name for path in (tmp_path / "out").iterdir()} == REPORTS
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
+    # the clock on a pin of the global clock network, as placed
+    assert summary["clock_pin"] == "B11" and 'SITE "B11"' in (tmp_path / "out" / "clock.lpf").read_text()
+    log = (tmp_path / "out" / "nextpnr.log").read_text()
+    assert "IO 'rst' is unconstrained in LPF" in log and "IO 'clk' is unconstrained" not in log
     assert {tool for tool, _ in calls} <= {"yosys", "nextpnr"} and set(summary["seconds"]) == {"yosys", "nextpnr"}
 
     resources = summary["resources"]
