@@ -12,7 +12,7 @@ from .burst_arbiter import BurstArbiter
 from .bus import axi4_lite_signature, axi4_read_signature
 from .control_slave import ControlSlave
 from .engine import HOST_READ_LATENCY, Engine
-from .logic import registered_select
+from .logic import registered_select, replicated
 from .row_reader import RowReader
 from .sequencer import Sequencer
 
@@ -27,8 +27,8 @@ class Accelerator(wiring.Component):
     a :class:`~spikeforge.hw.row_reader.RowReader` per table serves the engine's and sequencer's row
     reads, prefetching, over one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read
     misses, the core (sequencer and engine) stands still from the next cycle until the row is there —
-    its logic runs under an enable driven by the readers' ``waiting`` registers — and
-    ``STALL_CYCLES`` counts those cycles; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
+    its logic runs under enables registered from the readers' ``waiting_next``, one copy per unit —
+    and ``STALL_CYCLES`` counts those cycles; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
     core's own. ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its fused LIF's membrane,
     wider than declared) and ``STATUS.OVERFLOW`` (any of it) are sticky across runs — a run split at
     breakpoints keeps them — until the host writes ``CTRL.CLEAR_OVERFLOW``.
@@ -57,10 +57,13 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        run = Signal()       # the core advances: no reader waits for a row
+        run_next = Signal()     # the core advances in the next cycle: no reader will wait for a row
+        # the core's enable, registered: one copy here (readers, counters), one for the sequencer, and
+        # the engine's own per unit
+        run, seq_run = replicated(m, run_next, 2, "run", init=1)
         engine, seq = Engine(p), Sequencer(p.program_depth)
-        m.submodules.engine = EnableInserter(run)(engine)
-        m.submodules.sequencer = EnableInserter(run)(seq)
+        m.submodules.engine = engine
+        m.submodules.sequencer = EnableInserter(seq_run)(seq)
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
         m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p), HOST_READ_LATENCY)
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
@@ -87,7 +90,8 @@ class Accelerator(wiring.Component):
         for index, reader in enumerate(readers.values()):
             wiring.connect(m, reader.burst, arbiter.readers[index])
         wiring.connect(m, arbiter.bus, wiring.flipped(self.mem))
-        m.d.comb += run.eq(~Cat(*(reader.waiting for reader in readers.values())).any())
+        m.d.comb += [run_next.eq(~Cat(*(reader.waiting_next for reader in readers.values())).any()),
+                     engine.run_next.eq(run_next)]
 
         # descriptor cycle log: the core's cycles, waits excluded
         log_write, log_host = op_cycles.write_port(), op_cycles.read_port()

@@ -1,6 +1,7 @@
 """Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD) on the accelerator's memories."""
 
 from amaranth import Module, Mux, Signal, signed
+from amaranth.hdl import EnableInserter
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,7 +12,7 @@ from .accumulator_array import AccumulatorArray
 from .drain import Drain
 from .head import Head
 from .key_value_product import KeyValueProduct
-from .logic import check_params
+from .logic import check_params, replicated
 from .spike_memory import READ_LATENCY, SpikeMemory
 from .spike_pool import SpikePool
 from .spike_scanner import SpikeScanner
@@ -47,7 +48,9 @@ class Engine(wiring.Component):
     * HEAD: one :class:`Head` pass (stream sums per channel, logits bit-serially).
 
     Each pass starts in the cycle its predecessor signals ``done``, so the phases follow one another
-    without a gap.
+    without a gap. The engine advances only in cycles after ``run_next``: each unit (and the engine's
+    own control) runs under its own registered copy of it, so that a stall reaches the core's
+    flip-flops through one net per unit rather than one net to all of them.
 
     Ports
     -----
@@ -83,6 +86,9 @@ class Engine(wiring.Component):
     drain_spikes : Out(n_pe)
     drain_membrane : Out(ArrayLayout(signed(membrane_bits), n_pe))
         The LIF's spikes and membrane H before reset at that position.
+    run_next : In(1, init=1)
+        The engine advances in the next cycle (low: it stands still then, as while the accelerator
+        waits for a row from external memory).
     """
 
     def __init__(self, params):
@@ -105,16 +111,16 @@ class Engine(wiring.Component):
             "drain_t": Out(DESCRIPTOR_LAYOUT["T"].shape), "drain_y": Out(DESCRIPTOR_LAYOUT["H"].shape),
             "drain_x": Out(DESCRIPTOR_LAYOUT["W"].shape),
             "drain_spikes": Out(p.n_pe), "drain_membrane": Out(self.membrane_word),
+            "run_next": In(1, init=1),
         })
 
     def elaborate(self, platform):
-        m = Module()
+        m = Module()      # the engine's own control, memories and multiplexers
         p = self.params
         d = self.desc
 
         # ---- memories ------------------------------------------------------------------------
-        m.submodules.spikes = spikes = SpikeMemory(p)
-        m.submodules.array = array = AccumulatorArray(p)
+        spikes, array = SpikeMemory(p), AccumulatorArray(p)
         # the Kᵀ·V rows of the attention: written by KEY_VALUE, read by the scan like weight rows
         # (no word of these is read in the cycle it is written: KEY_VALUE writes the scratch rows the scan
         # reads later, the drain reads a position's stream word before it writes it back; Yosys need
@@ -130,11 +136,7 @@ class Engine(wiring.Component):
         stream_write, stream_read = stream.write_port(), stream.read_port()
 
         # ---- datapaths -----------------------------------------------------------------------
-        m.submodules.scanner = scanner = SpikeScanner(p)
-        m.submodules.drain = drain = Drain(p)
-        m.submodules.pool = pool = SpikePool(p)
-        m.submodules.key_value = key_value = KeyValueProduct(p)
-        m.submodules.head = head = Head(p)
+        scanner, drain, pool, key_value, head = SpikeScanner(p), Drain(p), SpikePool(p), KeyValueProduct(p), Head(p)
         for unit in (scanner, drain, pool, key_value, head):
             m.d.comb += unit.desc.eq(d)
         tile = Signal.like(d.tiles)
@@ -272,4 +274,12 @@ class Engine(wiring.Component):
                 m.d.sync += self.busy.eq(0)
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
-        return m
+
+        # ---- each part under its own copy of the enable ---------------------------------------
+        top = Module()
+        parts = {"control": m, "spikes": spikes, "array": array, "scanner": scanner, "drain": drain,
+                 "pool": pool, "key_value": key_value, "head": head}
+        enables = replicated(top, self.run_next, len(parts), "run", init=1)
+        for (name, part), enable in zip(parts.items(), enables):
+            top.submodules[name] = EnableInserter(enable)(part)
+        return top

@@ -130,11 +130,11 @@ def carry_save_sum(m, terms, width, plus_one=False, name="sum"):
     return total
 
 
-def replicated(m, value, copies, name):
-    """``copies`` registers, each loaded with ``value`` every cycle: a select that drives hundreds
-    of bits spends more time in routing than in logic, so each group of bits gets its own copy.
-    They are named ``{name}{FANOUT_SUFFIX}{i}``, so that synthesis keeps them apart."""
-    registers = [Signal.like(Value.cast(value), name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(copies)]
+def replicated(m, value, copies, name, init=0):
+    """``copies`` registers, each loaded with ``value`` every cycle (``init`` after reset): a select that
+    drives hundreds of bits spends more time in routing than in logic, so each group of bits gets its
+    own copy. They are named ``{name}{FANOUT_SUFFIX}{i}``, so that synthesis keeps them apart."""
+    registers = [Signal.like(Value.cast(value), init=init, name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(copies)]
     m.d.sync += [register.eq(value) for register in registers]
     return registers
 

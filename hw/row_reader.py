@@ -30,9 +30,9 @@ class RowReader(wiring.Component):
     ring's head, is a hit. A request that is not a hit sets ``waiting`` from the next cycle until the
     row is in ``data``: the accelerator stalls its core (``stall``) meanwhile. A row off the stream
     starts it over there in the next cycle (the ring emptied, a burst in flight discarded).
-    ``waiting`` is a register, so the stall that fans out to the whole core starts at a flip-flop,
-    not at the request's address comparison; the address itself only meets the two tag
-    comparisons before the registers it loads. Prefetching runs while ``active``.
+    ``waiting_next`` is its value in the next cycle, from which the accelerator registers the core's
+    enables (one copy per unit, so that no single net reaches every flip-flop of the core); the
+    request's address meets only the two tag comparisons before it. Prefetching runs while ``active``.
 
     Ports
     -----
@@ -43,6 +43,8 @@ class RowReader(wiring.Component):
     data : Out(row_bits)
     waiting : Out(1)
         A request missed and its row is not in ``data`` yet.
+    waiting_next : Out(1)
+        ``waiting`` in the next cycle.
     stall : In(1)
         The core stands still this cycle (because some reader is ``waiting``): requests are ignored.
     flush : In(1)
@@ -62,7 +64,8 @@ class RowReader(wiring.Component):
         self.row_bits, self.depth, self.tag_bits = row_bits, depth, tag_bits
         self.beats = ceil_div(row_bits, BEAT_BITS)
         super().__init__({
-            "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1), "stall": In(1),
+            "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1), "waiting_next": Out(1),
+            "stall": In(1),
             "flush": In(1), "active": In(1), "base": In(addr_bits), "burst": Out(burst_signature(addr_bits)),
         })
 
@@ -106,10 +109,13 @@ class RowReader(wiring.Component):
         m.d.comb += serve.eq(request & ~hit_served & hit_head | serve_waiting)
         with m.If(serve):
             m.d.sync += [self.data.eq(ring_read.data), served.eq(1), served_tag.eq(head_tag),
-                         head_tag.eq(head_tag + 1), head_ptr.eq(after(head_ptr)), self.waiting.eq(0)]
+                         head_tag.eq(head_tag + 1), head_ptr.eq(after(head_ptr))]
         miss = request & ~hit_served & ~hit_head
         with m.If(miss):
-            m.d.sync += [self.waiting.eq(1), wanted.eq(self.addr)]
+            m.d.sync += wanted.eq(self.addr)
+        # a miss and the serving of a waiting request exclude each other (requests wait with the core)
+        m.d.comb += self.waiting_next.eq(~self.flush & (miss | self.waiting & ~serve))
+        m.d.sync += self.waiting.eq(self.waiting_next)
         m.d.sync += restart.eq(miss & ~at_head)
 
         # a row arrives: into the ring's tail, unless it belongs to a stream given up
@@ -147,5 +153,5 @@ class RowReader(wiring.Component):
         with m.If(restart):
             m.d.sync += [head_tag.eq(wanted), fetch_tag.eq(wanted)]
         with m.If(self.flush):
-            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0), self.waiting.eq(0), restart.eq(0)]
+            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0), restart.eq(0)]
         return m
