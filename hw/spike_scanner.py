@@ -11,7 +11,7 @@ from spikeforge.ops.conv import SCAN_ROW_QUEUE
 
 from .logic import check_params, delayed, replicated, spike_group
 from .spike_memory import READ_LATENCY
-from .spike_to_event import SpikeToEvent
+from .spike_to_event import SpikeToEvent, search, searched_layout
 
 __all__ = ["SpikeScanner", "ROW_QUEUE"]
 
@@ -102,7 +102,7 @@ class SpikeScanner(wiring.Component):
         p = self.params
         d = self.desc
         lb = p.lane_bits
-        m.submodules.row_scanner = row_scanner = SpikeToEvent(p.max_T * p.max_h)
+        m.submodules.row_scanner = row_scanner = SpikeToEvent(p.max_T * p.max_h, presearched=True)
         m.submodules.scanner = scanner = SpikeToEvent(p.max_w)
 
         def by_tap(values, tap):
@@ -180,11 +180,11 @@ class SpikeScanner(wiring.Component):
         issue_plane = Signal.like(plane)
         issue_dy, issue_dx = Signal(range(3)), Signal(range(3))
 
-        # the last fetch's occupancy word is there, masked to the slot's rows in a register (the row search
-        # starts from a flip-flop): READ_LATENCY + 1 cycles after the fetch (the age counts on and wraps,
-        # harmlessly: only a fetch clears occ_ready)
-        occ_word, occ_ready = Signal(p.max_T * p.max_h), Signal()
-        m.d.sync += occ_word.eq(self.occ_data & rows_mask)
+        # the last fetch's occupancy word is there, masked to the slot's rows and searched in a register (the
+        # row search starts from flip-flops): READ_LATENCY + 1 cycles after the fetch (the age counts on and
+        # wraps, harmlessly: only a fetch clears occ_ready)
+        occ_word, occ_ready = Signal(searched_layout(p.max_T * p.max_h)), Signal()
+        m.d.sync += occ_word.eq(search(self.occ_data & rows_mask))
         occ_age = Signal(range(max(2, READ_LATENCY)))
         m.d.sync += occ_age.eq(occ_age + 1)
 

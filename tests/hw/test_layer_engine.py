@@ -69,13 +69,18 @@ def test_parameter_validation_messages(field, value, message):
         EngineParams(**{field: value})
 
 
-def test_spike_to_event_emits_each_set_bit_once_lowest_first():
-    dut = SpikeToEvent(8)
+@pytest.mark.parametrize("presearched", [False, True])
+def test_spike_to_event_emits_each_set_bit_once_lowest_first(presearched):
+    dut = SpikeToEvent(8, presearched)
+
+    def searched(word):   # the fields of searched_layout(8), from Python's own bit tricks
+        lowest = word & -word
+        return {"bits": word, "lowest": lowest, "any": int(word != 0), "single": int(word & (word - 1) == 0)}
 
     async def bench(ctx):
         seen = []
-        for word in (0b10110010, 0, 0b1):
-            ctx.set(dut.word, word)
+        for word in (0b10110010, 0, 0b1, 0b11000000):
+            ctx.set(dut.word, searched(word) if presearched else word)
             ctx.set(dut.load, 1)
             while True:
                 valid, index, last = ctx.get(dut.valid), ctx.get(dut.index), ctx.get(dut.last)
@@ -89,7 +94,7 @@ def test_spike_to_event_emits_each_set_bit_once_lowest_first():
             seen.append("|")
         return seen
 
-    assert simulate(dut, bench) == [1, 4, 5, 7, "|", "|", 0, "|"]
+    assert simulate(dut, bench) == [1, 4, 5, 7, "|", "|", 0, "|", 6, 7, "|"]
 
 
 def test_cycles_follow_the_spikes_not_the_dense_size():
