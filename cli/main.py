@@ -7,7 +7,7 @@ import time
 import traceback
 from pathlib import Path
 
-from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_PACKAGE, DEFAULT_PART, PARTS
+from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_LUT_MAPPER, DEFAULT_PACKAGE, DEFAULT_PART, LUT_MAPPERS, PARTS
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.sim import BACKENDS
 
@@ -524,9 +524,9 @@ def build_parser():
     p.add_argument("--freq", type=float, default=DEFAULT_FREQ_MHZ, metavar="MHZ",
                    help=f"nextpnr's target frequency (default {DEFAULT_FREQ_MHZ:g})")
     p.add_argument("--min-fmax", type=float, metavar="MHZ", help="exit 1 if Fmax is below this")
-    p.add_argument("--lut-mapper", default="abc9", metavar="abc9|abc",
-                   help="Yosys' LUT mapping: synth_ecp5's abc9 (default; falls back to abc on an internal error of "
-                        "Yosys) or the classic abc")
+    p.add_argument("--lut-mapper", default=DEFAULT_LUT_MAPPER, metavar="|".join(LUT_MAPPERS),
+                   help=f"Yosys' LUT mapping: the classic abc or synth_ecp5's timing-driven abc9 (falls back to abc on "
+                        f"an internal error of Yosys); default {DEFAULT_LUT_MAPPER}")
     p.add_argument("--cycles", type=float, metavar="N", help="cycles per image: report µs per image and images/s")
     p.add_argument("--sim-report", type=Path, metavar="FILE",
                    help="take the cycles per image (cycles.mean) from a spikeforge sim --json report")

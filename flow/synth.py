@@ -22,7 +22,8 @@ from importlib import metadata
 from pathlib import Path
 
 from spikeforge.interface.files import staged_directory
-from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_PACKAGE, DEFAULT_PART, PARTS, clock_pin, package_pins
+from spikeforge.interface.fpga import (DEFAULT_FREQ_MHZ, DEFAULT_LUT_MAPPER, DEFAULT_PACKAGE, DEFAULT_PART, LUT_MAPPERS, PARTS,
+                                       clock_pin, package_pins)
 
 __all__ = ["RESOURCES", "LUT_MAPPERS", "SYNTH_DIR", "check_part", "synthesize", "synth", "sim_report_cycles"]
 
@@ -47,8 +48,6 @@ _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$", re.M)
 _NO_BELS = re.compile(r"no BELs remaining to implement cell type '(\w+)'")
 _INTERNAL_ERROR = re.compile(r"Assert `.*' failed")
 
-#: How Yosys maps logic to LUTs: ``abc9`` (synth_ecp5's own, timing-driven) or the classic ``abc``.
-LUT_MAPPERS = ("abc9", "abc")
 
 
 def _tool(name):
@@ -186,7 +185,7 @@ def _latency(cycles, fmax_mhz):
 
 
 def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PACKAGE, freq_mhz=DEFAULT_FREQ_MHZ,
-               cycles=None, progress=None, lut_mapper="abc9", out_of_context=False):
+               cycles=None, progress=None, lut_mapper=DEFAULT_LUT_MAPPER, out_of_context=False):
     """Synthesize the Verilog top ``top`` of ``verilog_path`` for ``part`` in ``package``, place and
     route it, and write the reports into ``out_dir`` (complete or not at all).
 
@@ -202,8 +201,9 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
     ``cycles``, ``us_per_image``, ``images_per_s`` (with ``cycles``, the cycles of one image at
     Fmax), ``seconds`` (wall time per tool), ``tools`` (versions).
 
-    ``lut_mapper`` (:data:`LUT_MAPPERS`): ``abc9``, synth_ecp5's own, falls back to ``abc`` when it
-    hits an internal error of Yosys (``warnings`` says so; ``lut_mapper`` is the one used).
+    ``lut_mapper`` (:data:`LUT_MAPPERS`, default :data:`DEFAULT_LUT_MAPPER`): ``abc9``, synth_ecp5's own,
+    falls back to ``abc`` when it hits an internal error of Yosys (``warnings`` says so; ``lut_mapper``
+    is the one used).
 
     ``out_of_context``: place and route ``top`` as a block inside a larger design (nextpnr's
     ``--out-of-context``: its ports get no I/O pins, so the I/O count is not checked) — the timing of
@@ -374,7 +374,7 @@ def sim_report_cycles(path):
 
 
 def synth(target, out, part=DEFAULT_PART, package=DEFAULT_PACKAGE, freq_mhz=DEFAULT_FREQ_MHZ, cycles=None,
-          progress=None, lut_mapper="abc9"):
+          progress=None, lut_mapper=DEFAULT_LUT_MAPPER):
     """Write the accelerator's Verilog, params and C header (and the program image of a program-image
     ``target``) to ``out`` with :func:`spikeforge.flow.verilog`, then :func:`synthesize` its top into
     ``out/synth``. ``target`` is a program image or

@@ -8,13 +8,20 @@ that sizes buffers against a part. The user I/O of each package comes from the d
 import json
 from importlib import resources
 
-__all__ = ["PARTS", "DEFAULT_PART", "DEFAULT_PACKAGE", "DEFAULT_FREQ_MHZ", "package_pins", "clock_pin"]
+__all__ = ["PARTS", "DEFAULT_PART", "DEFAULT_PACKAGE", "DEFAULT_FREQ_MHZ", "LUT_MAPPERS", "DEFAULT_LUT_MAPPER", "package_pins",
+           "clock_pin"]
 
 #: The reference part and package (ULX3S-85F, ECP5 evaluation boards).
 DEFAULT_PART, DEFAULT_PACKAGE = "LFE5U-85F", "CABGA381"
 
-#: nextpnr's default target frequency for the accelerator.
-DEFAULT_FREQ_MHZ = 50.0
+#: nextpnr's default target frequency for the accelerator: the clock it is designed for.
+DEFAULT_FREQ_MHZ = 100.0
+
+#: How Yosys maps logic to LUTs: the classic ``abc`` or ``abc9`` (synth_ecp5's own, timing-driven).
+LUT_MAPPERS = ("abc", "abc9")
+#: The default: the pinned Yosys' abc9 stops on an internal error after minutes on the 16-lane
+#: accelerator, where abc maps it in about a minute.
+DEFAULT_LUT_MAPPER = "abc"
 
 #: Per part: nextpnr's device option and the capacity of each resource, as nextpnr counts them:
 #: ``LUT4`` (LUT4 slots, ``TRELLIS_COMB``), ``FF`` (``TRELLIS_FF``), ``DP16KD`` (18 Kbit block RAMs),

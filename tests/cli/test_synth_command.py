@@ -71,7 +71,7 @@ def test_synth_min_fmax_gate(tmp_path, capsys, accelerator_is):
     (["--sim-report", "absent.json"], "--sim-report absent.json: cannot read it (No such file or directory)"),
     (["--min-fmax", "-1"], "--min-fmax must be a frequency in MHz above 0, not -1.0"),
     (["--set", "n_pe=12"], "n_pe must be a power of two, not 12"),
-    (["--lut-mapper", "vpr"], "--lut-mapper 'vpr': expected one of abc9, abc"),
+    (["--lut-mapper", "vpr"], "--lut-mapper 'vpr': expected one of abc, abc9"),
 ])
 def test_synth_bad_input_exits_2_naming_the_value(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

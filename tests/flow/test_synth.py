@@ -20,7 +20,7 @@ def test_a_counter_and_a_block_ram(tmp_path):
     summary = synthesize(source, "tiny", tmp_path / "out", cycles=1000,
                          progress=lambda tool, seconds, line: calls.append((tool, seconds)))
     assert summary["ok"] and summary["placed"] and summary["routed"] and summary["failure"] is None
-    assert summary["lut_mapper"] == "abc9" and summary["warnings"] == []
+    assert summary["lut_mapper"] == "abc" and summary["warnings"] == []
     assert {path.name for path in (tmp_path / "out").iterdir()} == REPORTS
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
     # the clock on a pin of the global clock network, as placed
@@ -53,10 +53,11 @@ def test_a_counter_and_a_block_ram(tmp_path):
     assert summary["images_per_s"] == pytest.approx(summary["fmax_mhz"] * 1e6 / 1000)
 
 
-def test_the_classic_abc_lut_mapping(tmp_path):
+def test_the_timing_driven_abc9_lut_mapping(tmp_path):
     design = CounterAndRam()
-    summary = synthesize(write_design(design, tmp_path / "tiny.v", "tiny"), "tiny", tmp_path / "out", lut_mapper="abc")
-    assert summary["ok"] and summary["lut_mapper"] == "abc" and "abc -lut 4:7" in (tmp_path / "out" / "yosys.log").read_text()
+    summary = synthesize(write_design(design, tmp_path / "tiny.v", "tiny"), "tiny", tmp_path / "out", lut_mapper="abc9")
+    log = (tmp_path / "out" / "yosys.log").read_text()
+    assert summary["ok"] and summary["lut_mapper"] == "abc9" and "abc9" in log and "abc -lut 4:7" not in log
     assert summary["resources"]["DP16KD"]["used"] == RAM_BLOCKS and summary["resources"]["FF"]["used"] >= 8
     assert summary["fmax_mhz"] > 0
 
@@ -73,7 +74,8 @@ def test_an_internal_error_of_abc9_falls_back_to_abc(tmp_path, monkeypatch):
         return real_run(tool, argv, cwd, log, progress)
 
     monkeypatch.setattr(synth_module, "_run", run)
-    summary = synthesize(write_design(CounterAndRam(), tmp_path / "tiny.v", "tiny"), "tiny", tmp_path / "out")
+    summary = synthesize(write_design(CounterAndRam(), tmp_path / "tiny.v", "tiny"), "tiny", tmp_path / "out",
+                         lut_mapper="abc9")
     assert summary["ok"] and summary["lut_mapper"] == "abc" and len(summary["warnings"]) == 1
     assert "the abc9 LUT mapping failed (yosys: Assert `GetSize" in summary["warnings"][0]
     assert {path.name for path in (tmp_path / "out").iterdir()} == REPORTS | {"yosys-abc9.log"}
@@ -116,7 +118,7 @@ def test_yosys_errors_are_reported(tmp_path):
     ({"cycles": -3}, "--cycles must be a positive number of cycles per image, not -3"),
     ({"top": "a b"}, "top 'a b': expected a Verilog identifier"),
     ({"verilog_path": "missing.v"}, "missing.v: no such Verilog file"),
-    ({"lut_mapper": "vpr"}, "--lut-mapper 'vpr': expected one of abc9, abc"),
+    ({"lut_mapper": "vpr"}, "--lut-mapper 'vpr': expected one of abc, abc9"),
 ])
 def test_bad_arguments_are_refused_before_any_output(tmp_path, kwargs, message):
     source = tmp_path / "top.v"
