@@ -12,7 +12,8 @@ __all__ = ["RowReader", "burst_signature"]
 
 def burst_signature(addr_bits):
     """A reader's burst requests to the :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`: ``valid``
-    with ``addr`` until ``ready`` (accepted), then the burst's beats in order, ``last`` on the final one."""
+    with ``addr`` until ``ready`` (accepted), then the burst's beats in order, ``beat_last`` with the
+    final one's ``beat_valid`` (and never without)."""
     return wiring.Signature({
         "valid": Out(1), "addr": Out(addr_bits), "ready": In(1),
         "beat_valid": In(1), "beat_data": In(BEAT_BITS), "beat_last": In(1),

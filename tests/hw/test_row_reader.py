@@ -81,6 +81,7 @@ def _serve(rng, requests, latency, depth, spacing=1):
             # the memory: accepts a burst when idle, returns its beats after ``latency`` cycles, now and then a gap
             ctx.set(dut.burst.ready, 0)
             ctx.set(dut.burst.beat_valid, 0)
+            ctx.set(dut.burst.beat_last, 0)
             if not beats and ctx.get(dut.burst.valid):
                 ctx.set(dut.burst.ready, 1)
                 offset = ctx.get(dut.burst.addr) - BASE
@@ -131,6 +132,7 @@ def test_a_flush_forgets_the_rows():
                         ctx.set(dut.burst.beat_last, i == dut.beats - 1)
                         await ctx.tick()
                     ctx.set(dut.burst.beat_valid, 0)
+                    ctx.set(dut.burst.beat_last, 0)
                     ctx.set(dut.active, 0)
                 if not ctx.get(dut.waiting) and fetched:
                     break
