@@ -58,8 +58,8 @@ class Accelerator(wiring.Component):
         m = Module()
         p = self.params
         run_next = Signal()     # the core advances in the next cycle: no reader will wait for a row
-        # the core's enable, registered: one copy here (readers, counters), one for the sequencer, and
-        # the engine's own per unit
+        # the core's enable, registered: one copy here (counters), one for the sequencer, one per reader,
+        # and the engine's own per unit
         run, seq_run = replicated(m, run_next, 2, "run", init=1)
         engine, seq = Engine(p), Sequencer(p.program_depth)
         m.submodules.engine = engine
@@ -83,7 +83,8 @@ class Accelerator(wiring.Component):
             readers[name] = reader = RowReader(word_bits(name, p), p.prefetch_rows, len(addr), p.memory_address_bits)
             m.submodules[f"{name.lower()}_reader"] = reader
             bases[name] = Signal(p.memory_address_bits, name=f"{name.lower()}_base")
-            m.d.comb += [reader.en.eq(en), reader.addr.eq(addr), data.eq(reader.data), reader.stall.eq(~run),
+            reader_run = replicated(m, run_next, 1, f"{name.lower()}_run", init=1)[0]
+            m.d.comb += [reader.en.eq(en), reader.addr.eq(addr), data.eq(reader.data), reader.stall.eq(~reader_run),
                          reader.active.eq(seq.busy), reader.base.eq(bases[name])]
         m.submodules.arbiter = arbiter = BurstArbiter([reader.beats for reader in readers.values()],
                                                       p.memory_address_bits)

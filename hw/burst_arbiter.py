@@ -57,12 +57,14 @@ class BurstArbiter(wiring.Component):
                 with m.If(bus.rvalid & bus.rlast):
                     m.next = "IDLE"
         # each beat goes to its reader from registers, a cycle after the bus: the bus's read data
-        # channel ends in flip-flops, and every reader's beat strobe starts at its own one
-        beat_data, beat_last = Signal.like(bus.rdata), Signal()
-        beat_to = Signal(len(self.beats))     # one-hot: the reader the beat belongs to
-        m.d.sync += [beat_data.eq(bus.rdata), beat_last.eq(bus.rlast),
-                     beat_to.eq(Mux(bus.rvalid & bus.rready, 1 << grant, 0))]
+        # channel ends in flip-flops, and every reader's beat strobes (the last beat's too: a row into
+        # its ring) start at their own
+        beat_data = Signal.like(bus.rdata)
+        beat_to, last_to = Signal(len(self.beats)), Signal(len(self.beats))   # one-hot: the beat's reader
+        beat = bus.rvalid & bus.rready
+        m.d.sync += [beat_data.eq(bus.rdata), beat_to.eq(Mux(beat, 1 << grant, 0)),
+                     last_to.eq(Mux(beat & bus.rlast, 1 << grant, 0))]
         for index, reader in enumerate(self.readers):
-            m.d.comb += [reader.beat_data.eq(beat_data), reader.beat_last.eq(beat_last),
-                         reader.beat_valid.eq(beat_to[index])]
+            m.d.comb += [reader.beat_data.eq(beat_data), reader.beat_valid.eq(beat_to[index]),
+                         reader.beat_last.eq(last_to[index])]
         return m

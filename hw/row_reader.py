@@ -1,18 +1,24 @@
 """Row reader: a table in external memory read like a block-RAM read port, with prefetch."""
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.external import BEAT_BITS, row_stride
 
-__all__ = ["RowReader", "burst_signature"]
+from .logic import FANOUT_SUFFIX
+
+__all__ = ["SERVE_FANOUT", "RowReader", "burst_signature"]
+
+#: Bits of ``data`` whose clock enables one copy of a reader's hit logic drives.
+SERVE_FANOUT = 128
 
 
 def burst_signature(addr_bits):
     """A reader's burst requests to the :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`: ``valid``
-    with ``addr`` until ``ready`` (accepted), then the burst's beats in order, ``last`` on the final one."""
+    with ``addr`` until ``ready`` (accepted), then the burst's beats in order, ``beat_last`` with the
+    final one's ``beat_valid`` (and never without)."""
     return wiring.Signature({
         "valid": Out(1), "addr": Out(addr_bits), "ready": In(1),
         "beat_valid": In(1), "beat_data": In(BEAT_BITS), "beat_last": In(1),
@@ -32,7 +38,8 @@ class RowReader(wiring.Component):
     starts it over there in the next cycle (the ring emptied, a burst in flight discarded).
     ``waiting_next`` is its value in the next cycle, from which the accelerator registers the core's
     enables (one copy per unit, so that no single net reaches every flip-flop of the core); the
-    request's address meets only the two tag comparisons before it. Prefetching runs while ``active``.
+    request's address meets two carry chains before it (its difference to the row served last, and
+    the decision). Prefetching runs while ``active``.
 
     Ports
     -----
@@ -75,83 +82,128 @@ class RowReader(wiring.Component):
         # the prefetched rows: a ring of ``depth`` rows (distributed RAM), read asynchronously at its head
         m.submodules.ring = ring = memory.Memory(shape=self.row_bits, depth=self.depth, init=[])
         ring_write, ring_read = ring.write_port(), ring.read_port(domain="comb")
-        head_ptr, tail_ptr = Signal(range(self.depth)), Signal(range(self.depth))
-        count = Signal(range(self.depth + 1))     # rows in the ring
-        has_head = Signal()                       # count != 0, kept in a register
-        ahead = Signal(range(self.depth + 1))     # rows in the ring or on their way
-        m.d.comb += ring_read.addr.eq(head_ptr)
+        # positions in the ring, each a slot and a lap bit (a full ring differs from an empty one): the
+        # rows served (``head``), arrived (``tail``) and asked of memory (``fetched``); the counts are
+        # their differences, so that serving a row only steps ``head``. The ring's ports, a load on every
+        # one of its cells, have copies of ``head`` and ``tail`` of their own
+        slot_bits = (self.depth - 1).bit_length()
+        heads, tails = ([Signal(slot_bits + 1, name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(2)]
+                        for name in ("head", "tail"))
+        (head, read_at), (tail, write_at), fetched = heads, tails, Signal(slot_bits + 1)
+        m.d.comb += [ring_read.addr.eq(read_at[:slot_bits]), ring_write.addr.eq(write_at[:slot_bits])]
 
-        def after(ptr):
-            return Mux(ptr == self.depth - 1, 0, ptr + 1)
+        def after(position):
+            slot, lap = position[:slot_bits], position[slot_bits]
+            return Mux(slot == self.depth - 1, Cat(Const(0, slot_bits), ~lap), position + 1)
 
-        served, served_tag = Signal(), Signal(self.tag_bits)
-        head_tag = Signal(self.tag_bits)     # the row at the ring's head, or the next to arrive
-        fetch_tag = Signal(self.tag_bits)    # the next row to request
+        served = Signal()                    # ``data`` holds a row
+        fetch_tag = Signal(self.tag_bits)    # the next row to ask for
         in_flight, stale = Signal(), Signal()
-        wanted = Signal(self.tag_bits)       # the row a waiting request asked for
+        wanted = Signal(self.tag_bits)       # the row asked for in the core's last cycle
         restart = Signal()                   # the cycle after a miss off the stream: start over at ``wanted``
+        serve_waiting = Signal()             # the row a request waits for is at the head: serve it
         assembled = Signal(self.beats * BEAT_BITS)
+        push = burst.beat_last & ~stale      # a row of the stream arrives
 
-        # A request's address meets two comparisons and little else before the registers it loads:
-        # serving it is a pop of the ring (pointers and flags precomputed from registers), a miss
-        # only sets ``waiting`` and ``wanted``; starting the stream over waits for the next cycle.
-        request = self.en & ~self.stall
-        at_head = head_tag == self.addr
-        hit_served = served & (served_tag == self.addr)
-        hit_head = has_head & at_head
-        # the awaited row is at the head, compared a cycle late: right after a miss that comparison is
-        # of the previous ``wanted``, but then either the miss restarts the stream (not served before
-        # ``has_head`` is set again) or it asked for ``head_tag`` (the row at the head is the one wanted)
-        awaited_at_head = Signal()
-        m.d.sync += awaited_at_head.eq(head_tag == wanted)
-        serve_waiting = self.waiting & ~restart & has_head & awaited_at_head
-        serve = Signal()
-        m.d.comb += serve.eq(request & ~hit_served & hit_head | serve_waiting)
+        # Hits. A request hits the row served last (tag s) or the ring's head (s + 1): the rows are a
+        # stream, and a wait ends by serving the head. So the address is not compared with two tags:
+        # s is subtracted from it once, on a carry chain (s is kept negated, so that this is a sum), and
+        # a hit leaves 0 or 1. Each decision on that difference is folded with its flags into one more
+        # carry chain (``_chained``), whose inputs are the difference's bits and single LUTs of
+        # registers. A hit on the head steps ``head`` and loads ``data``; a miss only sets ``waiting``;
+        # starting the stream over waits for the next cycle. ``data`` is loaded in slices of
+        # ``SERVE_FANOUT`` bits, each under its own copy of -s and of the serving chain, which steps its
+        # copy (one copy would drive every bit's clock enable); one more copy steps ``head`` and decides
+        # the misses.
+        empty = [("&" if i else "|", ~(head[i] ^ tail[i])) for i in range(slot_bits + 1)]   # head == tail
+        copies, hits = ceil_div(self.row_bits, SERVE_FANOUT) + 1, []
+        for index in range(copies):
+            # -s, the row before row 0 after a flush (-1)
+            minus_served = Signal(self.tag_bits, init=1, name=f"minus_served{FANOUT_SUFFIX}{index}")
+            # (a bit wider, and kept: Yosys maps a sum of at most 4 bits to LUTs, not to a carry chain)
+            difference = Signal(self.tag_bits + 1, name=f"difference{index}", attrs={"keep": 1})
+            m.d.comb += difference.eq(self.addr + minus_served)
+            far = [("|", bit) for bit in difference[1:self.tag_bits]]    # the difference is neither 0 nor 1
+            odd = self.addr[0] ^ minus_served[0]                         # its bit 0, from a LUT
+            # a request for the head (difference 1) while in the ring, or the awaited row at the head
+            serve = Signal(name=f"serve{index}")
+            m.d.comb += serve.eq(_chained(empty + far + [("|", ~(self.en & odd)), ("|", self.stall),
+                                                         ("&", ~serve_waiting)], invert=True))
+            with m.If(serve):
+                # the awaited row is ``wanted``
+                m.d.sync += minus_served.eq(Mux(serve_waiting, -wanted, minus_served - 1))
+            with m.If(self.flush):
+                m.d.sync += minus_served.eq(1)
+            if index < copies - 1:
+                bits = slice(index * SERVE_FANOUT, (index + 1) * SERVE_FANOUT)
+                with m.If(serve):
+                    m.d.sync += self.data[bits].eq(ring_read.data[bits])
+            hits.append((serve, difference, far))
+        serve, difference, far = hits[-1]
         with m.If(serve):
-            m.d.sync += [self.data.eq(ring_read.data), served.eq(1), served_tag.eq(head_tag),
-                         head_tag.eq(head_tag + 1), head_ptr.eq(after(head_ptr))]
-        miss = request & ~hit_served & ~hit_head
-        with m.If(miss):
+            m.d.sync += [served.eq(1)] + [copy.eq(after(copy)) for copy in heads]
+        with m.If(~self.stall):
             m.d.sync += wanted.eq(self.addr)
+        # A miss: a request neither for the served row (difference 0) nor for the head while in the ring
+        # (1); it restarts the stream unless it asked for the head. Bit 0 of the difference comes from
+        # the sum here, from a LUT above: a signal has one polarity, and an inverter is a level.
+        head_missing = [("|", difference[0])] + [("&", bit) for _, bit in empty]   # 1 or more, ring empty
+        # 0, with nothing served: then s is -1, and the difference's bit 0 the address's complement
+        nothing_served = self.addr[0] & ~served
         # a miss and the serving of a waiting request exclude each other (requests wait with the core)
-        m.d.comb += self.waiting_next.eq(~self.flush & (miss | self.waiting & ~serve))
+        m.d.comb += self.waiting_next.eq(_chained(head_missing + far + [
+            ("|", nothing_served), ("&", self.en), ("&", ~self.stall), ("|", self.waiting & ~serve_waiting),
+            ("&", ~self.flush)]))
         m.d.sync += self.waiting.eq(self.waiting_next)
-        m.d.sync += restart.eq(miss & ~at_head)
+        restarting = [("|", nothing_served)] + far + [("&", self.en), ("&", ~self.stall), ("&", ~self.flush)]
+        m.d.sync += restart.eq(_chained(restarting))
+        # the awaited row is the head (the miss asked for it, or restarted the stream there): it is
+        # served once in the ring, decided a cycle ahead from registers, from the second cycle of the wait
+        m.d.sync += serve_waiting.eq(self.waiting & ~serve_waiting & ~restart & ~self.flush & (push | (head != tail)))
 
-        # a row arrives: into the ring's tail, unless it belongs to a stream given up
-        push = Signal()
+        # a row arrives: into the ring's slot at the tail, which it takes unless it belongs to a stream
+        # given up (then the ring is empty and the slot stays free): the write enable is the arbiter's
+        # register
+        row = Cat(assembled[BEAT_BITS:], burst.beat_data)
         with m.If(burst.beat_valid):
-            row = Cat(assembled[BEAT_BITS:], burst.beat_data)
             m.d.sync += assembled.eq(row)
-            with m.If(burst.beat_last):
-                # no burst is issued while one is in flight, so nothing is left to discard
-                # (a restart or flush in this cycle empties the ring after the push)
-                m.d.comb += [push.eq(~stale), ring_write.data.eq(row[:self.row_bits])]
-                m.d.sync += [in_flight.eq(0), stale.eq(0)]
-        m.d.comb += [ring_write.en.eq(push), ring_write.addr.eq(tail_ptr)]
+        m.d.comb += [ring_write.en.eq(burst.beat_last), ring_write.data.eq(row[:self.row_bits])]
         with m.If(push):
-            m.d.sync += tail_ptr.eq(after(tail_ptr))
-        m.d.sync += [count.eq(count + push - serve),
-                     has_head.eq(push | Mux(serve, count > 1, count != 0))]
+            m.d.sync += [copy.eq(after(copy)) for copy in tails]
 
-        # prefetch: one burst in flight, the ring's free rows reserved for the rows asked for. Whether
-        # there is room is decided a cycle ahead, into a register (a burst issued since, or a restart,
-        # withdraws it), so the arbiter's grant does not start at the ring's counters
-        issue, room = Signal(), Signal()
-        m.d.sync += room.eq(self.active & (ahead != self.depth) & ~issue)
-        m.d.comb += [burst.valid.eq(room & ~in_flight & ~restart),
-                     burst.addr.eq(self.base + (fetch_tag << (row_stride(self.row_bits).bit_length() - 1))),
-                     issue.eq(burst.valid & burst.ready)]
-        m.d.sync += ahead.eq(ahead + issue - serve)
+        # prefetch: one burst in flight, the ring's free slots reserved for the rows asked for. ``valid``
+        # is a register, from the next values of what it depends on (the room a cycle ahead: a row
+        # served since only adds to it; no burst at a restart), so that the arbiter's grant starts at
+        # registers
+        issue = burst.valid & burst.ready
+        in_flight_next = issue | in_flight & ~burst.beat_last
+        room = fetched != Cat(head[:slot_bits], ~head[slot_bits])     # ``fetched`` not a lap ahead
+        idle = self.active & room & ~(in_flight & ~burst.beat_last)   # nothing in flight next but an issue
+        m.d.sync += [in_flight.eq(in_flight_next),
+                     burst.valid.eq(_chained(restarting + [("|", ~idle), ("|", issue)], invert=True))]
+        with m.If(burst.beat_last):
+            m.d.sync += stale.eq(0)
+        m.d.comb += burst.addr.eq(self.base + (fetch_tag << (row_stride(self.row_bits).bit_length() - 1)))
         with m.If(issue):
-            m.d.sync += [in_flight.eq(1), fetch_tag.eq(fetch_tag + 1)]
+            m.d.sync += [fetch_tag.eq(fetch_tag + 1), fetched.eq(after(fetched))]
 
-        # start over: the ring emptied, the burst in flight (if its last beat is not here now) discarded
+        # start over: the ring emptied, the burst in flight next (if its last beat is not here now) discarded
         with m.If(restart | self.flush):
-            m.d.sync += [count.eq(0), has_head.eq(0), ahead.eq(0), tail_ptr.eq(head_ptr),
-                         stale.eq(in_flight & ~(burst.beat_valid & burst.beat_last))]
+            m.d.sync += [fetched.eq(head), stale.eq(in_flight_next)] + [t.eq(h) for t, h in zip(tails, heads)]
         with m.If(restart):
-            m.d.sync += [head_tag.eq(wanted), fetch_tag.eq(wanted)]
+            m.d.sync += fetch_tag.eq(wanted)
         with m.If(self.flush):
-            m.d.sync += [served.eq(0), head_tag.eq(0), fetch_tag.eq(0), restart.eq(0)]
+            m.d.sync += [served.eq(0), fetch_tag.eq(0), fetched.eq(0)] + [copy.eq(0) for copy in heads + tails]
         return m
+
+
+def _chained(steps, invert=False):
+    """``steps`` ``[(op, bit), ...]`` folded in order from 0, each ``op`` ``"|"`` or ``"&"`` (the
+    result inverted with ``invert``), as the carry out of one sum: a bit added to 1 carries if it or
+    the carry in is set, added to 0 if both are. On the FPGA that is a carry chain, a few tens of
+    picoseconds a bit, where a tree of LUTs costs a routed hop per level (and the LUT mapper, blind to
+    when its inputs arrive, may put the latest at the bottom)."""
+    bits = Cat(*(bit for _, bit in steps), Const(int(invert), 1))
+    ones = Const(sum(1 << i for i, (op, _) in enumerate(steps) if op == "|"), len(steps) + 1)
+    # with ``invert``, the sum's top bit is 1 plus the carry out: its complement
+    return (bits + ones)[len(steps)]

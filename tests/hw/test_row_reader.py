@@ -46,6 +46,15 @@ def test_a_miss_after_the_tags_wrapped_around_waits_for_its_own_row():
     assert served == len(requests)
 
 
+@pytest.mark.parametrize("first", [0, 1, (1 << TAG_BITS) - 1])
+def test_the_first_request_after_a_flush_gets_its_own_row(first):
+    """Nothing served yet (the reader then takes the row before row 0, the last, as served): a request
+    for the last row must miss all the same, one for row 0 hit the head prefetched meanwhile."""
+    requests = [None] * 20 + [(first + i) % (1 << TAG_BITS) for i in range(3)]
+    _, stalled = _serve(random.Random(first), requests, 2, 4)
+    assert (stalled == 0) == (first == 0)
+
+
 def _serve(rng, requests, latency, depth, spacing=1):
     """Run ``requests`` (row numbers, None for a cycle without one; each followed by ``spacing - 1``
     idle cycles) against a memory that answers bursts after ``latency`` cycles; checks every row
@@ -81,6 +90,7 @@ def _serve(rng, requests, latency, depth, spacing=1):
             # the memory: accepts a burst when idle, returns its beats after ``latency`` cycles, now and then a gap
             ctx.set(dut.burst.ready, 0)
             ctx.set(dut.burst.beat_valid, 0)
+            ctx.set(dut.burst.beat_last, 0)
             if not beats and ctx.get(dut.burst.valid):
                 ctx.set(dut.burst.ready, 1)
                 offset = ctx.get(dut.burst.addr) - BASE
@@ -131,6 +141,7 @@ def test_a_flush_forgets_the_rows():
                         ctx.set(dut.burst.beat_last, i == dut.beats - 1)
                         await ctx.tick()
                     ctx.set(dut.burst.beat_valid, 0)
+                    ctx.set(dut.burst.beat_last, 0)
                     ctx.set(dut.active, 0)
                 if not ctx.get(dut.waiting) and fetched:
                     break
