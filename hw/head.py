@@ -136,8 +136,8 @@ class Head(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 # the counters start over while idle, rather than at start (a register enable fewer on
-                # its path)
-                m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), x.eq(0), ci.eq(0), bit.eq(top_bit)]
+                # its path); SUM's are 0 (its loop ends wrapping them)
+                m.d.sync += [ci.eq(0), bit.eq(top_bit)]
                 with m.If(self.start):
                     m.next = "SUM"
             with m.State("SUM"):
@@ -204,18 +204,22 @@ class Head(wiring.Component):
         with m.If(sum_overflow):
             m.d.comb += self.overflow.eq(1)
 
-        # HORNER: every lane's bit of this step out of the sums word read (its read register; an AND-OR
-        # with the mask per lane, shallower than a 30-way select), and the weight row, into registers; then the channel's bit (the lane's) and the row with
-        # the step's sign (two's complement: the top bit subtracts); then the bit picks the term; then the
-        # logits add it
+        # HORNER: every lane's bit of this step out of the sums word read (its read register), as an OR
+        # of parts of eight bits ANDed with the step's mask, and the weight row, into registers; then the
+        # channel's bit (its lane's parts ORed) and the row with the step's sign (two's complement: the
+        # top bit subtracts); then the bit picks the term; then the logits add it
         pick = parts["pick"]
-        lane_bits, weight_row = Signal(p.n_pe, name="lane_bits"), Signal.like(self.weight_data)
-        pick.d.sync += [lane_bits.eq(Cat(*((sums_read.data[lane].as_unsigned() & read_mask[lane // 4]).any()
-                                           for lane in range(p.n_pe)))),
-                        weight_row.eq(self.weight_data), term_pick.eq(term_read), pick_lane.eq(read_lane),
+        bit_parts = range(0, p.acc_bits, 8)
+        lane_parts = Signal(data.ArrayLayout(len(bit_parts), p.n_pe), name="lane_parts")
+        weight_row = Signal.like(self.weight_data)
+        for lane in range(p.n_pe):
+            word, mask = sums_read.data[lane].as_unsigned(), read_mask[lane // 4]
+            pick.d.sync += lane_parts[lane].eq(Cat(*((word[i:i + 8] & mask[i:i + 8]).any() for i in bit_parts)))
+        pick.d.sync += [weight_row.eq(self.weight_data), term_pick.eq(term_read), pick_lane.eq(read_lane),
                         pick_sign.eq(read_sign), pick_double.eq(read_double)]
         # the channel's bit drives a select per lane: a copy per four lanes
-        term_bit = replicated(pick, Array(lane_bits)[pick_lane], (p.n_pe + 3) // 4, "term_bit")
+        channel_bit = Array(lane_parts[lane].any() for lane in range(p.n_pe))[pick_lane]
+        term_bit = replicated(pick, channel_bit, (p.n_pe + 3) // 4, "term_bit")
         # the row is 0 without a term: the logits add the term in every cycle
         signed_row = Signal(data.ArrayLayout(signed(p.weight_bits + 1), p.n_pe), name="signed_row")
         term_double = Signal(name="term_double")

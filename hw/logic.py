@@ -76,8 +76,10 @@ def fits_parts(value, high, parts):
     consecutive bits, all true when it fits: registered apart, they split the check over two stages."""
     bits = Value.cast(value).as_unsigned()
     differs = (bits[:-1] ^ bits[1:]) & Value.cast(high)[:-1]
+    # exactly ``parts`` of them, as the registers that hold them are sized (an empty one is true); the
+    # top one, whose bits come last out of an adder's carry chain, the shortest
     size = -(-len(differs) // parts) or 1
-    return [differs[i:i + size] == 0 for i in range(0, max(1, len(differs)), size)]
+    return [differs[i:i + size] == 0 for i in range(0, parts * size, size)]
 
 
 #: Parts of a lane's range check registered apart (:func:`fits_parts`), where the word checked is some 32
