@@ -49,7 +49,7 @@ class Drain(wiring.Component):
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The output tile (``n_pe`` channels), from ``start`` to ``done``.
     start : In(1)
-        Begin the pass (the bias and threshold reads are next cycle).
+        Begin the pass (while idle; the bias and threshold reads are next cycle).
     done : Out(1)
         The last cycle of the pass.
     bias_en, bias_addr : Out
@@ -110,11 +110,17 @@ class Drain(wiring.Component):
         })
 
     def elaborate(self, platform):
-        m = Module()    # the control: descriptor copies, loop counters, table reads
+        m = Module()    # the control: its state, loop counters, table reads
         p = self.params
         m.submodules.lif = lif = LIFUnit(p)
         tile = self.tile
-        d = descriptor_copy(m, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
+        # the parts of the drain, each under its own enable: the descriptor's fields and what derives
+        # from them (loaded every cycle, apart from the control's conditions), then a part per bank of
+        # the pipeline's registers (a stage, or half of one)
+        parts = {name: Module() for name in ("desc", "read", "sum", "scale", "membrane", "lif", "out", "report",
+                                             "row")}
+        desc = parts["desc"]
+        d = descriptor_copy(desc, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
                                            "threshold_base", "out_base", "frac_bits"))
         # derived from the copies a cycle later: the last loop indices, as wide as the build's (the loops'
         # compares are then shallower than over the descriptor's fields); the masks of the range checks
@@ -123,10 +129,10 @@ class Drain(wiring.Component):
         last_t, last_y, last_x = (Signal(range(p.max_T), name="last_t"), Signal(range(p.max_h), name="last_y"),
                                   Signal(range(p.max_w), name="last_x"))
         frac_at = Signal(p.frac_bits + 1, name="frac_at")
-        m.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
-                     frac_at.eq(Cat(*(d.frac_bits == f for f in range(p.frac_bits + 1))))]
-        sum_high = high_bits(m, sum_width, self.desc.check_bits, "sum_high")
-        membrane_high = high_bits(m, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
+        desc.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
+                        frac_at.eq(Cat(*(d.frac_bits == f for f in range(p.frac_bits + 1))))]
+        sum_high = high_bits(desc, sum_width, self.desc.check_bits, "sum_high")
+        membrane_high = high_bits(desc, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
         t, y, x = Signal.like(last_t, name="t"), Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
 
         def stream_address(t_, y_, x_):
@@ -134,18 +140,19 @@ class Drain(wiring.Component):
 
         flush = Signal(range(DRAIN_STAGES))
         out_group = Signal(max(1, p.group_bits))
-        # the table reads go out of registers, for the one cycle of DRAIN_START; the tile's rows and
-        # spike group follow the tile (stable during the pass), not start, whose logic is long enough
-        m.d.sync += [self.bias_en.eq(0), self.threshold_en.eq(0), self.bias_addr.eq(d.bias_base + tile),
-                     self.threshold_addr.eq(d.threshold_base + tile), out_group.eq(spike_group(p, d.out_base, tile))]
+        # start (which comes while idle, out of the engine's logic) only loads registers: the table reads,
+        # out of registers for the start cycle, and starting, which the state then follows (the start
+        # cycle, DRAIN_START of the cycle model, is IDLE's with starting); the tile's rows and spike
+        # group follow the tile (stable during the pass), not start
+        starting = Signal()
+        desc.d.sync += [self.bias_addr.eq(d.bias_base + tile), self.threshold_addr.eq(d.threshold_base + tile),
+                        out_group.eq(spike_group(p, d.out_base, tile))]
+        m.d.sync += [starting.eq(self.start), self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
         with m.FSM():
             with m.State("IDLE"):
-                m.d.sync += [self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
-                with m.If(self.start):
-                    m.next = "DRAIN_START"
-            with m.State("DRAIN_START"):
-                m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]
-                m.next = "DRAIN"
+                with m.If(starting):
+                    m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]
+                    m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += [self.acc_valid.eq(1),
                              self.acc_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
@@ -158,10 +165,7 @@ class Drain(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # the pipeline: a part per bank of registers (a stage, or half of one), each under its own
-        # enable; the position (valid, t, y, x) travels with its data through the stages
-        parts = {name: Module() for name in ("read", "sum", "scale", "membrane", "lif", "out", "report", "row")}
-
+        # the pipeline: the position (valid, t, y, x) travels with its data through the stages
         # stage 1, the reads: the stream's word goes straight into a register (the accumulator array
         # registers its own)
         read = delayed(parts["read"], (self.acc_valid, t, y, x), "read")
@@ -171,7 +175,7 @@ class Drain(wiring.Component):
         # stage 2, the sum: accumulator, bias and residual (whose flag, derived from the descriptor's, has
         # a copy per four lanes)
         summed = delayed(parts["sum"], read, "sum")
-        residual = replicated(m, d.residual, (p.n_pe + 3) // 4, "residual")
+        residual = replicated(desc, d.residual, (p.n_pe + 3) // 4, "residual")
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
             terms = [self.acc_data[lane], self.bias_data[lane], Mux(residual[lane // 4], stream_word[lane], 0)]

@@ -78,23 +78,26 @@ class Head(wiring.Component):
         })
 
     def elaborate(self, platform):
-        m = Module()    # the control: descriptor copies, loop counters, table reads, each stage's flags
+        m = Module()    # the control: its state, loop counters, table reads, each stage's flags
         p = self.params
         lb = p.lane_bits
-        d = descriptor_copy(m, self.desc, ("tiles", "T", "H", "W", "cin", "sum_bits", "weight_base", "bias_base"))
+        # the parts of the head, each under its own enable: the descriptor's fields and what derives from
+        # them (loaded every cycle, apart from the control's conditions), then a part per bank of the
+        # datapath's registers
+        parts = {name: Module() for name in ("desc", "inputs", "sums", "pick", "term", "logits")}
+        desc = parts["desc"]
+        d = descriptor_copy(desc, self.desc, ("tiles", "T", "H", "W", "cin", "sum_bits", "weight_base", "bias_base"))
         # derived from the copies a cycle later: the last loop indices, as wide as the build's (the loops'
         # compares are then shallower than over the descriptor's fields); the masks of the range checks
         # (decoded from the descriptor, then the mask)
         last_tile, last_t = Signal(range(p.max_tiles), name="last_tile"), Signal(range(p.max_T), name="last_t")
         last_y, last_x = Signal(range(p.max_h), name="last_y"), Signal(range(p.max_w), name="last_x")
         last_ci, top_bit = Signal(range(p.max_cin), name="last_ci"), Signal(range(p.acc_bits), name="top_bit")
-        m.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
-                     last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
-        sum_high = high_bits(m, p.acc_bits, self.desc.sum_bits, "sum_high")
-        logit_high = high_bits(m, p.acc_bits + 1, self.desc.check_bits, "logit_high")
+        desc.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
+                        last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
+        sum_high = high_bits(desc, p.acc_bits, self.desc.sum_bits, "sum_high")
+        logit_high = high_bits(desc, p.acc_bits + 1, self.desc.check_bits, "logit_high")
         logits = self.logits
-        # the datapath: a part per bank of registers, each under its own enable
-        parts = {name: Module() for name in ("inputs", "sums", "pick", "term", "logits")}
         parts["sums"].submodules.sums = sums = memory.Memory(shape=self.acc_word, depth=p.max_tiles, init=[])
         sums_write, sums_read = sums.write_port(), sums.read_port()
         m.d.comb += sums_read.en.eq(0)
@@ -130,9 +133,10 @@ class Head(wiring.Component):
         # the step read in a HORNER cycle (loaded in every cycle: no term is read in others): the bit as
         # a one-hot mask (a copy per four lanes it picks from, below), the channel's lane, the bit's sign,
         # the doubling after it
-        read_mask = replicated(m, (Const(1, p.acc_bits) << bit)[:p.acc_bits], (p.n_pe + 3) // 4, "read_mask")
-        m.d.sync += [read_lane.eq(ci[:lb] if lb else 0), read_sign.eq(bit == top_bit),
-                     read_double.eq((ci == last_ci) & (bit != 0))]
+        read_mask = replicated(parts["pick"], (Const(1, p.acc_bits) << bit)[:p.acc_bits], (p.n_pe + 3) // 4,
+                               "read_mask")
+        parts["pick"].d.sync += [read_lane.eq(ci[:lb] if lb else 0), read_sign.eq(bit == top_bit),
+                                 read_double.eq((ci == last_ci) & (bit != 0))]
         with m.FSM():
             with m.State("IDLE"):
                 # the counters start over while idle, rather than at start (a register enable fewer on
