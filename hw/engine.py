@@ -48,8 +48,9 @@ class Engine(wiring.Component):
 
     Each pass starts in the cycle its predecessor signals ``done``, so the phases follow one another
     without a gap. The engine advances only in cycles after ``run_next``: each unit (and the engine's
-    own control) runs under its own registered copy of it, so that a stall reaches the core's
-    flip-flops through one net per unit rather than one net to all of them.
+    own control) runs under its own registered copy of it, the drain and the head under one per part
+    of theirs (:func:`~spikeforge.hw.logic.enabled_parts`), so that a stall reaches the core's
+    flip-flops through one net per part rather than one net to all of them.
 
     Ports
     -----
