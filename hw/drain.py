@@ -1,5 +1,8 @@
 """Drain: the LIF pass over one tile's accumulators (bias, residual, stream write-back, spikes)."""
 
+import operator
+from functools import reduce
+
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -9,8 +12,8 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_wor
 from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
-from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, fits_parts,
-                    high_bits, replicated, spike_group)
+from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, enabled_parts,
+                    fits_parts, high_bits, replicated, spike_group)
 
 __all__ = ["Drain"]
 
@@ -30,7 +33,10 @@ class Drain(wiring.Component):
     row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 6``
     cycles (:func:`spikeforge.ops.conv.drain_cycles`) from the one after ``start`` to ``done``
     included: a start cycle reading the bias and threshold rows, one per position, and the flush of
-    the six stages.
+    the six stages. The drain advances only in the cycles after ``run_next``: its control and each
+    bank of its pipeline's registers run under their own registered copy of it
+    (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
+    registers.
 
     Ports
     -----
@@ -43,7 +49,7 @@ class Drain(wiring.Component):
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The output tile (``n_pe`` channels), from ``start`` to ``done``.
     start : In(1)
-        Begin the pass (the bias and threshold reads are next cycle).
+        Begin the pass (while idle; the bias and threshold reads are next cycle).
     done : Out(1)
         The last cycle of the pass.
     bias_en, bias_addr : Out
@@ -76,6 +82,8 @@ class Drain(wiring.Component):
     out_spikes : Out(n_pe)
     out_membrane : Out(ArrayLayout(signed(membrane_bits), n_pe))
         The LIF's spikes and membrane H before reset there.
+    run_next : In(1, init=1)
+        The drain advances in the next cycle (low: it stands still then, registers and requests held).
     """
 
     def __init__(self, params):
@@ -98,43 +106,53 @@ class Drain(wiring.Component):
             "overflow": Out(1), "membrane_overflow": Out(1),
             "out_valid": Out(1), "out_t": Out(DESCRIPTOR_LAYOUT["T"].shape),
             "out_y": Out(DESCRIPTOR_LAYOUT["H"].shape), "out_x": Out(DESCRIPTOR_LAYOUT["W"].shape),
-            "out_spikes": Out(p.n_pe), "out_membrane": Out(membrane_word),
+            "out_spikes": Out(p.n_pe), "out_membrane": Out(membrane_word), "run_next": In(1, init=1),
         })
 
     def elaborate(self, platform):
-        m = Module()
+        m = Module()    # the control: its state, loop counters, table reads
         p = self.params
         m.submodules.lif = lif = LIFUnit(p)
         tile = self.tile
-        d = descriptor_copy(m, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
+        # the parts of the drain, each under its own enable: the descriptor's fields and what derives
+        # from them (loaded every cycle, apart from the control's conditions), then a part per bank of
+        # the pipeline's registers (a stage, or half of one)
+        parts = {name: Module() for name in ("desc", "read", "sum", "scale", "membrane", "lif", "out", "report",
+                                             "row")}
+        desc = parts["desc"]
+        d = descriptor_copy(desc, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
                                            "threshold_base", "out_base", "frac_bits"))
-        # derived from the copies a cycle later: the last loop indices; the masks of the range checks
-        # (decoded from the descriptor, then the mask)
+        # derived from the copies a cycle later: the last loop indices, as wide as the build's (the loops'
+        # compares are then shallower than over the descriptor's fields); the masks of the range checks
+        # (decoded from the descriptor, then the mask); F as one bit per value (up to the build's)
         sum_width = p.acc_bits + 2      # a sum exact in two more bits than a stream word
-        last_t, last_y, last_x = (Signal.like(d.T, name="last_t"), Signal.like(d.H, name="last_y"),
-                                  Signal.like(d.W, name="last_x"))
-        m.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1)]
-        sum_high = high_bits(m, sum_width, self.desc.check_bits, "sum_high")
-        membrane_high = high_bits(m, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
-        t, y, x = Signal.like(d.T), Signal.like(d.H), Signal.like(d.W)
+        last_t, last_y, last_x = (Signal(range(p.max_T), name="last_t"), Signal(range(p.max_h), name="last_y"),
+                                  Signal(range(p.max_w), name="last_x"))
+        frac_at = Signal(p.frac_bits + 1, name="frac_at")
+        desc.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
+                        frac_at.eq(Cat(*(d.frac_bits == f for f in range(p.frac_bits + 1))))]
+        sum_high = high_bits(desc, sum_width, self.desc.check_bits, "sum_high")
+        membrane_high = high_bits(desc, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
+        t, y, x = Signal.like(last_t, name="t"), Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
 
         def stream_address(t_, y_, x_):
             return cat_fields(stream_word_layout(p), tile=tile, t=t_, y=y_, x=x_)
 
         flush = Signal(range(DRAIN_STAGES))
         out_group = Signal(max(1, p.group_bits))
-        # the table reads go out of registers, for the one cycle of DRAIN_START; the tile's rows and
-        # spike group follow the tile (stable during the pass), not start, whose logic is long enough
-        m.d.sync += [self.bias_en.eq(0), self.threshold_en.eq(0), self.bias_addr.eq(d.bias_base + tile),
-                     self.threshold_addr.eq(d.threshold_base + tile), out_group.eq(spike_group(p, d.out_base, tile))]
+        # start (which comes while idle, out of the engine's logic) only loads registers: the table reads,
+        # out of registers for the start cycle, and starting, which the state then follows (the start
+        # cycle, DRAIN_START of the cycle model, is IDLE's with starting); the tile's rows and spike
+        # group follow the tile (stable during the pass), not start
+        starting = Signal()
+        desc.d.sync += [self.bias_addr.eq(d.bias_base + tile), self.threshold_addr.eq(d.threshold_base + tile),
+                        out_group.eq(spike_group(p, d.out_base, tile))]
+        m.d.sync += [starting.eq(self.start), self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
         with m.FSM():
             with m.State("IDLE"):
-                m.d.sync += [self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
-                with m.If(self.start):
-                    m.next = "DRAIN_START"
-            with m.State("DRAIN_START"):
-                m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]
-                m.next = "DRAIN"
+                with m.If(starting):
+                    m.d.sync += [t.eq(0), y.eq(0), x.eq(0), flush.eq(DRAIN_STAGES - 1)]
+                    m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += [self.acc_valid.eq(1),
                              self.acc_addr.eq(Cat(x[:p.w_bits], y[:p.h_bits], Mux(d.static, 0, t)[:p.t_bits])),
@@ -147,76 +165,91 @@ class Drain(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # the position (valid, t, y, x) travels with its data through the stages
+        # the pipeline: the position (valid, t, y, x) travels with its data through the stages
         # stage 1, the reads: the stream's word goes straight into a register (the accumulator array
         # registers its own)
-        read = delayed(m, (self.acc_valid, t, y, x), "read")
+        read = delayed(parts["read"], (self.acc_valid, t, y, x), "read")
         stream_word = Signal(self.acc_word)
-        m.d.sync += stream_word.eq(self.stream_data)
+        parts["read"].d.sync += stream_word.eq(self.stream_data)
 
-        # stage 2, the sum: accumulator, bias and residual
-        summed = delayed(m, read, "sum")
+        # stage 2, the sum: accumulator, bias and residual (whose flag, derived from the descriptor's, has
+        # a copy per four lanes)
+        summed = delayed(parts["sum"], read, "sum")
+        residual = replicated(desc, d.residual, (p.n_pe + 3) // 4, "residual")
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
-            m.d.sync += total[lane].eq(carry_save_sum(
-                m, [self.acc_data[lane], self.bias_data[lane], Mux(d.residual, stream_word[lane], 0)], sum_width,
-                name=f"sum{lane}"))
+            terms = [self.acc_data[lane], self.bias_data[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
+            parts["sum"].d.sync += total[lane].eq(carry_save_sum(parts["sum"], terms, sum_width, name=f"sum{lane}"))
 
         # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input
-        scaled_at = delayed(m, summed, "scale")
+        scale = parts["scale"]
+        scaled_at = delayed(scale, summed, "scale")
         result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
         # the range checks, in FITS_PARTS registers per lane: their conjunction comes a stage later
         sum_fits = Signal(p.n_pe * FITS_PARTS)
-        m.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high, FITS_PARTS) for lane in range(p.n_pe))))
-        m.d.comb += [self.stream_we.eq(scaled_at[0] & d.stream_write),
-                     self.stream_waddr.eq(stream_address(*scaled_at[1:])),
-                     self.stream_wdata.eq(Cat(*result))]
+        scale.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high, FITS_PARTS) for lane in range(p.n_pe))))
+        scale.d.comb += [self.stream_we.eq(scaled_at[0] & d.stream_write),
+                         self.stream_waddr.eq(stream_address(*scaled_at[1:])),
+                         self.stream_wdata.eq(Cat(*result))]
         scaled = Signal(self.membrane_word)
         for lane in range(p.n_pe):
-            # X·2^F fits the membrane (membrane_bits >= acc_bits + frac_bits + 1)
-            m.d.sync += scaled[lane].eq(result[lane] << d.frac_bits)
+            # X·2^F fits the membrane (membrane_bits >= acc_bits + frac_bits + 1): F picks one of the
+            # build's shifts, an AND-OR of registers where a shifter by the field's bits is deeper
+            shifts = [Mux(frac_at[f], result[lane] << f, 0) for f in range(p.frac_bits + 1)]
+            scale.d.sync += scaled[lane].eq(reduce(operator.or_, shifts))
 
         # stage 4, the LIF: the membrane stays in a register across the timesteps of a position
-        lif_at = delayed(m, scaled_at, "lif")
+        lif_at = delayed(parts["lif"], scaled_at, "lif")
         # the membrane is 0 before a position's first timestep: cleared after its last one (a
         # synchronous reset of the register, rather than a select on the loop's path)
         membrane, last_timestep = Signal(self.membrane_word), Signal()
-        m.d.sync += last_timestep.eq(scaled_at[1] == last_t)
         m.d.comb += [lif.scaled.eq(scaled), lif.threshold.eq(self.threshold_data), lif.v.eq(membrane)]
+        parts["membrane"].d.sync += last_timestep.eq(scaled_at[1] == last_t)
+        with parts["membrane"].If(lif_at[0]):
+            parts["membrane"].d.sync += membrane.eq(Mux(last_timestep, 0, lif.v_next))
         h, spikes = Signal(self.membrane_word), Signal(p.n_pe)
-        with m.If(lif_at[0]):
-            m.d.sync += membrane.eq(Mux(last_timestep, 0, lif.v_next))
-        m.d.sync += [h.eq(lif.h), spikes.eq(lif.spike)]
+        parts["lif"].d.sync += [h.eq(lif.h), spikes.eq(lif.spike)]
 
-        # stage 5, the outputs: spikes and membranes, their checks, the spike rows gathered
-        out = delayed(m, lif_at, "out")
+        # stage 5, the outputs: spikes and membranes, their checks; the spike rows' writes decided
+        out_part = parts["out"]
+        out = delayed(out_part, lif_at, "out")
         out_valid, out_t, out_y, out_x = out
         wide, membrane_fits = Signal(), Signal(p.n_pe * FITS_PARTS)
-        m.d.sync += [wide.eq(lif_at[0] & ~sum_fits.all()), self.overflow.eq(wide),
-                     membrane_fits.eq(Cat(*(fits_parts(h[lane], membrane_high, FITS_PARTS) for lane in range(p.n_pe))))]
-        # the position reported, a stage after its outputs' registers (with its checks)
-        report = delayed(m, out, "report")
+        out_part.d.sync += [wide.eq(lif_at[0] & ~sum_fits.all()), self.overflow.eq(wide),
+                            membrane_fits.eq(Cat(*(fits_parts(h[lane], membrane_high, FITS_PARTS)
+                                                   for lane in range(p.n_pe))))]
+        # the row of each timestep this position writes, whether it starts or finishes it; the row's
+        # timestep (which selects the row register) and the position's column as a one-hot word, a copy
+        # of each per four lanes
+        row_write, row_start, row_done = Signal(p.max_T), Signal(), Signal()
+        out_part.d.sync += [row_write.eq(Cat(*(lif_at[0] & (lif_at[1] == t_) for t_ in range(p.max_T)))),
+                            row_start.eq(lif_at[3] == 0), row_done.eq(lif_at[3] == last_x)]
+        row_t = replicated(out_part, lif_at[1], (p.n_pe + 3) // 4, "row_t")
+        x_bit = replicated(out_part, Const(1, p.max_w) << lif_at[3], (p.n_pe + 3) // 4, "x_bit")
+
+        # stage 6: the position reported, a stage after its outputs' registers (with its checks)
+        report = delayed(parts["report"], out, "report")
         reported_spikes, reported_h = Signal.like(spikes), Signal.like(h)
-        m.d.sync += [reported_spikes.eq(spikes), reported_h.eq(h)]
+        parts["report"].d.sync += [reported_spikes.eq(spikes), reported_h.eq(h)]
         m.d.comb += [self.out_valid.eq(report[0]), self.out_t.eq(report[1]), self.out_y.eq(report[2]),
                      self.out_x.eq(report[3]), self.out_spikes.eq(reported_spikes), self.out_membrane.eq(reported_h),
                      self.membrane_overflow.eq(report[0] & d.lif & ~membrane_fits.all())]
-        # one row register per timestep: positions go timestep innermost, so T rows fill at once
+        # stage 6, the row write: one row register per timestep (positions go timestep innermost, so T
+        # rows fill at once), whose bits count from the row's first position on; a finished row goes out
+        # from registers (the word follows every position, the spike memory takes it with word_valid)
+        row_part = parts["row"]
         rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
         row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
-        # the position's column as a one-hot word, decoded a stage ahead: a copy per four lanes
-        x_bit = replicated(m, Const(1, p.max_w) << lif_at[3], (p.n_pe + 3) // 4, "x_bit")
-        current = Array(rows)[out_t[:p.t_bits] if p.t_bits else 0]
         for lane in range(p.n_pe):
-            m.d.comb += row[lane].eq(current[lane] | Mux(spikes[lane], x_bit[lane // 4], 0))
-        row_done = out_x == last_x
-        # stage 6, the row write: a finished row goes out from registers
-        m.d.sync += self.word_valid.eq(0)
-        with m.If(out_valid):
-            m.d.sync += [self.word_valid.eq(d.lif & row_done),
-                         self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t, y=out_y)),
-                         self.word_data.eq(row)]
-            for t_, register in enumerate(rows):
-                with m.If(out_t == t_):
-                    m.d.sync += register.eq(Mux(row_done, 0, row))
-        return m
+            current = Array(rows)[row_t[lane // 4]][lane]
+            m.d.comb += row[lane].eq(Mux(row_start, 0, current) | Mux(spikes[lane], x_bit[lane // 4], 0))
+        row_part.d.sync += [self.word_valid.eq(out_valid & d.lif & row_done),
+                            self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t, y=out_y)),
+                            self.word_data.eq(row)]
+        for t_, register in enumerate(rows):
+            with row_part.If(row_write[t_]):
+                row_part.d.sync += register.eq(row)
+
+        top = Module()
+        enabled_parts(top, self.run_next, {"control": m, **parts})
+        return top

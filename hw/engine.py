@@ -1,7 +1,6 @@
 """Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD) on the accelerator's memories."""
 
 from amaranth import Module, Mux, Signal, signed
-from amaranth.hdl import EnableInserter
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,7 +11,7 @@ from .accumulator_array import AccumulatorArray
 from .drain import Drain
 from .head import Head
 from .key_value_product import KeyValueProduct
-from .logic import check_params, replicated
+from .logic import check_params, enabled_parts
 from .spike_memory import READ_LATENCY, SpikeMemory
 from .spike_pool import SpikePool
 from .spike_scanner import SpikeScanner
@@ -49,8 +48,9 @@ class Engine(wiring.Component):
 
     Each pass starts in the cycle its predecessor signals ``done``, so the phases follow one another
     without a gap. The engine advances only in cycles after ``run_next``: each unit (and the engine's
-    own control) runs under its own registered copy of it, so that a stall reaches the core's
-    flip-flops through one net per unit rather than one net to all of them.
+    own control) runs under its own registered copy of it, the drain and the head under one per part
+    of theirs (:func:`~spikeforge.hw.logic.enabled_parts`), so that a stall reaches the core's
+    flip-flops through one net per part rather than one net to all of them.
 
     Ports
     -----
@@ -277,9 +277,9 @@ class Engine(wiring.Component):
 
         # ---- each part under its own copy of the enable ---------------------------------------
         top = Module()
-        parts = {"control": m, "spikes": spikes, "array": array, "scanner": scanner, "drain": drain,
-                 "pool": pool, "key_value": key_value, "head": head}
-        enables = replicated(top, self.run_next, len(parts), "run", init=1)
-        for (name, part), enable in zip(parts.items(), enables):
-            top.submodules[name] = EnableInserter(enable)(part)
+        enabled_parts(top, self.run_next, {"control": m, "spikes": spikes, "array": array, "scanner": scanner,
+                                           "pool": pool, "key_value": key_value})
+        # the drain and the head, thousands of flip-flops each, split themselves into parts that way
+        top.submodules.drain, top.submodules.head = drain, head
+        top.d.comb += [drain.run_next.eq(self.run_next), head.run_next.eq(self.run_next)]
         return top

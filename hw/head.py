@@ -1,6 +1,6 @@
 """Head: the classifier, per-channel sums of the stream and bit-serial logits."""
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,7 +8,8 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, stream_word_layout
 from spikeforge.ops.head import HORNER_STAGES
 
-from .logic import FITS_PARTS, check_params, count_nested, descriptor_copy, fits_parts, high_bits, replicated
+from .logic import (FITS_PARTS, check_params, count_nested, descriptor_copy, enabled_parts, fits_parts, high_bits,
+                    replicated)
 
 __all__ = ["Head"]
 
@@ -26,8 +27,11 @@ class Head(wiring.Component):
     wider than ``check_bits``.
 
     Every block-RAM word and weight row goes into a register before logic, and the Horner step is
-    pipelined (the word read, the lane's sum picked, its bit picks the term, the logits add it), so
-    that the loop of the logits is one adder. The pass takes ``tiles·T·H·W + 2 + sum_bits·(cin + 1)
+    pipelined (the lane's sum picked out of the word read, its bit picked, the term picked, the logits
+    add it), so that the loop of the logits is one adder. The head advances only in the cycles after
+    ``run_next``: its control and each bank of its registers run under their own registered copy of it
+    (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
+    registers. The pass takes ``tiles·T·H·W + 2 + sum_bits·(cin + 1)
     + HORNER_STAGES + 2`` cycles from the one after ``start`` to ``done`` included
     (:func:`spikeforge.ops.head.cycles`).
 
@@ -56,6 +60,8 @@ class Head(wiring.Component):
         The logits (a register; kept until the next pass).
     overflow : Out(1)
         A sum or a logit does not fit its declared width.
+    run_next : In(1, init=1)
+        The head advances in the next cycle (low: it stands still then, registers and requests held).
     """
 
     def __init__(self, params):
@@ -68,42 +74,47 @@ class Head(wiring.Component):
             "weight_en": Out(1), "weight_addr": Out(range(p.weight_rows)),
             "weight_data": In(data.ArrayLayout(signed(p.weight_bits), p.n_pe)),
             "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(self.acc_word),
-            "logits": Out(self.acc_word), "overflow": Out(1),
+            "logits": Out(self.acc_word), "overflow": Out(1), "run_next": In(1, init=1),
         })
 
     def elaborate(self, platform):
-        m = Module()
+        m = Module()    # the control: its state, loop counters, table reads, each stage's flags
         p = self.params
         lb = p.lane_bits
-        d = descriptor_copy(m, self.desc, ("tiles", "T", "H", "W", "cin", "sum_bits", "weight_base", "bias_base"))
-        # derived from the copies a cycle later: the last loop indices; the masks of the range checks
+        # the parts of the head, each under its own enable: the descriptor's fields and what derives from
+        # them (loaded every cycle, apart from the control's conditions), then a part per bank of the
+        # datapath's registers
+        parts = {name: Module() for name in ("desc", "inputs", "sums", "pick", "term", "logits")}
+        desc = parts["desc"]
+        d = descriptor_copy(desc, self.desc, ("tiles", "T", "H", "W", "cin", "sum_bits", "weight_base", "bias_base"))
+        # derived from the copies a cycle later: the last loop indices, as wide as the build's (the loops'
+        # compares are then shallower than over the descriptor's fields); the masks of the range checks
         # (decoded from the descriptor, then the mask)
-        last_tile, last_t = Signal.like(d.tiles, name="last_tile"), Signal.like(d.T, name="last_t")
-        last_y, last_x = Signal.like(d.H, name="last_y"), Signal.like(d.W, name="last_x")
-        last_ci, top_bit = Signal.like(d.cin, name="last_ci"), Signal.like(d.sum_bits, name="top_bit")
-        m.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
-                     last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
-        sum_high = high_bits(m, p.acc_bits, self.desc.sum_bits, "sum_high")
-        logit_high = high_bits(m, p.acc_bits + 1, self.desc.check_bits, "logit_high")
+        last_tile, last_t = Signal(range(p.max_tiles), name="last_tile"), Signal(range(p.max_T), name="last_t")
+        last_y, last_x = Signal(range(p.max_h), name="last_y"), Signal(range(p.max_w), name="last_x")
+        last_ci, top_bit = Signal(range(p.max_cin), name="last_ci"), Signal(range(p.acc_bits), name="top_bit")
+        desc.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
+                        last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
+        sum_high = high_bits(desc, p.acc_bits, self.desc.sum_bits, "sum_high")
+        logit_high = high_bits(desc, p.acc_bits + 1, self.desc.check_bits, "logit_high")
         logits = self.logits
-        m.submodules.sums = sums = memory.Memory(shape=self.acc_word, depth=p.max_tiles, init=[])
+        parts["sums"].submodules.sums = sums = memory.Memory(shape=self.acc_word, depth=p.max_tiles, init=[])
         sums_write, sums_read = sums.write_port(), sums.read_port()
         m.d.comb += sums_read.en.eq(0)
 
-        tile, t = Signal.like(d.tiles, name="tile"), Signal.like(d.T, name="t")
-        y, x = Signal.like(d.H, name="y"), Signal.like(d.W, name="x")
-        ci = Signal.like(d.cin)
-        bit = Signal.like(d.sum_bits)
+        tile, t = Signal.like(last_tile, name="tile"), Signal.like(last_t, name="t")
+        y, x = Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
+        ci, bit = Signal.like(last_ci, name="ci"), Signal.like(top_bit, name="bit")
         flush = Signal(range(HORNER_STAGES))
         # each stage's (valid, flags...) registers, set by the stage before
         sum_read, sum_add = Signal(), Signal()
-        sum_read_last, sum_add_last = Signal(), Signal()
+        sum_read_last, sum_write = Signal(), Signal()       # the tile's last word: its sums written
         sum_read_tile, sum_add_tile = Signal.like(tile), Signal.like(tile)
         term_read, term_pick = Signal(), Signal()          # HORNER: words being read, term being picked
-        read_lane, pick_lane = Signal(max(1, lb)), Signal(max(1, lb))
         read_sign, pick_sign = Signal(), Signal()
         read_double, pick_double = Signal(), Signal()       # the last column of a bit: double after it
-        read_bit = Signal.like(bit, name="read_bit")
+        read_lane, pick_lane = Signal(max(1, lb), name="read_lane"), Signal(max(1, lb), name="pick_lane")
+        clear_logits, add_bias = Signal(), Signal()         # the logits' steps besides the terms
         sum_overflow = Signal()
         sum_acc = Signal(self.acc_word)
         # the range checks of the logits (unwrapped) and of the sums written, in FITS_PARTS registers per
@@ -112,18 +123,25 @@ class Head(wiring.Component):
         # the bias row, read in each HORNER_SHIFT and held, into a register before its adder (it is
         # there since the last HORNER_SHIFT, HORNER_STAGES cycles before HEAD_BIAS)
         bias_row = Signal(self.acc_word, name="bias_row")
-        m.d.sync += bias_row.eq(self.bias_data)
+        parts["inputs"].d.sync += bias_row.eq(self.bias_data)
         sum_fits = Signal(p.n_pe * FITS_PARTS, name="sum_fits")
 
         # the table reads go out of registers, set by the state before: a weight row per HORNER cycle
         # (rows weight_base + ci, counted up), the bias row in HORNER_SHIFT
         m.d.comb += self.bias_addr.eq(d.bias_base)
-        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0)]
+        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0), clear_logits.eq(0), add_bias.eq(0)]
+        # the step read in a HORNER cycle (loaded in every cycle: no term is read in others): the bit as
+        # a one-hot mask (a copy per four lanes it picks from, below), the channel's lane, the bit's sign,
+        # the doubling after it
+        read_mask = replicated(parts["pick"], (Const(1, p.acc_bits) << bit)[:p.acc_bits], (p.n_pe + 3) // 4,
+                               "read_mask")
+        parts["pick"].d.sync += [read_lane.eq(ci[:lb] if lb else 0), read_sign.eq(bit == top_bit),
+                                 read_double.eq((ci == last_ci) & (bit != 0))]
         with m.FSM():
             with m.State("IDLE"):
                 # the counters start over while idle, rather than at start (a register enable fewer on
-                # its path)
-                m.d.sync += [tile.eq(0), t.eq(0), y.eq(0), x.eq(0), ci.eq(0), bit.eq(top_bit)]
+                # its path); SUM's are 0 (its loop ends wrapping them)
+                m.d.sync += [ci.eq(0), bit.eq(top_bit)]
                 with m.If(self.start):
                     m.next = "SUM"
             with m.State("SUM"):
@@ -132,16 +150,15 @@ class Head(wiring.Component):
                 m.d.sync += [sum_read.eq(1), sum_read_last.eq(last), sum_read_tile.eq(tile), flush.eq(0)]
                 count_nested(m, [(x, last_x), (y, last_y), (t, last_t), (tile, last_tile)], "SUM_FLUSH")
             with m.State("SUM_FLUSH"):
-                # the last word is added in the second flush cycle
-                m.d.sync += [sum_read.eq(0), ci.eq(0), logits.eq(0), flush.eq(1)]
+                # the last word is added in the second flush cycle; the logits clear after these cycles,
+                # before the first term
+                m.d.sync += [sum_read.eq(0), ci.eq(0), clear_logits.eq(1), flush.eq(1)]
                 with m.If(flush == 1):
                     m.d.sync += [self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER"):
                 m.d.comb += [sums_read.en.eq(1), sums_read.addr.eq(ci >> lb)]
-                m.d.sync += [term_read.eq(1), read_lane.eq(ci[:lb] if lb else 0), read_bit.eq(bit),
-                             read_sign.eq(bit == top_bit), read_double.eq((ci == last_ci) & (bit != 0)),
-                             self.weight_addr.eq(self.weight_addr + 1)]
+                m.d.sync += [term_read.eq(1), self.weight_addr.eq(self.weight_addr + 1)]
                 with m.If(ci == last_ci):
                     m.d.sync += [ci.eq(0), self.bias_en.eq(1)]
                     m.next = "HORNER_SHIFT"
@@ -156,14 +173,12 @@ class Head(wiring.Component):
                     m.d.sync += [bit.eq(bit - 1), self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER_FLUSH"):
-                # the last term is read, picked, then added
+                # the last term is read, picked, then added; the bias next
                 m.d.sync += flush.eq(flush + 1)
                 with m.If(flush == HORNER_STAGES - 1):
+                    m.d.sync += add_bias.eq(1)
                     m.next = "HEAD_BIAS"
             with m.State("HEAD_BIAS"):
-                biased = [logits[lane] + bias_row[lane] for lane in range(p.n_pe)]
-                m.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high, FITS_PARTS) for value in biased)))]
-                m.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
                 m.next = "HEAD_CHECK"
             with m.State("HEAD_CHECK"):
                 with m.If(~logit_fits.all()):
@@ -174,48 +189,68 @@ class Head(wiring.Component):
         # SUM: the block RAM's word into a register, then added; the tile's last word writes its sums,
         # checked against sum_bits
         stream_word = Signal(self.acc_word)
-        m.d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read), sum_add_last.eq(sum_read_last),
-                     sum_add_tile.eq(sum_read_tile)]
+        parts["inputs"].d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read),
+                                   sum_write.eq(sum_read & sum_read_last), sum_add_tile.eq(sum_read_tile)]
+        sums_part = parts["sums"]
         sum_next = Signal(self.acc_word)
         for lane in range(p.n_pe):
-            m.d.comb += sum_next[lane].eq(sum_acc[lane] + stream_word[lane])
+            sums_part.d.comb += sum_next[lane].eq(sum_acc[lane] + stream_word[lane])
         check_written = Signal()
-        m.d.sync += check_written.eq(sum_add & sum_add_last)
-        with m.If(sum_add):
-            m.d.sync += sum_acc.eq(sum_next)
-            with m.If(sum_add_last):
-                m.d.sync += [sum_acc.eq(0),
-                             sum_fits.eq(Cat(*(fits_parts(sum_next[lane], sum_high, FITS_PARTS)
-                                               for lane in range(p.n_pe))))]
-                m.d.comb += [sums_write.en.eq(1), sums_write.addr.eq(sum_add_tile), sums_write.data.eq(sum_next)]
+        sums_part.d.sync += check_written.eq(sum_write)
+        with sums_part.If(sum_write):
+            sums_part.d.sync += [sum_acc.eq(0),
+                                 sum_fits.eq(Cat(*(fits_parts(sum_next[lane], sum_high, FITS_PARTS)
+                                                   for lane in range(p.n_pe))))]
+            sums_part.d.comb += [sums_write.en.eq(1), sums_write.addr.eq(sum_add_tile), sums_write.data.eq(sum_next)]
+        with sums_part.Elif(sum_add):
+            sums_part.d.sync += sum_acc.eq(sum_next)
         m.d.comb += sum_overflow.eq(check_written & ~sum_fits.all())
         with m.If(sum_overflow):
             m.d.comb += self.overflow.eq(1)
 
-        # HORNER: the sums word and the weight row into registers; then every lane's bit of this step (a
-        # mux per lane) and the row with the step's sign (two's complement: the top bit subtracts);
-        # then the bit of the channel's lane picks the term; then the logits add it
-        sums_word, weight_row = Signal(self.acc_word), Signal.like(self.weight_data)
-        m.d.sync += [sums_word.eq(sums_read.data), weight_row.eq(self.weight_data), term_pick.eq(term_read),
-                     pick_lane.eq(read_lane), pick_sign.eq(read_sign), pick_double.eq(read_double)]
-        # the bit's index drives a mux per lane: a copy per four lanes
-        pick_bit = replicated(m, read_bit, (p.n_pe + 3) // 4, "pick_bit")
-        lane_bits = Signal(p.n_pe, name="lane_bits")
+        # HORNER: every lane's bit of this step out of the sums word read (its read register), as an OR
+        # of parts of eight bits ANDed with the step's mask, and the weight row, into registers; then the
+        # channel's bit (its lane's parts ORed) and the row with the step's sign (two's complement: the
+        # top bit subtracts); then the bit picks the term; then the logits add it
+        pick = parts["pick"]
+        bit_parts = range(0, p.acc_bits, 8)
+        lane_parts = Signal(data.ArrayLayout(len(bit_parts), p.n_pe), name="lane_parts")
+        weight_row = Signal.like(self.weight_data)
+        for lane in range(p.n_pe):
+            word, mask = sums_read.data[lane].as_unsigned(), read_mask[lane // 4]
+            pick.d.sync += lane_parts[lane].eq(Cat(*((word[i:i + 8] & mask[i:i + 8]).any() for i in bit_parts)))
+        pick.d.sync += [weight_row.eq(self.weight_data), term_pick.eq(term_read), pick_lane.eq(read_lane),
+                        pick_sign.eq(read_sign), pick_double.eq(read_double)]
+        # the channel's bit drives a select per lane: a copy per four lanes
+        channel_bit = Array(lane_parts[lane].any() for lane in range(p.n_pe))[pick_lane]
+        term_bit = replicated(pick, channel_bit, (p.n_pe + 3) // 4, "term_bit")
+        # the row is 0 without a term: the logits add the term in every cycle
         signed_row = Signal(data.ArrayLayout(signed(p.weight_bits + 1), p.n_pe), name="signed_row")
-        term_valid, term_double = Signal(name="term_valid"), Signal(name="term_double")
-        term_lane = Signal.like(pick_lane, name="term_lane")
-        m.d.sync += [lane_bits.eq(Cat(*((sums_word[lane].as_unsigned() >> pick_bit[lane // 4])[0]
-                                        for lane in range(p.n_pe)))),
-                     term_valid.eq(term_pick), term_double.eq(pick_double), term_lane.eq(pick_lane)]
+        term_double = Signal(name="term_double")
+        pick.d.sync += term_double.eq(term_pick & pick_double)
         for lane in range(p.n_pe):
-            m.d.sync += signed_row[lane].eq(Mux(pick_sign, -weight_row[lane], weight_row[lane]))
-        term, add_term, add_double = Signal(self.acc_word), Signal(), Signal()
-        selected = Array(lane_bits[lane] for lane in range(p.n_pe))[term_lane]
+            row = Mux(pick_sign, -weight_row[lane], weight_row[lane])
+            pick.d.sync += signed_row[lane].eq(Mux(term_pick, row, 0))
+        term, add_double = Signal(self.acc_word), Signal()
         for lane in range(p.n_pe):
-            m.d.sync += term[lane].eq(Mux(selected, signed_row[lane], 0))
-        m.d.sync += [add_term.eq(term_valid), add_double.eq(term_double)]
-        with m.If(add_term):
+            parts["term"].d.sync += term[lane].eq(Mux(term_bit[lane // 4], signed_row[lane], 0))
+        parts["term"].d.sync += add_double.eq(term_double)
+
+        # the logits, loaded in every cycle (their enable meets no condition): cleared before the first
+        # term, then the term added (0 outside the Horner steps), doubled after a bit's last column; the
+        # bias added at the end, with the check of the result
+        logit_part = parts["logits"]
+        with logit_part.If(clear_logits):
+            logit_part.d.sync += logits.eq(0)
+        with logit_part.Elif(add_bias):
+            biased = [logits[lane] + bias_row[lane] for lane in range(p.n_pe)]
+            logit_part.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high, FITS_PARTS) for value in biased)))]
+            logit_part.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
+        with logit_part.Else():
             for lane in range(p.n_pe):
                 added = logits[lane] + term[lane]
-                m.d.sync += logits[lane].eq(Mux(add_double, added << 1, added))
-        return m
+                logit_part.d.sync += logits[lane].eq(Mux(add_double, added << 1, added))
+
+        top = Module()
+        enabled_parts(top, self.run_next, {"control": m, **parts})
+        return top

@@ -1,15 +1,17 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
 range check, popcount, a many-term sum with one carry chain, a unit's registered copy of the descriptor,
-and the check of the build parameters they take."""
+the parts of a unit that stall apart, and the check of the build parameters they take."""
 
 from types import SimpleNamespace
 
 from amaranth import Cat, Const, Signal, Value, signed
+from amaranth.hdl import EnableInserter
 
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
-           "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "sign_extended", "spike_group"]
+           "enabled_parts", "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "sign_extended",
+           "spike_group"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -74,8 +76,10 @@ def fits_parts(value, high, parts):
     consecutive bits, all true when it fits: registered apart, they split the check over two stages."""
     bits = Value.cast(value).as_unsigned()
     differs = (bits[:-1] ^ bits[1:]) & Value.cast(high)[:-1]
+    # exactly ``parts`` of them, as the registers that hold them are sized (an empty one is true); the
+    # top one, whose bits come last out of an adder's carry chain, the shortest
     size = -(-len(differs) // parts) or 1
-    return [differs[i:i + size] == 0 for i in range(0, max(1, len(differs)), size)]
+    return [differs[i:i + size] == 0 for i in range(0, parts * size, size)]
 
 
 #: Parts of a lane's range check registered apart (:func:`fits_parts`), where the word checked is some 32
@@ -137,6 +141,16 @@ def replicated(m, value, copies, name, init=0):
     registers = [Signal.like(Value.cast(value), init=init, name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(copies)]
     m.d.sync += [register.eq(value) for register in registers]
     return registers
+
+
+def enabled_parts(m, run_next, parts, name="run"):
+    """Add ``parts`` (``{name: module or component}``) to ``m`` as submodules that run (their registers
+    and memory ports advance) only in the cycles after ``run_next``, each under its own registered copy
+    of it (:func:`replicated`): an enable that reaches thousands of clock enables through one net spends
+    most of a cycle in routing, so each part of some hundred flip-flops gets its own."""
+    enables = replicated(m, run_next, len(parts), name, init=1)
+    for (part_name, part), enable in zip(parts.items(), enables):
+        m.submodules[part_name] = EnableInserter(enable)(part)
 
 
 def delayed(m, values, name, cycles=1):

@@ -68,8 +68,11 @@ def _cycles(desc):
     return desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 2 + desc["sum_bits"] * (desc["cin"] + 1) + 3 + 2
 
 
-def test_logits_are_the_bias_plus_the_weighted_stream_sums():
-    desc, stream, weights, bias, sums, logits = _case(seed=1)
+@pytest.mark.parametrize("shape", [(2, 2, 2, 3), (2, 1, 1, 1), (2, 3, 1, 2), (1, 1, 1, 1)])
+def test_logits_are_the_bias_plus_the_weighted_stream_sums(shape):
+    """Stream tensors of ``(tiles, T, H, W)``, among them loops of a single step, and a single word."""
+    tiles, T, H, W = shape
+    desc, stream, weights, bias, sums, logits = _case(seed=1, tiles=tiles, T=T, H=H, W=W, cin=min(7, tiles * P.n_pe))
     assert all(fits_signed(s, desc["sum_bits"]) for s in sums) and any(s < 0 for s in sums)
     cycles, result, overflows = _run(desc, stream, weights, bias)
     assert result == logits
