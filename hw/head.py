@@ -27,8 +27,8 @@ class Head(wiring.Component):
     wider than ``check_bits``.
 
     Every block-RAM word and weight row goes into a register before logic, and the Horner step is
-    pipelined (the lane's sum picked out of the word read, its bit picked, the term picked, the logits
-    add it), so that the loop of the logits is one adder. The head advances only in the cycles after
+    pipelined (every lane's bit of the step picked out of the word read, then the channel's bit, then
+    the term; the logits add it), so that the loop of the logits is one adder. The head advances only in the cycles after
     ``run_next``: its control and each bank of its registers run under their own registered copy of it
     (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
     registers. The pass takes ``tiles·T·H·W + 2 + sum_bits·(cin + 1)

@@ -78,8 +78,8 @@ def emit(layer, program):
                  classes=classes)
 
 
-#: Pipeline stages of the head's Horner step after its reads (``hw/head.py``): the sums word and
-#: weight row registered, the lane's sum picked, the term picked.
+#: Pipeline stages of the head's Horner step after its reads (``hw/head.py``): every lane's bit of the
+#: step (in parts) and the weight row registered; the channel's bit and the signed row; the term.
 HORNER_STAGES = 3
 
 
