@@ -1,6 +1,6 @@
 """Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD) on the accelerator's memories."""
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +35,10 @@ class Engine(wiring.Component):
     A thin top: it holds the on-chip memories (residual stream, spike bitmaps, accumulators, the
     attention's Kᵀ·V scratch rows), reads the weight, bias and threshold tables through its read
     ports, gives the host access to its memories while idle, and sequences the datapaths, routing
-    each shared memory port to the one whose phase runs:
+    each shared memory port to the one whose phase runs (one register per phase, set with the
+    datapath's ``start``, cleared after its ``done``; the opcode decoded into registers while the
+    descriptor settles: a port's select is a flip-flop, and requests are ORed, each datapath raising
+    its own only during its pass):
 
     * CONV: per tile, a :class:`SpikeScanner` pass (event-driven accumulation, each weight row fetched
       once and reused for every spike at every timestep) and a :class:`Drain` pass (bias, residual,
@@ -76,7 +79,8 @@ class Engine(wiring.Component):
         Read ports of the weight, bias and threshold tables (:class:`~spikeforge.hw.row_reader.RowReader`
         or a memory): data the cycle after ``en``, held while ``en`` is low.
     host_we, host_window, host_offset, host_wdata : In
-        Host writes into the SPIKES window (only while idle).
+        Host writes into the SPIKES window (only while idle; the row is written a cycle later, from
+        registers, like the datapaths' spike rows).
     host_rdata : Out(host_data_bits)
         Read data of the window and offset presented :data:`HOST_READ_LATENCY` cycles earlier (held
         while they are).
@@ -141,11 +145,13 @@ class Engine(wiring.Component):
             m.d.comb += unit.desc.eq(d)
         tile = Signal.like(d.tiles)
         t_sel = Signal.like(d.T)     # attention: the timestep being accumulated
-        # desc-derived decisions in registers, a cycle behind desc, tile and t_sel (desc is valid from
-        # start on; tile and t_sel change many cycles before the ends of phases that read these)
-        is_attention, last_tile, last_t = Signal(), Signal(), Signal()
-        m.d.sync += [is_attention.eq(d.op == OPCODES["ATTENTION"]), last_tile.eq(tile == d.tiles - 1),
-                     last_t.eq(t_sel == d.T - 1)]
+        # desc-derived decisions in registers, a cycle behind desc (the last indices), then a cycle behind
+        # those, tile and t_sel (desc is valid from two cycles before start on; tile and t_sel change many
+        # cycles before the ends of phases that read these)
+        is_attention, last_tile = Signal(), Signal()
+        last_tile_index, last_t_index = Signal.like(d.tiles), Signal.like(d.T)
+        m.d.sync += [is_attention.eq(d.op == OPCODES["ATTENTION"]), last_tile_index.eq(d.tiles - 1),
+                     last_t_index.eq(d.T - 1), last_tile.eq(tile == last_tile_index)]
         m.d.comb += [scanner.t_sel.eq(t_sel), key_value.t_sel.eq(t_sel), drain.tile.eq(tile),
                      key_value.tile.eq(tile)]
         # read data goes to every unit; a unit uses it only in its own phase
@@ -179,14 +185,87 @@ class Engine(wiring.Component):
         with m.If(array.event_valid):
             m.d.sync += self.events.eq(self.events + 1)
 
-        # ---- host access (idle only) -------------------------------------------------------
+        # ---- sequencing: one register per phase (one-hot), so that no port's routing and no start
+        # decodes a state: a phase's register is set in the cycle its datapath starts and cleared after
+        # the cycle it signals done; the descriptor's opcode is decoded into registers while it settles
+        phase_names = ("idle", "accumulate", "key_value", "drain", "pool", "head", "finish")
+        phase = {name: Signal(name=f"in_{name}", init=int(name == "idle")) for name in phase_names}
+        is_op = {name: Signal(name=f"is_{name.lower()}") for name in ("CONV", "POOL", "HEAD")}
+        is_op["ATTENTION"] = is_attention
+        m.d.sync += [flag.eq(d.op == OPCODES[name]) for name, flag in is_op.items() if name != "ATTENTION"]
+        is_other = Signal()
+        m.d.sync += is_other.eq(~Cat(*(d.op == code for name, code in OPCODES.items() if name in is_op)).any())
+        # what follows a scan pass and a drain pass, decided a cycle after t_sel and tile change (at the
+        # ends of passes, many cycles before the next end)
+        next_t, next_tile_scan, next_tile_product = Signal(), Signal(), Signal()
+        m.d.sync += [next_t.eq(is_attention & (t_sel != last_t_index)),
+                     next_tile_scan.eq(~is_attention & (tile != last_tile_index)),
+                     next_tile_product.eq(is_attention & (tile != last_tile_index))]
+        # a unit's done is high only in the last cycle of its own pass, so in its phase: the starts take
+        # it as it is, with the registered decisions above
+        go = phase["idle"] & self.start
+        m.d.comb += [scanner.start.eq(go & is_op["CONV"] | key_value.done | drain.done & next_tile_scan),
+                     scanner.rewind.eq(~phase["drain"]),     # the next tile's weights follow the last tile's
+                     key_value.start.eq(go & is_attention | scanner.done & next_t | drain.done & next_tile_product),
+                     drain.start.eq(scanner.done & ~next_t),
+                     pool.start.eq(go & is_op["POOL"]), head.start.eq(go & is_op["HEAD"]),
+                     self.done.eq(phase["finish"])]
+        ends = {"accumulate": scanner.done, "key_value": key_value.done, "drain": drain.done, "pool": pool.done,
+                "head": head.done}
+        starts = {"accumulate": scanner.start, "key_value": key_value.start, "drain": drain.start,
+                  "pool": pool.start, "head": head.start}
+        for name, end in ends.items():
+            m.d.sync += phase[name].eq(phase[name] & ~end | starts[name])
+        m.d.sync += [phase["idle"].eq(phase["idle"] & ~self.start | phase["finish"]),
+                     phase["finish"].eq(go & is_other | drain.done & last_tile | pool.done | head.done)]
+        with m.If(scanner.done & next_t):
+            m.d.sync += t_sel.eq(t_sel + 1)
+        with m.If(drain.done):
+            m.d.sync += t_sel.eq(0)
+            with m.If(~last_tile):
+                m.d.sync += tile.eq(tile + 1)
+        with m.If(go):
+            m.d.sync += [self.busy.eq(1), self.events.eq(0), tile.eq(0), t_sel.eq(0)]
+        with m.If(phase["finish"]):
+            m.d.sync += self.busy.eq(0)
+
+        # ---- the shared ports: each routed by the descriptor or by the phase's register (a flip-flop
+        # selects, no state is decoded); requests (enables, valids) are ORed: a unit drives them only
+        # in its own pass
+        # weights: the scan's (CONV) or the head's; the scan of an ATTENTION reads the Kᵀ·V rows
+        m.d.comb += [self.weight_en.eq(Mux(is_op["HEAD"], head.weight_en, scanner.weight_en & ~is_attention)),
+                     self.weight_addr.eq(Mux(is_op["HEAD"], head.weight_addr, scanner.weight_addr)),
+                     scratch_read.en.eq(scanner.weight_en & is_attention),
+                     scratch_read.addr.eq(scanner.weight_addr)]
+        # spike memory: occupancy reads are the scan's; bitmap row reads the scan's or the product's
+        m.d.comb += [spikes.occ_en.eq(scanner.occ_en), spikes.occ_group.eq(scanner.occ_group),
+                     spikes.occ_lane.eq(scanner.occ_lane),
+                     spikes.scan_en.eq(scanner.scan_en | key_value.scan_en),
+                     spikes.scan_addr.eq(Mux(phase["key_value"], key_value.scan_addr, scanner.scan_addr)),
+                     spikes.scan_lane.eq(Mux(phase["key_value"], key_value.scan_lane, scanner.scan_lane))]
+        # ... group reads: the product's, the pool's, or the host's while idle
         host = {name: window(name).index for name in ("SPIKES", "STREAM", "LOGITS")}
-        host_write = self.host_we & ~self.busy
-        m.d.comb += [spikes.word_valid.eq(host_write & (self.host_window == host["SPIKES"])),
-                     spikes.word_addr.eq(self.host_offset), spikes.word_data.eq(self.host_wdata)]
-        # defaults, overridden by the state whose datapath uses a port: the host's reads while idle
-        m.d.comb += [stream_read.addr.eq(self.host_offset), spikes.group_addr.eq(self.host_offset),
-                     spikes.scan_en.eq(0), spikes.occ_en.eq(0)]
+        m.d.comb += spikes.group_addr.eq(Mux(phase["key_value"], key_value.group_addr,
+                                             Mux(phase["pool"], pool.group_addr, self.host_offset)))
+        # ... row writes: the drain's, the pool's, or the host's while idle, into the memory a cycle later
+        # from registers (the write's group selects the occupancy word that every lane reads with it).
+        # No phase reads a row in the cycle after it is written: the pool and the drain write their
+        # last rows in their last cycle, and the next scan reads two cycles later
+        word_valid, word_addr = Signal(), Signal.like(spikes.word_addr)
+        word_data = Signal.like(spikes.word_data)
+        host_write = self.host_we & ~self.busy & (self.host_window == host["SPIKES"])
+        m.d.sync += [word_valid.eq(drain.word_valid | pool.word_valid | host_write),
+                     word_addr.eq(Mux(phase["drain"], drain.word_addr,
+                                      Mux(phase["pool"], pool.word_addr, self.host_offset))),
+                     word_data.eq(Mux(phase["drain"], drain.word_data,
+                                      Mux(phase["pool"], pool.word_data, self.host_wdata)))]
+        m.d.comb += [spikes.word_valid.eq(word_valid), spikes.word_addr.eq(word_addr),
+                     spikes.word_data.eq(word_data)]
+        # stream reads: the drain's, the head's, or the host's while idle
+        m.d.comb += stream_read.addr.eq(Mux(phase["drain"], drain.stream_addr,
+                                            Mux(phase["head"], head.stream_addr, self.host_offset)))
+
+        # ---- host reads (idle only)
         read_window = Signal.like(self.host_window)
         m.d.sync += read_window.eq(self.host_window)
         with m.Switch(read_window):
@@ -194,86 +273,6 @@ class Engine(wiring.Component):
                                 ("LOGITS", head.logits)):
                 with m.Case(host[name]):
                     m.d.comb += self.host_rdata.eq(value)
-
-        # ---- sequencing: each state runs one datapath and routes the shared ports to it --------
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), self.events.eq(0), tile.eq(0), t_sel.eq(0)]
-                    with m.Switch(d.op):
-                        with m.Case(OPCODES["CONV"]):
-                            m.d.comb += [scanner.start.eq(1), scanner.rewind.eq(1)]
-                            m.next = "ACCUMULATE"
-                        with m.Case(OPCODES["POOL"]):
-                            m.d.comb += pool.start.eq(1)
-                            m.next = "POOL"
-                        with m.Case(OPCODES["ATTENTION"]):
-                            m.d.comb += key_value.start.eq(1)
-                            m.next = "KEY_VALUE"
-                        with m.Case(OPCODES["HEAD"]):
-                            m.d.comb += head.start.eq(1)
-                            m.next = "HEAD"
-                        with m.Default():
-                            m.next = "DONE"
-
-            with m.State("ACCUMULATE"):
-                m.d.comb += [self.weight_en.eq(scanner.weight_en & ~is_attention),
-                             self.weight_addr.eq(scanner.weight_addr),
-                             scratch_read.en.eq(scanner.weight_en & is_attention),
-                             scratch_read.addr.eq(scanner.weight_addr),
-                             spikes.occ_en.eq(scanner.occ_en), spikes.occ_group.eq(scanner.occ_group),
-                             spikes.occ_lane.eq(scanner.occ_lane),
-                             spikes.scan_en.eq(scanner.scan_en), spikes.scan_addr.eq(scanner.scan_addr),
-                             spikes.scan_lane.eq(scanner.scan_lane)]
-                with m.If(scanner.done):
-                    with m.If(is_attention & ~last_t):
-                        m.d.sync += t_sel.eq(t_sel + 1)
-                        m.d.comb += key_value.start.eq(1)
-                        m.next = "KEY_VALUE"
-                    with m.Else():
-                        m.d.comb += drain.start.eq(1)
-                        m.next = "DRAIN"
-
-            with m.State("KEY_VALUE"):
-                m.d.comb += [spikes.scan_en.eq(key_value.scan_en), spikes.scan_addr.eq(key_value.scan_addr),
-                             spikes.scan_lane.eq(key_value.scan_lane),
-                             spikes.group_addr.eq(key_value.group_addr)]
-                with m.If(key_value.done):
-                    m.d.comb += [scanner.start.eq(1), scanner.rewind.eq(1)]
-                    m.next = "ACCUMULATE"
-
-            with m.State("DRAIN"):
-                m.d.comb += [stream_read.addr.eq(drain.stream_addr), spikes.word_valid.eq(drain.word_valid),
-                             spikes.word_addr.eq(drain.word_addr), spikes.word_data.eq(drain.word_data)]
-                with m.If(drain.done):
-                    m.d.sync += t_sel.eq(0)
-                    with m.If(last_tile):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.d.sync += tile.eq(tile + 1)
-                        with m.If(is_attention):
-                            m.d.comb += key_value.start.eq(1)
-                            m.next = "KEY_VALUE"
-                        with m.Else():
-                            m.d.comb += scanner.start.eq(1)
-                            m.next = "ACCUMULATE"
-
-            with m.State("POOL"):
-                m.d.comb += [spikes.group_addr.eq(pool.group_addr), spikes.word_valid.eq(pool.word_valid),
-                             spikes.word_addr.eq(pool.word_addr), spikes.word_data.eq(pool.word_data)]
-                with m.If(pool.done):
-                    m.next = "DONE"
-
-            with m.State("HEAD"):
-                m.d.comb += [self.weight_en.eq(head.weight_en), self.weight_addr.eq(head.weight_addr),
-                             stream_read.addr.eq(head.stream_addr)]
-                with m.If(head.done):
-                    m.next = "DONE"
-
-            with m.State("DONE"):
-                m.d.sync += self.busy.eq(0)
-                m.d.comb += self.done.eq(1)
-                m.next = "IDLE"
 
         # ---- each part under its own copy of the enable ---------------------------------------
         top = Module()

@@ -31,7 +31,8 @@ class Sequencer(wiring.Component):
         Descriptor being executed, or where the run stopped.
     prog_en, prog_addr : Out
     prog_data : In(DESCRIPTOR_BITS)
-        Program read port (data the cycle after ``prog_en``, held while it is low).
+        Program read port (data the cycle after ``prog_en``, held while it is low); both from
+        registers (``prog_addr`` is ``pc``).
     desc : Out(DESCRIPTOR_LAYOUT)
         The descriptor being executed, for the engine: loaded ``DESCRIPTOR_SETTLE_CYCLES`` cycles
         before ``engine_start``, held until ``engine_done``.
@@ -54,22 +55,28 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         op_cycles = Signal(32)
-        m.d.comb += [self.prog_addr.eq(self.pc), self.log_pc.eq(self.pc), self.log_cycles.eq(op_cycles)]
+        m.d.comb += [self.log_pc.eq(self.pc), self.log_cycles.eq(op_cycles)]
         m.d.sync += op_cycles.eq(op_cycles + 1)
         fetched = self.prog_data
         settle = Signal(range(max(1, DESCRIPTOR_SETTLE_CYCLES)))
         opcode = fetched[:len(self.desc.op)]
+        # the program read goes out of registers: the address is pc, the enable is loaded with pc in the
+        # cycle before FETCH, false at the breakpoint (the comparison with the next pc is registered
+        # while the engine runs: pc holds in WAIT, which lasts more than a cycle)
+        prog_en, next_stops = Signal(), Signal()
+        m.d.comb += [self.prog_addr.eq(self.pc), self.prog_en.eq(prog_en)]
+        m.d.sync += [prog_en.eq(0), next_stops.eq((self.stop_pc != 0) & (self.pc + 1 == self.stop_pc))]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.pc.eq(self.start_pc), self.busy.eq(1)]
+                    m.d.sync += [self.pc.eq(self.start_pc), self.busy.eq(1),
+                                 prog_en.eq((self.stop_pc == 0) | (self.start_pc != self.stop_pc))]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += op_cycles.eq(1)
-                with m.If((self.stop_pc != 0) & (self.pc == self.stop_pc)):
+                with m.If(~prog_en):
                     m.next = "FINISH"
                 with m.Else():
-                    m.d.comb += self.prog_en.eq(1)
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += self.desc.eq(fetched)
@@ -91,7 +98,7 @@ class Sequencer(wiring.Component):
             with m.State("WAIT"):
                 with m.If(self.engine_done):
                     m.d.comb += self.log_valid.eq(1)
-                    m.d.sync += self.pc.eq(self.pc + 1)
+                    m.d.sync += [self.pc.eq(self.pc + 1), prog_en.eq(~next_stops)]
                     m.next = "FETCH"
             with m.State("FINISH"):
                 m.d.sync += self.busy.eq(0)

@@ -43,7 +43,9 @@ class SpikeMemory(wiring.Component):
     occ_en, occ_group, occ_lane : In
         Read the occupancy word of ``occ_group`` in bank ``occ_lane``.
     occ_data : Out(max_T * max_h)
-        Bit ``t * max_h + y`` set when row ``{t, y}`` holds a spike.
+        Bit ``t * max_h + y`` set when row ``{t, y}`` holds a spike: :data:`READ_LATENCY` cycles after
+        ``occ_en``, for that cycle only (the occupancy words are read every cycle, so that no enable
+        but the core's reaches their registers).
     group_addr : In
         Read row ``{group, t, y}`` of every bank; ``group_data`` :data:`READ_LATENCY` cycles later.
     group_data : Out(ArrayLayout(max_w, n_pe))
@@ -107,8 +109,7 @@ class SpikeMemory(wiring.Component):
                          write.en.eq(self.word_valid),
                          scan.addr.eq(self.scan_addr), scan.en.eq(self.scan_en),
                          grouped.addr.eq(self.group_addr),
-                         occ_read.addr.eq(occ_addr),
-                         occ_read.en.eq(self.word_valid | self.occ_en)]
+                         occ_read.addr.eq(occ_addr)]
             # every block-RAM output straight into a register (the banks lie apart on the chip: routing
             # their words to one multiplexer takes most of a cycle by itself)
             group_word, scan_word, occ_stored = delayed(m, [grouped.data, scan.data, occ_read.data], f"bank{lane}")

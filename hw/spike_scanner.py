@@ -182,9 +182,11 @@ class SpikeScanner(wiring.Component):
 
         # the last fetch's occupancy word is there, masked to the slot's rows and searched in a register (the
         # row search starts from flip-flops): READ_LATENCY + 1 cycles after the fetch (the age counts on and
-        # wraps, harmlessly: only a fetch clears occ_ready)
+        # wraps, harmlessly: only a fetch clears occ_ready). The register keeps the word from then on
+        # (occ_data holds it for one cycle only) until the next fetch
         occ_word, occ_ready = Signal(searched_layout(p.max_T * p.max_h)), Signal()
-        m.d.sync += occ_word.eq(search(self.occ_data & rows_mask))
+        with m.If(~occ_ready):
+            m.d.sync += occ_word.eq(search(self.occ_data & rows_mask))
         occ_age = Signal(range(max(2, READ_LATENCY)))
         m.d.sync += occ_age.eq(occ_age + 1)
 
@@ -212,7 +214,10 @@ class SpikeScanner(wiring.Component):
         # issued only against a credit: a place in the row queue for its word.
         credits = Signal(range(ROW_QUEUE + 1), init=ROW_QUEUE)
         pop = Signal()
-        m.d.sync += credits.eq(credits - self.scan_en + pop)
+        # every credit back (nothing read is on its way or queued), kept in a register with the count, for
+        # the end of the pass (done starts the next unit)
+        credits_next, all_credits = credits - self.scan_en + pop, Signal(init=1)
+        m.d.sync += [credits.eq(credits_next), all_credits.eq(credits_next == ROW_QUEUE)]
         cand_valid = Signal()
         cand_index = Signal.like(row_scanner.index)
         cand_t, cand_y = cand_index[p.h_bits:][:max(1, p.t_bits)], cand_index[:p.h_bits]
@@ -292,5 +297,5 @@ class SpikeScanner(wiring.Component):
         m.d.sync += [self.event_valid.eq(in_row & scanner.valid), ev_x.eq(scanner.index)]
         m.d.comb += [self.event_row.eq(current.row), self.event_shift.eq(current.shift),
                      self.event_addr.eq(Cat(ev_x[:p.w_bits], current.y[:p.h_bits], current.t[:p.t_bits]))]
-        m.d.comb += quiet.eq((credits == ROW_QUEUE) & ~held_valid & ~active)
+        m.d.comb += quiet.eq(all_credits & ~held_valid & ~active)
         return m
