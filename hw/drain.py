@@ -128,9 +128,10 @@ class Drain(wiring.Component):
         sum_width = p.acc_bits + 2      # a sum exact in two more bits than a stream word
         last_t, last_y, last_x = (Signal(range(p.max_T), name="last_t"), Signal(range(p.max_h), name="last_y"),
                                   Signal(range(p.max_w), name="last_x"))
-        frac_at = Signal(p.frac_bits + 1, name="frac_at")
-        desc.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
-                        frac_at.eq(Cat(*(d.frac_bits == f for f in range(p.frac_bits + 1))))]
+        desc.d.sync += [last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1)]
+        # (a copy per lane: the lanes' shifts spread over the chip with their memories, and one register
+        # driving them all took 15 ns of routing)
+        frac_at = replicated(desc, Cat(*(d.frac_bits == f for f in range(p.frac_bits + 1))), p.n_pe, "frac_at")
         sum_high = high_bits(desc, sum_width, self.desc.check_bits, "sum_high")
         membrane_high = high_bits(desc, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
         t, y, x = Signal.like(last_t, name="t"), Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
@@ -195,7 +196,7 @@ class Drain(wiring.Component):
         for lane in range(p.n_pe):
             # X·2^F fits the membrane (membrane_bits >= acc_bits + frac_bits + 1): F picks one of the
             # build's shifts, an AND-OR of registers where a shifter by the field's bits is deeper
-            shifts = [Mux(frac_at[f], result[lane] << f, 0) for f in range(p.frac_bits + 1)]
+            shifts = [Mux(frac_at[lane][f], result[lane] << f, 0) for f in range(p.frac_bits + 1)]
             scale.d.sync += scaled[lane].eq(reduce(operator.or_, shifts))
 
         # stage 4, the LIF: the membrane stays in a register across the timesteps of a position
