@@ -132,8 +132,8 @@ class Drain(wiring.Component):
         # (a copy per lane: the lanes' shifts spread over the chip with their memories, and one register
         # driving them all took 15 ns of routing)
         frac_at = replicated(desc, Cat(*(d.frac_bits == f for f in range(p.frac_bits + 1))), p.n_pe, "frac_at")
-        sum_high = high_bits(desc, sum_width, self.desc.check_bits, "sum_high")
-        membrane_high = high_bits(desc, p.membrane_bits, self.desc.membrane_bits, "membrane_high")
+        sum_high = high_bits(desc, sum_width, self.desc.check_bits, "sum_high", p.n_pe)
+        membrane_high = high_bits(desc, p.membrane_bits, self.desc.membrane_bits, "membrane_high", p.n_pe)
         t, y, x = Signal.like(last_t, name="t"), Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
 
         def stream_address(t_, y_, x_):
@@ -188,7 +188,7 @@ class Drain(wiring.Component):
         result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
         # the range checks, in FITS_PARTS registers per lane: their conjunction comes a stage later
         sum_fits = Signal(p.n_pe * FITS_PARTS)
-        scale.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high, FITS_PARTS) for lane in range(p.n_pe))))
+        scale.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high[lane], FITS_PARTS) for lane in range(p.n_pe))))
         scale.d.comb += [self.stream_we.eq(scaled_at[0] & d.stream_write),
                          self.stream_waddr.eq(stream_address(*scaled_at[1:])),
                          self.stream_wdata.eq(Cat(*result))]
@@ -217,7 +217,7 @@ class Drain(wiring.Component):
         out_valid, out_t, out_y, out_x = out
         wide, membrane_fits = Signal(), Signal(p.n_pe * FITS_PARTS)
         out_part.d.sync += [wide.eq(lif_at[0] & ~sum_fits.all()), self.overflow.eq(wide),
-                            membrane_fits.eq(Cat(*(fits_parts(h[lane], membrane_high, FITS_PARTS)
+                            membrane_fits.eq(Cat(*(fits_parts(h[lane], membrane_high[lane], FITS_PARTS)
                                                    for lane in range(p.n_pe))))]
         # the row of each timestep this position writes, whether it starts or finishes it; the row's
         # timestep (which selects the row register) and the position's column as a one-hot word, a copy

@@ -95,8 +95,8 @@ class Head(wiring.Component):
         last_ci, top_bit = Signal(range(p.max_cin), name="last_ci"), Signal(range(p.acc_bits), name="top_bit")
         desc.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
                         last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
-        sum_high = high_bits(desc, p.acc_bits, self.desc.sum_bits, "sum_high")
-        logit_high = high_bits(desc, p.acc_bits + 1, self.desc.check_bits, "logit_high")
+        sum_high = high_bits(desc, p.acc_bits, self.desc.sum_bits, "sum_high", p.n_pe)
+        logit_high = high_bits(desc, p.acc_bits + 1, self.desc.check_bits, "logit_high", p.n_pe)
         logits = self.logits
         parts["sums"].submodules.sums = sums = memory.Memory(shape=self.acc_word, depth=p.max_tiles, init=[])
         sums_write, sums_read = sums.write_port(), sums.read_port()
@@ -199,7 +199,7 @@ class Head(wiring.Component):
         sums_part.d.sync += check_written.eq(sum_write)
         with sums_part.If(sum_write):
             sums_part.d.sync += [sum_acc.eq(0),
-                                 sum_fits.eq(Cat(*(fits_parts(sum_next[lane], sum_high, FITS_PARTS)
+                                 sum_fits.eq(Cat(*(fits_parts(sum_next[lane], sum_high[lane], FITS_PARTS)
                                                    for lane in range(p.n_pe))))]
             sums_part.d.comb += [sums_write.en.eq(1), sums_write.addr.eq(sum_add_tile), sums_write.data.eq(sum_next)]
         with sums_part.Elif(sum_add):
@@ -244,7 +244,7 @@ class Head(wiring.Component):
             logit_part.d.sync += logits.eq(0)
         with logit_part.Elif(add_bias):
             biased = [logits[lane] + bias_row[lane] for lane in range(p.n_pe)]
-            logit_part.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high, FITS_PARTS) for value in biased)))]
+            logit_part.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high[lane], FITS_PARTS) for lane, value in enumerate(biased))))]
             logit_part.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
         with logit_part.Else():
             for lane in range(p.n_pe):

@@ -83,7 +83,7 @@ class KeyValueProduct(wiring.Component):
         last_ci, last_y = Signal.like(d.cin, name="last_ci"), Signal.like(d.H, name="last_y")
         last_count = Signal.like(d.head_dim, name="last_count")
         m.d.sync += [last_ci.eq(d.cin - 1), last_y.eq(d.H - 1), last_count.eq(d.head_dim - 1)]
-        count_high = high_bits(m, p.acc_bits, self.desc.check_bits, "count_high")
+        count_high = high_bits(m, p.acc_bits, self.desc.check_bits, "count_high", p.n_pe)
         ci = Signal.like(d.cin)              # key channel i
         y = Signal.like(d.H)
         head_start = Signal.like(d.cin)      # first channel of the head of i
@@ -165,7 +165,7 @@ class KeyValueProduct(wiring.Component):
                 m.d.sync += [row[lane].eq(value) for lane, value in enumerate(masked)]
                 # 0 outside the head fits: the check of the sum, not of the selected value
                 m.d.sync += row_fits.eq(Cat(*(Mux(ones_mask[lane], part, 1) for lane in range(p.n_pe)
-                                              for part in fits_parts(total[lane], count_high, FITS_PARTS))))
+                                              for part in fits_parts(total[lane], count_high[lane], FITS_PARTS))))
         # stage 4: the row written, and checked
         m.d.comb += [self.weight_en.eq(row_valid), self.weight_addr.eq(row_to),
                      self.overflow.eq(row_valid & ~row_fits.all())]

@@ -45,9 +45,11 @@ def count_nested(m, counters, finished):
     return wraps
 
 
-def high_bits(m, width, bits, name):
-    """A register of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
-    a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits_parts` checks against it.
+def high_bits(m, width, bits, name, lanes=1):
+    """Registers of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
+    a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits_parts` checks against it:
+    a list of ``lanes`` entries, a copy per four lanes (lanes spread over the chip with their memories,
+    and one register reaching all of them is a long route).
     Bit ``i`` is set where ``0 < bits <= i + 1``: the first stage decodes the high and the low three
     bits of ``bits`` apart, the second takes each mask bit from three of the decoded bits — a LUT
     per bit in each stage, where a comparator or a shifter over all of ``bits`` takes several."""
@@ -61,12 +63,13 @@ def high_bits(m, width, bits, name):
                  high_at.eq(Cat(*(bits[low:] == k for k in range(high_values)))),
                  high_below.eq(Cat(*(bits[low:] < k for k in range(high_values)))),
                  low_upto.eq(Cat(*(bits[:low] <= j for j in range(1 << low))))]
-    mask = Signal(width, name=name)
+    mask = []
     for i in range(width):
         top, rest = (i + 1) >> low, (i + 1) & ((1 << low) - 1)
         below = high_below[top] | (high_at[top] & low_upto[rest]) if top < high_values else 1
-        m.d.sync += mask[i].eq(nonzero & below)
-    return mask
+        mask.append(nonzero & below)
+    copies = replicated(m, Cat(*mask), (lanes + 3) // 4, name)
+    return [copies[lane // 4] for lane in range(lanes)]
 
 
 def fits_parts(value, high, parts):

@@ -3,7 +3,7 @@
 import pytest
 from amaranth import Cat, Module, Signal, signed
 
-from spikeforge.hw.logic import fits_parts
+from spikeforge.hw.logic import fits_parts, high_bits
 from spikeforge.interface.bits import fits_signed
 from spikeforge.tests.hw.bench import simulate
 
@@ -28,3 +28,21 @@ def test_fits_parts_are_the_range_check_in_exactly_parts_conditions(width, parts
                 assert ctx.get(fits) == fits_signed(v, bits)
 
     simulate(m, bench, clocked=False)
+
+
+def test_high_bits_masks_every_declared_width_in_a_copy_per_four_lanes():
+    """Bit ``i`` of the mask set where ``0 < bits <= i + 1``, two cycles after ``bits``, in every lane's entry
+    (lanes 0-3 share a register, lanes 4-5 another)."""
+    width, m = 12, Module()
+    bits = Signal(5)
+    masks = high_bits(m, width, bits, "high", lanes=6)
+    assert len(masks) == 6 and masks[0] is masks[3] and masks[4] is not masks[3]
+
+    async def bench(ctx):
+        for value in range(1 << len(bits)):
+            ctx.set(bits, value)
+            await ctx.tick().repeat(2)
+            expected = sum(1 << i for i in range(width) if 0 < value <= i + 1)
+            assert [ctx.get(mask) for mask in masks] == [expected] * 6, value
+
+    simulate(m, bench)
