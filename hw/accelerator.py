@@ -1,7 +1,6 @@
 """Accelerator: control slave, external-memory readers, sequencer and engine — the top level."""
 
 from amaranth import Cat, Module, Signal
-from amaranth.hdl import EnableInserter
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,7 +11,7 @@ from .burst_arbiter import BurstArbiter
 from .bus import axi4_lite_signature, axi4_read_signature
 from .control_slave import ControlSlave
 from .engine import HOST_READ_LATENCY, Engine
-from .logic import registered_select, replicated
+from .logic import enabled_parts, registered_select, replicated
 from .row_reader import RowReader
 from .sequencer import Sequencer
 
@@ -60,10 +59,10 @@ class Accelerator(wiring.Component):
         run_next = Signal()     # the core advances in the next cycle: no reader will wait for a row
         # the core's enable, registered: one copy here (counters), one for the sequencer, one per reader,
         # and the engine's own per unit
-        run, seq_run = replicated(m, run_next, 2, "run", init=1)
+        run, = replicated(m, run_next, 1, "run", init=1)
         engine, seq = Engine(p), Sequencer(p.program_depth)
         m.submodules.engine = engine
-        m.submodules.sequencer = EnableInserter(seq_run)(seq)
+        enabled_parts(m, run_next, {"sequencer": seq}, "sequencer_run")
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
         m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p), HOST_READ_LATENCY)
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
