@@ -1,4 +1,5 @@
-"""Signatures of the standard buses the accelerator speaks (AMBA AXI4-Lite, AXI4), seen from the master.
+"""Signatures of the standard buses the accelerator speaks (Wishbone B4 pipelined; AMBA AXI4-Lite, AXI4), seen
+from the master.
 
 A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the AXI names,
 so a flattened port reads ``<port>__awaddr`` — the names third-party bus models (cocotbext-axi)
@@ -24,7 +25,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "axi4_lite_signature", "axi4_read_signature",
-           "axi4_full_read_signature"]
+           "axi4_full_read_signature", "wishbone_signature"]
 
 #: AXI response codes (BRESP, RRESP).
 RESP_OKAY = 0b00
@@ -80,4 +81,21 @@ def axi4_full_read_signature(addr_bits, data_bits=32, id_bits=1):
         "arid": Out(id_bits), "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
         "arvalid": Out(1), "arready": In(1),
         "rid": In(id_bits), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def wishbone_signature(addr_bits, data_bits=32):
+    """Wishbone B4 pipelined, seen from the master: ``cyc`` frames a bus cycle, each request is ``stb``
+    with ``adr`` (a word address: the port's granularity is its width, so there is no ``sel``), ``we`` and
+    ``datwr``, taken in a cycle without ``stall``; the slave answers every request taken, in order, with
+    ``ack`` (``datrd`` for a read) or ``err``. No ``rty``, ``cti``, ``bte``, tags or ``lock``.
+
+    Members carry the names cocotbext-wishbone's models bind to (``datwr`` is the specification's
+    master ``DAT_O``, ``datrd`` its ``DAT_I``), so a flattened port reads ``<port>__cyc``."""
+    _check_addr_bits(addr_bits)
+    if data_bits not in (8, 16, 32, 64):
+        raise ValueError(f"Wishbone data_bits must be 8, 16, 32 or 64, not {data_bits!r}")
+    return wiring.Signature({
+        "cyc": Out(1), "stb": Out(1), "we": Out(1), "adr": Out(addr_bits), "datwr": Out(data_bits),
+        "stall": In(1), "ack": In(1), "err": In(1), "datrd": In(data_bits),
     })
