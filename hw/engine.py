@@ -42,7 +42,8 @@ class Engine(wiring.Component):
 
     * CONV: per tile, a :class:`SpikeScanner` pass (event-driven accumulation, each weight row fetched
       once and reused for every spike at every timestep) and a :class:`Drain` pass (bias, residual,
-      stream write-back, LIF, spikes);
+      stream write-back, LIF, spikes); with ``accumulate_only`` (one tile) the scan pass alone, whose
+      sums stay in the accumulators for the descriptors that add the rest and drain them;
     * POOL: one :class:`SpikePool` pass (OR over 3×3 windows, stride 2);
     * ATTENTION: per tile and timestep, a :class:`KeyValueProduct` pass (Kᵀ·V rows by AND-and-count
       into scratch weight rows) and a :class:`SpikeScanner` pass of that timestep's Q spikes over
@@ -193,6 +194,9 @@ class Engine(wiring.Component):
         is_op = {name: Signal(name=f"is_{name.lower()}") for name in ("CONV", "POOL", "HEAD")}
         is_op["ATTENTION"] = is_attention
         m.d.sync += [flag.eq(d.op == OPCODES[name]) for name, flag in is_op.items() if name != "ATTENTION"]
+        # a CONV that only accumulates ends after its scan: the accumulators keep its sums for the next
+        accumulate_only = Signal()
+        m.d.sync += accumulate_only.eq(d.accumulate_only & (d.op == OPCODES["CONV"]))
         is_other = Signal()
         m.d.sync += is_other.eq(~Cat(*(d.op == code for name, code in OPCODES.items() if name in is_op)).any())
         # what follows a scan pass and a drain pass, decided a cycle after t_sel and tile change (at the
@@ -207,7 +211,7 @@ class Engine(wiring.Component):
         m.d.comb += [scanner.start.eq(go & is_op["CONV"] | key_value.done | drain.done & next_tile_scan),
                      scanner.rewind.eq(~phase["drain"]),     # the next tile's weights follow the last tile's
                      key_value.start.eq(go & is_attention | scanner.done & next_t | drain.done & next_tile_product),
-                     drain.start.eq(scanner.done & ~next_t),
+                     drain.start.eq(scanner.done & ~next_t & ~accumulate_only),
                      pool.start.eq(go & is_op["POOL"]), head.start.eq(go & is_op["HEAD"]),
                      self.done.eq(phase["finish"])]
         ends = {"accumulate": scanner.done, "key_value": key_value.done, "drain": drain.done, "pool": pool.done,
@@ -217,7 +221,8 @@ class Engine(wiring.Component):
         for name, end in ends.items():
             m.d.sync += phase[name].eq(phase[name] & ~end | starts[name])
         m.d.sync += [phase["idle"].eq(phase["idle"] & ~self.start | phase["finish"]),
-                     phase["finish"].eq(go & is_other | drain.done & last_tile | pool.done | head.done)]
+                     phase["finish"].eq(go & is_other | drain.done & last_tile | pool.done | head.done
+                                        | scanner.done & accumulate_only)]
         with m.If(scanner.done & next_t):
             m.d.sync += t_sel.eq(t_sel + 1)
         with m.If(drain.done):

@@ -27,7 +27,10 @@ class SpikeScanner(wiring.Component):
     the tap reaches (a :class:`SpikeToEvent` over the occupancy word), scan each (a second one over
     the row, columns outside the tap's reach masked off) and emit one accumulator event per spike:
     the spike at ``(t, y, x)`` adds the row, shifted by the plane, to accumulator ``{t, y − dy + 1,
-    x − dx + 1}``. Spike channel ``ci·planes + plane`` is read from group ``in_base``.
+    x − dx + 1}``. Spike channel ``ci·planes + plane`` is read from group ``in_base``. A neighbouring input
+    tile (``tile_dy``, ``tile_dx`` off 0: the tile above or below, left or right of the output tile) has
+    only its edge row (column) next to the output tile scanned, with the one kernel row (column) that
+    reaches across; the target wraps modulo ``max_h`` (``max_w``) onto the output tile's edge.
 
     Rows are those with ``t < T`` (``t = 0`` for a ``static`` input) or, for ATTENTION, ``t = t_sel``.
     The reads run ahead of the events, decoupled by a queue of row words (:data:`ROW_QUEUE` credits),
@@ -55,7 +58,7 @@ class SpikeScanner(wiring.Component):
     -----
     desc : In(DESCRIPTOR_LAYOUT)
         The descriptor (``op``, ``kernel3``, ``static``, ``cin``, ``planes``, ``T``, ``H``, ``W``,
-        ``in_base``, ``weight_base``), stable during the pass.
+        ``tile_dy``, ``tile_dx``, ``in_base``, ``weight_base``), stable during the pass.
     t_sel : In(DESCRIPTOR_LAYOUT["T"].shape)
         ATTENTION: the timestep whose rows are scanned.
     start : In(1)
@@ -111,6 +114,11 @@ class SpikeScanner(wiring.Component):
         # ---- the pass's constants, from desc at start: from the second cycle on the scanner reads no desc
         # field, so its address and mask logic starts from flip-flops
         kernel3, planes, last_plane = Signal(), Signal.like(d.planes), Signal.like(d.planes)
+        # a neighbouring input tile (tile_dy, tile_dx off 0): the kernel rows (columns) that reach across,
+        # and the one input row (column) they read, next to the output tile
+        first_dy, last_dy, first_dx, last_dx = (Signal(range(3), name=name)
+                                                for name in ("first_dy", "last_dy", "first_dx", "last_dx"))
+        below, above, right, left = (Signal(name=f"tile_{name}") for name in ("below", "above", "right", "left"))
         last_ci, in_base = Signal.like(d.cin), Signal.like(d.in_base)
         height, width, attention = Signal.like(d.H), Signal.like(d.W), Signal()
         scan_T, selected = Signal.like(d.T), Signal.like(self.t_sel)
@@ -127,10 +135,18 @@ class SpikeScanner(wiring.Component):
             inside = size > i + (tap == 0)
             return inside & (i >= 1) if tap == 2 else inside
 
+        def reaches_within(i, tap, size, before, after, last):
+            """Input row (column) ``i`` reaches the output tile through kernel row (column) ``tap``: within the
+            tile, or as the edge next to it of the tile before (after) it."""
+            return Mux(before | after, (before & (i == last)) | (after & (i == 0)), reaches(i, tap, size))
+
         for tap in range(3):
-            m.d.sync += [row_masks[tap].eq(Cat(in_time[b >> p.h_bits] & reaches(b & (p.max_h - 1), tap, height)
+            m.d.sync += [row_masks[tap].eq(Cat(in_time[b >> p.h_bits]
+                                               & reaches_within(b & (p.max_h - 1), tap, height, above, below,
+                                                                p.max_h - 1)
                                                for b in range(p.max_T * p.max_h))),
-                         col_masks[tap].eq(Cat(reaches(x, tap, width) for x in range(p.max_w)))]
+                         col_masks[tap].eq(Cat(reaches_within(x, tap, width, left, right, p.max_w - 1)
+                                               for x in range(p.max_w)))]
 
         # ---- the fetch side: the next slot (ci, tap, plane) to fetch. Its counters change only at a fetch,
         # at least READ_LATENCY cycles apart; what the fetch needs (its spike group, whether it is the last
@@ -147,7 +163,7 @@ class SpikeScanner(wiring.Component):
             [Signal.like(counter, name=f"{counter.name}_after") for counter in counters]
         group = Signal.like(self.occ_group)
         last = Signal()                      # the slot is the pass's last
-        plane_wraps, tap_wraps = plane == last_plane, ~kernel3 | ((dy == 2) & (dx == 2))
+        plane_wraps, tap_wraps = plane == last_plane, ~kernel3 | ((dy == last_dy) & (dx == last_dx))
         m.d.sync += [group.eq(spike_group(p, in_base, channel >> lb)),
                      last.eq(plane_wraps & tap_wraps & (ci == last_ci))]
         # every slot's weight row is fetched in (ci, tap, plane) order, empty slots too: the weight reader
@@ -159,9 +175,10 @@ class SpikeScanner(wiring.Component):
             m.d.sync += [plane_.eq(0), channel_.eq(channel_base), row_.eq(row + 1)]
             with m.If(tap_wraps):
                 next_base = channel_base + planes
-                m.d.sync += [dy_.eq(0), dx_.eq(0), ci_.eq(ci + 1), channel_base_.eq(next_base), channel_.eq(next_base)]
-            with m.Elif(dx == 2):
-                m.d.sync += [dx_.eq(0), dy_.eq(dy + 1)]
+                m.d.sync += [dy_.eq(first_dy), dx_.eq(first_dx), ci_.eq(ci + 1), channel_base_.eq(next_base),
+                             channel_.eq(next_base)]
+            with m.Elif(dx == last_dx):
+                m.d.sync += [dx_.eq(first_dx), dy_.eq(dy + 1)]
             with m.Else():
                 m.d.sync += dx_.eq(dx + 1)
         m.d.comb += [self.weight_addr.eq(row), self.occ_group.eq(group), self.occ_lane.eq(channel[:lb] if lb else 0)]
@@ -194,11 +211,16 @@ class SpikeScanner(wiring.Component):
         # until the pass's first fetch, the counters stay at the first slot and the constants follow desc
         # (valid from start on): their enable is a flip-flop, not start
         with m.If(~running):
-            m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(0), dx.eq(0),
+            m.d.sync += [ci.eq(0), plane.eq(0), channel.eq(0), channel_base.eq(0), dy.eq(first_dy), dx.eq(first_dx),
                          kernel3.eq(d.kernel3), planes.eq(d.planes), last_plane.eq(d.planes - 1),
                          last_ci.eq(d.cin - 1), in_base.eq(d.in_base), height.eq(d.H), width.eq(d.W),
                          attention.eq(d.op == OPCODES["ATTENTION"]), scan_T.eq(Mux(d.static, 1, d.T)),
                          selected.eq(self.t_sel)]
+            for (before, after, first_tap, last_tap), shift in (((above, below, first_dy, last_dy), d.tile_dy),
+                                                                ((left, right, first_dx, last_dx), d.tile_dx)):
+                # two's complement: 0b11 the tile before (only kernel row/column 0 reaches across), 0b01 after (2)
+                m.d.sync += [before.eq(shift == 0b11), after.eq(shift == 0b01),
+                             first_tap.eq(Mux(shift == 0b01, 2, 0)), last_tap.eq(Mux(shift == 0b11, 0, 2))]
 
         fetch = Signal()
         with m.If(fetch):
@@ -263,13 +285,15 @@ class SpikeScanner(wiring.Component):
             m.d.sync += running.eq(0)
 
         # ---- the words: READ_LATENCY cycles after their reads, into the row queue, masked to the tap's
-        # columns and shifted by it, so that a spike's bit is its target column x − dx + 1
+        # columns and rotated by it, so that a spike's bit is its target column x − dx + 1 (modulo max_w:
+        # the edge column of a neighbouring tile lands on the output tile's edge; within a tile the mask
+        # leaves no bit that would wrap)
         arriving, arriving_entry, arriving_dx = delayed(m, [self.scan_en, issued.as_value(), issue_dx], "arriving",
                                                         READ_LATENCY)
         m.submodules.queue = queue = SyncFIFO(width=entry.size, depth=ROW_QUEUE)
         masked = self.scan_data & by_tap(col_masks, arriving_dx)
         stored = Signal(entry)
-        m.d.comb += [stored.eq(arriving_entry), stored.word.eq(by_tap([masked << 1, masked, masked >> 1], arriving_dx)),
+        m.d.comb += [stored.eq(arriving_entry), stored.word.eq(by_tap([masked.rotate_left(1), masked, masked.rotate_right(1)], arriving_dx)),
                      queue.w_en.eq(arriving), queue.w_data.eq(stored)]
 
         # ---- the events: one row after another, each taken from the queue a cycle before it starts; an

@@ -32,6 +32,13 @@ FIELDS = (
     Field("residual", 1, "CONV: add the residual stream to the result (read in step with the drain)"),
     Field("static", 1, "CONV: input is one static frame (t = 0), the result repeats over T"),
     Field("kernel3", 1, "CONV: 3×3 kernel (else 1×1)"),
+    Field("accumulate_only", 1, "CONV (tiles = 1): accumulate and end without a drain; the accumulators keep the "
+                                "sums, to which the next descriptors add the rest (more input channels, a "
+                                "neighbouring input tile) until one drains them"),
+    Field("tile_dy", 2, "CONV with kernel3: the input is the spatial tile −1, 0 or +1 (two's complement) tiles of "
+                        "max_h rows below the output tile; off 0, only its edge row next to the output tile is "
+                        "scanned, with the kernel row that reaches across"),
+    Field("tile_dx", 2, "CONV with kernel3: as tile_dy, in tiles of max_w columns to the right"),
     Field("cin", 16, "CONV: input channels (weight columns); ATTENTION/HEAD: channels C"),
     Field("planes", 4, "CONV: spike channels per input channel (bit planes of integer pixels; 1 for spikes)"),
     Field("tiles", 8, "output tiles of n_pe channels (POOL: channel groups)"),

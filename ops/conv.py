@@ -137,12 +137,26 @@ def emit(layer, program):
     program.block_end(layer.output)
 
 
-def tap_windows(kernel, H, W):
+def _tap_range(shift, size, last):
+    """Kernel rows (columns) in fetch order and, per one, the input rows (columns) ``(first, last)`` that reach
+    an output position: within an image (tile) of ``size``, or (``shift`` −1 / +1) as the edge row
+    ``last`` / 0 of the tile before / after it, next to the output tile."""
+    if shift == -1:
+        return [(0, last, last)]
+    if shift == 1:
+        return [(2, 0, 0)]
+    return [(tap, 1 if tap == 2 else 0, size - 2 if tap == 0 else size - 1) for tap in range(3)]
+
+
+def tap_windows(kernel, H, W, tile_dy=0, tile_dx=0, edge_y=None, edge_x=None):
     """Per tap ``(dy, dx)`` in fetch order, the input rows ``y0..y1`` and columns ``x0..x1`` that reach an
-    output position (input ``y`` feeds output ``y − dy + 1``); empty when ``y1 < y0``."""
-    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if kernel == 3 else [(1, 1)]
-    return [(1 if dy == 2 else 0, H - 2 if dy == 0 else H - 1, 1 if dx == 2 else 0, W - 2 if dx == 0 else W - 1)
-            for dy, dx in taps]
+    output position (input ``y`` feeds output ``y − dy + 1``); empty when ``y1 < y0``. For a
+    neighbouring input tile (``tile_dy``, ``tile_dx`` −1 or +1, ``kernel`` 3) only the taps that reach
+    across, on its edge next to the output tile (the tile before: its last row ``edge_y`` / column ``edge_x``)."""
+    if kernel == 1:
+        return [(0, H - 1, 0, W - 1)]
+    return [(y0, y1, x0, x1) for _, y0, y1 in _tap_range(tile_dy, H, edge_y)
+            for _, x0, x1 in _tap_range(tile_dx, W, edge_x)]
 
 
 def cycles(fields, spikes):
@@ -159,22 +173,34 @@ def cycles(fields, spikes):
       ``{t, y}`` the tap reaches (``t < scan_T``, 1 for ``static`` else ``T``; ``y`` in ``[1 if dy = 2
       else 0, H−2 if dy = 0 else H−1]``) with ``k`` a row's spikes in the tap's columns ``[1 if dx = 2
       else 0, W−2 if dx = 0 else W−1]``: a row is occupied when its stored word holds any spike, so a
-      row whose spikes all lie outside the tap's columns still costs its empty scan;
-    * the drain pass, :func:`drain_cycles` (every position, also for ``static``).
+      row whose spikes all lie outside the tap's columns still costs its empty scan; for a neighbouring
+      input tile (``tile_dy``/``tile_dx`` off 0; ``spikes`` is that tile as stored, ``max_h × max_w``) only
+      the taps that reach across and its edge row or column (:func:`tap_windows`);
+    * the drain pass, :func:`drain_cycles` (every position, also for ``static``), unless
+      ``accumulate_only`` (one tile: the scan pass alone).
     """
     cin, planes, T, H, W = fields["cin"], fields["planes"], fields["T"], fields["H"], fields["W"]
     x = np.asarray(spikes, dtype=np.int64)
     scan_T = 1 if fields["static"] else T
     x = x[:scan_T, :cin * planes] != 0
     per_tap = []                          # per tap, per spike channel: max(1, k) of each row visited
-    for y0, y1, x0, x1 in tap_windows(3 if fields["kernel3"] else 1, H, W):
+    shifts = {axis: _signed_shift(fields.get(f"tile_{axis}", 0)) for axis in ("dy", "dx")}
+    for y0, y1, x0, x1 in tap_windows(3 if fields["kernel3"] else 1, H, W, shifts["dy"], shifts["dx"],
+                                      x.shape[2] - 1, x.shape[3] - 1):
         rows = np.moveaxis(x[:, :, y0:max(y0, y1 + 1)], 1, 0)   # [channel, t, reached rows, stored columns]
         occupied = rows.any(-1).reshape(len(rows), -1)          # rows in scan order {t, y}
         reached = np.maximum(rows[..., x0:x1 + 1].sum(-1), 1).reshape(len(rows), -1)
         per_tap.append([reached[c][occupied[c]] for c in range(len(rows))])
     slots = [per_tap[tap][ci * planes + plane]
              for ci in range(cin) for tap in range(len(per_tap)) for plane in range(planes)]
+    if fields.get("accumulate_only"):
+        return scan_pass_cycles(slots)
     return fields["tiles"] * (scan_pass_cycles(slots) + drain_cycles(T, H, W))
+
+
+def _signed_shift(field):
+    """A ``tile_dy``/``tile_dx`` field (2-bit two's complement) as −1, 0 or +1."""
+    return field - 4 if field & 2 else field
 
 
 #: Cycles from a spike-memory read to its word (``hw/spike_memory.py``): the block RAM's output, each

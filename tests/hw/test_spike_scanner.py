@@ -31,28 +31,48 @@ def _harness(p, weight_rows):
     return Harness(connect, scanner=SpikeScanner(p), spikes=SpikeMemory(p), weights=weights)
 
 
+#: Kernel rows (columns) a pass visits, by the input tile's offset (tile_dy, tile_dx) from the output tile.
+_KERNEL_INDICES = {0: (0, 1, 2), -1: (0,), 1: (2,)}
+
+
+def _tile_offsets(desc):
+    """The descriptor's ``tile_dy``, ``tile_dx`` (2-bit two's complement) as −1, 0 or +1."""
+    return tuple(value - 4 if value & 2 else value for value in (desc.get("tile_dy", 0), desc.get("tile_dx", 0)))
+
+
+def _taps(desc):
+    """The taps ``(dy, dx)`` a pass visits, in fetch order."""
+    sy, sx = _tile_offsets(desc)
+    return [(dy, dx) for dy in _KERNEL_INDICES[sy] for dx in _KERNEL_INDICES[sx]] if desc["kernel3"] else [(1, 1)]
+
+
 def _expected(p, desc, spikes, t_sel, first_row):
-    """Events ``(accumulator word, weight row, shift)`` of a pass in order, and its cycles."""
-    taps = [(dy, dx) for dy in range(3) for dx in range(3)] if desc["kernel3"] else [(1, 1)]
+    """Events ``(accumulator word, weight row, shift)`` of a pass in order, and its cycles. The input tile
+    lies ``tile_dy``, ``tile_dx`` tiles of ``max_h × max_w`` from the output tile (its rows and columns
+    then reach the output's through the kernel rows and columns that cross)."""
+    sy, sx = _tile_offsets(desc)
+    taps = _taps(desc)
     if desc["op"] == OPCODES["ATTENTION"]:
         times = [t_sel]
     else:
         times = [0] if desc.get("static") else range(desc["T"])
     H, W = desc["H"], desc["W"]
+    in_H, in_W = (p.max_h if sy else H), (p.max_w if sx else W)
     events, slots, row = [], [], first_row
     for ci in range(desc["cin"]):
         for dy, dx in taps:
             for plane in range(desc["planes"]):
                 rows = []
                 for t in times:
-                    for y in range(H):
+                    for y in range(in_H):
                         bits = spikes.get((ci * desc["planes"] + plane, t, y), 0)
-                        if not bits or not 0 <= y - dy + 1 < H:
+                        out_y = y + sy * p.max_h - dy + 1
+                        if not bits or not 0 <= out_y < H:
                             continue
-                        xs = [x for x in range(W) if bits >> x & 1 and 0 <= x - dx + 1 < W]
+                        xs = [x for x in range(in_W) if bits >> x & 1 and 0 <= x + sx * p.max_w - dx + 1 < W]
                         rows.append(max(1, len(xs)))
                         for x in xs:
-                            word = (x - dx + 1) | (y - dy + 1) << p.w_bits | t << (p.w_bits + p.h_bits)
+                            word = (x + sx * p.max_w - dx + 1) | out_y << p.w_bits | t << (p.w_bits + p.h_bits)
                             events.append((word, row, plane))
                 slots.append(rows)
             row += 1
@@ -97,11 +117,12 @@ def _pass_cycles(slots):
         quiet = credits == ROW_QUEUE and held is None and not row_left     # as of the next cycle
 
 
-def _random_spikes(p, desc, rate, seed):
+def _random_spikes(p, desc, rate, seed, H=None, W=None):
+    """Random rows of the input tile, ``H × W`` (default: the descriptor's)."""
     rng = random.Random(seed)
     channels = desc["cin"] * desc["planes"]
-    return {(c, t, y): sum(1 << x for x in range(desc["W"]) if rng.random() < rate)
-            for c in range(channels) for t in range(desc["T"]) for y in range(desc["H"])}
+    return {(c, t, y): sum(1 << x for x in range(W or desc["W"]) if rng.random() < rate)
+            for c in range(channels) for t in range(desc["T"]) for y in range(H or desc["H"])}
 
 
 def _spike_words(p, desc, spikes):
@@ -142,7 +163,7 @@ def _run(p, desc, spikes, passes):
 def _check(p, desc, spikes, passes):
     weight_rows, results = _run(p, desc, spikes, passes)
     row = desc["weight_base"]
-    taps = 9 if desc["kernel3"] else 1
+    taps = len(_taps(desc))
     for (t_sel, rewind), (events, cycles) in zip(passes, results):
         row = desc["weight_base"] if rewind else row
         expected, expected_cycles = _expected(p, desc, spikes, t_sel, row)
@@ -150,6 +171,24 @@ def _check(p, desc, spikes, passes):
         assert cycles == expected_cycles
         row += desc["cin"] * taps
     return results
+
+
+@pytest.mark.parametrize("tile_dy, tile_dx", [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1)])
+def test_neighbouring_input_tile_reaches_the_output_edge_through_the_crossing_taps(tile_dy, tile_dx):
+    """The input tile above/below/left/right of (or diagonal to) the output tile: only its edge next to the
+    output tile is scanned, with the kernel rows and columns that cross, and its spikes land on the output
+    tile's edge (the targets wrap modulo the tile) — the halo of a conv over a tiled image."""
+    p = small_params()
+    H, W = p.max_h, p.max_w          # a tile with a neighbour below or right is whole
+    desc = dict(op=OPCODES["CONV"], kernel3=1, cin=2, planes=1, T=2, H=H, W=W, in_base=1, weight_base=3,
+                tile_dy=tile_dy & 0b11, tile_dx=tile_dx & 0b11)     # 2-bit two's complement
+    spikes = _random_spikes(p, desc, rate=0.5, seed=11, H=p.max_h, W=p.max_w)
+    (events, _), = _check(p, desc, spikes, [(0, 1)])
+    assert events
+    rows = {word >> p.w_bits & (p.max_h - 1) for word, _, _ in events}
+    columns = {word & (p.max_w - 1) for word, _, _ in events}
+    assert rows == ({0} if tile_dy == -1 else {H - 1} if tile_dy == 1 else rows)
+    assert columns == ({0} if tile_dx == -1 else {W - 1} if tile_dx == 1 else columns)
 
 
 def test_conv3x3_with_bit_planes_emits_every_reachable_spike_in_order():
