@@ -15,18 +15,19 @@ reused must be read before they are overwritten: the layout gives each its ``bre
 """
 
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from spikeforge.interface.external import external_bytes
-from spikeforge.interface.layout import pack_lanes
+from spikeforge.interface.layout import SpatialTiles, pack_lanes
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.ops import OPERATIONS
 from spikeforge.ops.bundle import Bundle, load_bundle
 
 from .image import ProgramImage
 
-__all__ = ["CompileError", "Program", "SpikeTensor", "allocate_groups", "compile_bundle", "DEFAULT_N_PE",
+__all__ = ["CompileError", "Program", "SpikeTensor", "TileGroup", "allocate_groups", "compile_bundle", "DEFAULT_N_PE",
            "MAX_PLANES"]
 
 DEFAULT_N_PE = 16
@@ -46,7 +47,8 @@ class CompileError(ValueError):
 @dataclass(eq=False)
 class SpikeTensor:
     """A spike tensor in the spike memory: ``channels`` (``planes`` bit planes each for the input) in
-    ``groups`` groups of ``n_pe``, ``T × H × W``, written by layer ``writer`` (None: the host) in
+    ``groups`` groups of ``n_pe``, ``T × H × W`` in spatial tiles (``tiling``, one tile unless the map is
+    larger than the build's ``max_h × max_w``), written by layer ``writer`` (None: the host) in
     descriptor ``producer`` (None: before the run) and named by descriptors up to ``last_use``;
     ``group``, its first group, is allocated once the program is emitted (:func:`allocate_groups`),
     and ``breakpoint`` is the descriptor before which a later tensor overwrites it (None: never)."""
@@ -59,10 +61,19 @@ class SpikeTensor:
     W: int
     producer: int | None
     last_use: int
+    tiling: SpatialTiles
     planes: int = 1
     lif: bool = False
     group: int | None = None
     breakpoint: int | None = None
+
+    @property
+    def tiled(self):
+        return self.tiling.tiles_y * self.tiling.tiles_x > 1
+
+    def at(self, ty, tx, channel_group=0):
+        """A descriptor's group field naming channel group ``channel_group`` of spatial tile ``(ty, tx)``."""
+        return TileGroup(self, self.tiling.group(ty, tx, channel_group))
 
     @property
     def first_use(self):
@@ -71,6 +82,32 @@ class SpikeTensor:
 
     def overlaps(self, other):
         return self.group < other.group + other.groups and other.group < self.group + self.groups
+
+
+class TileGroup(NamedTuple):
+    """A group field's value: ``offset`` groups after the first of ``tensor`` (a spatial tile's, a channel
+    group's), known once the tensor's groups are allocated."""
+
+    tensor: SpikeTensor
+    offset: int
+
+    @property
+    def group(self):
+        return self.tensor.group + self.offset
+
+
+def _group_value(value):
+    """A descriptor field's value once groups are allocated (group fields name tensors or their tiles)."""
+    if isinstance(value, SpikeTensor):
+        return value.group
+    if isinstance(value, TileGroup):
+        return value.group
+    return value
+
+
+def _named_tensor(value):
+    """The spike tensor a descriptor field names, or None."""
+    return value.tensor if isinstance(value, TileGroup) else value if isinstance(value, SpikeTensor) else None
 
 
 def allocate_groups(tensors):
@@ -99,8 +136,9 @@ class Program:
     """What the operations emit into: descriptors, memory rows, spike tensors and the build
     parameters they need (``need``)."""
 
-    def __init__(self, bundle, n_pe):
+    def __init__(self, bundle, n_pe, tile_h, tile_w):
         self.n_pe, self.tables = n_pe, bundle.tables
+        self.tile_h, self.tile_w = tile_h, tile_w      # the build's max_h × max_w: larger maps are tiled
         self.T = bundle.config["T"]
         self.events = bool(bundle.manifest["input"]["events"])
         self.descriptors, self.names = [], []
@@ -128,9 +166,10 @@ class Program:
         the host's input) in the descriptor emitted next; its groups are allocated at the end."""
         next_descriptor = len(self.descriptors)
         host = writer is None
-        self.spikes[name] = SpikeTensor(None if host else writer.name, channels, ceil_div(channels, self.n_pe), T, H, W,
+        tiling = SpatialTiles(channels, H, W, self.n_pe, self.tile_h, self.tile_w)
+        self.spikes[name] = SpikeTensor(None if host else writer.name, channels, tiling.groups, T, H, W,
                                         producer=None if host else next_descriptor, last_use=next_descriptor,
-                                        planes=planes, lif=lif)
+                                        tiling=tiling, planes=planes, lif=lif)
         self.size(H, W)
         return self.spikes[name]
 
@@ -142,6 +181,14 @@ class Program:
             raise self.error(layer, f"input {name!r} is not a spike tensor in memory")
         return placed
 
+    def untiled(self, layer, tensor):
+        """``tensor`` for an operation that reads whole maps: the compiler's error unless it is one tile."""
+        if tensor.tiled:
+            raise self.error(layer, f"reads a {tensor.H}×{tensor.W} map as a whole, larger than the spike memory's "
+                                    f"{self.tile_h}×{self.tile_w} tiles (max_h × max_w); build with max_h ≥ "
+                                    f"{tensor.H} and max_w ≥ {tensor.W}")
+        return tensor
+
     def lif_after(self, layer):
         """The LIF layer right after ``layer`` (fused into its drain), or None."""
         return self._lif_after.get(layer.name)
@@ -149,8 +196,9 @@ class Program:
     def emit(self, name, fields, scratch=False):
         """Append descriptor ``fields``; each spike tensor it names in a group field is live up to it."""
         for value in fields.values():
-            if isinstance(value, SpikeTensor):
-                value.last_use = len(self.descriptors)
+            tensor = _named_tensor(value)
+            if tensor is not None:
+                tensor.last_use = len(self.descriptors)
         self.descriptors.append(dict(fields, _scratch=scratch))
         self.names.append(name)
 
@@ -167,8 +215,8 @@ class Program:
             self.decay = decay
 
     def size(self, H, W):
-        self.needed["max_h"] = max(self.needed["max_h"], H)
-        self.needed["max_w"] = max(self.needed["max_w"], W)
+        self.needed["max_h"] = max(self.needed["max_h"], min(H, self.tile_h))
+        self.needed["max_w"] = max(self.needed["max_w"], min(W, self.tile_w))
 
     def block_end(self, tensor):
         """After the descriptor just emitted, the stream holds ``tensor``: a block's breakpoint if it
@@ -211,9 +259,13 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
             raise CompileError("hardware parameter n_pe must be an integer") from None
     if n_pe not in (1, 2, 4, 8, 16, 32, 64, 128):
         raise CompileError(f"n_pe must be a power of two in 1..128, not {n_pe!r}")
-    prog = Program(bundle, n_pe)
     encoding = bundle.manifest["input"]
     in_channels, in_H, in_W = encoding["shape"][-3:]
+    # the spike memory's rows and columns: the largest map (the input's) unless the build is given
+    # smaller ones, over which larger maps are tiled
+    tile_h, tile_w = (_override_int(overrides, key, next_power_of_two(size))
+                      for key, size in (("max_h", in_H), ("max_w", in_W)))
+    prog = Program(bundle, n_pe, tile_h, tile_w)
     planes = max(1, int(encoding["max"]).bit_length())
     if planes > MAX_PLANES:
         raise CompileError(f"input.max {encoding['max']} needs {planes} bit planes; at most {MAX_PLANES} are supported")
@@ -228,8 +280,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         if fields.pop("_scratch"):   # the Kᵀ·V rows live on chip, from scratch row 0; every attention shares them
             fields["weight_base"] = 0
         for key, value in fields.items():
-            if isinstance(value, SpikeTensor):
-                fields[key] = value.group
+            fields[key] = _group_value(value)
 
     need = prog.needed
     decay = prog.decay or (1, 1)
@@ -281,12 +332,24 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                               H=tensor.H, W=tensor.W, lif=tensor.writer, producer=tensor.producer,
                               breakpoint=tensor.breakpoint)
                    for name, tensor in prog.spikes.items() if tensor.lif},
+        "pooled": {layer.output: dict(group=prog.spikes[layer.output].group, groups=prog.spikes[layer.output].groups,
+                                      producer=prog.spikes[layer.output].producer, source=layer.input)
+                   for layer in bundle.program if layer.kind == "pool"},
         "stream": {"channels": prog.stream_shape[0], "H": prog.stream_shape[1], "W": prog.stream_shape[2],
                    "T": prog.T},
         "ops": prog.names,
         "breakpoints": prog.breakpoints,
     }
     return ProgramImage(params=asdict(params), memories=memories, word_bits=word_bits, layout=layout)
+
+
+def _override_int(overrides, key, default):
+    """``--set key=`` as an integer (``default`` when absent or not an integer, which
+    :func:`_apply_overrides` refuses with its message)."""
+    try:
+        return int(overrides.get(key, default))
+    except (TypeError, ValueError):
+        return default
 
 
 def _apply_overrides(needed, overrides):

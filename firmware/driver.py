@@ -9,7 +9,7 @@ cocotb/Verilator); a board would supply its own.
 
 import numpy as np
 
-from spikeforge.interface.layout import (pack_row, spike_row_layout, stream_word_layout, pack_fields,
+from spikeforge.interface.layout import (SpatialTiles, pack_row, spike_row_layout, stream_word_layout, pack_fields,
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.interface.external import external_bytes, table_offsets
@@ -27,19 +27,24 @@ class DriverError(RuntimeError):
 
 def overflow_layers(image):
     """What each ``OVERFLOW_LOG`` bit names, in program order: ``(pc, bit, layer name)`` — bit RESULT the
-    descriptor's own layer, bit MEMBRANE the LIF fused into it (the one whose spikes it produces)."""
-    lifs = {place["producer"]: place["lif"] for place in image.layout["spikes"].values()}
+    descriptor's own layer, bit MEMBRANE the LIF fused into it (the one whose spikes its layer produces; a
+    layer over spatial tiles has several descriptors)."""
+    ops = image.layout["ops"]
+    lifs = {ops[place["producer"]]: place["lif"] for place in image.layout["spikes"].values()}
     named = []
-    for pc, name in enumerate(image.layout["ops"][:-1]):
+    for pc, name in enumerate(ops[:-1]):
         named.append((pc, OVERFLOW_LOG_BITS["RESULT"], name))
-        if pc in lifs:
-            named.append((pc, OVERFLOW_LOG_BITS["MEMBRANE"], lifs[pc]))
+        if name in lifs:
+            named.append((pc, OVERFLOW_LOG_BITS["MEMBRANE"], lifs[name]))
     return named
 
 
 def overflow_names(image, log):
-    """Layer names of the set bits of ``log`` (one ``OVERFLOW_LOG`` word per descriptor), in program order."""
-    return [name for pc, bit, name in overflow_layers(image) if pc < len(log) and int(log[pc]) >> bit & 1]
+    """Layer names of the set bits of ``log`` (one ``OVERFLOW_LOG`` word per descriptor), in program order,
+    each once."""
+    named = overflow_layers(image)
+    flagged = {name for pc, bit, name in named if pc < len(log) and int(log[pc]) >> bit & 1}
+    return [name for name in dict.fromkeys(name for _, _, name in named) if name in flagged]
 
 
 class PortsBus:
@@ -177,23 +182,34 @@ class Driver:
     def _spike_offset(self, group, t, y):
         return pack_fields(self._spike_row, group=group, t=t, y=y)
 
+    def _tile_rows(self, group, channels, T, H, W):
+        """Per spike-memory word of a tensor at ``group`` (``channels`` on a ``T × H × W`` map, in spatial
+        tiles): its offset, channel group, timestep, map row and columns ``x0:x1``."""
+        tiling = SpatialTiles.of(channels, H, W, self.image.params)
+        for ty, tx in tiling.tiles():
+            y0, y1, x0, x1 = tiling.window(ty, tx)
+            for channel_group in range(tiling.channel_groups):
+                for t in range(T):
+                    for y in range(y0, y1):
+                        offset = self._spike_offset(group + tiling.group(ty, tx, channel_group), t, y - y0)
+                        yield offset, channel_group, t, y, x0, x1
+
     async def write_input(self, pixels):
         """Write integer pixels ``[C, H, W]`` (or events ``[T, C, H, W]``) as bit planes."""
-        spec, n_pe = self.image.layout["input"], self.image.params["n_pe"]
+        spec, p = self.image.layout["input"], self.image.params
+        n_pe, planes = p["n_pe"], spec["planes"]
         frames = np.asarray(pixels, dtype=np.int64)
         frames = frames[None] if not spec["events"] else frames
-        planes = spec["planes"]
         channels = spec["channels"] * planes
-        for t, frame in enumerate(frames):
-            for group in range(-(-channels // n_pe)):
-                for y in range(spec["H"]):
-                    word = 0
-                    for lane in range(n_pe):
-                        channel = group * n_pe + lane
-                        if channel < channels:
-                            bits = (frame[channel // planes, y] >> (channel % planes)) & 1
-                            word |= pack_row(bits.tolist()) << (lane * self.image.params["max_w"])
-                    await self.write_words("SPIKES", self._spike_offset(spec["group"] + group, t, y), [word])
+        # spike channel c·P + b holds bit b of channel c; lanes past the channels stay 0
+        spikes = (frames[:, :, None] >> np.arange(planes)[None, None, :, None, None]) & 1
+        spikes = spikes.reshape(len(frames), channels, spec["H"], spec["W"])
+        spikes = np.pad(spikes, [(0, 0), (0, -channels % n_pe), (0, 0), (0, 0)])
+        for offset, group, t, y, x0, x1 in self._tile_rows(spec["group"], channels, len(frames), spec["H"], spec["W"]):
+            word = 0
+            for lane in range(n_pe):
+                word |= pack_row(spikes[t, group * n_pe + lane, y, x0:x1].tolist()) << (lane * p["max_w"])
+            await self.write_words("SPIKES", offset, [word])
 
     async def run(self, pixels=None, start_pc=0, stop_pc=0):
         """Write ``pixels`` (if given), run descriptors ``[start_pc, stop_pc)`` (0: to END); returns cycles
@@ -239,13 +255,12 @@ class Driver:
         place = self.image.layout["spikes"][name]
         p = self.image.params
         n_pe, max_w = p["n_pe"], p["max_w"]
-        out = np.zeros((place["T"], place["groups"] * n_pe, place["H"], place["W"]), dtype=np.int64)
-        for group in range(place["groups"]):
-            for t in range(place["T"]):
-                for y in range(place["H"]):
-                    word = await self.read_word("SPIKES", self._spike_offset(place["group"] + group, t, y))
-                    for lane, row in enumerate(unpack_lanes(word, n_pe, max_w, signed=False)):
-                        out[t, group * n_pe + lane, y] = unpack_row(row, place["W"])
+        out = np.zeros((place["T"], -(-place["channels"] // n_pe) * n_pe, place["H"], place["W"]), dtype=np.int64)
+        for offset, group, t, y, x0, x1 in self._tile_rows(place["group"], place["channels"], place["T"], place["H"],
+                                                           place["W"]):
+            word = await self.read_word("SPIKES", offset)
+            for lane, row in enumerate(unpack_lanes(word, n_pe, max_w, signed=False)):
+                out[t, group * n_pe + lane, y, x0:x1] = unpack_row(row, x1 - x0)
         return out[:, :place["channels"]]
 
     async def read_stream(self):
@@ -264,8 +279,8 @@ class Driver:
         return out[:, :spec["channels"]]
 
     async def read_op_cycles(self):
-        """Cycles of each descriptor of the last run, by descriptor name (END excluded)."""
-        ops = self.image.layout["ops"]
-        return {name: await self.bus.read(self._address("OP_CYCLES", pc)) for pc, name in enumerate(ops[:-1])}
+        """Cycles of each descriptor of the last run, in program order (END excluded; the layer of each is
+        ``image.layout["ops"][pc]``, a layer over spatial tiles has several)."""
+        return [await self.bus.read(self._address("OP_CYCLES", pc)) for pc in range(len(self.image.layout["ops"]) - 1)]
 
 

@@ -182,6 +182,14 @@ def verilog(target, out, stats=False):
     return result
 
 
+def _per_layer(ops, cycles):
+    """Mean cycles per layer from per-descriptor ``cycles`` (a layer over spatial tiles has several)."""
+    per_layer = {}
+    for op, c in zip(ops, cycles):
+        per_layer[op] = per_layer.get(op, 0.0) + float(c)
+    return per_layer
+
+
 def predict(bundle, pixels, backend="verilator", check=True, labels=None, n_pe=DEFAULT_N_PE, overrides=None,
             build_dir="build/verilator", progress=None):
     """Run integer ``pixels`` on the accelerator compiled from ``bundle``, cycle-accurately.
@@ -209,7 +217,7 @@ def predict(bundle, pixels, backend="verilator", check=True, labels=None, n_pe=D
                          "mean": float(np.mean(results["cycles"])),
                          "stalled_per_image": [int(c) for c in results["stall_cycles"]],
                          "stalled_fraction": float(np.sum(results["stall_cycles"]) / np.sum(results["cycles"])),
-                         "per_layer": {op: float(c) for op, c in zip(ops, results["op_cycles"].mean(0))}},
+                         "per_layer": _per_layer(ops, results["op_cycles"].mean(0))},
               "firing_rates": {key.split("/", 1)[1]: float(v.mean()) for key, v in results.items()
                                if key.startswith("spikes/")},
               "overflow": overflow_names(image, np.bitwise_or.reduce(results["overflow_log"], axis=0)),

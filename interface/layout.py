@@ -4,17 +4,72 @@ Defined once here; the hardware (as Amaranth values), the driver and the tests (
 derive their addresses from these layouts. Fields are listed lowest bits first.
 
 * Spike memory, window ``SPIKES``: word ``{group, t, y}`` holds ``n_pe`` image rows of ``max_w`` bits,
-  row ``lane`` belonging to channel ``group·n_pe + lane``, bit ``x`` to column ``x``.
+  row ``lane`` belonging to channel ``group·n_pe + lane``, bit ``x`` to column ``x``. A map larger than
+  ``max_h × max_w`` is stored in spatial tiles (:class:`SpatialTiles`): tile ``(ty, tx)`` holds rows
+  ``ty·max_h…`` and columns ``tx·max_w…``, its channel groups after those of the tiles before it in
+  row-major order.
 * Stream memory, window ``STREAM``: word ``{tile, t, y, x}`` holds ``n_pe`` signed values of ``acc_bits``
   (channel ``tile·n_pe + lane``).
 * Multi-lane words (weight, bias, threshold rows, logits): lane 0 lowest, two's complement.
 """
 
+from typing import NamedTuple
+
 from amaranth import Cat, Value
 from amaranth.lib import data
 
-__all__ = ["spike_row_layout", "stream_word_layout", "pack_fields", "unpack_fields", "cat_fields",
+from .bits import ceil_div
+
+__all__ = ["SpatialTiles", "spike_row_layout", "stream_word_layout", "pack_fields", "unpack_fields", "cat_fields",
            "pack_lanes", "unpack_lanes", "pack_row", "unpack_row"]
+
+
+class SpatialTiles(NamedTuple):
+    """How a spike tensor of ``channels`` channels on an ``H × W`` map lies in the spike memory's groups
+    (``n_pe`` channels each) when its tiles are ``tile_h × tile_w`` (the build's ``max_h × max_w``)."""
+
+    channels: int
+    H: int
+    W: int
+    n_pe: int
+    tile_h: int
+    tile_w: int
+
+    @classmethod
+    def of(cls, channels, H, W, params):
+        """The tiling of a tensor in the spike memory of build ``params`` (attributes or a dict)."""
+        get = params.get if isinstance(params, dict) else lambda name: getattr(params, name)
+        return cls(channels, H, W, get("n_pe"), get("max_h"), get("max_w"))
+
+    @property
+    def channel_groups(self):
+        return ceil_div(self.channels, self.n_pe)
+
+    @property
+    def tiles_y(self):
+        return ceil_div(self.H, self.tile_h)
+
+    @property
+    def tiles_x(self):
+        return ceil_div(self.W, self.tile_w)
+
+    @property
+    def groups(self):
+        """Groups the tensor takes."""
+        return self.tiles_y * self.tiles_x * self.channel_groups
+
+    def group(self, ty, tx, channel_group=0):
+        """The group holding channel group ``channel_group`` of tile ``(ty, tx)``, from the tensor's first."""
+        return (ty * self.tiles_x + tx) * self.channel_groups + channel_group
+
+    def window(self, ty, tx):
+        """Rows ``y0, y0 + h`` and columns ``x0, x0 + w`` of the map that tile ``(ty, tx)`` holds."""
+        y0, x0 = ty * self.tile_h, tx * self.tile_w
+        return y0, min(self.H, y0 + self.tile_h), x0, min(self.W, x0 + self.tile_w)
+
+    def tiles(self):
+        """Every tile ``(ty, tx)``, in the order of their groups."""
+        return [(ty, tx) for ty in range(self.tiles_y) for tx in range(self.tiles_x)]
 
 
 def spike_row_layout(params):

@@ -84,7 +84,7 @@ def golden(layer, run):
 def emit(layer, program):
     """One ATTENTION descriptor: Kᵀ·V into scratch weight rows (shared by every attention), then the
     Q spikes accumulate them like a 1×1 conv; the drain runs the fused ``attn_lif``."""
-    q, k, v = (program.spike_tensor(layer, getattr(layer, key)) for key in ("q", "k", "v"))
+    q, k, v = (program.untiled(layer, program.spike_tensor(layer, getattr(layer, key))) for key in ("q", "k", "v"))
     C, H, W = q.channels, q.H, q.W
     n_pe, T = program.n_pe, program.T
     zero_bias = len(program.biases)     # the attention adds no bias: one zero row per tile

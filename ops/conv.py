@@ -83,14 +83,16 @@ def conv_integer(x, weight, bias):
     return out
 
 
-def weight_rows(weight, n_pe):
+def weight_rows(weight, n_pe, tile_dy=0, tile_dx=0):
     """The weight rows of ``weight [Cout, Cin, k, k]`` in the order the engine fetches them: per output
     tile, per input channel, per tap ``(dy, dx)``, the ``n_pe`` weights of the tile's channels (lane
-    ``j`` is output channel ``tile·n_pe + j``; missing channels of a partial tile are 0)."""
+    ``j`` is output channel ``tile·n_pe + j``; missing channels of a partial tile are 0). From a
+    neighbouring input tile (``tile_dy``/``tile_dx`` off 0) only the taps that reach across."""
     cout, cin, k, _ = weight.shape
+    dys, dxs = ([tap for tap, _, _ in _tap_range(shift, 0, 0)] if k == 3 else [0] for shift in (tile_dy, tile_dx))
     return [[int(w) for w in weight[tile * n_pe:(tile + 1) * n_pe, ci, dy, dx]]
             + [0] * (n_pe - len(weight[tile * n_pe:(tile + 1) * n_pe]))
-            for tile in range(ceil_div(cout, n_pe)) for ci in range(cin) for dy in range(k) for dx in range(k)]
+            for tile in range(ceil_div(cout, n_pe)) for ci in range(cin) for dy in dys for dx in dxs]
 
 
 def golden(layer, run):
@@ -105,21 +107,20 @@ def golden(layer, run):
 
 def emit(layer, program):
     """One CONV descriptor: weight rows in (tile, input channel, tap) order, one bias row per tile;
-    the LIF that reads the result is fused into the drain."""
+    the LIF that reads the result is fused into the drain. Over a map in spatial tiles
+    (:func:`_emit_tiled`), descriptors per output tile."""
     source = program.spike_tensor(layer, layer.input)
     H, W = source.H, source.W
     weight, bias = program.tables[layer.weight], program.tables[layer.bias]
     cout, cin, k, _ = weight.shape
     n_pe = program.n_pe
     tiles = ceil_div(cout, n_pe)
-    weight_base = len(program.weights)
-    program.weights += weight_rows(weight, n_pe)
     bias_base = len(program.biases)
     program.biases += program.lanes(bias.tolist())
     T = program.T
     fields = dict(op=OPCODES[OPCODE], kernel3=int(k == 3), cin=cin, planes=source.planes,
                   static=int(layer.input_kind == "pixels" and not program.events), tiles=tiles, T=T, H=H, W=W,
-                  in_base=source, weight_base=weight_base, bias_base=bias_base,
+                  in_base=source, weight_base=len(program.weights), bias_base=bias_base,
                   check_bits=layer.acc_bits)
     program.need(max_cin=cin, acc_bits=layer.acc_bits)
     if layer.residual is not None:
@@ -130,11 +131,47 @@ def emit(layer, program):
     if layer.output in program.stream_names:
         fields["stream_write"] = 1
         program.stream, program.stream_shape = layer.output, (cout, H, W)
+    if source.tiled and (fields.get("residual") or fields.get("stream_write")):
+        program.untiled(layer, source)    # the stream holds whole maps
     lif.fuse(program.lif_after(layer), program, fields, cout, T, H, W)
     require_buildable(program, layer, fields, layer.acc_bits)
-    program.emit(layer.name, fields)
+    if source.tiled:
+        _emit_tiled(layer, program, source, fields, weight)
+    else:
+        program.weights += weight_rows(weight, n_pe)
+        program.emit(layer.name, fields)
     program.size(H, W)
     program.block_end(layer.output)
+
+
+def _emit_tiled(layer, program, source, fields, weight):
+    """The CONV ``fields`` over a map in spatial tiles: per output channel tile and spatial tile, one
+    descriptor per input tile that reaches it — for a 3×3 kernel its neighbours (``tile_dy``/``tile_dx``,
+    with weight rows of the taps that reach across) — each but the last ``accumulate_only``, the last
+    (the tile itself) draining into the tile's output groups."""
+    n_pe, k = program.n_pe, weight.shape[-1]
+    tiling = source.tiling
+    out = fields.get("out_base")
+    tiles = fields["tiles"]
+    rows = {}     # (tile_dy, tile_dx) -> the first weight row of its taps and their rows per channel tile
+    for dy in (-1, 0, 1) if k == 3 else (0,):
+        for dx in (-1, 0, 1) if k == 3 else (0,):
+            block = weight_rows(weight, n_pe, tile_dy=dy, tile_dx=dx)
+            rows[dy, dx] = len(program.weights), len(block) // tiles
+            program.weights += block
+    for tile in range(tiles):
+        for ty, tx in tiling.tiles():
+            y0, y1, x0, x1 = tiling.window(ty, tx)
+            reaching = [(dy, dx) for dy, dx in rows
+                        if (dy, dx) != (0, 0) and 0 <= ty + dy < tiling.tiles_y and 0 <= tx + dx < tiling.tiles_x]
+            for dy, dx in reaching + [(0, 0)]:
+                first_row, per_tile = rows[dy, dx]
+                part = dict(fields, tiles=1, H=y1 - y0, W=x1 - x0, in_base=source.at(ty + dy, tx + dx),
+                            tile_dy=dy & 0b11, tile_dx=dx & 0b11, accumulate_only=int((dy, dx) != (0, 0)),
+                            weight_base=first_row + tile * per_tile, bias_base=fields["bias_base"] + tile)
+                if out is not None:
+                    part.update(out_base=out.at(ty, tx, tile), threshold_base=fields["threshold_base"] + tile)
+                program.emit(layer.name, part)
 
 
 def _tap_range(shift, size, last):

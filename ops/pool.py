@@ -48,12 +48,27 @@ def golden(layer, run):
 
 
 def emit(layer, program):
-    """One POOL descriptor over the input's channel groups."""
+    """One POOL descriptor over the input's channel groups; over a map in spatial tiles, one per output
+    tile, reading the input tiles it covers (``tile_dy``/``tile_dx``: with the halo row and column of
+    the tiles above and left; ``k_base``/``v_base``: the groups from one input tile row and column to the
+    next)."""
     source = program.spike_tensor(layer, layer.input)
     H, W = source.H, source.W
     pooled = program.place(layer, layer.output, source.channels, source.T, pooled_size(H), pooled_size(W))
-    program.emit(layer.name, dict(op=OPCODES[OPCODE], tiles=source.groups, T=source.T, H=H, W=W,
-                                  in_base=source, out_base=pooled, check_bits=1))
+    fields = dict(op=OPCODES[OPCODE], tiles=source.tiling.channel_groups, T=source.T, H=H, W=W, in_base=source,
+                  out_base=pooled, check_bits=1)
+    if not source.tiled:
+        program.emit(layer.name, fields)
+        return
+    tiling = source.tiling
+    for oy, ox in pooled.tiling.tiles():
+        iy, ix = 2 * oy, 2 * ox          # an output tile covers two input tiles each way
+        y0, _, x0, _ = tiling.window(iy, ix)
+        program.emit(layer.name, dict(
+            fields, H=min(H - y0, 2 * tiling.tile_h), W=min(W - x0, 2 * tiling.tile_w), in_base=source.at(iy, ix),
+            out_base=pooled.at(oy, ox), k_base=tiling.group(1, 0) if tiling.tiles_y > 1 else 0,
+            v_base=tiling.group(0, 1) if tiling.tiles_x > 1 else 0, tile_dy=0b11 if oy else 0,
+            tile_dx=0b11 if ox else 0))
 
 
 def cycles(fields, spikes):

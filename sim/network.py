@@ -82,7 +82,7 @@ async def run_on_bus(bus, image, inputs, check, progress=None):
         results["cycles"].append(cycles)
         results["stall_cycles"].append(stalls)
         results["logits"].append(await driver.read_logits())
-        results["op_cycles"].append(list((await driver.read_op_cycles()).values()))
+        results["op_cycles"].append(await driver.read_op_cycles())
         log = await driver.read_overflow_log()
         results["overflow_log"].append(log)
         results["overflow"].append(OVERFLOW_SEPARATOR.join(overflow_names(image, log)))

@@ -11,6 +11,7 @@ numpy integer arrays ``[T, C, H, W]`` of one image (e.g. a golden trace's, see :
 import numpy as np
 
 from spikeforge.interface.descriptor import DESCRIPTOR_SETTLE_CYCLES, OPCODES, unpack
+from spikeforge.interface.layout import SpatialTiles
 from spikeforge.ops import BY_OPCODE
 from spikeforge.ops.pool import maxpool_spikes
 
@@ -39,34 +40,52 @@ def bit_planes(pixels, planes):
     return bits.reshape(T, C * planes, H, W)
 
 
-def _source(image, pc):
-    """What descriptor ``pc`` reads at its ``in_base``: ``("input", None)``, ``("lif", LIF name)`` or
-    ``("pool", pool pc)`` — of the tensors placed at that group, the one written there last before
-    ``pc`` (groups are reused once a tensor is no longer read; the input is there from the start)."""
-    program, layout = image.memories["PROGRAM"], image.layout
-    base = unpack(program[pc])["in_base"]
-    written = [(place["producer"], ("lif", place["lif"])) for place in layout["spikes"].values()
-               if place["group"] == base and place["producer"] < pc]
-    for writer, word in enumerate(program[:pc]):
-        fields = unpack(word)
-        if fields["op"] == OPCODES["POOL"] and fields["out_base"] == base:
-            written.append((writer, ("pool", writer)))
-    if written:
-        return max(written)[1]
-    if base == layout["input"]["group"]:
-        return "input", None
-    raise ValueError(f"descriptor {pc} reads spike group {base}, where no tensor starts before it")
+def _tensors_in_memory(image):
+    """Every spike tensor a descriptor can read: ``{name: (first group, groups, producer, source)}``,
+    ``source`` how its spikes follow from a trace: ``("input", None)``, ``("lif", LIF name)`` or
+    ``("pool", pooled tensor's name)``."""
+    layout = image.layout
+    spec = layout["input"]
+    tiling = SpatialTiles.of(spec["channels"] * spec["planes"], spec["H"], spec["W"], image.params)
+    found = {"input": (spec["group"], tiling.groups, -1, ("input", None))}
+    found.update({name: (place["group"], place["groups"], place["producer"], ("lif", place["lif"]))
+                  for name, place in layout["spikes"].items()})
+    found.update({name: (place["group"], place["groups"], place["producer"], ("pool", place["source"]))
+                  for name, place in layout["pooled"].items()})
+    return found
 
 
-def spikes_at(image, pc, tensors):
-    """Spike channels ``[T, C, H, W]`` that descriptor ``pc`` reads at its ``in_base`` (the input as bit
-    planes)."""
-    kind, what = _source(image, pc)
+def _full_spikes(image, source, tensors, placed):
+    """The spike channels ``[T, C, H, W]`` of a tensor from its ``source`` (the input as bit planes)."""
+    kind, what = source
     if kind == "input":
         return bit_planes(tensors["input"], image.layout["input"]["planes"])
     if kind == "lif":
         return np.asarray(tensors[what], dtype=np.int64)
-    return maxpool_spikes(spikes_at(image, what, tensors))
+    return maxpool_spikes(_full_spikes(image, placed[what][3], tensors, placed))
+
+
+def spikes_at(image, pc, tensors):
+    """Spike channels ``[T, C, h, w]`` that descriptor ``pc`` reads at its ``in_base``: of the tensor whose
+    groups hold it and that was written there last before ``pc`` (groups are reused once a tensor is no
+    longer read; the input is there from the start), the spatial tile and channels from that group on,
+    as stored (``max_h × max_w``, zero beyond the map)."""
+    base = unpack(image.memories["PROGRAM"][pc])["in_base"]
+    placed = _tensors_in_memory(image)
+    holding = [(producer, name) for name, (group, groups, producer, _) in placed.items()
+               if group <= base < group + groups and producer < pc]
+    if not holding:
+        raise ValueError(f"descriptor {pc} reads spike group {base}, where no tensor lies before it")
+    name = max(holding)[1]
+    group, _, _, source = placed[name]
+    x = _full_spikes(image, source, tensors, placed)
+    p = image.params
+    tiling = SpatialTiles.of(x.shape[1], x.shape[2], x.shape[3], p)
+    tile, channel_group = divmod(base - group, tiling.channel_groups)
+    y0, y1, x0, x1 = tiling.window(*divmod(tile, tiling.tiles_x))
+    stored = np.zeros((x.shape[0], x.shape[1], p["max_h"], p["max_w"]), dtype=np.int64)
+    stored[:, :, :y1 - y0, :x1 - x0] = x[:, :, y0:y1, x0:x1]
+    return stored[:, channel_group * p["n_pe"]:]
 
 
 def descriptor_cycles(image, pc, tensors):
