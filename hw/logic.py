@@ -26,16 +26,17 @@ def check_params(params):
     return params
 
 
-def count_nested(m, counters, finished):
+def count_nested(m, counters, finished=None):
     """Advance nested loop counters ``[(signal, last value), ...]`` (innermost first) by one step;
-    when the outermost wraps, go to FSM state ``finished``. Returns the condition "every counter is
-    at its last value" (the step that wraps the outermost)."""
+    when the outermost wraps, go to FSM state ``finished`` (if given: the caller may follow the
+    wrap without an FSM). Returns the condition "every counter is at its last value" (the step
+    that wraps the outermost)."""
     signal, last = counters[0]
     with m.If(signal == last):
         m.d.sync += signal.eq(0)
         if len(counters) > 1:
             count_nested(m, counters[1:], finished)
-        else:
+        elif finished is not None:
             m.next = finished
     with m.Else():
         m.d.sync += signal.eq(signal + 1)

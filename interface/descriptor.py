@@ -37,17 +37,19 @@ FIELDS = (
                                 "neighbouring input tile) until one drains them"),
     Field("tile_dy", 2, "CONV with kernel3: the input is the spatial tile −1, 0 or +1 (two's complement) tiles of "
                         "max_h rows below the output tile; off 0, only its edge row next to the output tile is "
-                        "scanned, with the kernel row that reaches across"),
-    Field("tile_dx", 2, "CONV with kernel3: as tile_dy, in tiles of max_w columns to the right"),
+                        "scanned, with the kernel row that reaches across; POOL: 0b11, input row −1 is the last "
+                        "row of the tile row above (in_base − k_base), else padding"),
+    Field("tile_dx", 2, "CONV with kernel3: as tile_dy, in tiles of max_w columns to the right; POOL: 0b11, input "
+                        "column −1 is the last column of the tile column to the left (in_base − v_base)"),
     Field("cin", 16, "CONV: input channels (weight columns); ATTENTION/HEAD: channels C"),
     Field("planes", 4, "CONV: spike channels per input channel (bit planes of integer pixels; 1 for spikes)"),
     Field("tiles", 8, "output tiles of n_pe channels (POOL: channel groups)"),
     Field("T", 5, "timesteps"),
-    Field("H", 8, "image height (POOL: of the input)"),
-    Field("W", 8, "image width (POOL: of the input)"),
+    Field("H", 8, "image height (POOL: input rows from the origin of input tile A at in_base, up to 2·max_h)"),
+    Field("W", 8, "image width (POOL: input columns from A's origin, up to 2·max_w)"),
     Field("in_base", 16, "spike group of the input (ATTENTION: of Q)"),
-    Field("k_base", 16, "ATTENTION: spike group of K"),
-    Field("v_base", 16, "ATTENTION: spike group of V"),
+    Field("k_base", 16, "ATTENTION: spike group of K; POOL: groups from one tile row to the next"),
+    Field("v_base", 16, "ATTENTION: spike group of V; POOL: groups from one tile column to the next"),
     Field("out_base", 16, "spike group of the output spikes"),
     Field("weight_base", 20, "first weight row (ATTENTION: scratch rows for Kᵀ·V)"),
     Field("bias_base", 16, "bias row of tile 0"),

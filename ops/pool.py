@@ -72,8 +72,12 @@ def emit(layer, program):
 
 
 def cycles(fields, spikes):
-    """Engine cycles (from leaving IDLE to DONE) of a POOL descriptor (``H``, ``W`` of the input): per channel group (``tiles``),
-    timestep and pooled row (``⌈H/2⌉``), 3 POOL_READ cycles (input rows ``2y−1 .. 2y+1``), then
-    :data:`~spikeforge.ops.conv.SPIKE_READ_LATENCY` cycles until the last row's word is in and written;
-    independent of the spikes."""
-    return fields["tiles"] * fields["T"] * ((fields["H"] + 1) // 2) * 3 + SPIKE_READ_LATENCY
+    """Engine cycles (from leaving IDLE to DONE) of a POOL descriptor (``H``, ``W`` of the input from
+    the origin of input tile A, at ``in_base``): per channel group (``tiles``), timestep and pooled row
+    (``⌈H/2⌉``), 3 window rows (input rows ``2y−1 .. 2y+1``), each read once per column part present —
+    the left tile's last column (``tile_dx`` = 0b11), A's, the right tile's (``W`` beyond A's columns) —,
+    then :data:`~spikeforge.ops.conv.SPIKE_READ_LATENCY` cycles until the last row's word is in and
+    written; independent of the spikes. ``spikes``: the input at ``in_base`` as stored, ``[T, C, H_s,
+    W_s]``: an image in one tile, or tile A of a tiled one (``W_s = max_w``)."""
+    parts = 1 + (fields["tile_dx"] == 0b11) + (fields["W"] > np.shape(spikes)[-1])
+    return fields["tiles"] * fields["T"] * ((fields["H"] + 1) // 2) * 3 * parts + SPIKE_READ_LATENCY

@@ -128,7 +128,7 @@ PROGRAM = [
                check_bits=16)),
     ("A", dict(op=OPCODES["CONV"], kernel3=0, T=2, H=3, W=6, cin=8, planes=1, tiles=3, in_base=0, weight_base=0,
                check_bits=16)),
-    (None, dict(op=OPCODES["POOL"], tiles=2, T=3, H=7, W=5, in_base=0, out_base=8, check_bits=1)),   # odd H
+    ("A", dict(op=OPCODES["POOL"], tiles=2, T=3, H=7, W=5, in_base=0, out_base=8, check_bits=1)),    # odd H
     ("B", dict(op=OPCODES["ATTENTION"], cin=4, planes=1, tiles=1, T=3, H=3, W=5, in_base=2, k_base=4, v_base=5,
                head_dim=2, weight_base=200, check_bits=16)),
     (None, dict(op=OPCODES["HEAD"], cin=6, tiles=2, T=3, H=3, W=2, sum_bits=5, check_bits=16)),
