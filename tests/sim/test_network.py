@@ -72,10 +72,25 @@ def _check(image, bundle, backend, n, build_root=None):
 @pytest.mark.parametrize("name", [n[0] for n in NETWORKS])
 def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
     bundle, n_pe = networks[name]
-    image = compile_bundle(bundle, n_pe=n_pe)
+    _check_with_cycles(compile_bundle(bundle, n_pe=n_pe), bundle)
+
+
+def test_maps_larger_than_the_spike_memory_run_in_spatial_tiles(networks):
+    """The cifar tokenizer's 8×8 maps on a spike memory of 4×4 rows and columns: its convs over 2×2 tiles
+    (each output tile's sums gathered from its neighbours' edges over several descriptors), its first
+    pool from the tiles it covers — bit-exact, and each descriptor's cycles as modelled."""
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, n_pe=n_pe, overrides={"max_h": "4", "max_w": "4"})
+    assert (image.params["max_h"], image.params["max_w"]) == (4, 4)
+    tiled = [name for name, place in image.layout["spikes"].items() if place["H"] > 4]
+    assert len(tiled) >= 3 and len(image.layout["ops"]) > len(bundle.program)
+    _check_with_cycles(image, bundle)
+
+
+def _check_with_cycles(image, bundle):
+    """:func:`_check` in the Amaranth simulator, and every descriptor's cycles equal the operations' cycle
+    model; the run's total follows from them and the cycles spent waiting for external memory."""
     results = _check(image, bundle, "amaranth", n=1)
-    # every descriptor's cycles equal the operations' cycle model, and the run's total follows from them
-    # and the cycles spent waiting for external memory
     pixels = _inputs(bundle, 1)
     modelled = network_cycles(image, trace_tensors(GoldenModel(bundle).run(pixels), pixels.numpy()))
     assert list(results["op_cycles"][0]) == modelled
