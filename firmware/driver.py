@@ -2,7 +2,7 @@
 
 The driver speaks only to a 32-bit *bus* (``await bus.write(address, value)``,
 ``await bus.write_all([(address, value), ...])``, ``await bus.read(address)``, ``await bus.wait_done()``); words wider than 32 bits it splits into the slots of
-:mod:`spikeforge.interface.regmap`. :class:`PortsBus` is that bus over the accelerator's AXI4-Lite
+:mod:`spikeforge.interface.regmap`. :class:`PortsBus` is that bus over the accelerator's Wishbone
 port on the simulation transports of :mod:`spikeforge.sim.transport` (the Amaranth simulator and
 cocotb/Verilator); a board would supply its own.
 """
@@ -13,8 +13,8 @@ from spikeforge.interface.layout import (SpatialTiles, pack_row, spike_row_layou
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.interface.external import external_bytes, table_offsets
-from spikeforge.interface.regmap import (BUS_DATA_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES, address,
-                                         identity_values, register_address, slots)
+from spikeforge.interface.regmap import (BUS_DATA_BITS, BYTE_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES,
+                                         address, identity_values, register_address, slots)
 
 __all__ = ["Driver", "PortsBus", "DriverError", "overflow_layers", "overflow_names"]
 
@@ -48,8 +48,9 @@ def overflow_names(image, log):
 
 
 class PortsBus:
-    """AXI4-Lite master on the accelerator's port ``prefix`` of a :class:`~spikeforge.sim.transport.Ports`
-    object: one transfer at a time."""
+    """Wishbone B4 pipelined master on the accelerator's port ``prefix`` of a
+    :class:`~spikeforge.sim.transport.Ports` object: one request at a time, each byte address of the
+    register map sent as its word address ``adr`` (the byte address >> 2)."""
 
     def __init__(self, ports, prefix="ctrl", done_timeout=50_000_000):
         self.ports = ports
@@ -59,53 +60,45 @@ class PortsBus:
     def _port(self, name):
         return f"{self.prefix}__{name}"
 
-    async def _handshake(self, *readies):
+    async def _request(self, addr):
+        """Present the request set up on the port until it is taken (a cycle without ``stall``), then wait
+        for its answer; raise on ``err``."""
+        port = self._port
+        await self.ports.write(port("adr"), addr >> BYTE_BITS)
+        await self.ports.write(port("stb"), 1)
         await self.ports.settle()
-        while not all(self.ports.read(self._port(ready)) for ready in readies):
+        while self.ports.read(port("stall")):
             await self.ports.tick()
         await self.ports.tick()
-
-    async def _response(self, valid, resp, address):
-        while not self.ports.read(self._port(valid)):
+        # taken: a request held one more cycle would be taken again
+        await self.ports.write(port("stb"), 0)
+        await self.ports.settle()
+        while not (self.ports.read(port("ack")) or self.ports.read(port("err"))):
             await self.ports.tick()
-        if self.ports.read(self._port(resp)):
-            raise DriverError(f"the accelerator refused the access to {address:#010x} "
-                              f"({valid[0].upper()}RESP {self.ports.read(self._port(resp))})")
+        if self.ports.read(port("err")):
+            await self.ports.write(port("cyc"), 0)
+            raise DriverError(f"the accelerator refused the access to {addr:#010x} (ERR)")
 
     async def write(self, addr, value):
         await self.write_all([(addr, value)])
 
     async def write_all(self, writes):
-        """Write each 32-bit ``value`` of ``writes`` (``(address, value)`` pairs) in order."""
+        """Write each 32-bit ``value`` of ``writes`` (``(address, value)`` pairs) in order, in one bus cycle."""
         port = self._port
-        await self.ports.write(port("bready"), 1)
+        await self.ports.write(port("cyc"), 1)
+        await self.ports.write(port("we"), 1)
         for addr, value in writes:
-            await self.ports.write(port("awaddr"), addr)
-            await self.ports.write(port("wdata"), value)
-            await self.ports.write(port("awvalid"), 1)
-            await self.ports.write(port("wvalid"), 1)
-            await self._handshake("awready", "wready")
-            # the transfer is taken: nothing valid on the channels until the next (AXI: no second take)
-            await self.ports.write(port("awvalid"), 0)
-            await self.ports.write(port("wvalid"), 0)
-            await self.ports.settle()
-            # bready takes the response at the edge after it is seen
-            await self._response("bvalid", "bresp", addr)
-        await self.ports.tick()
-        await self.ports.write(port("bready"), 0)
+            await self.ports.write(port("datwr"), value)
+            await self._request(addr)
+        await self.ports.write(port("cyc"), 0)
 
     async def read(self, addr):
         port = self._port
-        await self.ports.write(port("araddr"), addr)
-        await self.ports.write(port("arvalid"), 1)
-        await self.ports.write(port("rready"), 1)
-        await self._handshake("arready")
-        await self.ports.write(port("arvalid"), 0)
-        await self.ports.settle()
-        await self._response("rvalid", "rresp", addr)
-        value = self.ports.read(port("rdata"))
-        await self.ports.tick()
-        await self.ports.write(port("rready"), 0)
+        await self.ports.write(port("cyc"), 1)
+        await self.ports.write(port("we"), 0)
+        await self._request(addr)
+        value = self.ports.read(port("datrd"))
+        await self.ports.write(port("cyc"), 0)
         return value
 
     async def wait_done(self):

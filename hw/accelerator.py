@@ -8,7 +8,7 @@ from spikeforge.interface.regmap import (CTRL_BITS, OVERFLOW_LOG_BITS, REGISTERS
                                         identity_values, window, word_bits)
 
 from .burst_arbiter import BurstArbiter
-from .bus import axi4_lite_signature, axi4_read_signature
+from .bus import axi4_read_signature, wishbone_signature
 from .control_slave import ControlSlave
 from .engine import HOST_READ_LATENCY, Engine
 from .logic import enabled_parts, registered_select, replicated
@@ -19,7 +19,7 @@ __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    """The whole Spikingformer accelerator: a 32-bit AXI4-Lite control slave and an AXI4 read master
+    """The whole Spikingformer accelerator: a 32-bit Wishbone B4 pipelined control slave and an AXI4 read master
     to external memory.
 
     The program, weights, biases and thresholds stay in external memory (at the ``*_BASE`` registers);
@@ -35,12 +35,12 @@ class Accelerator(wiring.Component):
     Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
     writes the table bases and the input, writes ``START_PC``/``STOP_PC``, writes ``CTRL.START``,
     waits for ``done`` (or polls ``STATUS.DONE``) and reads the results. Memory windows take writes
-    only while the accelerator is not busy (else ``SLVERR``).
+    only while the accelerator is not busy (else the bus answers ``err``).
 
     Ports
     -----
-    ctrl : In(axi4_lite_signature(address_layout(params).address_bits))
-        The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`), its address as wide as
+    ctrl : In(wishbone_signature(address_layout(params).word_address_bits))
+        The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`), its word address as wide as
         the build needs (:func:`~spikeforge.interface.regmap.address_layout`).
     mem : Out(axi4_read_signature(params.memory_address_bits))
         The external memory master (INCR bursts of 32-bit beats).
@@ -50,7 +50,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, params):
         self.params = params
-        super().__init__({"ctrl": In(axi4_lite_signature(address_layout(params).address_bits)),
+        super().__init__({"ctrl": In(wishbone_signature(address_layout(params).word_address_bits)),
                           "mem": Out(axi4_read_signature(params.memory_address_bits)), "done": Out(1)})
 
     def elaborate(self, platform):
@@ -112,7 +112,7 @@ class Accelerator(wiring.Component):
         csr_write = host_write & (win == window("CSR").index)
         # START acts the cycle after its write, from a register: the decode does not reach the readers'
         # flush and the sequencer in the same cycle. DONE is cleared by the write itself, so that it is
-        # low when the write's response is (a master may look at it as soon as the write completes).
+        # low when the write's ack is (a master may look at it as soon as the write completes).
         start_write, start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]], Signal()
         m.d.sync += start.eq(start_write)
         clear_overflow = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["CLEAR_OVERFLOW"]]

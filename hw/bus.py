@@ -1,17 +1,16 @@
-"""Signatures of the standard buses the accelerator speaks (Wishbone B4 pipelined; AMBA AXI4-Lite, AXI4), seen
+"""Signatures of the standard buses the accelerator speaks (Wishbone B4 pipelined; AMBA AXI4), seen
 from the master.
 
-A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the AXI names,
-so a flattened port reads ``<port>__awaddr`` — the names third-party bus models (cocotbext-axi)
-find with the prefix ``<port>_``.
+A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the names
+third-party bus models (cocotbext-wishbone, cocotbext-axi) find with the prefix ``<port>_``, so a
+flattened port reads ``<port>__cyc``, ``<port>__araddr``.
 
 The accelerator's ports carry only the signals it uses, as AXI allows for optional signals (their
 absence means AXI's default value); every pin counts on an FPGA package:
 
-* the AXI4-Lite slave (:func:`axi4_lite_signature`) has no ``AWPROT``/``ARPROT`` — it grants every
-  access whatever its protection type, so an AXI4-Lite slave may leave them out (an interconnect leaves
-  them unconnected) — and no ``WSTRB``: every write stores a whole 32-bit slot, AXI's default of all
-  strobes set (a master's partial write would write the whole slot, as before when the slave ignored them);
+* the control slave (:func:`wishbone_signature`) has one address, strobe and acknowledge for reads
+  and writes, and no ``sel`` (every request carries a whole 32-bit slot), ``rty``, ``cti``, ``bte``, tags
+  or ``lock``;
 * the AXI4 read master (:func:`axi4_read_signature`) has no ``ARID``/``RID`` (one ID, AXI's default 0:
   the data return in order), no ``ARSIZE`` (every beat is the full bus width, AXI's default) and no
   ``ARBURST`` (every burst is INCR, AXI's default), nor any of ``ARLOCK``, ``ARCACHE``, ``ARPROT``,
@@ -24,12 +23,8 @@ which drives the omitted signals with those defaults (:func:`axi4_full_read_sign
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "axi4_lite_signature", "axi4_read_signature",
-           "axi4_full_read_signature", "wishbone_signature"]
+__all__ = ["BURST_INCR", "axi4_read_signature", "axi4_full_read_signature", "wishbone_signature"]
 
-#: AXI response codes (BRESP, RRESP).
-RESP_OKAY = 0b00
-RESP_SLVERR = 0b10
 #: AXI burst type of incrementing bursts (ARBURST).
 BURST_INCR = 0b01
 
@@ -37,21 +32,6 @@ BURST_INCR = 0b01
 def _check_addr_bits(addr_bits):
     if not isinstance(addr_bits, int) or isinstance(addr_bits, bool) or not 1 <= addr_bits <= 64:
         raise ValueError(f"addr_bits must be an integer in 1..64, not {addr_bits!r}")
-
-
-def axi4_lite_signature(addr_bits, data_bits=32):
-    """AXI4-Lite: write address, write data, write response, read address and read data channels,
-    without ``AWPROT``, ``ARPROT`` and ``WSTRB`` (see the module's docstring)."""
-    _check_addr_bits(addr_bits)
-    if data_bits not in (32, 64):
-        raise ValueError(f"AXI4-Lite data_bits must be 32 or 64, not {data_bits!r}")
-    return wiring.Signature({
-        "awaddr": Out(addr_bits), "awvalid": Out(1), "awready": In(1),
-        "wdata": Out(data_bits), "wvalid": Out(1), "wready": In(1),
-        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-        "araddr": Out(addr_bits), "arvalid": Out(1), "arready": In(1),
-        "rdata": In(data_bits), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-    })
 
 
 def _check_read_data_bits(data_bits):

@@ -1,51 +1,55 @@
-"""Control slave: the 32-bit AXI4-Lite port in front of the accelerator's registers and memory windows."""
+"""Control slave: the 32-bit Wishbone B4 pipelined port in front of the accelerator's registers and memory windows."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.regmap import BUS_DATA_BITS, AddressLayout
 
-from .bus import RESP_OKAY, RESP_SLVERR, axi4_lite_signature
+from .bus import wishbone_signature
 
 __all__ = ["ControlSlave", "bus_address"]
 
 
 def bus_address(layout):
-    """The layout of a control-bus byte address with the field widths of ``layout``
-    (:class:`~spikeforge.interface.regmap.AddressLayout`)."""
-    return data.StructLayout(layout.field_bits())
+    """The layout of a control-bus word address (Wishbone ``adr``: the byte address without its byte field)
+    with the field widths of ``layout`` (:class:`~spikeforge.interface.regmap.AddressLayout`)."""
+    return data.StructLayout({field: bits for field, bits in layout.field_bits().items() if field != "byte"})
 
 
 class ControlSlave(wiring.Component):
-    """Turns AXI4-Lite transfers into word accesses ``{window, offset}`` of up to ``word_bits`` bits.
+    """Turns Wishbone requests into word accesses ``{window, offset}`` of up to ``word_bits`` bits.
 
     A write to slot ``s`` replaces those 32 bits of a staging word and stores the whole staged word
-    (the bus has no ``WSTRB``: every write carries a full slot). A read presents ``{window, offset}`` from
-    its address handshake on and returns slot ``s`` of the word the core answers with ``read_latency``
-    cycles later. One transfer at a time: a read waits for a pending write, a write for a pending
-    read. The write address and data are taken into registers independently
-    (``AWREADY``/``WREADY``/``ARREADY`` depend on the slave's registers only, never combinationally
-    on the master's signals); the write is presented to the core the second cycle after both are in,
-    from registers, as the read's address is.
+    (the bus has no ``sel``: every write carries a full slot). A read presents ``{window, offset}`` to
+    the core and answers with slot ``s`` of the word the core returns ``read_latency`` cycles later.
+
+    One request at a time: ``stall`` is high from the cycle after a request is taken until the cycle of
+    its answer, in which the next request may be taken. A request taken in cycle ``r`` is presented to the
+    core from registers — its window and offset from cycle ``r + 1`` on; a write's word and strobe in cycle
+    ``r + 2``, the slot merged into the staged word in between — and answered with ``ack`` (``datrd`` for
+    a read) or, for a write the core refuses, ``err``: a write in cycle ``r + 3``, after the core took
+    it, a read in cycle ``r + 2 + read_latency``. ``stall``, ``ack``, ``err`` and ``datrd`` are
+    flip-flops. A master that drops ``cyc`` before the answer abandons its request: the request is carried
+    out (a write still reaches the core), the answer withheld.
 
     Addresses have the fields of ``layout`` (:func:`~spikeforge.interface.regmap.address_layout` of the
-    build parameters).
+    build parameters) without the byte field (:func:`bus_address`).
 
     Ports
     -----
-    bus : In(axi4_lite_signature(layout.address_bits))
-        The AXI4-Lite slave. ``BRESP`` is ``SLVERR`` when the core refused the write (``reject``).
+    bus : In(wishbone_signature(layout.word_address_bits))
+        The Wishbone B4 pipelined slave. ``err`` answers a write the core refused (``reject``).
     we : Out(1)
         A word write this cycle, to ``window``/``offset`` with ``wdata`` (registers, as are
         ``window``, ``offset`` and ``wdata``; ``we`` is a register gated by ``reject``).
     window : Out(layout.window_bits)
     offset : Out(layout.offset_bits)
-        The word addressed this cycle (a write's, else the read's).
+        The word of the request last taken.
     wdata : Out(word_bits)
     reject : In(1)
-        The core refuses the write presented this cycle (answered with ``SLVERR``).
+        The core refuses the write presented this cycle (answered with ``err``).
     rdata : In(word_bits)
         The word at the ``window``/``offset`` of ``read_latency`` cycles earlier.
     """
@@ -59,7 +63,7 @@ class ControlSlave(wiring.Component):
         if not isinstance(read_latency, int) or read_latency < 1:
             raise ValueError(f"read_latency must be a positive number of cycles, not {read_latency!r}")
         self.word_bits, self.layout, self.read_latency = word_bits, layout, read_latency
-        super().__init__({"bus": In(axi4_lite_signature(layout.address_bits, BUS_DATA_BITS)),
+        super().__init__({"bus": In(wishbone_signature(layout.word_address_bits, BUS_DATA_BITS)),
                           "we": Out(1), "window": Out(layout.window_bits), "offset": Out(layout.offset_bits),
                           "wdata": Out(word_bits), "reject": In(1), "rdata": In(word_bits)})
 
@@ -69,55 +73,47 @@ class ControlSlave(wiring.Component):
         n_slots = ceil_div(self.word_bits, BUS_DATA_BITS)
         slot_layout = data.ArrayLayout(BUS_DATA_BITS, n_slots)
         staged = Signal(slot_layout)
-        address_layout = bus_address(self.layout)
-        write_address, write_data = Signal(address_layout), Signal(BUS_DATA_BITS)
-        address_in, data_in = Signal(), Signal()     # the write's address, data taken
-        read_address = Signal(address_layout)
+        request = data.View(bus_address(self.layout), bus.adr)
+        slot, write_data = Signal.like(request.slot), Signal(BUS_DATA_BITS)   # of the request taken
+        merging, written = Signal(), Signal()     # a write's cycle into the staging word, its cycle at the core
+        reading = Signal()
+        read_wait = Signal(range(self.read_latency + 1))   # cycles until the core's word is there
+        abandoned = Signal()      # cyc has dropped since the request was taken: no answer
+        answer = Signal()
+        m.d.comb += [answer.eq(bus.cyc & ~abandoned), self.we.eq(written & ~self.reject)]
+        m.d.sync += [bus.ack.eq(0), bus.err.eq(0)]
 
-        read_busy = Signal()      # from the read address handshake to the read data handshake
-        read_wait = Signal(range(self.read_latency + 1))   # cycles until the core's word is there, then 0
-        # the core sees a transfer through registers: the word, its window and offset and the write
-        # strobe leave the slave from flip-flops (the core's address decoders start at them)
-        issue_write, written = Signal(), Signal()   # the write goes to the registers / is presented now
-        window, offset = Signal.like(self.window), Signal.like(self.offset)
-        m.d.comb += [issue_write.eq(address_in & data_in & ~read_busy & ~written & ~bus.bvalid),
-                     bus.awready.eq(~address_in), bus.wready.eq(~data_in),
-                     bus.arready.eq(~read_busy & ~address_in & ~data_in & ~written & ~bus.bvalid),
-                     self.window.eq(window), self.offset.eq(offset), self.we.eq(written & ~self.reject)]
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [write_address.eq(bus.awaddr), address_in.eq(1)]
-        with m.If(bus.wvalid & bus.wready):
-            m.d.sync += [write_data.eq(bus.wdata), data_in.eq(1)]
+        with m.If(bus.cyc & bus.stb & ~bus.stall):
+            m.d.sync += [bus.stall.eq(1), abandoned.eq(0), self.window.eq(request.window),
+                         self.offset.eq(request.offset), slot.eq(request.slot), write_data.eq(bus.datwr),
+                         merging.eq(bus.we), reading.eq(~bus.we), read_wait.eq(self.read_latency)]
+        with m.Elif(~bus.cyc):
+            m.d.sync += abandoned.eq(1)
+
         merged = Signal(slot_layout)
         m.d.comb += merged.eq(staged)
-        for slot in range(n_slots):
-            with m.If(write_address.slot == slot):
-                m.d.comb += merged[slot].eq(write_data)
-        m.d.sync += written.eq(issue_write)
-        with m.If(issue_write):
-            m.d.sync += [staged.eq(merged), self.wdata.eq(merged), window.eq(write_address.window),
-                         offset.eq(write_address.offset), address_in.eq(0), data_in.eq(0)]
+        for index in range(n_slots):
+            with m.If(slot == index):
+                m.d.comb += merged[index].eq(write_data)
+        with m.If(merging):
+            m.d.sync += [staged.eq(merged), self.wdata.eq(merged), merging.eq(0), written.eq(1)]
         with m.If(written):
-            m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(Mux(self.reject, RESP_SLVERR, RESP_OKAY))]
-        with m.Elif(bus.bready):
-            m.d.sync += bus.bvalid.eq(0)
-        with m.If(bus.arvalid & bus.arready):
-            read_fields = data.View(address_layout, bus.araddr)
-            m.d.sync += [read_address.eq(bus.araddr), window.eq(read_fields.window), offset.eq(read_fields.offset),
-                         read_busy.eq(1), read_wait.eq(self.read_latency)]
-        with m.If(read_wait == 1):
-            m.d.sync += [read_wait.eq(0), bus.rvalid.eq(1)]
-        with m.Elif(read_wait != 0):
-            m.d.sync += read_wait.eq(read_wait - 1)
-        with m.If(bus.rvalid & bus.rready):
-            m.d.sync += [bus.rvalid.eq(0), read_busy.eq(0)]
+            m.d.sync += [written.eq(0), bus.stall.eq(0), bus.ack.eq(answer & ~self.reject),
+                         bus.err.eq(answer & self.reject)]
+
         # the core's word follows its address by read_latency cycles and holds while the address does
         padded = Signal(n_slots * BUS_DATA_BITS)
         m.d.comb += padded.eq(self.rdata)
         words = data.View(slot_layout, padded)
-        with m.Switch(read_address.slot):
-            for slot in range(n_slots):
-                with m.Case(slot):
-                    m.d.comb += bus.rdata.eq(words[slot])
-        m.d.comb += bus.rresp.eq(RESP_OKAY)
+        with m.If(reading):
+            with m.If(read_wait == 0):
+                m.d.sync += [reading.eq(0), bus.stall.eq(0), bus.ack.eq(answer)]
+                with m.Switch(slot):
+                    for index in range(n_slots):
+                        with m.Case(index):
+                            m.d.sync += bus.datrd.eq(words[index])
+                    with m.Default():     # a slot beyond the word
+                        m.d.sync += bus.datrd.eq(0)
+            with m.Else():
+                m.d.sync += read_wait.eq(read_wait - 1)
         return m

@@ -4,12 +4,13 @@ The hardware (``hw/accelerator.py``), the Python driver (``firmware/driver.py``)
 (:func:`spikeforge.firmware.cheader.c_header`) and the documentation table (``docs/firmware.md``)
 are all derived from these tables.
 
-The host reaches the accelerator through a 32-bit AXI4-Lite slave (``hw/control_slave.py``). A byte
-address is ``{window, slot, offset, 00}``: the window, the 32-bit slot of a word, the word's offset in
-the window and the byte. The fields are as wide as the build parameters need (:func:`address_layout`):
-the window field holds the window indices, the offset field the deepest window's words
-(:func:`window_depth`), the slot field the slots of the widest word (:func:`host_word_bits`), so the
-control port of the top has :func:`control_address_bits` address bits and no more. The registers
+The host reaches the accelerator through a 32-bit Wishbone B4 pipelined slave (``hw/control_slave.py``).
+Software addresses bytes: a byte address is ``{window, slot, offset, 00}``: the window, the 32-bit slot
+of a word, the word's offset in the window and the byte; the bus carries the word address without the byte
+field (Wishbone ``adr``, the byte address >> 2). The fields are as wide as the build parameters need
+(:func:`address_layout`): the window field holds the window indices, the offset field the deepest window's
+words (:func:`window_depth`), the slot field the slots of the widest word (:func:`host_word_bits`), so byte
+addresses have :func:`control_address_bits` bits and the control port of the top two fewer. The registers
 (window ``CSR``, index 0, one slot) therefore lie at ``offset << 2`` in every build: a host reads the
 identity registers — ``ADDRESS`` among them, the field widths — before it trusts any other address.
 
@@ -195,7 +196,12 @@ class AddressLayout(NamedTuple):
     @property
     def address_bits(self):
         """Byte address bits: every field, the byte included."""
-        return self.window_bits + self.slot_bits + self.offset_bits + BYTE_BITS
+        return self.word_address_bits + BYTE_BITS
+
+    @property
+    def word_address_bits(self):
+        """Word address bits (the control bus's Wishbone ``adr``, the byte address without its byte field)."""
+        return self.window_bits + self.slot_bits + self.offset_bits
 
     def field_bits(self):
         """``{field: bits}`` in :data:`ADDRESS_FIELDS` order (lowest first)."""

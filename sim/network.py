@@ -50,7 +50,7 @@ async def network_testbench(ports, image, inputs, check, progress=None):
 
 async def run_on_bus(bus, image, inputs, check, progress=None):
     """:func:`network_testbench` through any driver bus (:class:`~spikeforge.firmware.driver.PortsBus`
-    or another AXI4-Lite master)."""
+    or another Wishbone master)."""
     driver = Driver(bus)
     await driver.load(image)
     layout = image.layout

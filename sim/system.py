@@ -5,11 +5,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.hw.accelerator import Accelerator
-from spikeforge.hw.bus import axi4_lite_signature
+from spikeforge.hw.bus import wishbone_signature
 from spikeforge.hw.netlist import runtime_verilog
 from spikeforge.interface.bits import next_power_of_two
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.interface.regmap import control_address_bits
+from spikeforge.interface.regmap import address_layout
 
 from .memory_model import MemoryModel, with_preload
 
@@ -33,7 +33,7 @@ class System(wiring.Component):
 
     Ports
     -----
-    ctrl : In(axi4_lite_signature(control_address_bits(params)))
+    ctrl : In(wishbone_signature(address_layout(params).word_address_bits))
         The accelerator's control slave.
     done : Out(1)
         The accelerator's interrupt line.
@@ -44,7 +44,7 @@ class System(wiring.Component):
         self.memory = dict(depth=memory_words, addr_bits=params.memory_address_bits, latency=latency,
                            bytes_per_cycle=bytes_per_cycle, init=init)
         MemoryModel(**self.memory)._MustUse__silence = True   # the model's arguments, checked now
-        super().__init__({"ctrl": In(axi4_lite_signature(control_address_bits(params))), "done": Out(1)})
+        super().__init__({"ctrl": In(wishbone_signature(address_layout(params).word_address_bits)), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()

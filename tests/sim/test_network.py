@@ -124,26 +124,41 @@ def test_random_network_is_bit_exact_in_verilator(networks, shared_overrides, sh
     _check(image, bundle, "verilator", n=1, build_root=shared_build / "verilator")
 
 
-class _AxiLiteMasterBus:
-    """The driver's bus on cocotbext-axi's AXI4-Lite master: a third-party model of the protocol."""
+#: Cycles cocotbext-wishbone's master waits for a request to be taken or answered before it fails the test.
+WISHBONE_TIMEOUT = 100
+
+
+class _WishboneMasterBus:
+    """The driver's bus on cocotbext-wishbone's pipelined master: a third-party model of the protocol, one bus
+    cycle per ``write_all`` or ``read``."""
 
     def __init__(self, dut):
         from cocotb.triggers import RisingEdge
-        from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+        from cocotbext.wishbone.driver import WishboneMaster
 
-        self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "ctrl_"), dut.clk, dut.rst)
+        # the master binds <name>_<signal>, the port's flattened names are ctrl__<signal>
+        self.master = WishboneMaster(dut, "ctrl_", dut.clk, timeout=WISHBONE_TIMEOUT, width=regmap.BUS_DATA_BITS)
         self.done = lambda: RisingEdge(dut.done)
         self.dut = dut
 
+    async def _cycle(self, accesses):
+        """``(byte address, value or None for a read)`` pairs in one bus cycle; each must be acknowledged."""
+        from cocotbext.wishbone.driver import WBOp
+
+        results = await self.master.send_cycle([WBOp(addr >> regmap.BYTE_BITS, value, acktimeout=WISHBONE_TIMEOUT)
+                                                for addr, value in accesses])
+        assert [result.ack for result in results] == [1] * len(accesses), "ACK (1) for each, not ERR (2)"
+        return results
+
     async def write(self, addr, value):
-        await self.master.write_dword(addr, value)
+        await self._cycle([(addr, value)])
 
     async def write_all(self, writes):
-        for addr, value in writes:
-            await self.master.write_dword(addr, value)
+        await self._cycle(writes)
 
     async def read(self, addr):
-        return await self.master.read_dword(addr)
+        result, = await self._cycle([(addr, None)])
+        return result.datrd.to_unsigned()
 
     async def wait_done(self):
         if not self.dut.done.value:
@@ -151,7 +166,7 @@ class _AxiLiteMasterBus:
 
 
 async def third_party_master_testbench(ports):
-    """Verilator side of the compliance test: the network of the job file through cocotbext-axi."""
+    """Verilator side of the compliance test: the network of the job file through cocotbext-wishbone."""
     import json
     import os
     from pathlib import Path
@@ -160,14 +175,14 @@ async def third_party_master_testbench(ports):
     from spikeforge.sim.network import run_on_bus
 
     job = json.loads(Path(os.environ["SPIKEFORGE_AXI_JOB"]).read_text())
-    results = await run_on_bus(_AxiLiteMasterBus(ports.dut), load_image(job["image"]), np.load(job["inputs"]),
+    results = await run_on_bus(_WishboneMasterBus(ports.dut), load_image(job["image"]), np.load(job["inputs"]),
                                check=True)
     np.savez(job["results"], **results)
     return len(results["cycles"])
 
 
-def test_control_bus_complies_with_a_third_party_axi_master(networks, shared_overrides, shared_build, tmp_path):
-    """cocotbext-axi's AxiLiteMaster (not our driver's bus) loads a network, runs it and reads every layer
+def test_control_bus_complies_with_a_third_party_wishbone_master(networks, shared_overrides, shared_build, tmp_path):
+    """cocotbext-wishbone's WishboneMaster (not our driver's bus) loads a network, runs it and reads every layer
     back through the control slave; the results are bit-exact with the golden model."""
     from spikeforge.firmware.image import EXTERNAL, external_image
     from spikeforge.sim.memory_model import PRELOAD_PLUSARG
@@ -200,15 +215,15 @@ def bare_accelerator(**params):
 
     from spikeforge.hw.accelerator import Accelerator
     from spikeforge.hw.axi4_read_defaults import Axi4ReadDefaults
-    from spikeforge.hw.bus import axi4_full_read_signature, axi4_lite_signature
+    from spikeforge.hw.bus import axi4_full_read_signature, wishbone_signature
     from spikeforge.interface.params import AcceleratorParams
-    from spikeforge.interface.regmap import control_address_bits
+    from spikeforge.interface.regmap import address_layout
 
     p = AcceleratorParams(**params)
 
     class WithFullReadChannels(wiring.Component):
         def __init__(self):
-            super().__init__({"ctrl": In(axi4_lite_signature(control_address_bits(p))),
+            super().__init__({"ctrl": In(wishbone_signature(address_layout(p).word_address_bits)),
                               "mem": Out(axi4_full_read_signature(p.memory_address_bits)), "done": Out(1)})
 
         def elaborate(self, platform):
