@@ -1,37 +1,30 @@
-"""Signatures of the standard buses the accelerator speaks (Wishbone B4 pipelined; AMBA AXI4-Lite, AXI4), seen
+"""Signatures of the standard buses the accelerator speaks (Wishbone B4 pipelined; AMBA AXI4-Lite), seen
 from the master.
 
-A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the AXI names,
-so a flattened port reads ``<port>__awaddr`` — the names third-party bus models (cocotbext-axi)
-find with the prefix ``<port>_``.
+A slave port is ``In(signature)``, a master port ``Out(signature)``. Members carry the names
+third-party bus models find with a prefix: a flattened port reads ``<port>__awaddr`` (cocotbext-axi's
+``<port>_`` prefix), ``<port>__cyc`` (cocotbext-wishbone's).
 
-The accelerator's ports carry only the signals it uses, as AXI allows for optional signals (their
-absence means AXI's default value); every pin counts on an FPGA package:
+The accelerator's ports carry only the signals it uses; every pin counts on an FPGA package:
 
+* the external memory master (:func:`wishbone_signature`) is Wishbone B4 pipelined, reads and writes on
+  the same pins, with word addresses (every transfer is a whole 32-bit word, so there is no ``sel``)
+  and without ``rty``, ``cti``, ``bte``, ``lock`` or tags: a slave answers every request with ``ack``
+  or ``err``, in order;
 * the AXI4-Lite slave (:func:`axi4_lite_signature`) has no ``AWPROT``/``ARPROT`` — it grants every
   access whatever its protection type, so an AXI4-Lite slave may leave them out (an interconnect leaves
   them unconnected) — and no ``WSTRB``: every write stores a whole 32-bit slot, AXI's default of all
-  strobes set (a master's partial write would write the whole slot, as before when the slave ignored them);
-* the AXI4 read master (:func:`axi4_read_signature`) has no ``ARID``/``RID`` (one ID, AXI's default 0:
-  the data return in order), no ``ARSIZE`` (every beat is the full bus width, AXI's default) and no
-  ``ARBURST`` (every burst is INCR, AXI's default), nor any of ``ARLOCK``, ``ARCACHE``, ``ARPROT``,
-  ``ARQOS``, ``ARREGION``, ``ARUSER``.
-
-A slave that wants the full set gets it from :class:`~spikeforge.hw.axi4_read_defaults.Axi4ReadDefaults`,
-which drives the omitted signals with those defaults (:func:`axi4_full_read_signature`).
+  strobes set (a master's partial write would write the whole slot, as before when the slave ignored them).
 """
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "axi4_lite_signature", "axi4_read_signature",
-           "axi4_full_read_signature", "wishbone_signature"]
+__all__ = ["RESP_OKAY", "RESP_SLVERR", "axi4_lite_signature", "wishbone_signature"]
 
 #: AXI response codes (BRESP, RRESP).
 RESP_OKAY = 0b00
 RESP_SLVERR = 0b10
-#: AXI burst type of incrementing bursts (ARBURST).
-BURST_INCR = 0b01
 
 
 def _check_addr_bits(addr_bits):
@@ -51,36 +44,6 @@ def axi4_lite_signature(addr_bits, data_bits=32):
         "bresp": In(2), "bvalid": In(1), "bready": Out(1),
         "araddr": Out(addr_bits), "arvalid": Out(1), "arready": In(1),
         "rdata": In(data_bits), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-    })
-
-
-def _check_read_data_bits(data_bits):
-    if data_bits not in (32, 64, 128):
-        raise ValueError(f"AXI4 data_bits must be 32, 64 or 128, not {data_bits!r}")
-
-
-def axi4_read_signature(addr_bits, data_bits=32):
-    """AXI4 read address and read data channels of the accelerator's master: INCR bursts of up to 256
-    full-width beats, one ID (no ``ARID``, ``RID``, ``ARSIZE``, ``ARBURST``: see the module's docstring)."""
-    _check_addr_bits(addr_bits)
-    _check_read_data_bits(data_bits)
-    return wiring.Signature({
-        "araddr": Out(addr_bits), "arlen": Out(8), "arvalid": Out(1), "arready": In(1),
-        "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
-    })
-
-
-def axi4_full_read_signature(addr_bits, data_bits=32, id_bits=1):
-    """:func:`axi4_read_signature` with ``ARID``/``RID`` of ``id_bits``, ``ARSIZE`` and ``ARBURST``: the
-    read channels as slaves that require them (cocotbext-axi's ``AxiRamRead``) expect them."""
-    _check_addr_bits(addr_bits)
-    _check_read_data_bits(data_bits)
-    if not isinstance(id_bits, int) or not 1 <= id_bits <= 32:
-        raise ValueError(f"id_bits must be an integer in 1..32, not {id_bits!r}")
-    return wiring.Signature({
-        "arid": Out(id_bits), "araddr": Out(addr_bits), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
-        "arvalid": Out(1), "arready": In(1),
-        "rid": In(id_bits), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
     })
 
 

@@ -105,16 +105,18 @@ USER_IO = 197
 
 def test_the_digits_top_fits_the_pins_of_its_package():
     """Its ports are as narrow as the build needs: the control address holds 3 window, 4 slot (480-bit stream
-    words) and 10 offset bits (1024 spike-memory words), the memory address 25 bits (32 MB); no AWPROT,
-    ARPROT, WSTRB, ARID, RID, ARSIZE, ARBURST. Yosys counts the pins as ``spikeforge synth`` does."""
+    words) and 10 offset bits (1024 spike-memory words), the memory master's word address 23 bits (32 MB), its
+    reads and writes on the same 32-bit data pins (93 pins in all); no AWPROT, ARPROT, WSTRB, nor Wishbone's
+    SEL, RTY, CTI, BTE. Yosys counts the pins as ``spikeforge synth`` does."""
     params = AcceleratorParams(**DIGITS)
     top = Accelerator(params)
     widths = {"__".join(map(str, path)): len(value) for path, _, value in top.signature.flatten(top)}
-    assert widths["ctrl__awaddr"] == widths["ctrl__araddr"] == 3 + 4 + 10 + 2 and widths["mem__araddr"] == 25
-    assert not {"ctrl__awprot", "ctrl__arprot", "ctrl__wstrb", "mem__arid", "mem__rid", "mem__arsize",
-                "mem__arburst"} & set(widths)
+    assert widths["ctrl__awaddr"] == widths["ctrl__araddr"] == 3 + 4 + 10 + 2 and widths["mem__adr"] == 23
+    assert not {"ctrl__awprot", "ctrl__arprot", "ctrl__wstrb", "mem__sel", "mem__rty", "mem__cti",
+                "mem__bte"} & set(widths)
+    assert sum(width for name, width in widths.items() if name.startswith("mem__")) == 93
     pins = yosys_port_bits(accelerator_verilog(params), TOP_NAME)
-    assert pins == io_bits(top) == 191 <= USER_IO
+    assert pins == io_bits(top) == 212 <= USER_IO
 
 
 def test_verilog_command_is_byte_identical_across_runs(tmp_path):
