@@ -60,6 +60,12 @@ class _CocotbPorts(Ports):
         # one-bit ports read as a Logic, wider ones as a LogicArray
         return int(value) if isinstance(value, Logic) else value.to_unsigned()
 
+    def _peek(self, path, index):
+        handle = self.dut
+        for name in path:
+            handle = getattr(handle, name)
+        return handle[index].value.to_unsigned()
+
     async def _tick(self, n):
         await ClockCycles(self._clk, n)
         # The falling edge is half a period after the rising one, long after it settled.
