@@ -8,12 +8,13 @@ from types import SimpleNamespace
 from amaranth import Cat, Const, Mux, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 
-from spikeforge.interface.external import row_stride
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.external import BEAT_BITS, row_stride
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
            "enabled_parts", "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "ring_after",
-           "row_address", "sign_extended", "spike_group"]
+           "row_address", "sign_extended", "spike_group", "table_rows"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -207,6 +208,16 @@ def descriptor_copy(m, desc, fields):
     m.d.sync += [copy.eq(getattr(desc, name)) for name, copy in copies.items()]
     return SimpleNamespace(**copies)
 
+
+
+def table_rows(port, row_bits, depth, tag_bits):
+    """Set on ``port`` (a reader or writer of a table in external memory) its rows of ``row_bits``, its
+    ring of ``depth`` rows (at least 2: one on its way while another is used), the ``tag_bits`` of a row
+    number and the ``beats`` of a row (32-bit words)."""
+    if depth < 2:
+        raise ValueError(f"depth must be at least 2, not {depth!r}")
+    port.row_bits, port.depth, port.tag_bits = row_bits, depth, tag_bits
+    port.beats = ceil_div(row_bits, BEAT_BITS)
 
 
 def ring_after(position, depth):

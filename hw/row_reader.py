@@ -8,7 +8,7 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.external import BEAT_BITS
 
 from .burst_arbiter import burst_signature
-from .logic import FANOUT_SUFFIX, ring_after, row_address
+from .logic import FANOUT_SUFFIX, ring_after, row_address, table_rows
 
 __all__ = ["SERVE_FANOUT", "RowReader"]
 
@@ -66,10 +66,7 @@ class RowReader(wiring.Component):
     """
 
     def __init__(self, row_bits, depth, tag_bits, addr_bits):
-        if depth < 2:
-            raise ValueError(f"depth must be at least 2, not {depth!r}")
-        self.row_bits, self.depth, self.tag_bits = row_bits, depth, tag_bits
-        self.beats = ceil_div(row_bits, BEAT_BITS)
+        table_rows(self, row_bits, depth, tag_bits)
         super().__init__({
             "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1), "waiting_next": Out(1),
             "stall": In(1), "flush": In(1), "invalidate": In(1), "active": In(1), "base": In(addr_bits),

@@ -253,3 +253,10 @@ def test_done_rises_once_the_runs_writes_have_landed():
     assert landed - last_write > latency and landed < done <= landed + 3
     assert read_back == rows
     assert cycles - stalls == END_CYCLES
+
+
+@pytest.mark.parametrize("make", [lambda: RowWriter(ROW_BITS, 1, TAG_BITS, ADDR_BITS),
+                                  lambda: RowReader(ROW_BITS, 1, TAG_BITS, ADDR_BITS)])
+def test_a_ring_of_one_row_is_refused(make):
+    with pytest.raises(ValueError, match="^depth must be at least 2, not 1$"):
+        make()
