@@ -10,10 +10,13 @@ from spikeforge.interface.external import BEAT_BITS
 from .burst_arbiter import burst_signature
 from .logic import FANOUT_SUFFIX, ring_after, row_address, table_rows
 
-__all__ = ["SERVE_FANOUT", "RowReader"]
+__all__ = ["SERVE_FANOUT", "BURSTS_IN_FLIGHT", "RowReader"]
 
 #: Bits of ``data`` whose clock enables one copy of a reader's hit logic drives.
 SERVE_FANOUT = 128
+#: Bursts a reader has in flight at most: the arbiter sends the next one's requests while the answers
+#: to the previous one come, so that the rows of a stream follow one another at the memory's pace.
+BURSTS_IN_FLIGHT = 2
 
 
 class RowReader(wiring.Component):
@@ -23,18 +26,18 @@ class RowReader(wiring.Component):
 
     The engine reads rows mostly in sequence (a layer's weight rows, a tile's bias and threshold
     rows, descriptors), so the reader keeps fetching the rows after the last one asked for into a
-    ring of ``depth`` rows while the engine computes; a request for the row served last, or for the
-    ring's head, is a hit. A request that is not a hit sets ``waiting`` from the next cycle until the
-    row is in ``data``: the accelerator stalls its core (``stall``) meanwhile. A row off the stream
-    starts it over there in the next cycle (the ring emptied, a burst in flight discarded).
-    ``waiting_next`` is its value in the next cycle, from which the accelerator registers the core's
-    enables (one copy per unit, so that no single net reaches every flip-flop of the core); the
-    request's address meets two carry chains before it (its difference to the row served last, and
-    the decision). Prefetching runs while ``active``.
+    ring of ``depth`` rows while the engine computes, :data:`BURSTS_IN_FLIGHT` bursts at a time; a
+    request for the row served last, or for the ring's head, is a hit. A request that is not a hit
+    sets ``waiting`` from the next cycle until the row is in ``data``: the accelerator stalls its core
+    (``stall``) meanwhile. A row off the stream starts it over there in the next cycle (the ring
+    emptied, the bursts in flight discarded). ``waiting_next`` is its value in the next cycle, from
+    which the accelerator registers the core's enables (one copy per unit, so that no single net
+    reaches every flip-flop of the core); the request's address meets two carry chains before it (its
+    difference to the row served last, and the decision). Prefetching runs while ``active``.
 
     A table the accelerator also writes (SPILL, :class:`~spikeforge.hw.row_writer.RowWriter`) never
     serves a row older than a write to it: every write taken makes the reader forget every row
-    (``invalidate``: the ring, the row served last, a burst in flight), a request in the same cycle
+    (``invalidate``: the ring, the row served last, the bursts in flight), a request in the same cycle
     misses, and no burst starts until the writes have landed (``active`` low while the writer is not
     ``empty``). So a read sees every write taken before it or in its cycle, and the prefetch never
     holds a row across a write.
@@ -94,12 +97,14 @@ class RowReader(wiring.Component):
 
         served = Signal()                    # ``data`` holds a row
         fetch_tag = Signal(self.tag_bits)    # the next row to ask for
-        in_flight, stale = Signal(), Signal()
+        # bursts asked for and not all here (at most two: the next goes out while one arrives), and of
+        # those the ones given up (a restart): their rows are not pushed
+        in_flight, stale = Signal(range(BURSTS_IN_FLIGHT + 1)), Signal(range(BURSTS_IN_FLIGHT + 1))
         wanted = Signal(self.tag_bits)       # the row asked for in the core's last cycle
         restart = Signal()                   # the cycle after a miss off the stream: start over at ``wanted``
         serve_waiting = Signal()             # the row a request waits for is at the head: serve it
         assembled = Signal(self.beats * BEAT_BITS)
-        push = burst.beat_last & ~stale      # a row of the stream arrives
+        push = burst.beat_last & (stale == 0)     # a row of the stream arrives
 
         forget = self.flush | self.invalidate
         # Hits. A request hits the row served last (tag s) or the ring's head (s + 1): the rows are a
@@ -171,24 +176,27 @@ class RowReader(wiring.Component):
         with m.If(push):
             m.d.sync += [copy.eq(after(copy)) for copy in tails]
 
-        # prefetch: one burst in flight, the ring's free slots reserved for the rows asked for. ``valid``
-        # is a register, from the next values of what it depends on (the room a cycle ahead: a row
-        # served since only adds to it; no burst at a restart, nor once invalidated: ``active`` drops
-        # only in the next cycle), so that the arbiter's grant starts at registers
+        # prefetch: two bursts in flight at most (the arbiter sends a burst's requests while the previous
+        # one's answers come), the ring's free slots reserved for the rows asked for. ``valid`` is a
+        # register, from the next values of what it depends on (the room a cycle ahead: a row served since
+        # only adds to it; no burst right after an issue, at a restart, nor once invalidated: ``active``
+        # drops only in the next cycle), so that the arbiter's grant starts at registers
         issue = burst.valid & burst.ready
-        in_flight_next = issue | in_flight & ~burst.beat_last
+        in_flight_next = Signal.like(in_flight)
+        m.d.comb += in_flight_next.eq(in_flight + issue - burst.beat_last)
         room = fetched != Cat(head[:slot_bits], ~head[slot_bits])     # ``fetched`` not a lap ahead
-        idle = self.active & room & ~(in_flight & ~burst.beat_last)   # nothing in flight next but an issue
+        # fewer than two bursts in flight next, but for an issue now
+        idle = self.active & room & ~((in_flight == BURSTS_IN_FLIGHT) & ~burst.beat_last)
         m.d.sync += [in_flight.eq(in_flight_next),
                      burst.valid.eq(_chained(restarting + [("|", self.invalidate), ("|", ~idle), ("|", issue)],
                                              invert=True))]
-        with m.If(burst.beat_last):
-            m.d.sync += stale.eq(0)
+        with m.If(burst.beat_last & (stale != 0)):
+            m.d.sync += stale.eq(stale - 1)
         m.d.comb += burst.addr.eq(row_address(self.base, fetch_tag, self.row_bits))
         with m.If(issue):
             m.d.sync += [fetch_tag.eq(fetch_tag + 1), fetched.eq(after(fetched))]
 
-        # start over: the ring emptied, the burst in flight next (if its last beat is not here now) discarded
+        # start over: the ring emptied, the bursts in flight next (but a last beat here now) discarded
         with m.If(restart | forget):
             m.d.sync += [fetched.eq(head), stale.eq(in_flight_next)] + [t.eq(h) for t, h in zip(tails, heads)]
         with m.If(restart):
