@@ -34,6 +34,7 @@ def components(params):
     from spikeforge.hw.head import Head
     from spikeforge.hw.key_value_product import KeyValueProduct
     from spikeforge.hw.row_reader import RowReader
+    from spikeforge.hw.row_writer import RowWriter
     from spikeforge.hw.sequencer import Sequencer
     from spikeforge.hw.spike_memory import SpikeMemory
     from spikeforge.hw.spike_pool import SpikePool
@@ -45,14 +46,19 @@ def components(params):
         return RowReader(word_bits("WEIGHTS", p), p.prefetch_rows, (p.weight_rows - 1).bit_length() or 1,
                          p.memory_address_bits)
 
+    def spill_writer():
+        return RowWriter(word_bits("SPILL", p), p.prefetch_rows, (p.spill_rows - 1).bit_length() or 1,
+                         p.memory_address_bits)
+
     return {
         "spike_scanner": lambda: SpikeScanner(p), "accumulator_array": lambda: AccumulatorArray(p),
         "drain": lambda: Drain(p), "spike_memory": lambda: SpikeMemory(p), "spike_pool": lambda: SpikePool(p),
         "key_value_product": lambda: KeyValueProduct(p), "head": lambda: Head(p),
         "sequencer": lambda: Sequencer(p.program_depth),
         "control_slave": lambda: ControlSlave(p.host_word_bits, address_layout(p)),
-        "row_reader": weight_reader,
-        "burst_arbiter": lambda: BurstArbiter([weight_reader().beats] * 4, p.memory_address_bits),
+        "row_reader": weight_reader, "row_writer": spill_writer,
+        "burst_arbiter": lambda: BurstArbiter([weight_reader().beats] * 5, [spill_writer().beats],
+                                              p.memory_address_bits),
         "engine": lambda: Engine(p), "accelerator": lambda: Accelerator(p),
     }
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
-from spikeforge.interface.external import external_bytes
+from spikeforge.interface.external import SPILL, external_bytes, spill_shape
 from spikeforge.interface.layout import SpatialTiles, pack_lanes
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.ops import OPERATIONS
@@ -294,7 +294,8 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         decay_shift=decay[1], spike_groups=next_power_of_two(groups), stream_tiles=next_power_of_two(stream_tiles),
         weight_rows=len(prog.weights), bias_rows=len(prog.biases), threshold_rows=max(1, len(prog.thresholds)),
         program_depth=len(prog.descriptors), scratch_rows=max(1, prog.scratch_rows),
-        prefetch_rows=AcceleratorParams.prefetch_rows, memory_address_bits=AcceleratorParams.memory_address_bits)
+        prefetch_rows=AcceleratorParams.prefetch_rows, spill_rows=AcceleratorParams.spill_rows,
+        memory_address_bits=AcceleratorParams.memory_address_bits)
     params = _apply_overrides(needed, overrides)
     if params.spike_groups < groups:
         beyond = next(tensor for tensor in prog.spikes.values() if tensor.group + tensor.groups > params.spike_groups)
@@ -314,12 +315,15 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     }
     word_bits = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": n_pe * params.weight_bits, "BIAS": n_pe * acc_bits,
                  "THRESHOLD": n_pe * membrane_bits}
-    # the tables must fit the external address space: a larger image widens the default, never an override
-    size = external_bytes({name: (word_bits[name], len(rows)) for name, rows in memories.items()})
+    # the tables and the spill region after them must fit the external address space: a larger image widens
+    # the default, never an override
+    size = external_bytes({**{name: (word_bits[name], len(rows)) for name, rows in memories.items()},
+                           SPILL: spill_shape(params)})
     if size > 1 << params.memory_address_bits:
         if "memory_address_bits" in (overrides or {}):
-            raise CompileError(f"--set memory_address_bits={params.memory_address_bits}: the tables take {size} bytes "
-                               f"of external memory, which needs memory_address_bits={index_bits(size)}")
+            raise CompileError(f"--set memory_address_bits={params.memory_address_bits}: the tables and the spill "
+                               f"region take {size} bytes of external memory, which needs "
+                               f"memory_address_bits={index_bits(size)}")
         params = replace(params, memory_address_bits=index_bits(size))
     manifest = bundle.manifest
     layout = {

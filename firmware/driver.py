@@ -4,7 +4,10 @@ The driver speaks only to a 32-bit *bus* (``await bus.write(address, value)``,
 ``await bus.write_all([(address, value), ...])``, ``await bus.read(address)``, ``await bus.wait_done()``); words wider than 32 bits it splits into the slots of
 :mod:`spikeforge.interface.regmap`. :class:`PortsBus` is that bus over the accelerator's Wishbone
 port on the simulation transports of :mod:`spikeforge.sim.transport` (the Amaranth simulator and
-cocotb/Verilator); a board would supply its own.
+cocotb/Verilator); a board would supply its own. Spilled tensors the accelerator wrote to external
+memory the driver reads through the host's own path to that memory, a *memory* (``await
+memory.read_words(address, count)``): a board's, or the memory model's storage in simulation
+(:class:`~spikeforge.sim.system.ModelMemory`).
 """
 
 import numpy as np
@@ -12,7 +15,9 @@ import numpy as np
 from spikeforge.interface.layout import (SpatialTiles, pack_row, spike_row_layout, stream_word_layout, pack_fields,
                                          unpack_lanes, unpack_row)
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.interface.external import external_bytes, table_offsets
+from spikeforge.firmware.image import external_shapes
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.external import BEAT_BITS, SPILL, external_bytes, row_stride, table_offsets
 from spikeforge.interface.regmap import (BUS_DATA_BITS, BYTE_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES,
                                          address, identity_values, register_address, slots)
 
@@ -112,10 +117,14 @@ class Driver:
     ----------
     bus : object
         Provides ``write``, ``write_all``, ``read`` and ``wait_done`` coroutines (see :class:`PortsBus`).
+    memory : object, optional
+        The host's own access to external memory: ``await memory.read_words(address, count)`` returns
+        ``count`` 32-bit words from byte ``address`` on (needed only by :meth:`read_spill`).
     """
 
-    def __init__(self, bus):
+    def __init__(self, bus, memory=None):
         self.bus = bus
+        self.memory = memory
         self.image = None
         #: The build parameters of the loaded image (:class:`AcceleratorParams`): the addresses follow them.
         self.params = None
@@ -154,22 +163,24 @@ class Driver:
     async def load(self, image, memory_base=0):
         """Check the hardware's identity (its ``ADDRESS`` register included) against ``image.params`` and
         point the table base registers at the image's tables, which the host placed in external memory
-        from byte ``memory_base`` on (the image's ``EXTERNAL`` files, :mod:`spikeforge.interface.external`);
-        they must end within the accelerator's ``2**memory_address_bits`` bytes."""
+        from byte ``memory_base`` on (the image's ``EXTERNAL`` files, :mod:`spikeforge.interface.external`),
+        and ``SPILL_BASE`` at the spill region after them; together they must end within the accelerator's
+        ``2**memory_address_bits`` bytes."""
         params = AcceleratorParams(**image.params)
-        shapes = {name: (image.word_bits[name], len(words)) for name, words in image.memories.items()}
+        shapes = external_shapes(image)
         end, limit = memory_base + external_bytes(shapes), 1 << params.memory_address_bits
         if memory_base < 0 or end > limit:
-            raise DriverError(f"the image's tables occupy external memory bytes {memory_base:#x}..{end:#x}; the "
-                              f"accelerator addresses {limit:#x} bytes (memory_address_bits = "
+            raise DriverError(f"the image's tables and spill region occupy external memory bytes {memory_base:#x}.."
+                              f"{end:#x}; the accelerator addresses {limit:#x} bytes (memory_address_bits = "
                               f"{params.memory_address_bits})")
         for name, value in identity_values(params).items():
             found = await self.csr(name)
             if found != value:
                 raise DriverError(f"register {name}: the image needs {value:#x}, the hardware has {found:#x}")
         self.image, self.params = image, params
-        for name, offset in table_offsets(shapes).items():
-            await self.set_csr(TABLES[name], memory_base + offset)
+        self._bases = {name: memory_base + offset for name, offset in table_offsets(shapes).items()}
+        for name, base in self._bases.items():
+            await self.set_csr(TABLES[name], base)
         self._spike_row, self._stream_word = spike_row_layout(params), stream_word_layout(params)
 
     def _spike_offset(self, group, t, y):
@@ -218,6 +229,9 @@ class Driver:
         if status >> STATUS_BITS["ERROR"] & 1:
             pc = await self.csr("ERROR_PC")
             raise DriverError(f"the accelerator stopped with ERROR at descriptor {pc}")
+        if status >> STATUS_BITS["MEMORY_ERROR"] & 1:
+            raise DriverError("external memory answered a request of the run with an error (STATUS.MEMORY_ERROR): "
+                              "the results are not valid")
         return await self.csr("CYCLES")
 
     async def clear_overflow(self):
@@ -270,6 +284,21 @@ class Driver:
                         word = await self.read_word("STREAM", offset)
                         out[t, tile * n_pe:(tile + 1) * n_pe, y, x] = unpack_lanes(word, n_pe, acc_bits)
         return out[:, :spec["channels"]]
+
+    async def read_spill(self, first, count=1):
+        """Rows ``first``, ``first + 1``, … (``count`` of them) of the spill region as unsigned ints (one
+        spike-memory group word each), read from external memory through the driver's ``memory``."""
+        if self.memory is None:
+            raise DriverError("the spill region is read from external memory: give the driver a memory")
+        bits, rows = external_shapes(self.image)[SPILL]
+        if not 0 <= first <= first + count <= rows:
+            raise DriverError(f"spill rows {first}..{first + count - 1} lie outside the region's {rows} rows")
+        stride, beats = row_stride(bits), ceil_div(bits, BEAT_BITS)
+        out = []
+        for row in range(first, first + count):
+            words = await self.memory.read_words(self._bases[SPILL] + row * stride, beats)
+            out.append(sum(word << (BEAT_BITS * k) for k, word in enumerate(words)) & ((1 << bits) - 1))
+        return out
 
     async def read_op_cycles(self):
         """Cycles of each descriptor of the last run, in program order (END excluded; the layer of each is

@@ -11,8 +11,9 @@ An image is a directory::
     EXTERNAL.bin   from byte 0 — what a host copies to the board's memory, and what the simulation's
                    memory model preloads
 
-``NAME`` is a table in external memory (:data:`~spikeforge.interface.regmap.TABLES`: ``PROGRAM``,
-``WEIGHTS``, ``BIAS``, ``THRESHOLD``); words are unsigned (signed lanes are already packed as two's
+``NAME`` is a table of the image in external memory (:data:`~spikeforge.interface.external.IMAGE_TABLES`:
+``PROGRAM``, ``WEIGHTS``, ``BIAS``, ``THRESHOLD``; the ``SPILL`` region after them is the accelerator's
+to write, :func:`external_shapes`); words are unsigned (signed lanes are already packed as two's
 complement). The tables must fit the accelerator's external address space: ``EXTERNAL`` holds fewer
 than ``2**memory_address_bits`` bytes (``params.memory_address_bits``, the default of
 :class:`~spikeforge.interface.params.AcceleratorParams` where absent). ``docs/firmware.md`` describes
@@ -25,19 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeforge.interface.bits import index_bits, readmemh_lines
-from spikeforge.interface.external import BEAT_BITS, external_bytes, external_words
+from spikeforge.interface.external import BEAT_BITS, IMAGE_TABLES, SPILL, external_bytes, external_words, spill_shape
 from spikeforge.interface.files import sha256_bytes, staged_directory
-from spikeforge.interface import regmap
 from spikeforge.interface.params import MEMORY_ADDRESS_RANGE, AcceleratorParams
 
 __all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", "EXTERNAL", "ImageError",
-           "ProgramImage", "write_image", "load_image", "external_image"]
+           "ProgramImage", "write_image", "load_image", "external_image", "external_shapes"]
 
 IMAGE_FORMAT = "spikeforge-program-image"
 IMAGE_VERSION = 4   # 4: spike groups reused by liveness; layout.spikes carry producer and breakpoint
 IMAGE_MANIFEST = "image.json"
-#: The memories an image holds: the tables in external memory.
-MEMORY_WINDOWS = tuple(regmap.TABLES)
+#: The memories an image holds: its tables in external memory.
+MEMORY_WINDOWS = IMAGE_TABLES
 #: Name of the files holding the whole external-memory image.
 EXTERNAL = "EXTERNAL"
 
@@ -98,6 +98,13 @@ def _check_external_fits(path, params, shapes):
 def external_image(image):
     """The 32-bit words of external memory from byte 0 holding ``image``'s tables."""
     return external_words({name: (image.word_bits[name], image.memories[name]) for name in image.memories})
+
+
+def external_shapes(image):
+    """``{name: (row_bits, rows)}`` of everything ``image`` places in external memory: its tables and,
+    after them, the spill region of its build parameters."""
+    shapes = {name: (image.word_bits[name], len(words)) for name, words in image.memories.items()}
+    return {**shapes, SPILL: spill_shape(AcceleratorParams(**image.params))}
 
 
 def _files(words, bits):

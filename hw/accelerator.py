@@ -1,36 +1,43 @@
-"""Accelerator: control slave, external-memory readers, sequencer and engine — the top level."""
+"""Accelerator: control slave, external-memory readers and writer, sequencer and engine — the top level."""
 
 from amaranth import Cat, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.interface.external import SPILL, WORD_OFFSET_BITS
 from spikeforge.interface.regmap import (CTRL_BITS, OVERFLOW_LOG_BITS, REGISTERS, STATUS_BITS, TABLES, address_layout,
                                         identity_values, window, word_bits)
 
 from .burst_arbiter import BurstArbiter
-from .bus import axi4_read_signature, wishbone_signature
+from .bus import wishbone_signature
 from .control_slave import ControlSlave
 from .engine import HOST_READ_LATENCY, Engine
 from .logic import enabled_parts, registered_select, replicated
 from .row_reader import RowReader
+from .row_writer import RowWriter
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    """The whole Spikingformer accelerator: a 32-bit Wishbone B4 pipelined control slave and an AXI4 read master
-    to external memory.
+    """The whole Spikingformer accelerator: a 32-bit Wishbone B4 pipelined control slave and a Wishbone B4
+    pipelined master to external memory.
 
     The program, weights, biases and thresholds stay in external memory (at the ``*_BASE`` registers);
     a :class:`~spikeforge.hw.row_reader.RowReader` per table serves the engine's and sequencer's row
-    reads, prefetching, over one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read
-    misses, the core (sequencer and engine) stands still from the next cycle until the row is there —
-    its logic runs under enables registered from the readers' ``waiting_next``, one copy per unit —
-    and ``STALL_CYCLES`` counts those cycles; ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the
-    core's own. ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its fused LIF's membrane,
-    wider than declared) and ``STATUS.OVERFLOW`` (any of it) are sticky across runs — a run split at
-    breakpoints keeps them — until the host writes ``CTRL.CLEAR_OVERFLOW``.
+    reads, prefetching, and a :class:`~spikeforge.hw.row_writer.RowWriter` takes the engine's writes of
+    spilled tensors (SPILL, which has a reader too: it waits for the writes, see ``RowReader``), all over
+    one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read misses, or the writer's queue is
+    full, the core (sequencer and engine) stands still from the next cycle until the row is there —
+    its logic runs under enables registered from the readers' and the writer's ``waiting_next``, one
+    copy per unit — and ``STALL_CYCLES`` counts those cycles; ``DONE`` rises once the writes of the run
+    have landed in external memory (the cycles after the sequencer's end count as stalls).
+    ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the core's own. A word that external memory
+    answers with ``err`` sets ``STATUS.MEMORY_ERROR`` until the next start (the run goes on to ``DONE``;
+    a read's word is then undefined). ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its
+    fused LIF's membrane, wider than declared) and ``STATUS.OVERFLOW`` (any of it) are sticky across
+    runs — a run split at breakpoints keeps them — until the host writes ``CTRL.CLEAR_OVERFLOW``.
 
     Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
     writes the table bases and the input, writes ``START_PC``/``STOP_PC``, writes ``CTRL.START``,
@@ -42,56 +49,81 @@ class Accelerator(wiring.Component):
     ctrl : In(wishbone_signature(address_layout(params).word_address_bits))
         The control slave (:class:`~spikeforge.hw.control_slave.ControlSlave`), its word address as wide as
         the build needs (:func:`~spikeforge.interface.regmap.address_layout`).
-    mem : Out(axi4_read_signature(params.memory_address_bits))
-        The external memory master (INCR bursts of 32-bit beats).
+    mem : Out(wishbone_signature(params.memory_address_bits - 2))
+        The external memory master: 32-bit words at word addresses (byte address bits
+        ``memory_address_bits``), each row a burst of requests for consecutive words.
     done : Out(1)
         High from the end of a run until the next start (an interrupt line).
     """
 
     def __init__(self, params):
         self.params = params
+        #: The engine, whose ports without a driver yet (the SPILL table's) a testbench may drive.
+        self.engine = Engine(params)
         super().__init__({"ctrl": In(wishbone_signature(address_layout(params).word_address_bits)),
-                          "mem": Out(axi4_read_signature(params.memory_address_bits)), "done": Out(1)})
+                          "mem": Out(wishbone_signature(params.memory_address_bits - WORD_OFFSET_BITS)),
+                          "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        run_next = Signal()     # the core advances in the next cycle: no reader will wait for a row
-        # the core's enable, registered: one copy here (counters), one for the sequencer, one per reader,
-        # and the engine's own per unit
+        run_next = Signal()     # the core advances in the next cycle: no reader waits for a row, no writer for room
+        # the core's enable, registered: one copy here (counters), one for the sequencer, one per reader and
+        # writer, and the engine's own per unit
         run, = replicated(m, run_next, 1, "run", init=1)
-        engine, seq = Engine(p), Sequencer(p.program_depth)
+        engine, seq = self.engine, Sequencer(p.program_depth)
         m.submodules.engine = engine
         enabled_parts(m, run_next, {"sequencer": seq}, "sequencer_run")
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
         m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p), HOST_READ_LATENCY)
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
         offset, win = slave.offset, slave.window
+        # the run: the sequencer's, then until its writes to external memory have landed
+        busy, draining = Signal(), Signal()
+        m.d.comb += busy.eq(seq.busy | draining)
         # memory windows are the engine's while it runs; the registers stay writable
-        m.d.comb += slave.reject.eq(seq.busy & (win != window("CSR").index))
+        m.d.comb += slave.reject.eq(busy & (win != window("CSR").index))
         host_write = slave.we
         csr = {r.name: r.offset for r in REGISTERS}
 
-        # tables in external memory: one reader each, on one master
+        # tables in external memory: one reader each, and a writer for SPILL, on one master
+        bases = {name: Signal(p.memory_address_bits, name=f"{name.lower()}_base") for name in TABLES}
         requests = {"PROGRAM": (seq.prog_en, seq.prog_addr, seq.prog_data),
                     "WEIGHTS": (engine.weight_en, engine.weight_addr, engine.weight_data),
                     "BIAS": (engine.bias_en, engine.bias_addr, engine.bias_data),
-                    "THRESHOLD": (engine.threshold_en, engine.threshold_addr, engine.threshold_data)}
-        readers, bases = {}, {}
+                    "THRESHOLD": (engine.threshold_en, engine.threshold_addr, engine.threshold_data),
+                    SPILL: (engine.spill_read_en, engine.spill_read_addr, engine.spill_read_data)}
+        writes = {SPILL: (engine.spill_write_en, engine.spill_write_addr, engine.spill_write_data)}
+        readers, writers = {}, {}
+        for name, (en, addr, data) in writes.items():
+            writers[name] = writer = RowWriter(word_bits(name, p), p.prefetch_rows, len(addr), p.memory_address_bits)
+            m.submodules[f"{name.lower()}_writer"] = writer
+            writer_run = replicated(m, run_next, 1, f"{name.lower()}_writer_run", init=1)[0]
+            m.d.comb += [writer.en.eq(en), writer.addr.eq(addr), writer.data.eq(data), writer.stall.eq(~writer_run),
+                         writer.base.eq(bases[name])]
         for name, (en, addr, data) in requests.items():
             readers[name] = reader = RowReader(word_bits(name, p), p.prefetch_rows, len(addr), p.memory_address_bits)
             m.submodules[f"{name.lower()}_reader"] = reader
-            bases[name] = Signal(p.memory_address_bits, name=f"{name.lower()}_base")
             reader_run = replicated(m, run_next, 1, f"{name.lower()}_run", init=1)[0]
             m.d.comb += [reader.en.eq(en), reader.addr.eq(addr), data.eq(reader.data), reader.stall.eq(~reader_run),
-                         reader.active.eq(seq.busy), reader.base.eq(bases[name])]
+                         reader.base.eq(bases[name])]
+            if name in writers:
+                # a table also written: its reader forgets its rows at each write and waits for them to land
+                m.d.comb += [reader.invalidate.eq(writers[name].accepted),
+                             reader.active.eq(seq.busy & writers[name].empty)]
+            else:
+                m.d.comb += reader.active.eq(seq.busy)
         m.submodules.arbiter = arbiter = BurstArbiter([reader.beats for reader in readers.values()],
+                                                      [writer.beats for writer in writers.values()],
                                                       p.memory_address_bits)
+        for index, writer in enumerate(writers.values()):
+            wiring.connect(m, writer.burst, arbiter.writers[index])
         for index, reader in enumerate(readers.values()):
             wiring.connect(m, reader.burst, arbiter.readers[index])
         wiring.connect(m, arbiter.bus, wiring.flipped(self.mem))
-        m.d.comb += [run_next.eq(~Cat(*(reader.waiting_next for reader in readers.values())).any()),
-                     engine.run_next.eq(run_next)]
+        waits = [unit.waiting_next for unit in (*readers.values(), *writers.values())]
+        m.d.comb += [run_next.eq(~Cat(*waits).any()), engine.run_next.eq(run_next)]
+        writes_landed = Cat(*(writer.empty for writer in writers.values())).all()
 
         # descriptor cycle log: the core's cycles, waits excluded
         log_write, log_host = op_cycles.write_port(), op_cycles.read_port()
@@ -106,7 +138,7 @@ class Accelerator(wiring.Component):
 
         # control and status registers
         start_pc, stop_pc = Signal(seq.pc_bits), Signal(seq.pc_bits)
-        done, error, overflow = Signal(), Signal(), Signal()
+        done, error, overflow, memory_error = Signal(), Signal(), Signal(), Signal()
         cycles, stall_cycles = Signal(32), Signal(32)
         error_pc = Signal(seq.pc_bits)
         csr_write = host_write & (win == window("CSR").index)
@@ -126,13 +158,17 @@ class Accelerator(wiring.Component):
             with m.If(csr_write & (offset == csr[name])):
                 m.d.sync += target.eq(slave.wdata)
         with m.If(start_write):
-            m.d.sync += [done.eq(0), error.eq(0), cycles.eq(0), stall_cycles.eq(0)]
-        with m.If(seq.busy):
+            m.d.sync += [done.eq(0), error.eq(0), memory_error.eq(0), cycles.eq(0), stall_cycles.eq(0)]
+        with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
-            with m.If(~run):
+            with m.If(~run | draining):
                 m.d.sync += stall_cycles.eq(stall_cycles + 1)
         with m.If(seq.done & run):
-            m.d.sync += done.eq(1)
+            m.d.sync += [done.eq(writes_landed), draining.eq(~writes_landed)]
+        with m.If(draining & writes_landed):
+            m.d.sync += [done.eq(1), draining.eq(0)]
+        with m.If(arbiter.error):
+            m.d.sync += memory_error.eq(1)
         with m.If(seq.error & run):
             m.d.sync += [error.eq(1), error_pc.eq(seq.pc)]
         # overflow: sticky across runs (breakpoints) until the host clears it; one log word per descriptor
@@ -154,7 +190,8 @@ class Accelerator(wiring.Component):
         overflow_log_data = registered_select(m, dict(enumerate(overflow_log)), offset, "overflow_log_data")
         status = Signal(32)
         for name, bit in STATUS_BITS.items():
-            m.d.comb += status[bit].eq({"BUSY": seq.busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow}[name])
+            m.d.comb += status[bit].eq({"BUSY": busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow,
+                                        "MEMORY_ERROR": memory_error}[name])
         csr_values = {"STATUS": status, "PC": seq.pc, "CYCLES": cycles, "STALL_CYCLES": stall_cycles,
                       "ERROR_PC": error_pc, **writable, **identity_values(p)}
         # the host reads registers two cycles after their offset, within the window's HOST_READ_LATENCY

@@ -1,70 +1,140 @@
-"""Burst arbiter: the row readers' bursts on one AXI4 read master."""
+"""Burst arbiter: the row readers' and writers' bursts on one Wishbone B4 pipelined master."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.external import BEAT_BITS
+from spikeforge.interface.external import BEAT_BITS, WORD_OFFSET_BITS
 
-from .bus import axi4_read_signature
-from .row_reader import burst_signature
+from .bus import wishbone_signature
 
-__all__ = ["BurstArbiter"]
+__all__ = ["BurstArbiter", "burst_signature"]
+
+
+def burst_signature(addr_bits, write=False):
+    """A requester's bursts to the :class:`BurstArbiter`: ``valid`` with the byte address ``addr`` of the
+    burst's first word until ``ready`` (granted); then the answers to its words in order, ``beat_last``
+    with the last one's (a register, a cycle after the bus). A read burst's answers are ``beat_valid``
+    with ``beat_data``; a write burst presents its next word in ``write_data``, which the arbiter takes in
+    each cycle of ``write_taken`` (the first at the grant)."""
+    members = {"valid": Out(1), "addr": Out(addr_bits), "ready": In(1), "beat_last": In(1)}
+    if write:
+        members.update({"write_data": Out(BEAT_BITS), "write_taken": In(1)})
+    else:
+        members.update({"beat_valid": In(1), "beat_data": In(BEAT_BITS)})
+    return wiring.Signature(members)
 
 
 class BurstArbiter(wiring.Component):
-    """Grants one reader's burst at a time, lowest index first, and issues it as an AXI4 INCR burst
-    of that reader's ``beats[i]`` 32-bit beats; the read data go to the granted reader, a cycle after
-    they are on the bus (from registers). Addresses have
-    ``addr_bits`` bits (the build's ``memory_address_bits``).
+    """Grants the requesters' bursts one after another — the writers' first, then the readers', lowest
+    index first — and issues each on a Wishbone B4 pipelined bus as ``beats`` requests for consecutive
+    words: ``cyc`` held, one ``stb`` per word (``we`` for a writer's), the next in the cycle after one is
+    taken (no ``stall``). Requests run ahead of the answers: a burst is granted once the previous one's
+    requests are all taken, while its answers still come in (two bursts at most await answers, so that
+    the slave's request queue does not run dry between bursts). The slave answers in order; each answer
+    goes to its requester a cycle after the bus, from registers. An ``err`` counts as the word's
+    answer (the requester goes on: a read's data are then undefined) and sets ``error`` in the next cycle.
+    The bus's outputs are registers, loaded from the requesters' registers and the bus's
+    ``stall``/``ack``/``err`` through a few gates.
 
     Ports
     -----
-    readers : In(burst_signature(addr_bits)).array(len(beats))
-        The readers' burst requests (:class:`~spikeforge.hw.row_reader.RowReader` ``burst``).
-    bus : Out(axi4_read_signature(addr_bits))
-        The AXI4 read master (read address and read data channels).
+    writers : In(burst_signature(addr_bits, write=True)).array(len(write_beats))
+        The writers' bursts (:class:`~spikeforge.hw.row_writer.RowWriter` ``burst``), ``write_beats[i]``
+        words each.
+    readers : In(burst_signature(addr_bits)).array(len(read_beats))
+        The readers' bursts (:class:`~spikeforge.hw.row_reader.RowReader` ``burst``), ``read_beats[i]``
+        words each.
+    bus : Out(wishbone_signature(addr_bits - WORD_OFFSET_BITS))
+        The master: word addresses of a byte address space of ``addr_bits`` bits.
+    error : Out(1)
+        A word was answered with ``err`` in the previous cycle.
     """
 
-    def __init__(self, beats, addr_bits):
-        if not beats or any(not 1 <= b <= 256 for b in beats):
-            raise ValueError(f"every reader needs 1..256 beats per burst, not {beats!r}")
-        self.beats = tuple(beats)
-        super().__init__({"readers": In(burst_signature(addr_bits)).array(len(beats)),
-                          "bus": Out(axi4_read_signature(addr_bits, BEAT_BITS))})
+    def __init__(self, read_beats, write_beats, addr_bits):
+        self.read_beats, self.write_beats = tuple(read_beats), tuple(write_beats)
+        if not self.read_beats:
+            raise ValueError(f"the arbiter needs a reader, not read_beats={read_beats!r}")
+        if any(not isinstance(b, int) or b < 1 for b in self.read_beats + self.write_beats):
+            raise ValueError(f"every burst needs at least one word, not read_beats={read_beats!r}, "
+                             f"write_beats={write_beats!r}")
+        super().__init__({"writers": In(burst_signature(addr_bits, write=True)).array(len(self.write_beats)),
+                          "readers": In(burst_signature(addr_bits)).array(len(self.read_beats)),
+                          "bus": Out(wishbone_signature(addr_bits - WORD_OFFSET_BITS, BEAT_BITS)),
+                          "error": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        grant = Signal(range(len(self.beats)))
-        with m.FSM():
-            with m.State("IDLE"):
-                # the lowest index wins: the last If assigned takes effect
-                for index in reversed(range(len(self.beats))):
-                    reader = self.readers[index]
-                    with m.If(reader.valid):
-                        m.d.comb += [reader.ready.eq(1)] + [self.readers[other].ready.eq(0)
-                                                           for other in range(index + 1, len(self.beats))]
-                        m.d.sync += [grant.eq(index), bus.araddr.eq(reader.addr), bus.arlen.eq(self.beats[index] - 1),
-                                     bus.arvalid.eq(1)]
-                        m.next = "ADDRESS"
-            with m.State("ADDRESS"):
-                with m.If(bus.arready):
-                    m.d.sync += bus.arvalid.eq(0)
-                    m.next = "DATA"
-            with m.State("DATA"):
-                m.d.comb += bus.rready.eq(1)
-                with m.If(bus.rvalid & bus.rlast):
-                    m.next = "IDLE"
-        # each beat goes to its reader from registers, a cycle after the bus: the bus's read data
-        # channel ends in flip-flops, and every reader's beat strobes (the last beat's too: a row into
-        # its ring) start at their own
-        beat_data = Signal.like(bus.rdata)
-        beat_to, last_to = Signal(len(self.beats)), Signal(len(self.beats))   # one-hot: the beat's reader
-        beat = bus.rvalid & bus.rready
-        m.d.sync += [beat_data.eq(bus.rdata), beat_to.eq(Mux(beat, 1 << grant, 0)),
-                     last_to.eq(Mux(beat & bus.rlast, 1 << grant, 0))]
-        for index, reader in enumerate(self.readers):
-            m.d.comb += [reader.beat_data.eq(beat_data), reader.beat_valid.eq(beat_to[index]),
-                         reader.beat_last.eq(last_to[index])]
+        requesters, beats = [*self.writers, *self.readers], [*self.write_beats, *self.read_beats]
+        writers = len(self.writers)
+        words = Array(Const(count, range(max(beats) + 1)) for count in beats)
+
+        # the burst whose requests go out: its requester and the words still to request
+        issuing = Signal(range(len(requesters)))
+        left = Signal(range(max(beats) + 1))
+        # the bursts awaiting answers (0, 1 or 2), oldest first: the oldest's requester and answers to come,
+        # the following one's requester
+        outstanding = Signal(range(3))
+        answering, following = Signal(range(len(requesters))), Signal(range(len(requesters)))
+        answers_left = Signal(range(max(beats) + 1))
+
+        # a grant: from registers only (the requests' valid, the bus's stb and the count); the lowest
+        # index wins (the last If assigned takes effect)
+        granted, grant_to = Signal(), Signal(range(len(requesters)))
+        with m.If(~bus.stb & (outstanding != 2)):
+            for index in reversed(range(len(requesters))):
+                with m.If(requesters[index].valid):
+                    m.d.comb += [granted.eq(1), grant_to.eq(index)]
+        with m.If(granted):
+            with m.Switch(grant_to):
+                for index, requester in enumerate(requesters):
+                    with m.Case(index):
+                        m.d.comb += requester.ready.eq(1)
+                        m.d.sync += [bus.stb.eq(1), bus.we.eq(index < writers),
+                                     bus.adr.eq(requester.addr[WORD_OFFSET_BITS:]), issuing.eq(index),
+                                     left.eq(beats[index])]
+                        if index < writers:
+                            m.d.comb += requester.write_taken.eq(1)
+                            m.d.sync += bus.datwr.eq(requester.write_data)
+
+        # requests: the next word in the cycle after one is taken; a write's next word from its writer
+        with m.If(bus.stb & ~bus.stall):
+            m.d.sync += [bus.adr.eq(bus.adr + 1), left.eq(left - 1)]
+            with m.If(left == 1):
+                m.d.sync += bus.stb.eq(0)
+            with m.Else():
+                for index, writer in enumerate(self.writers):
+                    with m.If(issuing == index):
+                        m.d.comb += writer.write_taken.eq(1)
+                        m.d.sync += bus.datwr.eq(writer.write_data)
+
+        # answers, in order: the oldest burst's last one hands its place to the next burst
+        answer = bus.ack | bus.err
+        final = answer & (answers_left == 1)
+        outstanding_next = Signal.like(outstanding)
+        m.d.comb += outstanding_next.eq(outstanding + granted - final)
+        m.d.sync += [outstanding.eq(outstanding_next), bus.cyc.eq(outstanding_next != 0)]
+        with m.If(answer):
+            m.d.sync += answers_left.eq(answers_left - 1)
+        with m.If(final & (outstanding == 2)):
+            m.d.sync += [answering.eq(following), answers_left.eq(words[following])]
+        with m.If(granted):
+            # the grant is the oldest burst when none other awaits answers after this cycle
+            with m.If(outstanding == final):
+                m.d.sync += [answering.eq(grant_to), answers_left.eq(words[grant_to])]
+            with m.Else():
+                m.d.sync += following.eq(grant_to)
+
+        # each answer goes to its requester from registers, a cycle after the bus: the bus's answers end
+        # in flip-flops, and every requester's strobes (the last answer's too: a row into a reader's
+        # ring, a writer's row landed) start at their own
+        beat_data = Signal(BEAT_BITS)
+        beat_to, last_to = Signal(len(requesters)), Signal(len(requesters))   # one-hot: the answer's requester
+        m.d.sync += [beat_data.eq(bus.datrd), beat_to.eq(Mux(answer, 1 << answering, 0)),
+                     last_to.eq(Mux(final, 1 << answering, 0)), self.error.eq(bus.err)]
+        for index, requester in enumerate(requesters):
+            m.d.comb += requester.beat_last.eq(last_to[index])
+            if index >= writers:
+                m.d.comb += [requester.beat_data.eq(beat_data), requester.beat_valid.eq(beat_to[index])]
         return m

@@ -79,6 +79,14 @@ class Engine(wiring.Component):
     threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
         Read ports of the weight, bias and threshold tables (:class:`~spikeforge.hw.row_reader.RowReader`
         or a memory): data the cycle after ``en``, held while ``en`` is low.
+    spill_read_en, spill_read_addr : Out
+    spill_read_data : In(ArrayLayout(max_w, n_pe))
+    spill_write_en, spill_write_addr : Out
+    spill_write_data : Out(ArrayLayout(max_w, n_pe))
+        Read and write ports of the SPILL table in external memory (``range(spill_rows)`` rows of one
+        spike-memory group word: a reader like the others, and a
+        :class:`~spikeforge.hw.row_writer.RowWriter`), for tensors larger than the on-chip buffers; no
+        descriptor moves rows through them yet (``en`` stays low).
     host_we, host_window, host_offset, host_wdata : In
         Host writes into the SPIKES window (only while idle; the row is written a cycle later, from
         registers, like the datapaths' spike rows).
@@ -101,6 +109,7 @@ class Engine(wiring.Component):
         self.row = data.ArrayLayout(signed(p.weight_bits), p.n_pe)
         self.acc_word = data.ArrayLayout(signed(p.acc_bits), p.n_pe)
         self.membrane_word = data.ArrayLayout(signed(p.membrane_bits), p.n_pe)
+        self.group_word = data.ArrayLayout(p.max_w, p.n_pe)
         self.host_data_bits = host_data_bits(p)
         super().__init__({
             "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "busy": Out(1), "done": Out(1),
@@ -109,6 +118,10 @@ class Engine(wiring.Component):
             "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(self.acc_word),
             "threshold_en": Out(1), "threshold_addr": Out(range(p.threshold_rows)),
             "threshold_data": In(self.membrane_word),
+            "spill_read_en": Out(1), "spill_read_addr": Out(range(p.spill_rows)),
+            "spill_read_data": In(self.group_word),
+            "spill_write_en": Out(1), "spill_write_addr": Out(range(p.spill_rows)),
+            "spill_write_data": Out(self.group_word),
             "host_we": In(1), "host_window": In(address_layout(p).window_bits),
             "host_offset": In(address_layout(p).offset_bits),
             "host_wdata": In(self.host_data_bits), "host_rdata": Out(self.host_data_bits),

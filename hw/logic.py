@@ -1,17 +1,20 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
 range check, popcount, a many-term sum with one carry chain, a unit's registered copy of the descriptor,
-the parts of a unit that stall apart, and the check of the build parameters they take."""
+the parts of a unit that stall apart, the check of the build parameters they take, and the rings and row
+addresses of the external-memory tables' readers and writers."""
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Const, Signal, Value, signed
+from amaranth import Cat, Const, Mux, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 
+from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.external import BEAT_BITS, row_stride
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
-           "enabled_parts", "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "sign_extended",
-           "spike_group"]
+           "enabled_parts", "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "ring_after",
+           "row_address", "sign_extended", "spike_group", "table_rows"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -206,3 +209,27 @@ def descriptor_copy(m, desc, fields):
     m.d.sync += [copy.eq(getattr(desc, name)) for name, copy in copies.items()]
     return SimpleNamespace(**copies)
 
+
+
+def table_rows(port, row_bits, depth, tag_bits):
+    """Set on ``port`` (a reader or writer of a table in external memory) its rows of ``row_bits``, its
+    ring of ``depth`` rows (at least 2: one on its way while another is used), the ``tag_bits`` of a row
+    number and the ``beats`` of a row (32-bit words)."""
+    if depth < 2:
+        raise ValueError(f"depth must be at least 2, not {depth!r}")
+    port.row_bits, port.depth, port.tag_bits = row_bits, depth, tag_bits
+    port.beats = ceil_div(row_bits, BEAT_BITS)
+
+
+def ring_after(position, depth):
+    """The position after ``position`` in a ring of ``depth`` slots: a position is a slot (its low bits)
+    and a lap bit above them, which tells a full ring (positions a lap apart) from an empty one (equal)."""
+    slot_bits = (depth - 1).bit_length()
+    slot, lap = position[:slot_bits], position[slot_bits]
+    return Mux(slot == depth - 1, Cat(Const(0, slot_bits), ~lap), position + 1)
+
+
+def row_address(base, row, row_bits):
+    """Byte address of row ``row`` of a table of ``row_bits``-bit rows at ``base`` in external memory
+    (:func:`~spikeforge.interface.external.row_stride` apart: a shift)."""
+    return base + (row << (row_stride(row_bits).bit_length() - 1))

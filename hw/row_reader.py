@@ -5,24 +5,18 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.bits import ceil_div
-from spikeforge.interface.external import BEAT_BITS, row_stride
+from spikeforge.interface.external import BEAT_BITS
 
-from .logic import FANOUT_SUFFIX
+from .burst_arbiter import burst_signature
+from .logic import FANOUT_SUFFIX, ring_after, row_address, table_rows
 
-__all__ = ["SERVE_FANOUT", "RowReader", "burst_signature"]
+__all__ = ["SERVE_FANOUT", "BURSTS_IN_FLIGHT", "RowReader"]
 
 #: Bits of ``data`` whose clock enables one copy of a reader's hit logic drives.
 SERVE_FANOUT = 128
-
-
-def burst_signature(addr_bits):
-    """A reader's burst requests to the :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`: ``valid``
-    with ``addr`` until ``ready`` (accepted), then the burst's beats in order, ``beat_last`` with the
-    final one's ``beat_valid`` (and never without)."""
-    return wiring.Signature({
-        "valid": Out(1), "addr": Out(addr_bits), "ready": In(1),
-        "beat_valid": In(1), "beat_data": In(BEAT_BITS), "beat_last": In(1),
-    })
+#: Bursts a reader has in flight at most: the arbiter sends the next one's requests while the answers
+#: to the previous one come, so that the rows of a stream follow one another at the memory's pace.
+BURSTS_IN_FLIGHT = 2
 
 
 class RowReader(wiring.Component):
@@ -32,14 +26,21 @@ class RowReader(wiring.Component):
 
     The engine reads rows mostly in sequence (a layer's weight rows, a tile's bias and threshold
     rows, descriptors), so the reader keeps fetching the rows after the last one asked for into a
-    ring of ``depth`` rows while the engine computes; a request for the row served last, or for the
-    ring's head, is a hit. A request that is not a hit sets ``waiting`` from the next cycle until the
-    row is in ``data``: the accelerator stalls its core (``stall``) meanwhile. A row off the stream
-    starts it over there in the next cycle (the ring emptied, a burst in flight discarded).
-    ``waiting_next`` is its value in the next cycle, from which the accelerator registers the core's
-    enables (one copy per unit, so that no single net reaches every flip-flop of the core); the
-    request's address meets two carry chains before it (its difference to the row served last, and
-    the decision). Prefetching runs while ``active``.
+    ring of ``depth`` rows while the engine computes, :data:`BURSTS_IN_FLIGHT` bursts at a time; a
+    request for the row served last, or for the ring's head, is a hit. A request that is not a hit
+    sets ``waiting`` from the next cycle until the row is in ``data``: the accelerator stalls its core
+    (``stall``) meanwhile. A row off the stream starts it over there in the next cycle (the ring
+    emptied, the bursts in flight discarded). ``waiting_next`` is its value in the next cycle, from
+    which the accelerator registers the core's enables (one copy per unit, so that no single net
+    reaches every flip-flop of the core); the request's address meets two carry chains before it (its
+    difference to the row served last, and the decision). Prefetching runs while ``active``.
+
+    A table the accelerator also writes (SPILL, :class:`~spikeforge.hw.row_writer.RowWriter`) never
+    serves a row older than a write to it: every write taken makes the reader forget every row
+    (``invalidate``: the ring, the row served last, the bursts in flight), a request in the same cycle
+    misses, and no burst starts until the writes have landed (``active`` low while the writer is not
+    ``empty``). So a read sees every write taken before it or in its cycle, and the prefetch never
+    holds a row across a write.
 
     Ports
     -----
@@ -55,9 +56,11 @@ class RowReader(wiring.Component):
     stall : In(1)
         The core stands still this cycle (because some reader is ``waiting``): requests are ignored.
     flush : In(1)
-        Forget every row (a new run: the memory may have been rewritten).
+        Forget every row (a new run: the memory may have been rewritten); a request in this cycle is dropped.
+    invalidate : In(1)
+        Forget every row (a row of the table is written in this cycle); a request in this cycle misses.
     active : In(1)
-        Prefetch allowed.
+        Bursts allowed.
     base : In(addr_bits)
         Byte address of row 0 (aligned to ``row_stride(row_bits)``); addresses have ``addr_bits`` bits
         (the build's ``memory_address_bits``) and wrap.
@@ -66,14 +69,11 @@ class RowReader(wiring.Component):
     """
 
     def __init__(self, row_bits, depth, tag_bits, addr_bits):
-        if depth < 2:
-            raise ValueError(f"depth must be at least 2, not {depth!r}")
-        self.row_bits, self.depth, self.tag_bits = row_bits, depth, tag_bits
-        self.beats = ceil_div(row_bits, BEAT_BITS)
+        table_rows(self, row_bits, depth, tag_bits)
         super().__init__({
             "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1), "waiting_next": Out(1),
-            "stall": In(1),
-            "flush": In(1), "active": In(1), "base": In(addr_bits), "burst": Out(burst_signature(addr_bits)),
+            "stall": In(1), "flush": In(1), "invalidate": In(1), "active": In(1), "base": In(addr_bits),
+            "burst": Out(burst_signature(addr_bits)),
         })
 
     def elaborate(self, platform):
@@ -93,25 +93,28 @@ class RowReader(wiring.Component):
         m.d.comb += [ring_read.addr.eq(read_at[:slot_bits]), ring_write.addr.eq(write_at[:slot_bits])]
 
         def after(position):
-            slot, lap = position[:slot_bits], position[slot_bits]
-            return Mux(slot == self.depth - 1, Cat(Const(0, slot_bits), ~lap), position + 1)
+            return ring_after(position, self.depth)
 
         served = Signal()                    # ``data`` holds a row
         fetch_tag = Signal(self.tag_bits)    # the next row to ask for
-        in_flight, stale = Signal(), Signal()
+        # bursts asked for and not all here (at most two: the next goes out while one arrives), and of
+        # those the ones given up (a restart): their rows are not pushed
+        in_flight, stale = Signal(range(BURSTS_IN_FLIGHT + 1)), Signal(range(BURSTS_IN_FLIGHT + 1))
         wanted = Signal(self.tag_bits)       # the row asked for in the core's last cycle
         restart = Signal()                   # the cycle after a miss off the stream: start over at ``wanted``
         serve_waiting = Signal()             # the row a request waits for is at the head: serve it
         assembled = Signal(self.beats * BEAT_BITS)
-        push = burst.beat_last & ~stale      # a row of the stream arrives
+        push = burst.beat_last & (stale == 0)     # a row of the stream arrives
 
+        forget = self.flush | self.invalidate
         # Hits. A request hits the row served last (tag s) or the ring's head (s + 1): the rows are a
         # stream, and a wait ends by serving the head. So the address is not compared with two tags:
         # s is subtracted from it once, on a carry chain (s is kept negated, so that this is a sum), and
         # a hit leaves 0 or 1. Each decision on that difference is folded with its flags into one more
         # carry chain (``_chained``), whose inputs are the difference's bits and single LUTs of
-        # registers. A hit on the head steps ``head`` and loads ``data``; a miss only sets ``waiting``;
-        # starting the stream over waits for the next cycle. ``data`` is loaded in slices of
+        # registers. A hit on the head steps ``head`` and loads ``data``; a miss (any request in a cycle
+        # that invalidates the rows, too) only sets ``waiting``; starting the stream over waits for the
+        # next cycle. ``data`` is loaded in slices of
         # ``SERVE_FANOUT`` bits, each under its own copy of -s and of the serving chain, which steps its
         # copy (one copy would drive every bit's clock enable); one more copy steps ``head`` and decides
         # the misses.
@@ -128,11 +131,11 @@ class RowReader(wiring.Component):
             # a request for the head (difference 1) while in the ring, or the awaited row at the head
             serve = Signal(name=f"serve{index}")
             m.d.comb += serve.eq(_chained(empty + far + [("|", ~(self.en & odd)), ("|", self.stall),
-                                                         ("&", ~serve_waiting)], invert=True))
+                                                         ("|", self.invalidate), ("&", ~serve_waiting)], invert=True))
             with m.If(serve):
                 # the awaited row is ``wanted``
                 m.d.sync += minus_served.eq(Mux(serve_waiting, -wanted, minus_served - 1))
-            with m.If(self.flush):
+            with m.If(forget):
                 m.d.sync += minus_served.eq(1)
             if index < copies - 1:
                 bits = slice(index * SERVE_FANOUT, (index + 1) * SERVE_FANOUT)
@@ -145,17 +148,19 @@ class RowReader(wiring.Component):
         with m.If(~self.stall):
             m.d.sync += wanted.eq(self.addr)
         # A miss: a request neither for the served row (difference 0) nor for the head while in the ring
-        # (1); it restarts the stream unless it asked for the head. Bit 0 of the difference comes from
+        # (1), or any request while the rows are invalidated; it restarts the stream unless it asked for
+        # the head (of a ring not invalidated). Bit 0 of the difference comes from
         # the sum here, from a LUT above: a signal has one polarity, and an inverter is a level.
         head_missing = [("|", difference[0])] + [("&", bit) for _, bit in empty]   # 1 or more, ring empty
         # 0, with nothing served: then s is -1, and the difference's bit 0 the address's complement
         nothing_served = self.addr[0] & ~served
         # a miss and the serving of a waiting request exclude each other (requests wait with the core)
         m.d.comb += self.waiting_next.eq(_chained(head_missing + far + [
-            ("|", nothing_served), ("&", self.en), ("&", ~self.stall), ("|", self.waiting & ~serve_waiting),
-            ("&", ~self.flush)]))
+            ("|", nothing_served), ("|", self.invalidate), ("&", self.en), ("&", ~self.stall),
+            ("|", self.waiting & ~serve_waiting), ("&", ~self.flush)]))
         m.d.sync += self.waiting.eq(self.waiting_next)
-        restarting = [("|", nothing_served)] + far + [("&", self.en), ("&", ~self.stall), ("&", ~self.flush)]
+        restarting = [("|", nothing_served)] + far + [("|", self.invalidate), ("&", self.en), ("&", ~self.stall),
+                                                      ("&", ~self.flush)]
         m.d.sync += restart.eq(_chained(restarting))
         # the awaited row is the head (the miss asked for it, or restarted the stream there): it is
         # served once in the ring, decided a cycle ahead from registers, from the second cycle of the wait
@@ -171,28 +176,33 @@ class RowReader(wiring.Component):
         with m.If(push):
             m.d.sync += [copy.eq(after(copy)) for copy in tails]
 
-        # prefetch: one burst in flight, the ring's free slots reserved for the rows asked for. ``valid``
-        # is a register, from the next values of what it depends on (the room a cycle ahead: a row
-        # served since only adds to it; no burst at a restart), so that the arbiter's grant starts at
-        # registers
+        # prefetch: two bursts in flight at most (the arbiter sends a burst's requests while the previous
+        # one's answers come), the ring's free slots reserved for the rows asked for. ``valid`` is a
+        # register, from the next values of what it depends on (the room a cycle ahead: a row served since
+        # only adds to it; no burst right after an issue, at a restart, nor once invalidated: ``active``
+        # drops only in the next cycle), so that the arbiter's grant starts at registers
         issue = burst.valid & burst.ready
-        in_flight_next = issue | in_flight & ~burst.beat_last
+        in_flight_next = Signal.like(in_flight)
+        m.d.comb += in_flight_next.eq(in_flight + issue - burst.beat_last)
         room = fetched != Cat(head[:slot_bits], ~head[slot_bits])     # ``fetched`` not a lap ahead
-        idle = self.active & room & ~(in_flight & ~burst.beat_last)   # nothing in flight next but an issue
+        # fewer than two bursts in flight next, but for an issue now
+        idle = self.active & room & ~((in_flight == BURSTS_IN_FLIGHT) & ~burst.beat_last)
         m.d.sync += [in_flight.eq(in_flight_next),
-                     burst.valid.eq(_chained(restarting + [("|", ~idle), ("|", issue)], invert=True))]
-        with m.If(burst.beat_last):
-            m.d.sync += stale.eq(0)
-        m.d.comb += burst.addr.eq(self.base + (fetch_tag << (row_stride(self.row_bits).bit_length() - 1)))
+                     burst.valid.eq(_chained(restarting + [("|", self.invalidate), ("|", ~idle), ("|", issue)],
+                                             invert=True))]
+        with m.If(burst.beat_last & (stale != 0)):
+            m.d.sync += stale.eq(stale - 1)
+        m.d.comb += burst.addr.eq(row_address(self.base, fetch_tag, self.row_bits))
         with m.If(issue):
             m.d.sync += [fetch_tag.eq(fetch_tag + 1), fetched.eq(after(fetched))]
 
-        # start over: the ring emptied, the burst in flight next (if its last beat is not here now) discarded
-        with m.If(restart | self.flush):
+        # start over: the ring emptied, the bursts in flight next (but a last beat here now) discarded
+        with m.If(restart | forget):
             m.d.sync += [fetched.eq(head), stale.eq(in_flight_next)] + [t.eq(h) for t, h in zip(tails, heads)]
         with m.If(restart):
             m.d.sync += fetch_tag.eq(wanted)
-        with m.If(self.flush):
+        # forget: as after reset (a request invalidated restarts the stream at its row in the next cycle)
+        with m.If(forget):
             m.d.sync += [served.eq(0), fetch_tag.eq(0), fetched.eq(0)] + [copy.eq(0) for copy in heads + tails]
         return m
 

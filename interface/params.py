@@ -105,11 +105,12 @@ class AcceleratorParams(EngineParams):
     Adds to :class:`EngineParams` the on-chip memories — ``spike_groups`` groups of ``n_pe`` spike
     channels (each ``max_T × max_h`` bitmap rows), ``stream_tiles`` tiles of the residual stream,
     ``scratch_rows`` rows of the attention's Kᵀ·V, ``prefetch_rows`` rows fetched ahead per table —
-    and the sizes of the tables in external memory: ``weight_rows``, ``bias_rows``, ``threshold_rows``
-    and ``program_depth`` descriptors. ``max_cin`` and ``max_tiles`` bound the attention's channels and
-    the head's channel tiles. ``memory_address_bits`` is the width of a byte address of external memory
-    (the ``mem`` port's ``araddr`` and the ``*_BASE`` registers): 25 bits, the 32 MB SDRAM of a ULX3S-85F,
-    unless the board has more or less. The control bus's address width follows from the rest
+    and the sizes of the tables in external memory: ``weight_rows``, ``bias_rows``, ``threshold_rows``,
+    ``program_depth`` descriptors and ``spill_rows`` rows of spilled tensors (one spike-memory group word
+    each). ``max_cin`` and ``max_tiles`` bound the attention's channels and the head's channel tiles.
+    ``memory_address_bits`` is the width of a byte address of external memory (the ``*_BASE``
+    registers; the ``mem`` port's word address ``adr`` has two bits fewer): 25 bits, the 32 MB SDRAM of
+    a ULX3S-85F, unless the board has more or less. The control bus's address width follows from the rest
     (:func:`~spikeforge.interface.regmap.address_layout`).
     """
 
@@ -121,6 +122,7 @@ class AcceleratorParams(EngineParams):
     program_depth: int = 64
     scratch_rows: int = 64
     prefetch_rows: int = 4
+    spill_rows: int = 1024
     memory_address_bits: int = 25
 
     def __post_init__(self):
@@ -129,7 +131,7 @@ class AcceleratorParams(EngineParams):
             value = getattr(self, name)
             if not is_power_of_two(value):
                 raise ValueError(f"{name} must be a power of two, not {value!r}")
-        for name in ("weight_rows", "bias_rows", "threshold_rows", "program_depth", "scratch_rows"):
+        for name in ("weight_rows", "bias_rows", "threshold_rows", "program_depth", "scratch_rows", "spill_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

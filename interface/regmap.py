@@ -41,8 +41,9 @@ ADDRESS_FIELDS = ("byte", "offset", "slot", "window")
 #: Most address bits of the control bus (build parameters that need more are refused).
 MAX_ADDRESS_BITS = 32
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor). 5.0: address fields sized
-#: by the build parameters, ``{window, slot, offset}``; register ``ADDRESS``.
-VERSION = 0x0500
+#: by the build parameters, ``{window, slot, offset}``; register ``ADDRESS``. 5.1: register ``SPILL_BASE``,
+#: ``STATUS.MEMORY_ERROR``.
+VERSION = 0x0501
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
@@ -81,8 +82,10 @@ class Window(NamedTuple):
 REGISTERS = (
     Register("CTRL", 0, "w", "bit START: run the program from START_PC until STOP_PC or an END descriptor; "
                              "bit CLEAR_OVERFLOW: clear OVERFLOW_LOG (and STATUS.OVERFLOW)"),
-    Register("STATUS", 1, "r", "bits BUSY, DONE (held until the next start), ERROR, OVERFLOW (a bit of "
-                               "OVERFLOW_LOG is set: sticky across runs until CTRL.CLEAR_OVERFLOW)"),
+    Register("STATUS", 1, "r", "bits BUSY, DONE (held until the next start; raised once every write to external "
+                               "memory has landed), ERROR, OVERFLOW (a bit of OVERFLOW_LOG is set: sticky across "
+                               "runs until CTRL.CLEAR_OVERFLOW), MEMORY_ERROR (external memory answered a request "
+                               "of the run with an error: the results are not valid; held until the next start)"),
     Register("START_PC", 2, "rw", "first descriptor to execute"),
     Register("STOP_PC", 3, "rw", "stop before this descriptor (breakpoint; 0 = run to END)"),
     Register("PC", 4, "r", "descriptor being executed, or where the last run stopped"),
@@ -98,12 +101,15 @@ REGISTERS = (
     Register("BIAS_BASE", 14, "rw", "byte address of bias row 0 in external memory"),
     Register("THRESHOLD_BASE", 15, "rw", "byte address of threshold row 0 in external memory"),
     Register("STALL_CYCLES", 16, "r", "cycles of the last run the core waited for external memory"),
+    Register("SPILL_BASE", 17, "rw", "byte address of spill row 0 in external memory (the accelerator writes "
+                                     "spilled tensors there and reads them back)"),
 )
 
-#: The tables the accelerator reads from external memory, with their base registers.
-TABLES = {"PROGRAM": "PROGRAM_BASE", "WEIGHTS": "WEIGHTS_BASE", "BIAS": "BIAS_BASE", "THRESHOLD": "THRESHOLD_BASE"}
+#: The tables the accelerator reads (and, SPILL, writes) in external memory, with their base registers.
+TABLES = {"PROGRAM": "PROGRAM_BASE", "WEIGHTS": "WEIGHTS_BASE", "BIAS": "BIAS_BASE", "THRESHOLD": "THRESHOLD_BASE",
+          "SPILL": "SPILL_BASE"}
 
-STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2, "OVERFLOW": 3}
+STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2, "OVERFLOW": 3, "MEMORY_ERROR": 4}
 CTRL_BITS = {"START": 0, "CLEAR_OVERFLOW": 1}
 #: Bits of an OVERFLOW_LOG word (one word per descriptor): which of its layers saw a value wider than declared.
 OVERFLOW_LOG_BITS = {"RESULT": 0, "MEMBRANE": 1}
@@ -125,7 +131,7 @@ WINDOWS = (
 
 #: Row widths of the tables in external memory (as :attr:`Window.width`).
 TABLE_WIDTHS = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": ("n_pe", "weight_bits"), "BIAS": ("n_pe", "acc_bits"),
-                "THRESHOLD": ("n_pe", "membrane_bits")}
+                "THRESHOLD": ("n_pe", "membrane_bits"), "SPILL": ("n_pe", "max_w")}
 
 
 def _named(table, name, kind):

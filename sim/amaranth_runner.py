@@ -18,6 +18,7 @@ class _AmaranthPorts(Ports):
     def __init__(self, ctx, component):
         super().__init__(port_specs(component))
         self._ctx = ctx
+        self._component = component
         self._signals = {name: value for name, (value, _) in flat_ports(component).items()}
 
     async def _write(self, name, value):
@@ -26,6 +27,13 @@ class _AmaranthPorts(Ports):
 
     def _read(self, name):
         return self._ctx.get(self._signals[name].as_unsigned())
+
+    def _peek(self, path, index):
+        # the path's attributes lead from the component to the memory's MemoryData
+        target = self._component
+        for name in path:
+            target = getattr(target, name)
+        return self._ctx.get(target[index])
 
     async def _tick(self, n):
         # A testbench resumes after the edge, once registers and comb logic have updated.

@@ -46,7 +46,7 @@ class _CocotbPorts(Ports):
 
     def __init__(self, dut, specs):
         super().__init__(specs)
-        #: The cocotb handle of the top, for third-party bus models (cocotbext-axi) in Verilator-only tests.
+        #: The cocotb handle of the top, for third-party bus models (cocotbext-wishbone) in Verilator-only tests.
         self.dut = dut
         self._clk = dut.clk
         self._handles = {name: getattr(dut, name) for name in specs}
@@ -59,6 +59,12 @@ class _CocotbPorts(Ports):
         value = self._handles[name].value
         # one-bit ports read as a Logic, wider ones as a LogicArray
         return int(value) if isinstance(value, Logic) else value.to_unsigned()
+
+    def _peek(self, path, index):
+        handle = self.dut
+        for name in path:
+            handle = getattr(handle, name)
+        return handle[index].value.to_unsigned()
 
     async def _tick(self, n):
         await ClockCycles(self._clk, n)

@@ -11,7 +11,6 @@ import numpy as np
 
 from spikeforge.firmware.driver import Driver, PortsBus, overflow_names
 from spikeforge.firmware.image import EXTERNAL, ProgramImage, external_image, load_image, write_image
-from spikeforge.interface.params import AcceleratorParams
 
 from . import check_backend
 from .memory_model import PRELOAD_PLUSARG
@@ -132,9 +131,7 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         from .amaranth_runner import run_amaranth
 
         image = image if isinstance(image, ProgramImage) else load_image(image)
-        words = external_image(image)
-        bits = AcceleratorParams(**image.params).memory_address_bits
-        dut = system(memory_words=memory_words(len(words), bits), init=words, **image.params)
+        dut = system(memory_words=memory_words(image), init=external_image(image), **image.params)
         return run_amaranth(dut, lambda ports: network_testbench(ports, image, inputs, check, progress))
     from .verilator_runner import run_verilator
 
@@ -148,8 +145,7 @@ def run_network(image, inputs, backend="verilator", check=False, build_root="bui
         else:
             image_path = Path(image).resolve()
         loaded = load_image(image_path)
-        bits = AcceleratorParams(**loaded.params).memory_address_bits
-        params = dict(loaded.params, memory_words=memory_words(len(external_image(loaded)), bits))
+        params = dict(loaded.params, memory_words=memory_words(loaded))
         np.save(tmp / "inputs.npy", inputs)
         job = {"image": str(image_path), "inputs": str(tmp / "inputs.npy"), "check": bool(check),
                "results": str(tmp / "results.npz"), "progress": str(tmp / "progress")}

@@ -165,6 +165,22 @@ class Ports(ABC):
         await self._tick(n)
         self._unsettled = None
 
+    def peek(self, path, index):
+        """Word ``index`` of the memory at ``path`` inside the design, as it is now, as an unsigned
+        integer: ``path`` names the submodules from the top down, then the memory (attributes of the
+        components in Amaranth, instances and the array in the Verilog, e.g. ``("model", "storage")``).
+        A back door for what a host reaches through a port of its own (a board's memory).
+
+        Raises
+        ------
+        RuntimeError
+            If a write has happened since the last :meth:`settle` or :meth:`tick`.
+        """
+        if self._unsettled is not None:
+            raise RuntimeError(f"peek of {'.'.join(path)} after writing {self._unsettled!r}: "
+                               f"await settle() or tick() first")
+        return self._peek(tuple(path), index)
+
     async def wait(self, name, value, limit):
         """Advance until the one-bit output ``name`` equals ``value`` (at most ``limit`` cycles).
 
@@ -201,6 +217,10 @@ class Ports(ABC):
     @abstractmethod
     def _read(self, name):
         """Return the unsigned value of ``name``."""
+
+    @abstractmethod
+    def _peek(self, path, index):
+        """Return word ``index`` of the memory at ``path``, unsigned."""
 
     @abstractmethod
     async def _tick(self, n):

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The control slave decodes addresses of any :class:`AddressLayout` (no slot field at all included), keeps
 the Wishbone B4 pipelined protocol cycle by cycle, and the bus signatures bind to the third-party models
-(cocotbext-wishbone, cocotbext-axi), whose lists of required and optional signals decide."""
+(cocotbext-wishbone), whose lists of required and optional signals decide."""
 
 import random
 
@@ -11,7 +11,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.driver import DriverError, PortsBus
-from spikeforge.hw.bus import axi4_full_read_signature, axi4_read_signature, wishbone_signature
+from spikeforge.hw.bus import wishbone_signature
 from spikeforge.hw.control_slave import ControlSlave
 from spikeforge.interface.regmap import AddressLayout
 from spikeforge.sim.amaranth_runner import run_amaranth
@@ -221,22 +221,9 @@ def test_the_control_slave_binds_to_cocotbext_wishbone():
     assert optional - names == {"sel", "rty", "cti", "bte"}
 
 
-def test_the_full_read_channels_bind_to_cocotbext_axi_ram():
-    """cocotbext-axi's AXI4 slave models require ARID, ARLEN, ARSIZE, ARBURST, RID and RLAST: the accelerator's
-    master leaves out four of them (AXI's defaults), which Axi4ReadDefaults supplies."""
-    from cocotbext.axi.axi_channels import AxiARBus, AxiRBus
-
-    required = set().union(*(required for required, _ in _channels(AxiARBus, AxiRBus)))
-    assert required <= _names(axi4_full_read_signature(25))
-    assert required - _names(axi4_read_signature(25)) == {"arid", "arsize", "arburst", "rid"}
-    assert _names(axi4_read_signature(25)) < _names(axi4_full_read_signature(25))
-
-
 @pytest.mark.parametrize("make, message", [
     (lambda: wishbone_signature(0), "addr_bits must be an integer in 1..64, not 0"),
     (lambda: wishbone_signature(17, 24), "Wishbone data_bits must be 8, 16, 32 or 64, not 24"),
-    (lambda: axi4_read_signature(25, 16), "AXI4 data_bits must be 32, 64 or 128, not 16"),
-    (lambda: axi4_full_read_signature(25, id_bits=0), "id_bits must be an integer in 1..32, not 0"),
 ])
 def test_signature_arguments_are_checked(make, message):
     with pytest.raises(ValueError, match=message):

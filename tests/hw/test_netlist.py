@@ -105,17 +105,19 @@ USER_IO = 197
 
 def test_the_digits_top_fits_the_pins_of_its_package():
     """Its ports are as narrow as the build needs: the control word address holds 3 window, 4 slot (480-bit
-    stream words) and 10 offset bits (1024 spike-memory words), the memory address 25 bits (32 MB); no
-    Wishbone SEL, no ARID, RID, ARSIZE, ARBURST. Yosys counts the pins as ``spikeforge synth`` does."""
+    stream words) and 10 offset bits (1024 spike-memory words), the memory master's word address 23 bits
+    (32 MB), both buses Wishbone with reads and writes on the same 32-bit data pins (87 and 93 pins); no
+    Wishbone SEL, RTY, CTI, BTE. Yosys counts the pins as ``spikeforge synth`` does."""
     params = AcceleratorParams(**DIGITS)
     top = Accelerator(params)
     widths = {"__".join(map(str, path)): len(value) for path, _, value in top.signature.flatten(top)}
-    assert widths["ctrl__adr"] == 3 + 4 + 10 and widths["mem__araddr"] == 25
-    # the control port: cyc, stb, we, adr, datwr, stall, ack, err, datrd
+    assert widths["ctrl__adr"] == 3 + 4 + 10 and widths["mem__adr"] == 23
+    # each port: cyc, stb, we, adr, datwr, stall, ack, err, datrd
     assert sum(width for name, width in widths.items() if name.startswith("ctrl__")) == 6 + 17 + 2 * 32
-    assert not {"ctrl__sel", "mem__arid", "mem__rid", "mem__arsize", "mem__arburst"} & set(widths)
+    assert sum(width for name, width in widths.items() if name.startswith("mem__")) == 6 + 23 + 2 * 32
+    assert not {f"{port}__{name}" for port in ("ctrl", "mem") for name in ("sel", "rty", "cti", "bte")} & set(widths)
     pins = yosys_port_bits(accelerator_verilog(params), TOP_NAME)
-    assert pins == io_bits(top) == 162 <= USER_IO
+    assert pins == io_bits(top) == 183 <= USER_IO
 
 
 def test_verilog_command_is_byte_identical_across_runs(tmp_path):

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from spikeforge.hw.row_reader import RowReader
+from spikeforge.hw.row_reader import BURSTS_IN_FLIGHT, RowReader
 from spikeforge.interface.external import BEAT_BITS, row_stride
 from spikeforge.tests.hw.bench import simulate
 
@@ -33,8 +33,9 @@ def _requests(rng, n):
 @pytest.mark.parametrize("seed,latency,depth", [(1, 1, 2), (2, 5, 4), (3, 0, 4), (4, 9, 3)])
 def test_every_request_gets_its_row_at_the_next_cycle_without_stall(seed, latency, depth):
     rng = random.Random(seed)
-    served, stalled = _serve(rng, _requests(rng, 300), latency, depth)
+    served, stalled, most_in_flight = _serve(rng, _requests(rng, 300), latency, depth)
     assert stalled > 0      # the memory is slow enough for misses: the stall path ran
+    assert most_in_flight == BURSTS_IN_FLIGHT
 
 
 def test_a_miss_after_the_tags_wrapped_around_waits_for_its_own_row():
@@ -42,7 +43,7 @@ def test_a_miss_after_the_tags_wrapped_around_waits_for_its_own_row():
     then a jump: the reader must wait for the jump's row, not serve the head."""
     first = 3
     requests = [first] + [tag % (1 << TAG_BITS) for tag in range(first + 1, first + (1 << TAG_BITS))] + [40, 41]
-    served, stalled = _serve(random.Random(0), requests, 1, 4, spacing=8)
+    served, _, _ = _serve(random.Random(0), requests, 1, 4, spacing=8)
     assert served == len(requests)
 
 
@@ -51,14 +52,14 @@ def test_the_first_request_after_a_flush_gets_its_own_row(first):
     """Nothing served yet (the reader then takes the row before row 0, the last, as served): a request
     for the last row must miss all the same, one for row 0 hit the head prefetched meanwhile."""
     requests = [None] * 20 + [(first + i) % (1 << TAG_BITS) for i in range(3)]
-    _, stalled = _serve(random.Random(first), requests, 2, 4)
+    _, stalled, _ = _serve(random.Random(first), requests, 2, 4)
     assert (stalled == 0) == (first == 0)
 
 
 def _serve(rng, requests, latency, depth, spacing=1):
     """Run ``requests`` (row numbers, None for a cycle without one; each followed by ``spacing - 1``
     idle cycles) against a memory that answers bursts after ``latency`` cycles; checks every row
-    served. Returns (rows served, cycles stalled)."""
+    served. Returns (rows served, cycles stalled, most bursts in flight at once)."""
     requests = [tag if i == 0 else None for tag in requests for i in range(spacing)]
     dut = RowReader(ROW_BITS, depth, TAG_BITS, ADDR_BITS)
     stride = row_stride(ROW_BITS)
@@ -69,7 +70,8 @@ def _serve(rng, requests, latency, depth, spacing=1):
         ctx.set(dut.flush, 1)
         await ctx.tick()
         ctx.set(dut.flush, 0)
-        beats = []            # the burst being returned: (cycle it may go, data, last)
+        beats = []            # the bursts being returned: (cycle it may go, data, last)
+        most_in_flight = 0
         expected, served, stalled_cycles, cycle = None, 0, 0, 0
         pending = list(requests)
         while pending or expected is not None:
@@ -87,30 +89,33 @@ def _serve(rng, requests, latency, depth, spacing=1):
                     ctx.set(dut.addr, tag)
                     expected = tag
             stalled_cycles += stall
-            # the memory: accepts a burst when idle, returns its beats after ``latency`` cycles, now and then a gap
+            # the memory: accepts any burst asked for (now and then not at once), returns the beats in order
+            # after ``latency`` cycles, now and then a gap; the reader keeps BURSTS_IN_FLIGHT at most
             ctx.set(dut.burst.ready, 0)
             ctx.set(dut.burst.beat_valid, 0)
             ctx.set(dut.burst.beat_last, 0)
-            if not beats and ctx.get(dut.burst.valid):
+            if ctx.get(dut.burst.valid) and rng.random() < 0.7:
+                assert sum(last for _, _, last in beats) < BURSTS_IN_FLIGHT, "more bursts in flight than allowed"
                 ctx.set(dut.burst.ready, 1)
                 offset = ctx.get(dut.burst.addr) - BASE
                 assert offset % stride == 0
                 row = _row(offset // stride)
                 count = dut.beats
-                beats = [(cycle + latency + 1, row >> (BEAT_BITS * i) & (1 << BEAT_BITS) - 1, i == count - 1)
-                         for i in range(count)]
-            elif beats and beats[0][0] <= cycle and rng.random() < 0.8:
+                beats += [(cycle + latency + 1, row >> (BEAT_BITS * i) & (1 << BEAT_BITS) - 1, i == count - 1)
+                          for i in range(count)]
+                most_in_flight = max(most_in_flight, sum(last for _, _, last in beats))
+            if beats and beats[0][0] <= cycle and rng.random() < 0.8:
                 _, word, last = beats.pop(0)
                 ctx.set(dut.burst.beat_valid, 1)
                 ctx.set(dut.burst.beat_data, word)
                 ctx.set(dut.burst.beat_last, last)
             await ctx.tick()
             assert cycle < 100 * len(requests), "the reader stopped serving"
-        return served, stalled_cycles
+        return served, stalled_cycles, most_in_flight
 
-    served, stalled = simulate(dut, bench)
+    served, stalled, most_in_flight = simulate(dut, bench)
     assert served == sum(tag is not None for tag in requests)
-    return served, stalled
+    return served, stalled, most_in_flight
 
 
 def test_a_flush_forgets_the_rows():

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from spikeforge.interface import regmap
-from spikeforge.interface.external import external_bytes, external_words
+from spikeforge.interface.external import SPILL, external_bytes, external_words, spill_shape, table_offsets
 from spikeforge.interface.layout import spike_row_layout, stream_word_layout
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.tests.helpers import DIGITS
@@ -87,7 +87,7 @@ def test_the_address_register_holds_the_widths():
     params = AcceleratorParams(**DIGITS, memory_address_bits=24)
     assert regmap.register("ADDRESS").offset == 7
     assert regmap.identity_values(params)["ADDRESS"] == 10 | 4 << 8 | 3 << 16 | 24 << 24
-    assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0500
+    assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0501
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -106,3 +106,10 @@ def test_external_bytes_are_the_image_words():
     shapes = {name: (bits, len(rows)) for name, (bits, rows) in tables.items()}
     assert external_bytes(shapes) == 4 * len(external_words(tables)) == 4096 + 8192 + 4096
     assert external_bytes({}) == 0
+    # the spill region follows the image on a region boundary, rows of one spike-memory group word
+    params = AcceleratorParams(n_pe=16, max_w=16, spill_rows=100)
+    spill = spill_shape(params)
+    assert spill == (256, 100)
+    offsets = table_offsets({**shapes, SPILL: spill})
+    assert offsets[SPILL] == 4096 + 8192 + 4096 + 4096 and offsets["BIAS"] == table_offsets(shapes)["BIAS"]
+    assert external_bytes({**shapes, SPILL: spill}) == offsets[SPILL] + 100 * 32

@@ -7,10 +7,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.compiler import CompileError, compile_bundle
-from spikeforge.firmware.image import external_image
+from spikeforge.firmware.image import external_image, external_shapes
+from spikeforge.hw.accelerator import Accelerator
+from spikeforge.hw.bus import wishbone_signature
 from spikeforge.interface import regmap
+from spikeforge.interface.external import external_bytes
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.interface.regmap import OVERFLOW_LOG_BITS
 from spikeforge.ops.base import fits
@@ -174,7 +180,7 @@ async def third_party_master_testbench(ports):
     from spikeforge.firmware.image import load_image
     from spikeforge.sim.network import run_on_bus
 
-    job = json.loads(Path(os.environ["SPIKEFORGE_AXI_JOB"]).read_text())
+    job = json.loads(Path(os.environ["SPIKEFORGE_BUS_JOB"]).read_text())
     results = await run_on_bus(_WishboneMasterBus(ports.dut), load_image(job["image"]), np.load(job["inputs"]),
                                check=True)
     np.savez(job["results"], **results)
@@ -184,7 +190,7 @@ async def third_party_master_testbench(ports):
 def test_control_bus_complies_with_a_third_party_wishbone_master(networks, shared_overrides, shared_build, tmp_path):
     """cocotbext-wishbone's WishboneMaster (not our driver's bus) loads a network, runs it and reads every layer
     back through the control slave; the results are bit-exact with the golden model."""
-    from spikeforge.firmware.image import EXTERNAL, external_image
+    from spikeforge.firmware.image import EXTERNAL
     from spikeforge.sim.memory_model import PRELOAD_PLUSARG
     from spikeforge.sim.system import memory_words, system
     from spikeforge.sim.verilator_runner import run_verilator
@@ -193,8 +199,7 @@ def test_control_bus_complies_with_a_third_party_wishbone_master(networks, share
     image = compile_bundle(bundle, overrides=shared_overrides)
     pixels = _inputs(bundle, 1)
     env = _write_job(tmp_path, image, pixels.numpy())
-    words = memory_words(len(external_image(image)), image.params["memory_address_bits"])
-    params = dict(image.params, memory_words=words)
+    params = dict(image.params, memory_words=memory_words(image))
     assert run_verilator(system, params, "spikeforge.tests.sim.test_network", "third_party_master_testbench",
                          shared_build / "verilator", extra_env=env,
                          plusargs=[f"+{PRELOAD_PLUSARG}={tmp_path / 'image' / (EXTERNAL + '.hex')}"]) == 1
@@ -204,63 +209,115 @@ def test_control_bus_complies_with_a_third_party_wishbone_master(networks, share
     assert {f"spikes/{name}" for name in trace.spikes} <= set(results)
 
 
+class _OneRequestAtATime(wiring.Component):
+    """In front of cocotbext-wishbone's ``WishboneSlave``: it takes a request, then waits for its own answer
+    before it looks at the bus again (a request taken meanwhile would go unanswered), and it waits for an
+    answer even to a request it saw while it stalled. So this stalls the master while a request is
+    unanswered, and while the model stalls hides the request from it; the answers, their data and delays
+    and the model's stalls pass through. A pipelined slave that answers one request at a time does the same."""
+
+    def __init__(self, addr_bits):
+        super().__init__({"master": In(wishbone_signature(addr_bits)), "slave": Out(wishbone_signature(addr_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        master, slave = self.master, self.slave
+        unanswered = Signal()
+        taken = master.stb & ~unanswered & ~slave.stall
+        m.d.comb += [slave.cyc.eq(master.cyc), slave.stb.eq(taken), slave.we.eq(master.we), slave.adr.eq(master.adr),
+                     slave.datwr.eq(master.datwr), master.stall.eq(unanswered | slave.stall), master.ack.eq(slave.ack),
+                     master.err.eq(slave.err), master.datrd.eq(slave.datrd)]
+        with m.If(taken):
+            m.d.sync += unanswered.eq(1)
+        with m.If(slave.ack | slave.err):
+            m.d.sync += unanswered.eq(0)
+        return m
+
+
 def bare_accelerator(**params):
-    """The accelerator alone, its memory master a port (a named factory for the Verilator runner). The master
-    leaves out ``ARID``, ``RID``, ``ARSIZE`` and ``ARBURST`` (AXI's defaults), which cocotbext-axi's AXI4 slave
-    models require: :class:`~spikeforge.hw.axi4_read_defaults.Axi4ReadDefaults` drives them, as an
-    interconnect would."""
-    from amaranth import Module
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
-
-    from spikeforge.hw.accelerator import Accelerator
-    from spikeforge.hw.axi4_read_defaults import Axi4ReadDefaults
-    from spikeforge.hw.bus import axi4_full_read_signature, wishbone_signature
-    from spikeforge.interface.params import AcceleratorParams
-    from spikeforge.interface.regmap import address_layout
-
+    """The accelerator alone, its memory master a port (through :class:`_OneRequestAtATime`) for a third-party
+    slave model (a named factory for the Verilator runner)."""
     p = AcceleratorParams(**params)
+    accelerator = Accelerator(p)
 
-    class WithFullReadChannels(wiring.Component):
+    class WithOneRequestAtATime(wiring.Component):
         def __init__(self):
-            super().__init__({"ctrl": In(wishbone_signature(address_layout(p).word_address_bits)),
-                              "mem": Out(axi4_full_read_signature(p.memory_address_bits)), "done": Out(1)})
+            super().__init__({"ctrl": accelerator.signature.members["ctrl"],
+                              "mem": accelerator.signature.members["mem"], "done": Out(1)})
 
         def elaborate(self, platform):
             m = Module()
-            m.submodules.accelerator = accelerator = Accelerator(p)
-            m.submodules.defaults = defaults = Axi4ReadDefaults(p.memory_address_bits)
+            m.submodules.accelerator = accelerator
+            m.submodules.adapter = adapter = _OneRequestAtATime(len(accelerator.mem.adr))
             wiring.connect(m, wiring.flipped(self.ctrl), accelerator.ctrl)
-            wiring.connect(m, accelerator.mem, defaults.master)
-            wiring.connect(m, defaults.bus, wiring.flipped(self.mem))
+            wiring.connect(m, accelerator.mem, adapter.master)
+            wiring.connect(m, adapter.slave, wiring.flipped(self.mem))
             m.d.comb += self.done.eq(accelerator.done)
             return m
 
-    return WithFullReadChannels()
+    return WithOneRequestAtATime()
+
+
+class _Recorded:
+    """A generator's values, each recorded as it is drawn."""
+
+    def __init__(self, values):
+        self.values, self.drawn = values, []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.drawn.append(next(self.values))
+        return self.drawn[-1]
 
 
 async def third_party_memory_testbench(ports):
-    """Verilator side: the accelerator's AXI4 master reads cocotbext-axi's AxiRamRead, holding the image."""
+    """Verilator side: the accelerator's Wishbone master reads cocotbext-wishbone's ``WishboneSlave``, whose
+    data generator answers each read with the image's word at the request's address (0 beyond the image),
+    with stalls and answer delays from its generators."""
+    import itertools
     import json
     import os
     from pathlib import Path
 
-    from cocotbext.axi import AxiRamRead, AxiReadBus
+    import cocotb
+    from cocotb.triggers import RisingEdge
+    from cocotbext.wishbone.monitor import WishboneSlave
 
-    from spikeforge.firmware.image import EXTERNAL, load_image
+    from spikeforge.firmware.image import external_image, load_image
     from spikeforge.sim.network import network_testbench
 
-    job = json.loads(Path(os.environ["SPIKEFORGE_AXI_JOB"]).read_text())
-    dut = ports.dut
-    ram = AxiRamRead(AxiReadBus.from_prefix(dut, "mem_"), dut.clk, dut.rst, size=1 << 20)
-    ram.write(0, (Path(job["image"]) / f"{EXTERNAL}.bin").read_bytes())
-    results = await network_testbench(ports, load_image(job["image"]), np.load(job["inputs"]), check=True)
+    job = json.loads(Path(os.environ["SPIKEFORGE_MEMORY_JOB"]).read_text())
+    image = load_image(job["image"])
+    words, dut, slaves = external_image(image), ports.dut, []
+
+    def read_data():
+        while True:
+            address = slaves[0].bus.adr.value.to_unsigned()
+            yield words[address] if address < len(words) else 0
+
+    delays = _Recorded(itertools.cycle([0, 0, 1, 3]))
+    slaves.append(WishboneSlave(dut, "mem_", dut.clk, datgen=read_data(), waitreplygen=delays,
+                                waitstallgen=itertools.cycle([[0, 3], [2, 1], [0, 1], [5, 2]])))
+    stalled = []
+
+    async def count_stalls():      # bus cycles in which the model stalls
+        while True:
+            await RisingEdge(dut.clk)
+            if dut.mem__cyc.value and dut.mem__stall.value:
+                stalled.append(1)
+
+    cocotb.start_soon(count_stalls())
+    results = await network_testbench(ports, image, np.load(job["inputs"]), check=True)
     np.savez(job["results"], **results)
-    return len(results["cycles"])
+    return {"images": len(results["cycles"]), "stalled": len(stalled), "delayed": sum(d > 0 for d in delays.drawn),
+            "answered": len(delays.drawn)}
 
 
-def _write_job(tmp_path, image, pixels):
-    """The image, inputs and results paths of a Verilator job (read by the testbenches above)."""
+def _write_job(tmp_path, image, pixels, variable="SPIKEFORGE_BUS_JOB"):
+    """The image, inputs and results paths of a Verilator job (read by the testbenches above), in the
+    environment variable ``variable``."""
     import json
 
     from spikeforge.firmware.image import write_image
@@ -270,7 +327,7 @@ def _write_job(tmp_path, image, pixels):
     job = {"image": str(tmp_path / "image"), "inputs": str(tmp_path / "inputs.npy"),
            "results": str(tmp_path / "results.npz")}
     (tmp_path / "job.json").write_text(json.dumps(job))
-    return {"SPIKEFORGE_AXI_JOB": str(tmp_path / "job.json")}
+    return {variable: str(tmp_path / "job.json")}
 
 
 def _job_results(tmp_path):
@@ -278,21 +335,62 @@ def _job_results(tmp_path):
         return {key: data[key] for key in data.files}
 
 
-def test_memory_master_complies_with_a_third_party_axi_slave(networks, shared_overrides, shared_build, tmp_path):
-    """The accelerator's AXI4 read master fetches a network's tables from cocotbext-axi's AxiRamRead (not our
-    memory model); the results are bit-exact with the golden model."""
+def test_memory_master_complies_with_a_third_party_wishbone_slave(networks, shared_overrides, shared_build,
+                                                                  tmp_path):
+    """The accelerator's Wishbone master fetches a network's tables from cocotbext-wishbone's WishboneSlave
+    (not our memory model), which stalls it and delays its answers; the results are bit-exact with the
+    golden model."""
     from spikeforge.sim.verilator_runner import run_verilator
 
     bundle, _ = networks["cifar-d1-dim16-h1-T1"]
     image = compile_bundle(bundle, overrides=shared_overrides)
     pixels = _inputs(bundle, 1)
-    env = _write_job(tmp_path, image, pixels.numpy())
-    assert run_verilator(bare_accelerator, image.params, "spikeforge.tests.sim.test_network",
-                         "third_party_memory_testbench", shared_build / "verilator", extra_env=env) == 1
+    env = _write_job(tmp_path, image, pixels.numpy(), "SPIKEFORGE_MEMORY_JOB")
+    report = run_verilator(bare_accelerator, image.params, "spikeforge.tests.sim.test_network",
+                           "third_party_memory_testbench", shared_build / "verilator", extra_env=env)
+    assert report["images"] == 1
+    # the model's stalls and answer delays were exercised
+    assert report["stalled"] > 0 and 0 < report["delayed"] < report["answered"]
     results = _job_results(tmp_path)
     trace = GoldenModel(bundle).run(pixels)
     assert first_difference(results, trace) is None, first_difference(results, trace)
     assert results["stall_cycles"][0] > 0
+
+
+async def model_memory_testbench(ports):
+    """Verilator side: the driver reads external memory through the model's storage (the cocotb handle of
+    its array): the image's words as preloaded, the spill region after them (empty)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from spikeforge.firmware.driver import Driver, PortsBus
+    from spikeforge.firmware.image import load_image
+    from spikeforge.sim.system import ModelMemory
+
+    job = json.loads(Path(os.environ["SPIKEFORGE_MEMORY_JOB"]).read_text())
+    image = load_image(job["image"])
+    driver = Driver(PortsBus(ports), memory=ModelMemory(ports))
+    await driver.load(image)
+    words = external_image(image)
+    return {"image": await driver.memory.read_words(0, len(words)) == words, "spill": await driver.read_spill(0, 4)}
+
+
+def test_the_driver_reads_external_memory_in_verilator(networks, shared_overrides, shared_build, tmp_path):
+    """The memory model's words are reachable from the testbench in Verilator (the spilled tensors' check
+    reads them so), on the shared build."""
+    from spikeforge.firmware.image import EXTERNAL
+    from spikeforge.sim.memory_model import PRELOAD_PLUSARG
+    from spikeforge.sim.system import memory_words, system
+    from spikeforge.sim.verilator_runner import run_verilator
+
+    bundle, _ = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, overrides=shared_overrides)
+    env = _write_job(tmp_path, image, _inputs(bundle, 1).numpy(), "SPIKEFORGE_MEMORY_JOB")
+    report = run_verilator(system, dict(image.params, memory_words=memory_words(image)),
+                           "spikeforge.tests.sim.test_network", "model_memory_testbench", shared_build / "verilator",
+                           extra_env=env, plusargs=[f"+{PRELOAD_PLUSARG}={tmp_path / 'image' / (EXTERNAL + '.hex')}"])
+    assert report == {"image": True, "spill": [0, 0, 0, 0]}
 
 
 def test_a_corrupted_weight_is_caught_and_named(networks):
@@ -394,9 +492,10 @@ def test_compile_refuses_what_the_hardware_cannot_hold(networks):
     # the external memory: the board's default, any valid value the tables fit, and a clear error for less
     assert needed["memory_address_bits"] == AcceleratorParams.memory_address_bits == 25
     assert compile_bundle(bundle, n_pe=16, overrides={"memory_address_bits": "20"}).params["memory_address_bits"] == 20
-    size = 4 * len(external_image(compile_bundle(bundle, n_pe=16)))
-    with pytest.raises(CompileError, match=f"--set memory_address_bits=12: the tables take {size} bytes of external "
-                                           f"memory, which needs memory_address_bits={(size - 1).bit_length()}"):
+    size = external_bytes(external_shapes(compile_bundle(bundle, n_pe=16)))
+    with pytest.raises(CompileError, match=f"--set memory_address_bits=12: the tables and the spill region take {size} "
+                                           f"bytes of external memory, which needs memory_address_bits="
+                                           f"{(size - 1).bit_length()}"):
         compile_bundle(bundle, n_pe=16, overrides={"memory_address_bits": "12"})
     # the spike memory: the cifar network's 3 channels of 8 bit planes take two groups of 16 lanes
     bundle, _ = networks["cifar-d1-dim16-h1-T1"]
@@ -439,15 +538,16 @@ def test_driver_refuses_tables_beyond_the_external_address_space(networks):
 
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     image = compile_bundle(bundle, n_pe=n_pe)
-    end = 4 * len(external_image(image))
+    end = external_bytes(external_shapes(image))      # the spill region's end
+    assert end > 4 * len(external_image(image))
     base = (1 << image.params["memory_address_bits"]) - end + 4
 
     class NoBus:
         def __getattr__(self, name):
             raise AssertionError(f"the driver used the bus ({name})")
 
-    with pytest.raises(DriverError, match=f"the image's tables occupy external memory bytes {base:#x}.."
-                                          f"{base + end:#x}; the accelerator addresses 0x2000000 bytes "
+    with pytest.raises(DriverError, match=f"the image's tables and spill region occupy external memory bytes "
+                                          f"{base:#x}..{base + end:#x}; the accelerator addresses 0x2000000 bytes "
                                           r"\(memory_address_bits = 25\)"):
         asyncio.run(Driver(NoBus()).load(image, memory_base=base))
 

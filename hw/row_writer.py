@@ -1,0 +1,103 @@
+"""Row writer: a table in external memory written like a block-RAM write port, through a queue."""
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.interface.external import BEAT_BITS
+
+from .burst_arbiter import burst_signature
+from .logic import ring_after, row_address, table_rows
+
+__all__ = ["RowWriter"]
+
+
+class RowWriter(wiring.Component):
+    """Takes the engine's row writes like a block-RAM write port and writes each row to external memory
+    as one burst of ``⌈row_bits / 32⌉`` words (rows ``row_stride(row_bits)`` bytes apart from ``base``,
+    :mod:`spikeforge.interface.external`), the mirror of :class:`~spikeforge.hw.row_reader.RowReader`.
+
+    A row written waits in a ring of ``depth`` rows (distributed RAM) until its burst's words are all
+    answered (it has landed); rows go out in the order they were written. While the ring is full the core
+    must not write: ``waiting_next`` says that it is full in the next cycle, and the accelerator stalls
+    the core then, as for a reader's miss. ``empty`` tells the table's reader that no write is pending
+    (it starts no burst before; ``accepted`` makes it forget its rows) and the accelerator that the
+    run's writes have all landed.
+
+    Ports
+    -----
+    en : In(1)
+    addr : In(tag_bits)
+    data : In(row_bits)
+        Write ``data`` to row ``addr`` (taken only in a cycle without ``stall``).
+    accepted : Out(1)
+        A write is taken in this cycle (``en`` without ``stall``).
+    waiting_next : Out(1)
+        The ring is full in the next cycle: no write may come then.
+    stall : In(1)
+        The core stands still this cycle: ``en`` is ignored.
+    empty : Out(1)
+        No row queued or in flight (a register: low from the cycle after a write is taken until its
+        last word is answered).
+    base : In(addr_bits)
+        Byte address of row 0 (aligned to ``row_stride(row_bits)``); addresses have ``addr_bits`` bits
+        (the build's ``memory_address_bits``) and wrap.
+    burst : Out(burst_signature(addr_bits, write=True))
+        Write bursts: a row's words, lowest first, and their answers.
+    """
+
+    def __init__(self, row_bits, depth, tag_bits, addr_bits):
+        table_rows(self, row_bits, depth, tag_bits)
+        super().__init__({
+            "en": In(1), "addr": In(tag_bits), "data": In(row_bits), "accepted": Out(1), "waiting_next": Out(1),
+            "stall": In(1), "empty": Out(1, init=1), "base": In(addr_bits),
+            "burst": Out(burst_signature(addr_bits, write=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        burst = self.burst
+        # the queued rows with their row numbers: a ring of ``depth`` (distributed RAM), read asynchronously
+        # at the row whose words go out
+        m.submodules.ring = ring = memory.Memory(shape=self.tag_bits + self.row_bits, depth=self.depth, init=[])
+        ring_write, ring_read = ring.write_port(), ring.read_port(domain="comb")
+        # positions in the ring (a slot and a lap bit, ``ring_after``): the rows written (``tail``), sent
+        # (their words all taken by the arbiter: ``sent``) and landed (their words all answered: ``head``)
+        slot_bits = (self.depth - 1).bit_length()
+        head, sent, tail = (Signal(slot_bits + 1, name=name) for name in ("head", "sent", "tail"))
+        m.d.comb += [ring_write.addr.eq(tail[:slot_bits]), ring_read.addr.eq(sent[:slot_bits])]
+
+        # a write: into the ring's slot at the tail
+        m.d.comb += [self.accepted.eq(self.en & ~self.stall), ring_write.en.eq(self.accepted),
+                     ring_write.data.eq(Cat(self.addr, self.data))]
+        tail_next = Signal.like(tail)
+        m.d.comb += tail_next.eq(tail)
+        with m.If(self.accepted):
+            m.d.comb += tail_next.eq(ring_after(tail, self.depth))
+        m.d.sync += tail.eq(tail_next)
+
+        # the row at ``sent`` goes out: its address at the grant, then its words, lowest first, one per
+        # word the arbiter takes; the last one taken moves on to the next row
+        queued_tag = ring_read.data[:self.tag_bits]
+        queued_row = Cat(ring_read.data[self.tag_bits:], Const(0, self.beats * BEAT_BITS - self.row_bits))
+        word = Signal(range(self.beats))
+        sent_next = Signal.like(sent)
+        m.d.comb += [burst.addr.eq(row_address(self.base, queued_tag, self.row_bits)),
+                     burst.write_data.eq(queued_row.word_select(word, BEAT_BITS)), sent_next.eq(sent)]
+        with m.If(burst.write_taken):
+            m.d.sync += word.eq(word + 1)
+            with m.If(word == self.beats - 1):
+                m.d.sync += word.eq(0)
+                m.d.comb += sent_next.eq(ring_after(sent, self.depth))
+        # ``valid``: a register, a row not yet sent in the next cycle (the arbiter grants again only once
+        # this burst's words are all taken, when ``sent`` has moved on)
+        m.d.sync += [sent.eq(sent_next), burst.valid.eq(sent_next != tail_next)]
+
+        # a row has landed with its last answer; the ring is full when the tail is a lap ahead of the head
+        head_next = Signal.like(head)
+        m.d.comb += head_next.eq(head)
+        with m.If(burst.beat_last):
+            m.d.comb += head_next.eq(ring_after(head, self.depth))
+        m.d.sync += [head.eq(head_next), self.empty.eq(head_next == tail_next)]
+        m.d.comb += self.waiting_next.eq(tail_next == Cat(head_next[:slot_bits], ~head_next[slot_bits]))
+        return m
