@@ -46,3 +46,24 @@ def digits_bundle(trained_digits, tmp_path_factory):
             result = run_cli("export", "--model", "digits-tiny", "--checkpoint", checkpoint, "--out", out, "--json")
             assert result.code == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def networks(tmp_path_factory):
+    """Bundles of the seeded random networks of ``tests/sim/network_cases.py`` exported by ``spikeforge export``
+    (activity tuned), ``{name: (bundle, n_pe)}``, each bundle's ``seed`` set."""
+    from spikeforge.quant import load_bundle
+    from spikeforge.tests.sim.network_cases import NETWORKS
+
+    directory, lock = _shared(tmp_path_factory, "networks")
+    bundles = {}
+    with lock:
+        for seed, (name, preset, overrides, n_pe) in enumerate(NETWORKS):
+            if not (directory / name).is_dir():
+                sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
+                result = run_cli("export", "--model", preset, *sets, "--seed", seed, "--no-qonnx", "--out",
+                                 directory / name)
+                assert result.code == 0, result.stderr
+            bundles[name] = (load_bundle(directory / name), n_pe)
+            bundles[name][0].seed = seed
+    return bundles
