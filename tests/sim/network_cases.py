@@ -65,7 +65,7 @@ OVERFLOW_LISTS = [["patch_embed.block3_lif", "patch_embed.block4_conv", "block.0
                   ["block.0.attn.attention", "head"]]
 
 
-def narrowed(bundle, widths):
+def narrowed_bundle(bundle, widths):
     """``bundle`` with the declared widths ``{layer: {field: bits}}``, past the bundle checker (which
     refuses a width that does not hold the worst case): the detection itself is what is tested."""
     program = tuple(layer.model_copy(update=widths[layer.name]) if layer.name in widths else layer
@@ -79,7 +79,7 @@ def overflow_case(networks, **compile_args):
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     widths = {key: str(value) for key, value in compile_bundle(bundle, n_pe=n_pe).params.items()
               if key in ("acc_bits", "membrane_bits", "weight_bits")}
-    narrowed = narrowed(bundle, NARROWED)
+    narrowed = narrowed_bundle(bundle, NARROWED)
     image = compile_bundle(narrowed, **({"n_pe": n_pe, "overrides": widths} | compile_args))
     pixels = inputs(bundle, 8)[OVERFLOW_IMAGES]
     trace = GoldenModel(narrowed).run(pixels)

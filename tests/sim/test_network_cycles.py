@@ -70,7 +70,7 @@ def _features(image, tensors):
             found.add(f"multi-tile {kind}")
         if kind != "CONV":
             continue
-        x = spikes_at(image, pc, tensors)
+        x = spikes_at(image, pc, tensors)[..., :f["H"], :f["W"]]    # stored as max_h × max_w: the map's part
         if f["planes"] > 1:
             found.add("bit planes")
         if f["static"] and f["T"] > 1:

@@ -18,7 +18,7 @@ from spikeforge.quant import GoldenModel, load_bundle
 from spikeforge.sim.network import first_difference, run_network
 from spikeforge.tests.helpers import run_cli
 from spikeforge.tests.sim.network_cases import (NETWORKS, OVERFLOW_LISTS, SHARED_N_PE, check_network, inputs,
-                                                narrowed, overflow_case)
+                                                overflow_case)
 
 
 @pytest.fixture(scope="module")
