@@ -4,7 +4,6 @@ memory model (words in order to their requesters, writes landed, requests ahead 
 protocol kept), and answers with ``err`` (the arbiter's, and the accelerator's STATUS.MEMORY_ERROR)."""
 
 import random
-from dataclasses import asdict
 
 import pytest
 from amaranth import Module, Signal
@@ -12,16 +11,14 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from spikeforge.firmware.driver import Driver, DriverError, PortsBus
-from spikeforge.firmware.image import ProgramImage, external_image
+from spikeforge.firmware.image import external_image
 from spikeforge.hw.accelerator import Accelerator
 from spikeforge.hw.burst_arbiter import BurstArbiter
 from spikeforge.hw.bus import wishbone_signature
-from spikeforge.interface.descriptor import OPCODES, pack
-from spikeforge.interface.external import IMAGE_TABLES
-from spikeforge.interface.regmap import STATUS_BITS, word_bits
+from spikeforge.interface.regmap import STATUS_BITS
 from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.sim.memory_model import MemoryModel
-from spikeforge.tests.hw.bench import Harness, simulate, small_params
+from spikeforge.tests.hw.bench import Harness, end_image, simulate, small_params
 
 ADDR_BITS, WORDS = 16, 1 << 10
 
@@ -231,9 +228,7 @@ def test_an_err_answer_sets_memory_error_for_the_run_and_the_driver_reports_it()
     """A run whose third answer from external memory is ``err`` still ends (DONE), with STATUS.MEMORY_ERROR,
     which the driver reports; the next run, without one, clears it."""
     params = small_params()
-    image = ProgramImage(asdict(params), {"PROGRAM": [pack(op=OPCODES["END"])], "WEIGHTS": [0], "BIAS": [0],
-                                          "THRESHOLD": [0]},
-                         {name: word_bits(name, params) for name in IMAGE_TABLES})
+    image = end_image(params)
     dut = _ErringMemory(params, 3, depth=1 << 13, init=external_image(image))
 
     async def testbench(ports):
