@@ -11,7 +11,7 @@ __all__ = ["RANGES", "MEMORY_ADDRESS_RANGE", "EngineParams", "AcceleratorParams"
 #: Inclusive ranges of the width parameters the hardware can be built with.
 RANGES = {"weight_bits": (2, 16), "acc_bits": (4, 48), "membrane_bits": (4, 64), "frac_bits": (0, 15),
           "decay_shift": (0, 16)}
-#: Inclusive range of ``memory_address_bits``: from one 4 KiB table region to AXI's 32-bit addresses.
+#: Inclusive range of ``memory_address_bits``: from one 4 KiB table region to 32-bit byte addresses.
 MEMORY_ADDRESS_RANGE = (12, 32)
 
 

@@ -1,8 +1,15 @@
 """Shared pieces of the engine components' simulator tests: small build parameters, a harness that
 wires a component to real memories, and testbench helpers (run a pass, load spike rows)."""
 
+from dataclasses import asdict
+
 from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
+
+from spikeforge.firmware.image import ProgramImage
+from spikeforge.interface.descriptor import OPCODES, pack
+from spikeforge.interface.external import IMAGE_TABLES
+from spikeforge.interface.regmap import word_bits
 
 from spikeforge.hw.spike_memory import READ_LATENCY
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, DESCRIPTOR_SETTLE_CYCLES
@@ -10,7 +17,7 @@ from spikeforge.interface.layout import pack_fields, spike_row_layout
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["SMALL", "small_params", "Harness", "SpikeHost", "simulate", "set_desc", "run_pass", "write_spike_rows",
-           "read_spike_rows", "spike_addr"]
+           "read_spike_rows", "spike_addr", "end_image"]
 
 #: Build parameters small enough for quick simulations (n_pe = 4 lanes, images up to 4 × 8).
 SMALL = dict(n_pe=4, weight_bits=8, acc_bits=16, membrane_bits=24, max_T=4, max_cin=8, max_tiles=2, max_h=4,
@@ -20,6 +27,14 @@ SMALL = dict(n_pe=4, weight_bits=8, acc_bits=16, membrane_bits=24, max_T=4, max_
 
 def small_params(**overrides):
     return AcceleratorParams(**{**SMALL, **overrides})
+
+
+def end_image(params):
+    """A program image for ``params`` whose program is an END descriptor (every table one row): a run of
+    the whole accelerator that only fetches it."""
+    return ProgramImage(asdict(params), {"PROGRAM": [pack(op=OPCODES["END"])], "WEIGHTS": [0], "BIAS": [0],
+                                         "THRESHOLD": [0]},
+                        {name: word_bits(name, params) for name in IMAGE_TABLES})
 
 
 class Harness(Elaboratable):

@@ -1,16 +1,24 @@
 # amaranth: UnusedElaboratable=no
 """BurstArbiter in the Amaranth simulator: requesters' bursts as Wishbone B4 pipelined requests against the
 memory model (words in order to their requesters, writes landed, requests ahead of the answers, the bus
-protocol kept), and answers with ``err``."""
+protocol kept), and answers with ``err`` (the arbiter's, and the accelerator's STATUS.MEMORY_ERROR)."""
 
 import random
 
 import pytest
+from amaranth import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
+from spikeforge.firmware.driver import Driver, DriverError, PortsBus
+from spikeforge.firmware.image import external_image
+from spikeforge.hw.accelerator import Accelerator
 from spikeforge.hw.burst_arbiter import BurstArbiter
 from spikeforge.hw.bus import wishbone_signature
+from spikeforge.interface.regmap import STATUS_BITS
+from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.sim.memory_model import MemoryModel
-from spikeforge.tests.hw.bench import Harness, simulate
+from spikeforge.tests.hw.bench import Harness, end_image, simulate, small_params
 
 ADDR_BITS, WORDS = 16, 1 << 10
 
@@ -190,3 +198,49 @@ def test_the_memory_master_binds_to_cocotbext_wishbone():
 def test_arguments_are_checked(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+class _ErringMemory(wiring.Component):
+    """The accelerator on the memory model, the model's ``n``-th answer turned into ``err`` (its data kept)."""
+
+    def __init__(self, params, n, **memory):
+        self.accelerator, self.n = Accelerator(params), n
+        self.model = MemoryModel(addr_bits=params.memory_address_bits, **memory)
+        super().__init__({"ctrl": self.accelerator.signature.members["ctrl"], "done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator, m.submodules.model = accelerator, model = self.accelerator, self.model
+        wiring.connect(m, wiring.flipped(self.ctrl), accelerator.ctrl)
+        master, slave = accelerator.mem, model.bus
+        answers = Signal(range(self.n + 1))
+        erring = slave.ack & (answers == self.n - 1)
+        m.d.comb += [slave.cyc.eq(master.cyc), slave.stb.eq(master.stb), slave.we.eq(master.we),
+                     slave.adr.eq(master.adr), slave.datwr.eq(master.datwr), master.stall.eq(slave.stall),
+                     master.datrd.eq(slave.datrd), master.ack.eq(slave.ack & ~erring), master.err.eq(erring),
+                     self.done.eq(accelerator.done)]
+        with m.If(slave.ack & (answers != self.n)):
+            m.d.sync += answers.eq(answers + 1)
+        return m
+
+
+def test_an_err_answer_sets_memory_error_for_the_run_and_the_driver_reports_it():
+    """A run whose third answer from external memory is ``err`` still ends (DONE), with STATUS.MEMORY_ERROR,
+    which the driver reports; the next run, without one, clears it."""
+    params = small_params()
+    image = end_image(params)
+    dut = _ErringMemory(params, 3, depth=1 << 13, init=external_image(image))
+
+    async def testbench(ports):
+        driver = Driver(PortsBus(ports))
+        await driver.load(image)
+        with pytest.raises(DriverError, match=r"^external memory answered a request of the run with an error "
+                                              r"\(STATUS.MEMORY_ERROR\): the results are not valid$"):
+            await driver.run()
+        status = await driver.csr("STATUS")
+        cycles = await driver.run()
+        return status, await driver.csr("STATUS"), cycles
+
+    status, status_after, cycles = run_amaranth(dut, testbench)
+    assert status >> STATUS_BITS["MEMORY_ERROR"] & 1 and status >> STATUS_BITS["DONE"] & 1
+    assert not status_after >> STATUS_BITS["MEMORY_ERROR"] & 1 and cycles > 0

@@ -5,7 +5,6 @@ stalls on either's ``waiting_next``): rows land at their addresses, a full ring 
 sees every write before it, and the writes have landed when ``empty`` rises."""
 
 import random
-from dataclasses import asdict
 
 import pytest
 from amaranth import Module, Signal
@@ -13,18 +12,17 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.driver import Driver, PortsBus
-from spikeforge.firmware.image import ProgramImage, external_image, external_shapes
+from spikeforge.firmware.image import external_image, external_shapes
 from spikeforge.hw.burst_arbiter import BurstArbiter
 from spikeforge.hw.row_reader import RowReader
 from spikeforge.hw.row_writer import RowWriter
-from spikeforge.interface.descriptor import OPCODES, pack
-from spikeforge.interface.external import IMAGE_TABLES, external_bytes, row_stride
-from spikeforge.interface.regmap import CTRL_BITS, word_bits
+from spikeforge.interface.external import external_bytes, row_stride
+from spikeforge.interface.regmap import CTRL_BITS
 from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.sim.memory_model import MemoryModel
 from spikeforge.sim.network_cycles import END_CYCLES
 from spikeforge.sim.system import MODEL_STORAGE, ModelMemory, System
-from spikeforge.tests.hw.bench import Harness, simulate, small_params
+from spikeforge.tests.hw.bench import Harness, end_image, simulate, small_params
 
 ROW_BITS, TAG_BITS, ADDR_BITS, BASE, DEPTH = 70, 4, 16, 0x1000, 3
 WORDS = 1 << 12
@@ -212,9 +210,7 @@ def test_done_rises_once_the_runs_writes_have_landed():
     run's end) waits until they are in external memory, the wait counts as stall cycles, and the driver
     reads the rows back from the spill region after the image."""
     params = small_params(n_pe=8, spill_rows=16)
-    image = ProgramImage(asdict(params), {"PROGRAM": [pack(op=OPCODES["END"])], "WEIGHTS": [0], "BIAS": [0],
-                                          "THRESHOLD": [0]},
-                         {name: word_bits(name, params) for name in IMAGE_TABLES})
+    image = end_image(params)
     latency, rows = 30, [random.Random(row).getrandbits(8 * 8) for row in range(3)]
     dut = _SpillingSystem(params, memory_words=1 << 14, latency=latency, bytes_per_cycle=1, init=external_image(image))
 
