@@ -17,6 +17,7 @@ from spikeforge.interface.layout import (SpatialTiles, pack_row, spike_row_layou
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.firmware.image import external_shapes
 from spikeforge.interface.bits import ceil_div
+from spikeforge.interface.encoding import bit_planes
 from spikeforge.interface.external import BEAT_BITS, SPILL, external_bytes, row_stride, table_offsets
 from spikeforge.interface.regmap import (BUS_DATA_BITS, BYTE_BITS, CTRL_BITS, OVERFLOW_LOG_BITS, STATUS_BITS, TABLES,
                                          address, identity_values, register_address, slots)
@@ -202,14 +203,10 @@ class Driver:
         """Write integer pixels ``[C, H, W]`` (or events ``[T, C, H, W]``) as bit planes."""
         spec, p = self.image.layout["input"], self.image.params
         n_pe, planes = p["n_pe"], spec["planes"]
-        frames = np.asarray(pixels, dtype=np.int64)
-        frames = frames[None] if not spec["events"] else frames
         channels = spec["channels"] * planes
-        # spike channel c·P + b holds bit b of channel c; lanes past the channels stay 0
-        spikes = (frames[:, :, None] >> np.arange(planes)[None, None, :, None, None]) & 1
-        spikes = spikes.reshape(len(frames), channels, spec["H"], spec["W"])
-        spikes = np.pad(spikes, [(0, 0), (0, -channels % n_pe), (0, 0), (0, 0)])
-        for offset, group, t, y, x0, x1 in self._tile_rows(spec["group"], channels, len(frames), spec["H"], spec["W"]):
+        spikes = bit_planes(pixels, planes)
+        spikes = np.pad(spikes, [(0, 0), (0, -channels % n_pe), (0, 0), (0, 0)])   # lanes past the channels: 0
+        for offset, group, t, y, x0, x1 in self._tile_rows(spec["group"], channels, len(spikes), spec["H"], spec["W"]):
             word = 0
             for lane in range(n_pe):
                 word |= pack_row(spikes[t, group * n_pe + lane, y, x0:x1].tolist()) << (lane * p["max_w"])

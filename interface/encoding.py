@@ -5,7 +5,9 @@ Every model input is a grid of integer *pixels*; the float model sees ``x = pixe
 of its config (``manifest["input"]``) and the bundle checker requires exactly this one.
 """
 
-__all__ = ["input_encoding"]
+import numpy as np
+
+__all__ = ["input_encoding", "bit_planes"]
 
 
 def input_encoding(config):
@@ -20,3 +22,14 @@ def input_encoding(config):
     if config.get("dataset") == "digits":
         return {"shape": frame, "scale_exp": -4, "max": 16, "events": False}
     return {"shape": frame, "scale_exp": -8, "max": 255, "events": False}
+
+
+def bit_planes(pixels, planes):
+    """Spike channels ``[T, C·P, H, W]`` of integer pixels ``[C, H, W]`` (one static frame) or
+    ``[T, C, H, W]`` (events): channel ``c·P + b`` holds bit ``b`` of channel ``c``, the layout in which
+    the driver writes the input and the first conv reads it."""
+    x = np.asarray(pixels, dtype=np.int64)
+    x = x[None] if x.ndim == 3 else x
+    T, C, H, W = x.shape
+    bits = (x[:, :, None] >> np.arange(planes)[None, None, :, None, None]) & 1
+    return bits.reshape(T, C * planes, H, W)

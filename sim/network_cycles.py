@@ -11,6 +11,7 @@ numpy integer arrays ``[T, C, H, W]`` of one image (e.g. a golden trace's, see :
 import numpy as np
 
 from spikeforge.interface.descriptor import DESCRIPTOR_SETTLE_CYCLES, OPCODES, unpack
+from spikeforge.interface.encoding import bit_planes
 from spikeforge.interface.layout import SpatialTiles
 from spikeforge.ops import BY_OPCODE
 from spikeforge.ops.pool import maxpool_spikes
@@ -28,16 +29,6 @@ DONE_CYCLES = 1
 END_CYCLES = 3
 #: A run stopped at a breakpoint (``stop_pc``): FETCH of that descriptor and FINISH.
 BREAKPOINT_CYCLES = 2
-
-
-def bit_planes(pixels, planes):
-    """Spike channels ``[T, C·P, H, W]`` of integer pixels ``[C, H, W]`` (one static frame) or
-    ``[T, C, H, W]`` (events): channel ``c·P + b`` holds bit ``b`` of channel ``c`` (the driver's layout)."""
-    x = np.asarray(pixels, dtype=np.int64)
-    x = x[None] if x.ndim == 3 else x
-    T, C, H, W = x.shape
-    bits = (x[:, :, None] >> np.arange(planes)[None, None, :, None, None]) & 1
-    return bits.reshape(T, C * planes, H, W)
 
 
 def _tensors_in_memory(image):
