@@ -4,13 +4,13 @@ LIF's spikes at every timestep, the stream after every block and the logits agai
 
 import dataclasses
 
-import numpy as np
 
 from spikeforge.firmware.compiler import compile_bundle
 from spikeforge.model.config import ModelConfig
 from spikeforge.model.data import parse_input
 from spikeforge.quant import GoldenModel
-from spikeforge.sim.network import first_difference, run_network
+from spikeforge.sim.network import check_breakpoints, first_difference, run_network
+from spikeforge.sim.network_cycles import network_cycles, run_cycles, trace_tensors
 
 
 # (id, preset, overrides, n_pe in the Amaranth simulator): depth 1–2, dim 16–64, heads 1–4, T 1–4,
@@ -26,6 +26,10 @@ NETWORKS = [
 ]
 
 
+#: The networks the Amaranth simulator runs whole (its fast tier stays small: the others run in Verilator).
+AMARANTH_NETWORKS = ["cifar-d1-dim16-h1-T1"]
+
+
 #: Lanes of the one Verilator build that runs every network (the digits network's 10 classes need 16).
 SHARED_N_PE = 16
 
@@ -36,6 +40,9 @@ def inputs(bundle, n):
 
 
 def check_network(image, bundle, backend, n, build_root=None):
+    """``n`` images through the hardware with ``check``, bit-exact with the golden model; every descriptor's
+    cycles equal the operations' cycle model, and each run's total follows from them and the cycles spent
+    waiting for external memory."""
     pixels = inputs(bundle, n)
     trace = GoldenModel(bundle).run(pixels)
     results = run_network(image, pixels.numpy(), backend=backend, check=True,
@@ -46,6 +53,13 @@ def check_network(image, bundle, backend, n, build_root=None):
     assert {f"stream/{block}" for block in trace.stream} <= set(results)
     silent = [name for name, s in trace.spikes.items() if s.sum() == 0]
     assert not silent, f"silent layers make the comparison trivial: {silent}"
+    for index in range(n):
+        modelled = network_cycles(image, trace_tensors(GoldenModel(bundle).run(pixels[index:index + 1]),
+                                                       pixels[index:index + 1].numpy()))
+        assert list(results["op_cycles"][index]) == modelled
+        assert results["stall_cycles"][index] > 0
+        assert results["cycles"][index] - results["stall_cycles"][index] == run_cycles(
+            modelled, breakpoints=len(check_breakpoints(image.layout)))
     return results
 
 

@@ -251,15 +251,14 @@ def _job_results(tmp_path):
         return {key: data[key] for key in data.files}
 
 
-def test_memory_master_complies_with_a_third_party_wishbone_slave(networks, shared_overrides, shared_build,
-                                                                  tmp_path):
+def test_memory_master_complies_with_a_third_party_wishbone_slave(networks, shared_build, tmp_path):
     """The accelerator's Wishbone master fetches a network's tables from cocotbext-wishbone's WishboneSlave
     (not our memory model), which stalls it and delays its answers; the results are bit-exact with the
-    golden model."""
+    golden model. The smallest network on a build sized to it: the model answers in Python every cycle."""
     from spikeforge.sim.verilator_runner import run_verilator
 
-    bundle, _ = networks["cifar-d1-dim16-h1-T1"]
-    image = compile_bundle(bundle, overrides=shared_overrides)
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    image = compile_bundle(bundle, n_pe=n_pe)
     pixels = inputs(bundle, 1)
     env = _write_job(tmp_path, image, pixels.numpy(), "SPIKEFORGE_MEMORY_JOB")
     report = run_verilator(bare_accelerator, image.params, "spikeforge.tests.sim.test_network_verilator",
