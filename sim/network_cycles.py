@@ -27,6 +27,8 @@ SEQUENCER_CYCLES = 3 + DESCRIPTOR_SETTLE_CYCLES
 DONE_CYCLES = 1
 #: The END descriptor (never logged): FETCH, DECODE and FINISH.
 END_CYCLES = 3
+#: The opcodes whose cycles depend on the spikes they read at ``in_base``.
+_READ_SPIKES = {OPCODES[name] for name in ("CONV", "POOL", "ATTENTION")}
 #: A run stopped at a breakpoint (``stop_pc``): FETCH of that descriptor and FINISH.
 BREAKPOINT_CYCLES = 2
 
@@ -89,7 +91,7 @@ def descriptor_cycles(image, pc, tensors):
     operation = BY_OPCODE.get(fields["op"])
     if operation is None:
         raise ValueError(f"descriptor {pc} has opcode {fields['op']}, which is not logged in OP_CYCLES")
-    spikes = spikes_at(image, pc, tensors) if fields["op"] != OPCODES["HEAD"] else None
+    spikes = spikes_at(image, pc, tensors) if fields["op"] in _READ_SPIKES else None
     return SEQUENCER_CYCLES + operation.cycles(fields, spikes)
 
 
