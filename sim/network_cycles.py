@@ -36,7 +36,9 @@ BREAKPOINT_CYCLES = 2
 def _tensors_in_memory(image):
     """Every spike tensor a descriptor can read: ``{name: (first group, groups, producer, source)}``,
     ``source`` how its spikes follow from a trace: ``("input", None)``, ``("lif", LIF name)`` or
-    ``("pool", pooled tensor's name)``."""
+    ``("pool", pooled tensor's name)``; a tensor a LOAD puts back (``layout["loads"]``) is there again from
+    that LOAD on, named ``"<tensor> loaded by <LOAD's descriptor>"``: its rows, and so its occupancy bits,
+    are the tensor's (``ops/spill.py``)."""
     layout = image.layout
     spec = layout["input"]
     tiling = SpatialTiles.of(spec["channels"] * spec["planes"], spec["H"], spec["W"], image.params)
@@ -45,6 +47,9 @@ def _tensors_in_memory(image):
                   for name, place in layout["spikes"].items()})
     found.update({name: (place["group"], place["groups"], place["producer"], ("pool", place["source"]))
                   for name, place in layout["pooled"].items()})
+    found.update({f"{place['tensor']} loaded by {place['producer']}": (place["group"], place["groups"],
+                                                                      place["producer"], found[place["tensor"]][3])
+                  for place in layout["loads"]})
     return found
 
 
