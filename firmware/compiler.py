@@ -12,7 +12,18 @@ its groups serve later tensors after that. The operations name a tensor in a des
 (``in_base=tensor``); once the whole program is emitted, :func:`allocate_groups` places every tensor
 first fit, in program order, and the fields take its first group. A LIF's spikes whose groups are
 reused must be read before they are overwritten: the layout gives each its ``breakpoint``.
+
+When the tensors live at the same time need more groups than the build's ``spike_groups``, some spill to
+the SPILL table in external memory: the allocator evicts the tensor whose next use lies furthest ahead
+(Belady's choice; never an operand of the descriptor being placed, nor a tensor still being written),
+inserts a STORE of its groups (once: spikes never change after they are written) and, before the next
+descriptor that names it, a LOAD into groups free then (:mod:`spikeforge.ops.spill`). SPILL rows are
+shared by liveness too. A tensor spilled is checked where it was written: its first groups hold it
+until their breakpoint, as any tensor's.
 """
+
+import bisect
+
 
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
@@ -22,7 +33,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from spikeforge.interface.external import SPILL, external_bytes, spill_shape
 from spikeforge.interface.layout import SpatialTiles, pack_lanes
 from spikeforge.interface.params import AcceleratorParams
-from spikeforge.ops import OPERATIONS
+from spikeforge.ops import OPERATIONS, spill
 from spikeforge.ops.bundle import Bundle, load_bundle
 
 from .image import ProgramImage
@@ -110,26 +121,136 @@ def _named_tensor(value):
     return value.tensor if isinstance(value, TileGroup) else value if isinstance(value, SpikeTensor) else None
 
 
-def allocate_groups(tensors):
-    """Give each of ``tensors`` (in program order) its first ``group``: the lowest run of ``groups``
-    groups that no tensor live at the same time holds (first fit), and its ``breakpoint``. Returns
-    the number of groups the program uses.
+def _lowest_run(taken, size):
+    """The first of the lowest run of ``size`` places that no span ``(start, end)`` of ``taken`` holds."""
+    first = 0
+    for start, end in sorted(taken):
+        if start - first >= size:
+            break
+        first = max(first, end)
+    return first
 
-    Two tensors are live at the same time when their descriptor ranges ``first_use..last_use``
-    meet, so a descriptor never writes the groups it reads."""
-    for index, tensor in enumerate(tensors):
-        taken = sorted((other.group, other.group + other.groups) for other in tensors[:index]
-                       if other.last_use >= tensor.first_use)
-        group = 0
-        for start, end in taken:
-            if start - group >= tensor.groups:
-                break
-            group = max(group, end)
-        tensor.group = group
-    for index, tensor in enumerate(tensors):
-        tensor.breakpoint = min((later.first_use for later in tensors[index + 1:] if later.overlaps(tensor)),
+
+class _SpillCopy(NamedTuple):
+    """SPILL rows ``first_row`` … ``first_row + rows − 1`` that hold a spilled tensor until its ``last_use``
+    (a descriptor before the spill's insertions)."""
+
+    first_row: int
+    rows: int
+    last_use: int
+
+
+def allocate_groups(prog, capacity=None):
+    """Place the spike tensors of ``prog`` (a :class:`Program` whose whole program is emitted) in the spike
+    memory, within ``capacity`` groups (None: as many as the program needs), and give each its
+    ``breakpoint``; re-emit the program with the STORE and LOAD descriptors that spilling needs. Returns
+    ``(groups, loads)``: the groups the program uses, and each tensor loaded back as ``(name, copy)`` (the
+    copy a :class:`SpikeTensor` whose ``producer`` is its LOAD).
+
+    Walking the program in order, each tensor takes the lowest run of free groups (first fit) when it is
+    written (the input: before the run) or loaded back, and frees them after the last descriptor that
+    names it. Two tensors are live at the same time when their descriptor ranges ``first_use..last_use``
+    meet, so a descriptor never writes the groups it reads. Where no run within ``capacity`` is free, the
+    tensor whose next use lies furthest ahead is evicted (never an operand of the descriptor, nor a
+    tensor not yet completely written); a tensor's first eviction STOREs it to SPILL rows, free then, that
+    hold it until its last use, and each descriptor that names it while it is evicted is preceded by a
+    LOAD. A descriptor whose own operands do not fit is the compiler's error, naming its layer."""
+    descriptors, names = prog.descriptors, prog.names
+    tensors = list(prog.spikes.values())
+    name_of = {tensor: name for name, tensor in prog.spikes.items()}
+    uses = {tensor: [] for tensor in tensors}      # the descriptors naming each tensor
+    last_write = {}                                # the last descriptor writing each tensor (its out_base)
+    for pc, fields in enumerate(descriptors):
+        for key, value in fields.items():
+            tensor = _named_tensor(value)
+            if tensor is not None:
+                if not uses[tensor] or uses[tensor][-1] != pc:
+                    uses[tensor].append(pc)
+                if key == "out_base":
+                    last_write[tensor] = pc
+    prog.descriptors, prog.names = [], []
+    resident, spilled, loads, placed = {}, {}, [], []
+    new_index = {}
+
+    def next_use(tensor, pc):
+        return uses[tensor][bisect.bisect_left(uses[tensor], pc)]
+
+    def place(tensor, copy, pc, operands, moved, layer):
+        """Give ``copy`` (of ``tensor``) groups free before descriptor ``pc``, evicting others; returns the
+        operands of ``pc`` evicted to make room (to be loaded again elsewhere)."""
+        relocated = []
+        taken = [(held.group, held.group + held.groups) for held in resident.values()]
+        copy.group = _lowest_run(taken, copy.groups)
+        while capacity is not None and copy.group + copy.groups > capacity:
+            complete = [held for held in resident if last_write.get(held, -1) < pc]
+            victims = [held for held in complete if held not in operands]
+            # the operands fit but not side by side: one already in place moves (stored, loaded again)
+            movable = [held for held in complete if held not in moved]
+            need = sum(held.groups for held in operands) + sum(held.groups for held in resident if held not in operands)
+            if not victims and (need > capacity or not movable):
+                what = (f"layer {layer!r} reads and writes" if layer is not None else "the input's bit planes take")
+                raise CompileError(f"--set spike_groups={capacity}: {what} {need} groups at once, which do not fit; "
+                                   f"build with spike_groups={next_power_of_two(need)} or more")
+            victim = max(victims or movable, key=lambda held: (next_use(held, pc), held.groups))
+            if victim in operands:
+                moved.add(victim)
+                relocated.append(victim)
+            if victim not in spilled:
+                live = [(kept.first_row, kept.first_row + kept.rows) for kept in spilled.values() if kept.last_use >= pc]
+                first_row = _lowest_run(live, spill.rows(victim))
+                spilled[victim] = _SpillCopy(first_row, spill.rows(victim), uses[victim][-1])
+                evicted = resident[victim]
+                for fields in spill.emit("STORE", victim, first_row, lambda offset: TileGroup(evicted, offset)):
+                    prog.emit(f"store {name_of[victim]}", fields)
+            del resident[victim]
+            taken = [(held.group, held.group + held.groups) for held in resident.values()]
+            copy.group = _lowest_run(taken, copy.groups)
+        resident[tensor] = copy
+        placed.append(copy)
+        return relocated
+
+    for tensor in tensors:
+        if tensor.producer is None:      # the host's input, there from the start
+            place(tensor, tensor, 0, {tensor: None}, set(), None)
+    for pc, fields in enumerate(descriptors):
+        new_index[pc] = len(prog.descriptors)
+        for tensor in [tensor for tensor in resident if uses[tensor][-1] < pc]:
+            del resident[tensor]         # dead: its groups serve later tensors
+        operands = {tensor: None for value in fields.values() if (tensor := _named_tensor(value)) is not None}
+        layer = names[pc]
+        pending, moved, written = [tensor for tensor in operands if tensor not in resident], set(), []
+        while pending:
+            tensor = pending.pop(0)
+            if tensor not in spilled:      # written first here
+                pending += place(tensor, tensor, pc, operands, moved, layer)
+                written.append(tensor)
+                continue
+            copy = replace(tensor, group=None, breakpoint=None)
+            pending += place(tensor, copy, pc, operands, moved, layer)
+            copy.producer = len(prog.descriptors)
+            for load in spill.emit("LOAD", tensor, spilled[tensor].first_row, lambda offset: TileGroup(copy, offset)):
+                prog.emit(f"load {name_of[tensor]}", load)
+            loads.append((name_of[tensor], copy))
+        for tensor in written:
+            tensor.producer = len(prog.descriptors)
+        fields = dict(fields)
+        scratch = fields.pop("_scratch")
+        prog.emit(layer, {key: _resident_value(value, resident) for key, value in fields.items()}, scratch)
+    prog.breakpoints = {block: new_index[pc] for block, pc in prog.breakpoints.items()}
+    prog.spills = {name_of[tensor]: kept for tensor, kept in spilled.items()}
+    for index, tensor in enumerate(placed):
+        tensor.breakpoint = min((later.first_use for later in placed[index + 1:] if later.overlaps(tensor)),
                                 default=None)
-    return max(tensor.group + tensor.groups for tensor in tensors)
+    return max(tensor.group + tensor.groups for tensor in placed), loads
+
+
+def _resident_value(value, resident):
+    """A descriptor field's value naming the copy of its tensor in the spike memory now."""
+    if isinstance(value, SpikeTensor):
+        return resident[value]
+    if isinstance(value, TileGroup):
+        return TileGroup(resident[value.tensor], value.offset)
+    return value
 
 
 class Program:
@@ -147,6 +268,7 @@ class Program:
         self.scratch_rows = 0         # the attention's Kᵀ·V rows (shared by every attention)
         self.stream, self.stream_shape = None, None
         self.breakpoints = {}
+        self.spills = {}              # tensor name -> its _SpillCopy, once allocated
         self.needed = {"weight_bits": bundle.manifest["quant"]["weight_bits"], "acc_bits": 2, "membrane_bits": 2,
                        "frac_bits": 0, "max_cin": 1, "max_tiles": 1, "max_h": 1, "max_w": 1}
         self.decay, self.classes = None, None
@@ -237,8 +359,9 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     """Compile ``bundle`` (a :class:`~spikeforge.ops.bundle.Bundle` or a path) for ``n_pe`` lanes.
 
     ``overrides`` (``{"acc_bits": "32", ...}``, from ``--set``) enlarge the build parameters beyond
-    what the bundle needs; smaller values are refused with a ValueError naming the parameter (for
-    ``spike_groups``, naming the layer whose spikes do not fit).
+    what the bundle needs; smaller values are refused with a ValueError naming the parameter. A smaller
+    ``spike_groups`` spills tensors to the SPILL table (:func:`allocate_groups`); the CompileError names the
+    layer whose own operands do not fit, or whose spilled spikes do not fit ``spill_rows``.
 
     Returns
     -------
@@ -247,8 +370,9 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         driver needs: the input's group; per LIF's spikes their groups, shape, ``producer`` (the
         descriptor that writes them) and ``breakpoint`` (the descriptor before which a later tensor
         overwrites them, where the host must have read them; None: they stay until the run ends);
-        the stream; the descriptor names; and, per block, the breakpoint after which the stream holds
-        that block's output.
+        the stream; the descriptor names; per block, the breakpoint after which the stream holds
+        that block's output; and ``loads``, each tensor a LOAD puts back into the spike memory (its
+        groups and ``producer``, the LOAD), where the descriptors after it read that tensor.
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     overrides = dict(overrides or {})
@@ -275,7 +399,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         OPERATIONS[layer.kind].emit(layer, prog)
     prog.emit("end", dict(op=OPCODES["END"]))
 
-    groups = allocate_groups(list(prog.spikes.values()))
+    groups, loads = allocate_groups(prog, _override_int(overrides, "spike_groups", None))
     for fields in prog.descriptors:
         if fields.pop("_scratch"):   # the Kᵀ·V rows live on chip, from scratch row 0; every attention shares them
             fields["weight_base"] = 0
@@ -297,12 +421,14 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         prefetch_rows=AcceleratorParams.prefetch_rows, spill_rows=AcceleratorParams.spill_rows,
         memory_address_bits=AcceleratorParams.memory_address_bits)
     params = _apply_overrides(needed, overrides)
-    if params.spike_groups < groups:
-        beyond = next(tensor for tensor in prog.spikes.values() if tensor.group + tensor.groups > params.spike_groups)
-        what = "the input's bit planes" if beyond.writer is None else f"the spikes of layer {beyond.writer!r}"
-        raise CompileError(f"--set spike_groups={params.spike_groups}: {what} take groups {beyond.group}.."
-                           f"{beyond.group + beyond.groups - 1}, which needs spike_groups={needed['spike_groups']} "
-                           f"(the program uses groups 0..{groups - 1})")
+    for name, kept in prog.spills.items():
+        if kept.first_row + kept.rows > params.spill_rows:
+            writer = prog.spikes[name].writer
+            what = "the input's bit planes" if writer is None else f"the spikes of layer {writer!r}"
+            end = max(other.first_row + other.rows for other in prog.spills.values())
+            raise CompileError(f"--set spike_groups={params.spike_groups}: {what} spill to SPILL rows "
+                               f"{kept.first_row}..{kept.first_row + kept.rows - 1}, beyond spill_rows="
+                               f"{params.spill_rows}; build with spill_rows={end} or more")
     acc_bits, membrane_bits = params.acc_bits, params.membrane_bits
     # pad lanes of partial tiles get the largest threshold, which their zero input never reaches
     thresholds = [[value if value is not None else (1 << (membrane_bits - 1)) - 1 for value in row]
@@ -341,6 +467,8 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
                    for layer in bundle.program if layer.kind == "pool"},
         "stream": {"channels": prog.stream_shape[0], "H": prog.stream_shape[1], "W": prog.stream_shape[2],
                    "T": prog.T},
+        "loads": [dict(tensor=name, group=copy.group, groups=copy.groups, producer=copy.producer)
+                  for name, copy in loads],
         "ops": prog.names,
         "breakpoints": prog.breakpoints,
     }

@@ -58,7 +58,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, params):
         self.params = params
-        #: The engine, whose ports without a driver yet (the SPILL table's) a testbench may drive.
+        #: The engine (a testbench may watch its ports).
         self.engine = Engine(params)
         super().__init__({"ctrl": In(wishbone_signature(address_layout(params).word_address_bits)),
                           "mem": Out(wishbone_signature(params.memory_address_bits - WORD_OFFSET_BITS)),

@@ -1,4 +1,5 @@
-"""Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD) on the accelerator's memories."""
+"""Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD, STORE, LOAD) on the accelerator's
+memories."""
 
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
@@ -15,6 +16,7 @@ from .logic import check_params, enabled_parts
 from .spike_memory import READ_LATENCY, SpikeMemory
 from .spike_pool import SpikePool
 from .spike_scanner import SpikeScanner
+from .spill_mover import SpillMover
 
 __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 
@@ -48,7 +50,8 @@ class Engine(wiring.Component):
     * ATTENTION: per tile and timestep, a :class:`KeyValueProduct` pass (Kᵀ·V rows by AND-and-count
       into scratch weight rows) and a :class:`SpikeScanner` pass of that timestep's Q spikes over
       them; then a :class:`Drain` pass (``attn_lif``);
-    * HEAD: one :class:`Head` pass (stream sums per channel, logits bit-serially).
+    * HEAD: one :class:`Head` pass (stream sums per channel, logits bit-serially);
+    * STORE, LOAD: one :class:`SpillMover` pass (spike groups copied to SPILL rows, or back).
 
     Each pass starts in the cycle its predecessor signals ``done``, so the phases follow one another
     without a gap. The engine advances only in cycles after ``run_next``: each unit (and the engine's
@@ -85,8 +88,8 @@ class Engine(wiring.Component):
     spill_write_data : Out(ArrayLayout(max_w, n_pe))
         Read and write ports of the SPILL table in external memory (``range(spill_rows)`` rows of one
         spike-memory group word: a reader like the others, and a
-        :class:`~spikeforge.hw.row_writer.RowWriter`), for tensors larger than the on-chip buffers; no
-        descriptor moves rows through them yet (``en`` stays low).
+        :class:`~spikeforge.hw.row_writer.RowWriter`): the LOAD and STORE descriptors' (the spike tensors
+        that do not fit the spike memory at the same time).
     host_we, host_window, host_offset, host_wdata : In
         Host writes into the SPIKES window (only while idle; the row is written a cycle later, from
         registers, like the datapaths' spike rows).
@@ -155,7 +158,8 @@ class Engine(wiring.Component):
 
         # ---- datapaths -----------------------------------------------------------------------
         scanner, drain, pool, key_value, head = SpikeScanner(p), Drain(p), SpikePool(p), KeyValueProduct(p), Head(p)
-        for unit in (scanner, drain, pool, key_value, head):
+        mover = SpillMover(p)
+        for unit in (scanner, drain, pool, key_value, head, mover):
             m.d.comb += unit.desc.eq(d)
         tile = Signal.like(d.tiles)
         t_sel = Signal.like(d.T)     # attention: the timestep being accumulated
@@ -177,13 +181,17 @@ class Engine(wiring.Component):
                      drain.acc_data.eq(array.drain_data),
                      scanner.occ_data.eq(spikes.occ_data),
                      scanner.scan_data.eq(spikes.scan_data), key_value.scan_data.eq(spikes.scan_data),
-                     pool.group_data.eq(spikes.group_data), key_value.group_data.eq(spikes.group_data)]
+                     pool.group_data.eq(spikes.group_data), key_value.group_data.eq(spikes.group_data),
+                     mover.group_data.eq(spikes.group_data), mover.spill_read_data.eq(self.spill_read_data)]
         # ports with a single user (each drives them only in its phase)
         m.d.comb += [array.event_valid.eq(scanner.event_valid), array.event_addr.eq(scanner.event_addr),
                      array.event_row.eq(scanner.event_row), array.event_shift.eq(scanner.event_shift),
                      array.drain_valid.eq(drain.acc_valid), array.drain_addr.eq(drain.acc_addr),
                      array.drain_keep.eq(drain.acc_keep),
                      self.threshold_en.eq(drain.threshold_en), self.threshold_addr.eq(drain.threshold_addr),
+                     self.spill_read_en.eq(mover.spill_read_en), self.spill_read_addr.eq(mover.spill_read_addr),
+                     self.spill_write_en.eq(mover.spill_write_en), self.spill_write_addr.eq(mover.spill_write_addr),
+                     self.spill_write_data.eq(mover.spill_write_data),
                      # two users, each reading from registers in its own phase only: no state decode
                      self.bias_en.eq(drain.bias_en | head.bias_en),
                      self.bias_addr.eq(Mux(drain.bias_en, drain.bias_addr, head.bias_addr)),
@@ -202,16 +210,19 @@ class Engine(wiring.Component):
         # ---- sequencing: one register per phase (one-hot), so that no port's routing and no start
         # decodes a state: a phase's register is set in the cycle its datapath starts and cleared after
         # the cycle it signals done; the descriptor's opcode is decoded into registers while it settles
-        phase_names = ("idle", "accumulate", "key_value", "drain", "pool", "head", "finish")
+        phase_names = ("idle", "accumulate", "key_value", "drain", "pool", "head", "spill", "finish")
         phase = {name: Signal(name=f"in_{name}", init=int(name == "idle")) for name in phase_names}
         is_op = {name: Signal(name=f"is_{name.lower()}") for name in ("CONV", "POOL", "HEAD")}
         is_op["ATTENTION"] = is_attention
         m.d.sync += [flag.eq(d.op == OPCODES[name]) for name, flag in is_op.items() if name != "ATTENTION"]
+        is_spill = Signal()
+        m.d.sync += is_spill.eq((d.op == OPCODES["STORE"]) | (d.op == OPCODES["LOAD"]))
         # a CONV that only accumulates ends after its scan: the accumulators keep its sums for the next
         accumulate_only = Signal()
         m.d.sync += accumulate_only.eq(d.accumulate_only & (d.op == OPCODES["CONV"]))
         is_other = Signal()
-        m.d.sync += is_other.eq(~Cat(*(d.op == code for name, code in OPCODES.items() if name in is_op)).any())
+        m.d.sync += is_other.eq(~Cat(*(d.op == code for name, code in OPCODES.items()
+                                       if name in is_op or name in ("STORE", "LOAD"))).any())
         # what follows a scan pass and a drain pass, decided a cycle after t_sel and tile change (at the
         # ends of passes, many cycles before the next end)
         next_t, next_tile_scan, next_tile_product = Signal(), Signal(), Signal()
@@ -226,16 +237,17 @@ class Engine(wiring.Component):
                      key_value.start.eq(go & is_attention | scanner.done & next_t | drain.done & next_tile_product),
                      drain.start.eq(scanner.done & ~next_t & ~accumulate_only),
                      pool.start.eq(go & is_op["POOL"]), head.start.eq(go & is_op["HEAD"]),
+                     mover.start.eq(go & is_spill),
                      self.done.eq(phase["finish"])]
         ends = {"accumulate": scanner.done, "key_value": key_value.done, "drain": drain.done, "pool": pool.done,
-                "head": head.done}
+                "head": head.done, "spill": mover.done}
         starts = {"accumulate": scanner.start, "key_value": key_value.start, "drain": drain.start,
-                  "pool": pool.start, "head": head.start}
+                  "pool": pool.start, "head": head.start, "spill": mover.start}
         for name, end in ends.items():
             m.d.sync += phase[name].eq(phase[name] & ~end | starts[name])
         m.d.sync += [phase["idle"].eq(phase["idle"] & ~self.start | phase["finish"]),
                      phase["finish"].eq(go & is_other | drain.done & last_tile | pool.done | head.done
-                                        | scanner.done & accumulate_only)]
+                                        | mover.done | scanner.done & accumulate_only)]
         with m.If(scanner.done & next_t):
             m.d.sync += t_sel.eq(t_sel + 1)
         with m.If(drain.done):
@@ -261,22 +273,25 @@ class Engine(wiring.Component):
                      spikes.scan_en.eq(scanner.scan_en | key_value.scan_en),
                      spikes.scan_addr.eq(Mux(phase["key_value"], key_value.scan_addr, scanner.scan_addr)),
                      spikes.scan_lane.eq(Mux(phase["key_value"], key_value.scan_lane, scanner.scan_lane))]
-        # ... group reads: the product's, the pool's, or the host's while idle
+        # ... group reads: the product's, the pool's, a STORE's, or the host's while idle
         host = {name: window(name).index for name in ("SPIKES", "STREAM", "LOGITS")}
         m.d.comb += spikes.group_addr.eq(Mux(phase["key_value"], key_value.group_addr,
-                                             Mux(phase["pool"], pool.group_addr, self.host_offset)))
-        # ... row writes: the drain's, the pool's, or the host's while idle, into the memory a cycle later
-        # from registers (the write's group selects the occupancy word that every lane reads with it).
-        # No phase reads a row in the cycle after it is written: the pool and the drain write their
+                                             Mux(phase["pool"], pool.group_addr,
+                                                 Mux(phase["spill"], mover.group_addr, self.host_offset))))
+        # ... row writes: the drain's, the pool's, a LOAD's, or the host's while idle, into the memory a cycle
+        # later from registers (the write's group selects the occupancy word that every lane reads with it).
+        # No phase reads a row in the cycle after it is written: the pool, the drain and a LOAD write their
         # last rows in their last cycle, and the next scan reads two cycles later
         word_valid, word_addr = Signal(), Signal.like(spikes.word_addr)
         word_data = Signal.like(spikes.word_data)
         host_write = self.host_we & ~self.busy & (self.host_window == host["SPIKES"])
-        m.d.sync += [word_valid.eq(drain.word_valid | pool.word_valid | host_write),
+        m.d.sync += [word_valid.eq(drain.word_valid | pool.word_valid | mover.word_valid | host_write),
                      word_addr.eq(Mux(phase["drain"], drain.word_addr,
-                                      Mux(phase["pool"], pool.word_addr, self.host_offset))),
+                                      Mux(phase["pool"], pool.word_addr,
+                                          Mux(phase["spill"], mover.word_addr, self.host_offset)))),
                      word_data.eq(Mux(phase["drain"], drain.word_data,
-                                      Mux(phase["pool"], pool.word_data, self.host_wdata)))]
+                                      Mux(phase["pool"], pool.word_data,
+                                          Mux(phase["spill"], mover.word_data, self.host_wdata))))]
         m.d.comb += [spikes.word_valid.eq(word_valid), spikes.word_addr.eq(word_addr),
                      spikes.word_data.eq(word_data)]
         # stream reads: the drain's, the head's, or the host's while idle
@@ -295,7 +310,7 @@ class Engine(wiring.Component):
         # ---- each part under its own copy of the enable ---------------------------------------
         top = Module()
         enabled_parts(top, self.run_next, {"control": m, "spikes": spikes, "array": array, "scanner": scanner,
-                                           "pool": pool, "key_value": key_value})
+                                           "pool": pool, "key_value": key_value, "mover": mover})
         # the drain and the head, thousands of flip-flops each, split themselves into parts that way
         top.submodules.drain, top.submodules.head = drain, head
         top.d.comb += [drain.run_next.eq(self.run_next), head.run_next.eq(self.run_next)]

@@ -23,7 +23,7 @@ class Field(NamedTuple):
 
 
 #: Operation codes.
-OPCODES = {"END": 0, "CONV": 1, "POOL": 2, "ATTENTION": 3, "HEAD": 4}
+OPCODES = {"END": 0, "CONV": 1, "POOL": 2, "ATTENTION": 3, "HEAD": 4, "STORE": 5, "LOAD": 6}
 
 FIELDS = (
     Field("op", 4, "operation (OPCODES)"),
@@ -43,15 +43,17 @@ FIELDS = (
                         "column −1 is the last column of the tile column to the left (in_base − v_base)"),
     Field("cin", 16, "CONV: input channels (weight columns); ATTENTION/HEAD: channels C"),
     Field("planes", 4, "CONV: spike channels per input channel (bit planes of integer pixels; 1 for spikes)"),
-    Field("tiles", 8, "output tiles of n_pe channels (POOL: channel groups)"),
-    Field("T", 5, "timesteps"),
-    Field("H", 8, "image height (POOL: input rows from the origin of input tile A at in_base, up to 2·max_h)"),
+    Field("tiles", 8, "output tiles of n_pe channels (POOL: channel groups; STORE/LOAD: spike groups copied)"),
+    Field("T", 5, "timesteps (STORE/LOAD: rows t = 0..T−1 of each group copied)"),
+    Field("H", 8, "image height (POOL: input rows from the origin of input tile A at in_base, up to 2·max_h; "
+                     "STORE/LOAD: rows y = 0..H−1 of each timestep copied)"),
     Field("W", 8, "image width (POOL: input columns from A's origin, up to 2·max_w)"),
-    Field("in_base", 16, "spike group of the input (ATTENTION: of Q)"),
+    Field("in_base", 16, "spike group of the input (ATTENTION: of Q; STORE: the first group copied to SPILL rows)"),
     Field("k_base", 16, "ATTENTION: spike group of K; POOL: groups from one tile row to the next"),
     Field("v_base", 16, "ATTENTION: spike group of V; POOL: groups from one tile column to the next"),
-    Field("out_base", 16, "spike group of the output spikes"),
-    Field("weight_base", 20, "first weight row (ATTENTION: scratch rows for Kᵀ·V)"),
+    Field("out_base", 16, "spike group of the output spikes (LOAD: the first group copied back from SPILL rows)"),
+    Field("weight_base", 20, "first weight row (ATTENTION: scratch rows for Kᵀ·V; STORE/LOAD: first SPILL row, "
+                               "one per spike-memory row copied, in the order group, t, y, y innermost)"),
     Field("bias_base", 16, "bias row of tile 0"),
     Field("threshold_base", 16, "threshold row of tile 0"),
     Field("frac_bits", 4, "CONV/ATTENTION: fractional bits F of the fused LIF's membrane (F = T for τ = 2)"),

@@ -27,6 +27,8 @@ SEQUENCER_CYCLES = 3 + DESCRIPTOR_SETTLE_CYCLES
 DONE_CYCLES = 1
 #: The END descriptor (never logged): FETCH, DECODE and FINISH.
 END_CYCLES = 3
+#: The opcodes whose cycles depend on the spikes they read at ``in_base``.
+_READ_SPIKES = {OPCODES[name] for name in ("CONV", "POOL", "ATTENTION")}
 #: A run stopped at a breakpoint (``stop_pc``): FETCH of that descriptor and FINISH.
 BREAKPOINT_CYCLES = 2
 
@@ -34,7 +36,9 @@ BREAKPOINT_CYCLES = 2
 def _tensors_in_memory(image):
     """Every spike tensor a descriptor can read: ``{name: (first group, groups, producer, source)}``,
     ``source`` how its spikes follow from a trace: ``("input", None)``, ``("lif", LIF name)`` or
-    ``("pool", pooled tensor's name)``."""
+    ``("pool", pooled tensor's name)``; a tensor a LOAD puts back (``layout["loads"]``) is there again from
+    that LOAD on, named ``"<tensor> loaded by <LOAD's descriptor>"``: its rows, and so its occupancy bits,
+    are the tensor's (``ops/spill.py``)."""
     layout = image.layout
     spec = layout["input"]
     tiling = SpatialTiles.of(spec["channels"] * spec["planes"], spec["H"], spec["W"], image.params)
@@ -43,6 +47,9 @@ def _tensors_in_memory(image):
                   for name, place in layout["spikes"].items()})
     found.update({name: (place["group"], place["groups"], place["producer"], ("pool", place["source"]))
                   for name, place in layout["pooled"].items()})
+    found.update({f"{place['tensor']} loaded by {place['producer']}": (place["group"], place["groups"],
+                                                                      place["producer"], found[place["tensor"]][3])
+                  for place in layout["loads"]})
     return found
 
 
@@ -89,7 +96,7 @@ def descriptor_cycles(image, pc, tensors):
     operation = BY_OPCODE.get(fields["op"])
     if operation is None:
         raise ValueError(f"descriptor {pc} has opcode {fields['op']}, which is not logged in OP_CYCLES")
-    spikes = spikes_at(image, pc, tensors) if fields["op"] != OPCODES["HEAD"] else None
+    spikes = spikes_at(image, pc, tensors) if fields["op"] in _READ_SPIKES else None
     return SEQUENCER_CYCLES + operation.cycles(fields, spikes)
 
 

@@ -29,11 +29,11 @@ def small_params(**overrides):
     return AcceleratorParams(**{**SMALL, **overrides})
 
 
-def end_image(params):
-    """A program image for ``params`` whose program is an END descriptor (every table one row): a run of
-    the whole accelerator that only fetches it."""
-    return ProgramImage(asdict(params), {"PROGRAM": [pack(op=OPCODES["END"])], "WEIGHTS": [0], "BIAS": [0],
-                                         "THRESHOLD": [0]},
+def end_image(params, program=()):
+    """A program image for ``params`` whose program is the descriptors ``program`` (field dicts), then END
+    (every table one row): without ``program``, a run of the whole accelerator that only fetches END."""
+    return ProgramImage(asdict(params), {"PROGRAM": [pack(**fields) for fields in program] + [pack(op=OPCODES["END"])],
+                                         "WEIGHTS": [0], "BIAS": [0], "THRESHOLD": [0]},
                         {name: word_bits(name, params) for name in IMAGE_TABLES})
 
 

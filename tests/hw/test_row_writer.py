@@ -9,20 +9,22 @@ import random
 import pytest
 from amaranth import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from spikeforge.firmware.driver import Driver, PortsBus
 from spikeforge.firmware.image import external_image, external_shapes
 from spikeforge.hw.burst_arbiter import BurstArbiter
 from spikeforge.hw.row_reader import RowReader
 from spikeforge.hw.row_writer import RowWriter
+from spikeforge.interface.descriptor import OPCODES, pack, unpack
 from spikeforge.interface.external import external_bytes, row_stride
 from spikeforge.interface.regmap import CTRL_BITS
 from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.sim.memory_model import MemoryModel
-from spikeforge.sim.network_cycles import END_CYCLES
+from spikeforge.ops import spill
+from spikeforge.sim.network_cycles import SEQUENCER_CYCLES, run_cycles
 from spikeforge.sim.system import MODEL_STORAGE, ModelMemory, System
-from spikeforge.tests.hw.bench import Harness, end_image, simulate, small_params
+from spikeforge.tests.hw.bench import Harness, end_image, simulate, small_params, spike_addr
 
 ROW_BITS, TAG_BITS, ADDR_BITS, BASE, DEPTH = 70, 4, 16, 0x1000, 3
 WORDS = 1 << 12
@@ -185,38 +187,40 @@ def test_a_prefetched_row_is_read_again_after_a_write_to_it():
 
 
 class _SpillingSystem(wiring.Component):
-    """The simulated system, the engine's SPILL write port driven from ports (no descriptor drives it yet),
-    and ``core_runs``: the core's enable in this cycle (a write presented now is taken)."""
+    """The simulated system, and ``spill_taken``: the engine's SPILL write port has a write taken in this
+    cycle (presented while the core runs)."""
 
     def __init__(self, params, **memory):
         self.system = System(params, **memory)
-        super().__init__({"ctrl": self.system.signature.members["ctrl"], "done": Out(1),
-                          "spill_en": In(1), "spill_addr": In(range(params.spill_rows)),
-                          "spill_data": In(params.n_pe * params.max_w), "core_runs": Out(1)})
+        super().__init__({"ctrl": self.system.signature.members["ctrl"], "done": Out(1), "spill_taken": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.system = system = self.system
         engine = system.accelerator.engine
         wiring.connect(m, wiring.flipped(self.ctrl), system.ctrl)
-        m.d.comb += [self.done.eq(system.done), engine.spill_write_en.eq(self.spill_en),
-                     engine.spill_write_addr.eq(self.spill_addr), engine.spill_write_data.eq(self.spill_data)]
-        m.d.sync += self.core_runs.eq(engine.run_next)
+        core_runs = Signal()
+        m.d.sync += core_runs.eq(engine.run_next)
+        m.d.comb += [self.done.eq(system.done), self.spill_taken.eq(engine.spill_write_en & core_runs)]
         return m
 
 
 def test_done_rises_once_the_runs_writes_have_landed():
-    """A run of an END descriptor while the engine writes SPILL rows in its last cycles: DONE (and the
+    """A run of a STORE descriptor, which writes SPILL rows in its last cycles, then END: DONE (and the
     run's end) waits until they are in external memory, the wait counts as stall cycles, and the driver
     reads the rows back from the spill region after the image."""
-    params = small_params(n_pe=8, spill_rows=16)
-    image = end_image(params)
-    latency, rows = 30, [random.Random(row).getrandbits(8 * 8) for row in range(3)]
+    params = small_params(n_pe=8, spill_rows=16, program_depth=2)
+    rows = [random.Random(row).getrandbits(8 * 8) for row in range(3)]
+    store = dict(op=OPCODES["STORE"], tiles=1, T=1, H=len(rows), in_base=0, weight_base=0)
+    image = end_image(params, [store])
+    latency = 30
     dut = _SpillingSystem(params, memory_words=1 << 14, latency=latency, bytes_per_cycle=1, init=external_image(image))
 
     async def testbench(ports):
         driver = Driver(PortsBus(ports), memory=ModelMemory(ports, ("system", *MODEL_STORAGE)))
         await driver.load(image)
+        for y, row in enumerate(rows):
+            await driver.write_words("SPIKES", spike_addr(params, 0, 0, y), [row])
         spill_base = await driver.csr("SPILL_BASE")
         await driver.set_csr("START_PC", 0)
         await driver.set_csr("STOP_PC", 0)
@@ -226,29 +230,22 @@ def test_done_rises_once_the_runs_writes_have_landed():
         while not ports.read("done"):
             cycle += 1
             assert cycle < 1000, "no DONE"
-            if written < len(rows):
-                await ports.write("spill_en", 1)
-                await ports.write("spill_addr", written)
-                await ports.write("spill_data", rows[written])
-                await ports.settle()
-                if ports.read("core_runs"):
-                    written, last_write = written + 1, cycle
-            else:
-                await ports.write("spill_en", 0)
-                await ports.settle()
+            if ports.read("spill_taken"):
+                written, last_write = written + 1, cycle
             if landed is None and written == len(rows) and (await driver.read_spill(0, len(rows))) == rows:
                 landed = cycle
             await ports.tick()
         cycles, stalls = await driver.csr("CYCLES"), await driver.csr("STALL_CYCLES")
-        return spill_base, last_write, landed, cycle, cycles, stalls, await driver.read_spill(0, len(rows))
+        return spill_base, written, last_write, landed, cycle, cycles, stalls, await driver.read_spill(0, len(rows))
 
-    spill_base, last_write, landed, done, cycles, stalls, read_back = run_amaranth(dut, testbench)
+    spill_base, written, last_write, landed, done, cycles, stalls, read_back = run_amaranth(dut, testbench)
     # the spill region follows the image's tables, on a region boundary
     assert spill_base == external_bytes(external_shapes(image)) - 16 * row_stride(8 * 8) == 4 * 4096
     # the last row was written in the run's last cycles; DONE waited for it to land, and no longer
+    assert written == len(rows)
     assert landed - last_write > latency and landed < done <= landed + 3
     assert read_back == rows
-    assert cycles - stalls == END_CYCLES
+    assert cycles - stalls == run_cycles([SEQUENCER_CYCLES + spill.cycles(unpack(pack(**store)))])
 
 
 @pytest.mark.parametrize("make", [lambda: RowWriter(ROW_BITS, 1, TAG_BITS, ADDR_BITS),
