@@ -75,7 +75,9 @@ class Accelerator(wiring.Component):
         m.submodules.engine = engine
         enabled_parts(m, run_next, {"sequencer": seq}, "sequencer_run")
         m.submodules.op_cycles = op_cycles = memory.Memory(shape=32, depth=p.program_depth, init=[])
-        m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p), HOST_READ_LATENCY)
+        # the window's word is registered before the slave picks its 32-bit slot (one more cycle): the
+        # multiplexers of the engine's memories, the registers and the logs, and the slot's, in two stages
+        m.submodules.slave = slave = ControlSlave(p.host_word_bits, address_layout(p), HOST_READ_LATENCY + 1)
         wiring.connect(m, wiring.flipped(self.ctrl), slave.bus)
         offset, win = slave.offset, slave.window
         # the run: the sequencer's, then until its writes to external memory have landed
@@ -199,14 +201,13 @@ class Accelerator(wiring.Component):
         csr_data = registered_select(m, {csr[name]: value for name, value in csr_values.items()}, offset, "csr_data")
 
         read_window = Signal.like(win)
-        m.d.sync += read_window.eq(win)
-        m.d.comb += slave.rdata.eq(engine.host_rdata)
+        m.d.sync += [read_window.eq(win), slave.rdata.eq(engine.host_rdata)]
         with m.Switch(read_window):
             with m.Case(window("CSR").index):
-                m.d.comb += slave.rdata.eq(csr_data)
+                m.d.sync += slave.rdata.eq(csr_data)
             with m.Case(window("OP_CYCLES").index):
-                m.d.comb += slave.rdata.eq(log_host.data)
+                m.d.sync += slave.rdata.eq(log_host.data)
             with m.Case(window("OVERFLOW_LOG").index):
-                m.d.comb += slave.rdata.eq(overflow_log_data)
+                m.d.sync += slave.rdata.eq(overflow_log_data)
         return m
 

@@ -21,7 +21,7 @@ from .spill_mover import SpillMover
 __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 
 #: Cycles from the host's window and offset to ``host_rdata``: the spike memory's read latency, the
-#: longest of the windows' (the others hold their word a cycle earlier).
+#: longest of the windows' (the stream's block RAM answers a cycle earlier, into a register).
 HOST_READ_LATENCY = READ_LATENCY
 
 
@@ -298,11 +298,12 @@ class Engine(wiring.Component):
         m.d.comb += stream_read.addr.eq(Mux(phase["drain"], drain.stream_addr,
                                             Mux(phase["head"], head.stream_addr, self.host_offset)))
 
-        # ---- host reads (idle only)
-        read_window = Signal.like(self.host_window)
-        m.d.sync += read_window.eq(self.host_window)
+        # ---- host reads (idle only); the stream's word from a register, as the spike memory's is: no
+        # block-RAM output crosses the chip to the host's multiplexers in the cycle it appears
+        read_window, stream_word = Signal.like(self.host_window), Signal.like(stream_read.data)
+        m.d.sync += [read_window.eq(self.host_window), stream_word.eq(stream_read.data)]
         with m.Switch(read_window):
-            for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_read.data),
+            for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_word),
                                 ("LOGITS", head.logits)):
                 with m.Case(host[name]):
                     m.d.comb += self.host_rdata.eq(value)
