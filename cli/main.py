@@ -7,8 +7,8 @@ import time
 import traceback
 from pathlib import Path
 
-from spikeforge.interface.fpga import DEFAULT_FREQ_MHZ, DEFAULT_LUT_MAPPER, DEFAULT_PACKAGE, DEFAULT_PART, LUT_MAPPERS, PARTS
-from spikeforge.interface.params import AcceleratorParams
+from spikeforge.interface.fpga import (CONFIGURATIONS, DEFAULT_FREQ_MHZ, DEFAULT_LUT_MAPPER, DEFAULT_PACKAGE, DEFAULT_PART,
+                                      LUT_MAPPERS, PART_CONFIGURATIONS, PARTS, SIZED_TO_BUNDLE, configured_params)
 from spikeforge.sim import BACKENDS
 
 from spikeforge.model import ARCHITECTURES
@@ -235,16 +235,16 @@ def _golden(args, out):
         raise CheckFailed(f"values exceeded their declared widths in {', '.join(trace.overflow)}")
 
 
-def _hardware_target(args):
-    """The program image of ``args.bundle`` (sized for it, ``--set`` enlarging), or the build
-    parameters of the ``--set`` overrides."""
+def _hardware_target(args, hardware=SIZED_TO_BUNDLE):
+    """The program image of ``args.bundle``, or without one the build parameters, for the ``--set``
+    overrides: onto configuration ``--set hardware=NAME`` (default ``hardware``), or sized to the
+    bundle (``bundle``; without a bundle, the default parameters), ``--set`` enlarging."""
     from spikeforge import flow
 
     from .common import parse_overrides
 
-    overrides = parse_overrides(args.overrides)
-    return (flow.compile(args.bundle, overrides=overrides) if args.bundle
-            else AcceleratorParams.from_overrides(overrides))
+    overrides = {"hardware": hardware, **parse_overrides(args.overrides)}
+    return flow.compile(args.bundle, overrides=overrides) if args.bundle else configured_params(overrides)
 
 
 def _verilog(args, out):
@@ -274,7 +274,15 @@ def _synth(args, out):
         raise ValueError(f"--cycles must be a positive number of cycles per image, not {cycles!r}")
     if args.min_fmax is not None and not args.min_fmax > 0:
         raise ValueError(f"--min-fmax must be a frequency in MHz above 0, not {args.min_fmax!r}")
-    target = _hardware_target(args)
+    from .common import parse_overrides
+
+    hardware = parse_overrides(args.overrides).get("hardware", PART_CONFIGURATIONS.get(args.part, SIZED_TO_BUNDLE))
+    target = _hardware_target(args, hardware)
+    if hardware == SIZED_TO_BUNDLE:
+        out.say(f"the build is sized to {'the bundle' if args.bundle else 'the --set parameters'}"
+                + ("" if args.part in PART_CONFIGURATIONS else f" ({args.part} has no configuration)"))
+    else:
+        out.say(f"the build is configuration {hardware}" + (f", {args.bundle} planned onto it" if args.bundle else ""))
     bar = tqdm(bar_format="{desc}", file=out.text_stream, disable=out.as_json, leave=False)
 
     def progress(tool, seconds, line):
@@ -288,7 +296,7 @@ def _synth(args, out):
     finally:
         bar.close()
     _say_synth_summary(summary, out)
-    out.result(summary)
+    out.result({**summary, "hardware": hardware})
     if not summary["ok"]:
         raise CheckFailed(f"{summary['failure']}; reports in {summary['reports']}")
     if args.min_fmax is not None and summary["fmax_mhz"] is not None and summary["fmax_mhz"] < args.min_fmax:
@@ -439,11 +447,13 @@ def _save_npz(path, arrays):
         np.savez_compressed(tmp, **arrays)
 
 
-def _add_hardware_args(parser):
+def _add_hardware_args(parser, default_hardware=SIZED_TO_BUNDLE):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="hardware parameter (n_pe, weight_bits, acc_bits, membrane_bits, max_T, max_h, "
-                             "max_w, spike_groups, stream_tiles, weight_rows, bias_rows, threshold_rows, "
-                             "program_depth, ...); repeatable")
+                        help=f"hardware=NAME: the build parameters of configuration NAME "
+                             f"({', '.join(CONFIGURATIONS)}), onto which the bundle is planned, or {SIZED_TO_BUNDLE}: "
+                             f"sized to the bundle (default {default_hardware}); or a hardware parameter (n_pe, "
+                             f"weight_bits, acc_bits, membrane_bits, max_T, max_h, max_w, spike_groups, stream_tiles, "
+                             f"weight_rows, bias_rows, threshold_rows, program_depth, ...); repeatable")
 
 
 def build_parser():
@@ -515,8 +525,9 @@ def build_parser():
 
     p = commands.add_parser("synth", help="synthesize, place and route the accelerator on an ECP5 (Yosys, nextpnr)")
     p.add_argument("bundle", nargs="?", type=Path, metavar="DIR",
-                   help="size the hardware for this bundle and write its program image too")
-    _add_hardware_args(p)
+                   help="plan this bundle onto the hardware and write its program image too")
+    _add_hardware_args(p, "the --part's configuration: " + ", ".join(f"{part} {name}" for part, name
+                                                                      in PART_CONFIGURATIONS.items()))
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="the Verilog as the verilog command writes it; the reports in DIR/synth")
     p.add_argument("--part", default=DEFAULT_PART, help=f"ECP5 part: {', '.join(PARTS)} (default {DEFAULT_PART})")

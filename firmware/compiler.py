@@ -23,6 +23,7 @@ until their breakpoint, as any tensor's.
 """
 
 import bisect
+import functools
 
 
 from dataclasses import asdict, dataclass, replace
@@ -31,6 +32,7 @@ from typing import NamedTuple
 from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from spikeforge.interface.external import SPILL, external_bytes, spill_shape
+from spikeforge.interface.fpga import SIZED_TO_BUNDLE, configuration
 from spikeforge.interface.layout import SpatialTiles, pack_lanes
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.ops import OPERATIONS, spill
@@ -49,6 +51,11 @@ _FIXED = ("decay_mult", "decay_shift")
 #: Parameters an override may set to any valid value, which the compiler then checks against the program:
 #: the board's external memory, which the tables must fit, and the spike memory, which the tensors must fit.
 _CHECKED_AGAINST_PROGRAM = ("memory_address_bits", "spike_groups")
+#: Build parameters that are the build's choice, not a program's need (a configuration's are taken as they are).
+_BUILD_CHOICES = ("n_pe", "prefetch_rows", "spill_rows", "memory_address_bits")
+#: The tables whose rows the program fills, as the build parameters that hold them.
+_TABLE_ROWS = {"weight_rows": "weights", "bias_rows": "biases", "threshold_rows": "thresholds",
+               "program_depth": "descriptors"}
 
 
 class CompileError(ValueError):
@@ -140,7 +147,7 @@ class _SpillCopy(NamedTuple):
     last_use: int
 
 
-def allocate_groups(prog, capacity=None):
+def allocate_groups(prog, capacity=None, refusal=None):
     """Place the spike tensors of ``prog`` (a :class:`Program` whose whole program is emitted) in the spike
     memory, within ``capacity`` groups (None: as many as the program needs), and give each its
     ``breakpoint``; re-emit the program with the STORE and LOAD descriptors that spilling needs. Returns
@@ -154,7 +161,9 @@ def allocate_groups(prog, capacity=None):
     tensor whose next use lies furthest ahead is evicted (never an operand of the descriptor, nor a
     tensor not yet completely written); a tensor's first eviction STOREs it to SPILL rows, free then, that
     hold it until its last use, and each descriptor that names it while it is evicted is preceded by a
-    LOAD. A descriptor whose own operands do not fit is the compiler's error, naming its layer."""
+    LOAD. A descriptor whose own operands do not fit is the compiler's error, naming its layer (made by
+    ``refusal(parameter, value, reason)``: by default, the error of a ``--set``)."""
+    refusal = refusal or (lambda key, value, reason: CompileError(f"--set {key}={value}: {reason}"))
     descriptors, names = prog.descriptors, prog.names
     tensors = list(prog.spikes.values())
     name_of = {tensor: name for name, tensor in prog.spikes.items()}
@@ -189,8 +198,8 @@ def allocate_groups(prog, capacity=None):
             need = sum(held.groups for held in operands) + sum(held.groups for held in resident if held not in operands)
             if not victims and (need > capacity or not movable):
                 what = (f"layer {layer!r} reads and writes" if layer is not None else "the input's bit planes take")
-                raise CompileError(f"--set spike_groups={capacity}: {what} {need} groups at once, which do not fit; "
-                                   f"build with spike_groups={next_power_of_two(need)} or more")
+                raise refusal("spike_groups", capacity, f"{what} {need} groups at once, which do not fit; build "
+                                                         f"with spike_groups={next_power_of_two(need)} or more")
             victim = max(victims or movable, key=lambda held: (next_use(held, pc), held.groups))
             if victim in operands:
                 moved.add(victim)
@@ -265,12 +274,14 @@ class Program:
         self.descriptors, self.names = [], []
         self.weights, self.biases, self.thresholds = [], [], []   # lane lists, packed at the end
         self.spikes = {}              # tensor name -> SpikeTensor, in program order
-        self.scratch_rows = 0         # the attention's Kᵀ·V rows (shared by every attention)
         self.stream, self.stream_shape = None, None
         self.breakpoints = {}
         self.spills = {}              # tensor name -> its _SpillCopy, once allocated
+        # scratch_rows: the attention's Kᵀ·V rows (shared by every attention)
         self.needed = {"weight_bits": bundle.manifest["quant"]["weight_bits"], "acc_bits": 2, "membrane_bits": 2,
-                       "frac_bits": 0, "max_cin": 1, "max_tiles": 1, "max_h": 1, "max_w": 1}
+                       "frac_bits": 0, "max_cin": 1, "max_tiles": 1, "max_h": 1, "max_w": 1, "scratch_rows": 1,
+                       "stream_tiles": 1}
+        self.needed_by = {}           # build parameter -> the first layer that needs its value in `needed`
         self.decay, self.classes = None, None
         layers = bundle.program
         self._lif_after = {layers[i - 1].name: layer for i, layer in enumerate(layers) if layer.kind == "lif"}
@@ -324,16 +335,19 @@ class Program:
         self.descriptors.append(dict(fields, _scratch=scratch))
         self.names.append(name)
 
-    def need(self, decay=None, layer=None, classes=None, scratch_rows=0, **minimums):
-        """Record build parameters an operation needs (each the maximum over the program)."""
+    def need(self, layer, decay=None, classes=None, **minimums):
+        """Record build parameters ``layer`` needs (each the maximum over the program, :attr:`needed_by`
+        naming the first layer that needs it)."""
         for key, value in minimums.items():
-            self.needed[key] = max(self.needed[key], value)
-        self.scratch_rows = max(self.scratch_rows, scratch_rows)
+            if value > self.needed[key]:
+                self.needed[key], self.needed_by[key] = value, layer.name
         if classes is not None:
             self.classes = classes
         if decay is not None:
             if self.decay not in (None, decay):
                 raise self.error(layer, "every LIF must share the decay (tau)")
+            if self.decay is None:
+                self.needed_by["decay_mult"] = self.needed_by["decay_shift"] = layer.name
             self.decay = decay
 
     def size(self, H, W):
@@ -345,6 +359,10 @@ class Program:
         is a block's output."""
         if tensor in self._block_of_stream:
             self.breakpoints[self._block_of_stream[tensor]] = len(self.descriptors)
+
+    def rows(self):
+        """Rows of each table the program fills so far, as ``{build parameter: rows}`` (:data:`_TABLE_ROWS`)."""
+        return {key: len(getattr(self, attribute)) for key, attribute in _TABLE_ROWS.items()}
 
     def pad(self, values, pad=0):
         return list(values) + [pad] * (self.n_pe - len(values))
@@ -358,10 +376,16 @@ class Program:
 def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     """Compile ``bundle`` (a :class:`~spikeforge.ops.bundle.Bundle` or a path) for ``n_pe`` lanes.
 
-    ``overrides`` (``{"acc_bits": "32", ...}``, from ``--set``) enlarge the build parameters beyond
-    what the bundle needs; smaller values are refused with a ValueError naming the parameter. A smaller
-    ``spike_groups`` spills tensors to the SPILL table (:func:`allocate_groups`); the CompileError names the
-    layer whose own operands do not fit, or whose spilled spikes do not fit ``spill_rows``.
+    ``overrides`` (``{"acc_bits": "32", ...}``, from ``--set``) choose the build parameters. ``hardware``
+    (default ``bundle``, :data:`~spikeforge.interface.fpga.SIZED_TO_BUNDLE`) sizes them to what the bundle
+    needs, and the other overrides enlarge them; smaller values are refused with a ValueError naming the
+    parameter. Fewer ``spike_groups`` than the program needs spill tensors to the SPILL table
+    (:func:`allocate_groups`); the CompileError names the layer whose own operands do not fit, or whose
+    spilled spikes do not fit ``spill_rows``. ``hardware=NAME`` takes
+    configuration ``NAME``'s parameters (:data:`~spikeforge.interface.fpga.CONFIGURATIONS`; its ``n_pe``,
+    not the argument), the other overrides replacing single values, and plans the program onto them: where
+    the bundle needs more, a CompileError names the layer, the parameter, the value needed and the
+    configuration's.
 
     Returns
     -------
@@ -376,7 +400,12 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     """
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     overrides = dict(overrides or {})
-    if "n_pe" in overrides:
+    hardware = overrides.pop("hardware", SIZED_TO_BUNDLE)
+    target = None if hardware == SIZED_TO_BUNDLE else AcceleratorParams.from_overrides(overrides,
+                                                                                        base=configuration(hardware))
+    if target is not None:
+        n_pe = target.n_pe
+    elif "n_pe" in overrides:
         try:
             n_pe = int(overrides.pop("n_pe"))
         except ValueError:
@@ -385,21 +414,25 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         raise CompileError(f"n_pe must be a power of two in 1..128, not {n_pe!r}")
     encoding = bundle.manifest["input"]
     in_channels, in_H, in_W = encoding["shape"][-3:]
-    # the spike memory's rows and columns: the largest map (the input's) unless the build is given
-    # smaller ones, over which larger maps are tiled
-    tile_h, tile_w = (_override_int(overrides, key, next_power_of_two(size))
-                      for key, size in (("max_h", in_H), ("max_w", in_W)))
+    # the spike memory's rows and columns: the build's, or the largest map (the input's) unless the build is
+    # given smaller ones; larger maps are tiled over them
+    tile_h, tile_w = ((target.max_h, target.max_w) if target is not None else
+                      (_override_int(overrides, key, next_power_of_two(size))
+                       for key, size in (("max_h", in_H), ("max_w", in_W))))
     prog = Program(bundle, n_pe, tile_h, tile_w)
     planes = max(1, int(encoding["max"]).bit_length())
     if planes > MAX_PLANES:
         raise CompileError(f"input.max {encoding['max']} needs {planes} bit planes; at most {MAX_PLANES} are supported")
     prog.place(None, "input", in_channels * planes, prog.T if prog.events else 1, in_H, in_W, planes=planes)
 
+    rows_after = []      # (layer name, the tables' rows once its descriptors are emitted), in program order
     for layer in bundle.program:
         OPERATIONS[layer.kind].emit(layer, prog)
+        rows_after.append((layer.name, prog.rows()))
     prog.emit("end", dict(op=OPCODES["END"]))
 
-    groups, loads = allocate_groups(prog, _override_int(overrides, "spike_groups", None))
+    capacity = target.spike_groups if target is not None else _override_int(overrides, "spike_groups", None)
+    groups, loads = allocate_groups(prog, capacity, functools.partial(_refusal, hardware, overrides))
     for fields in prog.descriptors:
         if fields.pop("_scratch"):   # the Kᵀ·V rows live on chip, from scratch row 0; every attention shares them
             fields["weight_base"] = 0
@@ -408,27 +441,33 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
 
     need = prog.needed
     decay = prog.decay or (1, 1)
-    stream_tiles = ceil_div(prog.stream_shape[0], n_pe) if prog.stream_shape else 1
     needed = dict(
         n_pe=n_pe, weight_bits=need["weight_bits"], acc_bits=need["acc_bits"],
         membrane_bits=max(need["membrane_bits"], need["acc_bits"] + need["frac_bits"] + 1),
         max_T=next_power_of_two(prog.T), max_cin=next_power_of_two(need["max_cin"]),
         max_tiles=next_power_of_two(need["max_tiles"]), max_h=next_power_of_two(need["max_h"]),
         max_w=next_power_of_two(need["max_w"]), frac_bits=need["frac_bits"], decay_mult=decay[0],
-        decay_shift=decay[1], spike_groups=next_power_of_two(groups), stream_tiles=next_power_of_two(stream_tiles),
-        weight_rows=len(prog.weights), bias_rows=len(prog.biases), threshold_rows=max(1, len(prog.thresholds)),
-        program_depth=len(prog.descriptors), scratch_rows=max(1, prog.scratch_rows),
+        decay_shift=decay[1], spike_groups=next_power_of_two(groups),
+        stream_tiles=next_power_of_two(need["stream_tiles"]),
+        **{key: max(1, rows) for key, rows in prog.rows().items()}, scratch_rows=need["scratch_rows"],
         prefetch_rows=AcceleratorParams.prefetch_rows, spill_rows=AcceleratorParams.spill_rows,
         memory_address_bits=AcceleratorParams.memory_address_bits)
-    params = _apply_overrides(needed, overrides)
+    if target is None:
+        params = _apply_overrides(needed, overrides)
+    else:
+        needed_by = dict(prog.needed_by)
+        for key in _TABLE_ROWS:     # the first layer whose rows reach beyond the configuration's
+            needed_by[key] = next((name for name, rows in rows_after if rows[key] > getattr(target, key)), None)
+        _check_capacities(needed, target, needed_by, hardware, overrides)
+        params = target
     for name, kept in prog.spills.items():
         if kept.first_row + kept.rows > params.spill_rows:
             writer = prog.spikes[name].writer
             what = "the input's bit planes" if writer is None else f"the spikes of layer {writer!r}"
             end = max(other.first_row + other.rows for other in prog.spills.values())
-            raise CompileError(f"--set spike_groups={params.spike_groups}: {what} spill to SPILL rows "
-                               f"{kept.first_row}..{kept.first_row + kept.rows - 1}, beyond spill_rows="
-                               f"{params.spill_rows}; build with spill_rows={end} or more")
+            raise _refusal(hardware, overrides, "spill_rows", params.spill_rows,
+                           f"{what} spill to SPILL rows {kept.first_row}..{kept.first_row + kept.rows - 1}; "
+                           f"build with spill_rows={end} or more")
     acc_bits, membrane_bits = params.acc_bits, params.membrane_bits
     # pad lanes of partial tiles get the largest threshold, which their zero input never reaches
     thresholds = [[value if value is not None else (1 << (membrane_bits - 1)) - 1 for value in row]
@@ -442,14 +481,14 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     word_bits = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": n_pe * params.weight_bits, "BIAS": n_pe * acc_bits,
                  "THRESHOLD": n_pe * membrane_bits}
     # the tables and the spill region after them must fit the external address space: a larger image widens
-    # the default, never an override
+    # the default of a build sized to the bundle, never an override or a configuration
     size = external_bytes({**{name: (word_bits[name], len(rows)) for name, rows in memories.items()},
                            SPILL: spill_shape(params)})
     if size > 1 << params.memory_address_bits:
-        if "memory_address_bits" in (overrides or {}):
-            raise CompileError(f"--set memory_address_bits={params.memory_address_bits}: the tables and the spill "
-                               f"region take {size} bytes of external memory, which needs "
-                               f"memory_address_bits={index_bits(size)}")
+        if target is not None or "memory_address_bits" in overrides:
+            raise _refusal(hardware, overrides, "memory_address_bits", params.memory_address_bits,
+                           f"the tables and the spill region take {size} bytes of external memory, which needs "
+                           f"memory_address_bits={index_bits(size)}")
         params = replace(params, memory_address_bits=index_bits(size))
     manifest = bundle.manifest
     layout = {
@@ -473,6 +512,34 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
         "breakpoints": prog.breakpoints,
     }
     return ProgramImage(params=asdict(params), memories=memories, word_bits=word_bits, layout=layout)
+
+
+def _holder(hardware, key, overrides):
+    """Who set build parameter ``key`` of configuration ``hardware``: the configuration, or a ``--set``."""
+    return f"the configuration {hardware}" + (f" with --set {key}" if key in overrides else "")
+
+
+def _refusal(hardware, overrides, key, value, reason):
+    """The compiler's error: build parameter ``key`` = ``value`` (an override of a build sized to the bundle,
+    or configuration ``hardware``'s) cannot hold what ``reason`` says the program takes."""
+    if hardware == SIZED_TO_BUNDLE:
+        return CompileError(f"--set {key}={value}: {reason}")
+    return CompileError(f"{reason}; {_holder(hardware, key, overrides)} holds {value}")
+
+
+def _check_capacities(needed, target, needed_by, hardware, overrides):
+    """The compiler's error unless configuration ``hardware``'s build parameters ``target`` hold what the
+    program needs (``needed``, each named by the layer in ``needed_by`` that needs it, where one does):
+    every capacity and width at least as large, the LIF decay the same. The spike groups and the external
+    memory are checked once the tensors are placed and the tables packed."""
+    for key, value in needed.items():
+        if key in _BUILD_CHOICES or key == "spike_groups":
+            continue
+        built = getattr(target, key)
+        if value > built or (key in _FIXED and value != built):
+            layer = needed_by.get(key)
+            where = f"layer {layer!r}: needs" if layer is not None else "the bundle needs"
+            raise CompileError(f"{where} {key}={value}; {_holder(hardware, key, overrides)} holds {built}")
 
 
 def _override_int(overrides, key, default):

@@ -149,8 +149,9 @@ def golden(bundle, pixels, record_membranes=False):
 
 
 def compile(bundle, n_pe=DEFAULT_N_PE, overrides=None):
-    """The program image of ``bundle`` for an accelerator of ``n_pe`` lanes (``overrides`` may enlarge
-    any width or depth, e.g. ``{"acc_bits": 32}``)."""
+    """The program image of ``bundle`` for an accelerator of ``n_pe`` lanes sized to it (``overrides`` may
+    enlarge any width or depth, e.g. ``{"acc_bits": 32}``), or planned onto a configuration's build
+    parameters (``{"hardware": "lfe5u-85f"}``, :data:`~spikeforge.interface.fpga.CONFIGURATIONS`)."""
     return compile_bundle(_bundle(bundle), n_pe, {key: str(value) for key, value in (overrides or {}).items()})
 
 

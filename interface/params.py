@@ -55,8 +55,9 @@ class EngineParams:
                              f"({self.acc_bits + self.frac_bits + 1}), not {self.membrane_bits!r}")
 
     @classmethod
-    def from_overrides(cls, overrides):
-        """Parameters from ``{"n_pe": "16", ...}`` (values as text, e.g. from ``--set``)."""
+    def from_overrides(cls, overrides, base=None):
+        """Parameters from ``{"n_pe": "16", ...}`` (values as text, e.g. from ``--set``); the others those of
+        ``base`` (parameters of this class), or the defaults."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -67,7 +68,7 @@ class EngineParams:
                 parsed[key] = int(value)
             except (TypeError, ValueError):
                 raise ValueError(f"hardware parameter {key} must be an integer, not {value!r}") from None
-        return cls(**parsed)
+        return cls(**{**(asdict(base) if base is not None else {}), **parsed})
 
     @property
     def t_bits(self):

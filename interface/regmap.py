@@ -42,8 +42,9 @@ ADDRESS_FIELDS = ("byte", "offset", "slot", "window")
 MAX_ADDRESS_BITS = 32
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor). 5.0: address fields sized
 #: by the build parameters, ``{window, slot, offset}``; register ``ADDRESS``. 5.1: register ``SPILL_BASE``,
-#: ``STATUS.MEMORY_ERROR``.
-VERSION = 0x0501
+#: ``STATUS.MEMORY_ERROR``. 5.2: ``CTRL.CLEAR_OVERFLOW`` clears ``OVERFLOW_LOG`` (block RAM) over
+#: ``program_depth`` cycles, a ``START`` meanwhile waiting for it.
+VERSION = 0x0502
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
@@ -81,7 +82,8 @@ class Window(NamedTuple):
 
 REGISTERS = (
     Register("CTRL", 0, "w", "bit START: run the program from START_PC until STOP_PC or an END descriptor; "
-                             "bit CLEAR_OVERFLOW: clear OVERFLOW_LOG (and STATUS.OVERFLOW)"),
+                             "bit CLEAR_OVERFLOW: clear STATUS.OVERFLOW and OVERFLOW_LOG, one word per cycle "
+                             "(program_depth cycles; a START written meanwhile, or with it, begins when it is done)"),
     Register("STATUS", 1, "r", "bits BUSY, DONE (held until the next start; raised once every write to external "
                                "memory has landed), ERROR, OVERFLOW (a bit of OVERFLOW_LOG is set: sticky across "
                                "runs until CTRL.CLEAR_OVERFLOW), MEMORY_ERROR (external memory answered a request "

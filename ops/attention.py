@@ -93,7 +93,7 @@ def emit(layer, program):
                   in_base=q, k_base=k, v_base=v, head_dim=C // layer.heads,
                   bias_base=zero_bias, check_bits=layer.count_bits)
     # Kᵀ·V counts (≤ N) live in weight rows
-    program.need(max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)
+    program.need(layer, max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)
     lif.fuse(program.lif_after(layer), program, fields, C, T, H, W)
     require_buildable(program, layer, fields, layer.count_bits)
     program.emit(layer.name, fields, scratch=True)

@@ -122,7 +122,7 @@ def emit(layer, program):
                   static=int(layer.input_kind == "pixels" and not program.events), tiles=tiles, T=T, H=H, W=W,
                   in_base=source, weight_base=len(program.weights), bias_base=bias_base,
                   check_bits=layer.acc_bits)
-    program.need(max_cin=cin, acc_bits=layer.acc_bits)
+    program.need(layer, max_cin=cin, acc_bits=layer.acc_bits)
     if layer.residual is not None:
         if layer.residual != program.stream:
             raise program.error(layer, f"residual {layer.residual!r} is not the stream in memory "
@@ -131,6 +131,7 @@ def emit(layer, program):
     if layer.output in program.stream_names:
         fields["stream_write"] = 1
         program.stream, program.stream_shape = layer.output, (cout, H, W)
+        program.need(layer, stream_tiles=tiles)
     if source.tiled and (fields.get("residual") or fields.get("stream_write")):
         program.untiled(layer, source)    # the stream holds whole maps
     lif.fuse(program.lif_after(layer), program, fields, cout, T, H, W)

@@ -74,7 +74,7 @@ def emit(layer, program):
     require_buildable(program, layer, fields, max(layer.sum_bits, layer.logit_bits + 1))
     program.emit(layer.name, fields)
     # Horner doubles a partial sum before the last bit's columns are added: one spare bit
-    program.need(max_cin=C, max_tiles=tiles, acc_bits=max(layer.sum_bits, layer.logit_bits + 1),
+    program.need(layer, max_cin=C, max_tiles=tiles, acc_bits=max(layer.sum_bits, layer.logit_bits + 1),
                  classes=classes)
 
 

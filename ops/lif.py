@@ -109,8 +109,8 @@ def fuse(layer, program, fields, channels, T, H, W):
     is built with."""
     if layer is None:
         return
-    program.need(decay=(layer.decay_mult, layer.decay_shift), frac_bits=layer.frac_bits,
-                 membrane_bits=layer.membrane_bits, layer=layer)
+    program.need(layer, decay=(layer.decay_mult, layer.decay_shift), frac_bits=layer.frac_bits,
+                 membrane_bits=layer.membrane_bits)
     out = program.place(layer, layer.output, channels, T, H, W, lif=True)
     fields.update(lif=1, out_base=out, threshold_base=len(program.thresholds), frac_bits=layer.frac_bits,
                   membrane_bits=layer.membrane_bits)

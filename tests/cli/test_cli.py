@@ -63,6 +63,8 @@ def test_energy_rejects_a_checkpoint_of_another_config(trained_digits):
     (["energy", "--model", "nosuch", "--input", "digits:3"], "unknown model 'nosuch'"),
     (["energy", "--model", "digits-tiny", "--input", "digits:999"], "has 360 images"),
     (["train", "--model", "cifar10-4-384", "--out", "x.pt"], "--data-dir is required"),
+    (["verilog", "--set", "hardware=ulx3s", "--out", "rtl"], "--set hardware=ulx3s: no such configuration; expected "
+                                                            "bundle or one of lfe5u-85f"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, message, tmp_path):
     result = run_cli(*args, cwd=tmp_path)

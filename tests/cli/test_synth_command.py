@@ -4,11 +4,13 @@ The tools run on tiny designs standing in for the accelerator's Verilog (seconds
 the command, the flow and the tools are the real ones."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 
 from spikeforge.cli.main import main
 from spikeforge.hw import netlist
+from spikeforge.interface.fpga import DEFAULT_PART, PART_CONFIGURATIONS, configuration
 from spikeforge.tests.flow.tiny_designs import RAM_BLOCKS, CounterAndRam, Wide
 from spikeforge.tests.helpers import run_cli
 
@@ -71,6 +73,8 @@ def test_synth_min_fmax_gate(tmp_path, capsys, accelerator_is):
     (["--sim-report", "absent.json"], "--sim-report absent.json: cannot read it (No such file or directory)"),
     (["--min-fmax", "-1"], "--min-fmax must be a frequency in MHz above 0, not -1.0"),
     (["--set", "n_pe=12"], "n_pe must be a power of two, not 12"),
+    (["--set", "hardware=lfe5u-12f"], "--set hardware=lfe5u-12f: no such configuration; expected bundle or one of "
+                                      "lfe5u-85f"),
     (["--lut-mapper", "vpr"], "--lut-mapper 'vpr': expected one of abc, abc9"),
 ])
 def test_synth_bad_input_exits_2_naming_the_value(tmp_path, capsys, monkeypatch, args, message):
@@ -86,3 +90,25 @@ def test_synth_bad_input_from_the_shell(tmp_path):
     assert result.code == 2 and result.stdout == ""
     assert result.stderr.strip().startswith("spikeforge synth: error: unknown hardware parameter 'colour'")
     assert not (tmp_path / "out").exists()
+
+
+def test_synth_builds_the_configuration_of_its_part(tmp_path, capsys, accelerator_is, digits_bundle):
+    """LFE5U-85F: configuration lfe5u-85f, the bundle planned onto it; a part without a configuration: the
+    build is sized to the bundle, and the command says so."""
+    accelerator_is(CounterAndRam())
+    configured = asdict(configuration(PART_CONFIGURATIONS[DEFAULT_PART]))
+    code = main(["synth", str(digits_bundle), "--out", str(tmp_path / "out"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    payload = json.loads(captured.out)
+    assert payload["hardware"] == "lfe5u-85f" and payload["params"] == configured
+    out = tmp_path / "out"
+    assert json.loads((out / "params.json").read_text()) == json.loads((out / "image" / "image.json").read_text())[
+        "params"] == configured
+    assert "the build is configuration lfe5u-85f" in captured.err
+    code = main(["synth", str(digits_bundle), "--part", "LFE5U-25F", "--out", str(tmp_path / "sized"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    payload = json.loads(captured.out)
+    assert payload["hardware"] == "bundle" and payload["params"]["program_depth"] < configured["program_depth"]
+    assert "the build is sized to the bundle (LFE5U-25F has no configuration)" in captured.err

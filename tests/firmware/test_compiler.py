@@ -5,6 +5,7 @@ overwrite of its groups, and a spike memory too small for the program is refused
 
 import itertools
 import re
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from spikeforge.firmware.compiler import CompileError, compile_bundle
 from spikeforge.firmware.image import write_image
 from spikeforge.interface.bits import ceil_div, next_power_of_two
 from spikeforge.interface.descriptor import OPCODES, unpack
+from spikeforge.interface.fpga import CONFIGURATIONS, configuration
 from spikeforge.ops.bundle import load_bundle
 
 
@@ -120,3 +122,64 @@ def test_a_spike_memory_too_small_is_refused_naming_the_layer(digits):
     more = compile_bundle(bundle, overrides={"spike_groups": str(needed * 2)})
     assert more.params["spike_groups"] == needed * 2
     assert (more.memories, more.layout) == (image.memories, image.layout)
+
+
+def test_every_network_is_planned_onto_the_configuration(digits, networks):
+    """The digits network and the random networks compile onto configuration lfe5u-85f: the build parameters are
+    the configuration's, whatever each bundle needs, and the LIFs' declared widths stay in the descriptors."""
+    configured = asdict(configuration("lfe5u-85f"))
+    bundles = {"digits": digits[0], **{name: bundle for name, (bundle, _) in networks.items()}}
+    for name, bundle in bundles.items():
+        image = compile_bundle(bundle, overrides={"hardware": "lfe5u-85f"})
+        assert image.params == configured, name
+        sized = compile_bundle(bundle, n_pe=configured["n_pe"], overrides={"max_h": "8", "max_w": "8"})
+        assert ([unpack(word)["membrane_bits"] for word in image.memories["PROGRAM"]]
+                == [unpack(word)["membrane_bits"] for word in sized.memories["PROGRAM"]]), name
+    # a --set key still changes one value of the configuration
+    assert compile_bundle(digits[0], overrides={"hardware": "lfe5u-85f", "program_depth": "512"}).params == {
+        **configured, "program_depth": 512}
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(max_tiles=2), "layer 'head': needs max_tiles=4; the configuration small holds 2"),
+    (dict(max_cin=128), r"layer '.+': needs max_cin=256; the configuration small holds 128"),
+    (dict(acc_bits=20, membrane_bits=25), r"layer '.+': needs acc_bits=\d+; the configuration small holds 20"),
+    (dict(decay_mult=3, decay_shift=2), "layer 'patch_embed.block1_lif': needs decay_mult=1; the configuration small "
+                                        "holds 3"),
+    (dict(program_depth=8), r"layer '.+': needs program_depth=16; the configuration small holds 8"),
+    (dict(weight_rows=4096), r"layer '.+': needs weight_rows=\d+; the configuration small holds 4096"),
+    (dict(spike_groups=16), r"the spikes of layer '.+' take groups \d+\.\.\d+, which needs spike_groups=32 \(the "
+                            r"program uses groups 0\.\.\d+\); the configuration small holds 16"),
+    (dict(memory_address_bits=12), r"the tables and the spill region take \d+ bytes of external memory, which needs "
+                                   r"memory_address_bits=\d+; the configuration small holds 12"),
+])
+def test_a_bundle_needing_more_than_the_configuration_is_refused_naming_it(digits, monkeypatch, change, message):
+    monkeypatch.setitem(CONFIGURATIONS, "small", replace(configuration("lfe5u-85f"), **change))
+    with pytest.raises(CompileError, match=f"^{message}$"):
+        compile_bundle(digits[0], overrides={"hardware": "small"})
+
+
+def test_the_layer_named_is_the_first_needing_more(digits):
+    """The rows' layer is the first whose descriptors reach beyond the configuration's; a ``--set`` that
+    shrinks a configuration is named as such."""
+    bundle, image = digits
+    limit = image.params["weight_rows"] // 2
+    with pytest.raises(CompileError) as refused:
+        compile_bundle(bundle, overrides={"hardware": "lfe5u-85f", "weight_rows": str(limit)})
+    found = re.fullmatch(r"layer '(.+)': needs weight_rows=(\d+); the configuration lfe5u-85f with --set weight_rows "
+                         rf"holds {limit}", str(refused.value))
+    assert found and int(found[2]) == image.params["weight_rows"], str(refused.value)
+    # the named layer's weight rows hold row `limit`, the first beyond the configuration's
+    starts = {}
+    for name, word in zip(image.layout["ops"], image.memories["PROGRAM"]):
+        fields = unpack(word)
+        if fields["op"] in (OPCODES["CONV"], OPCODES["HEAD"]):
+            starts[name] = min(starts.get(name, fields["weight_base"]), fields["weight_base"])
+    ends = dict(zip(starts, [*list(starts.values())[1:], image.params["weight_rows"]]))
+    assert starts[found[1]] <= limit < ends[found[1]]
+
+
+def test_an_unknown_configuration_is_refused_naming_the_known_ones(digits):
+    with pytest.raises(ValueError, match="^--set hardware=lfe5u-12f: no such configuration; expected bundle or one "
+                                         "of lfe5u-85f$"):
+        compile_bundle(digits[0], overrides={"hardware": "lfe5u-12f"})

@@ -12,6 +12,7 @@ from spikeforge.hw.initial_contents import zeroed_memory
 from spikeforge.hw.accelerator import Accelerator
 from spikeforge.hw.netlist import (TOP_NAME, accelerator_verilog, multiplier_cells, runtime_verilog,
                                    yosys_cell_counts, yosys_port_bits)
+from spikeforge.interface.fpga import PART_CONFIGURATIONS, configuration
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.tests.flow.tiny_designs import io_bits
 from spikeforge.tests.helpers import DIGITS, run_cli
@@ -118,6 +119,16 @@ def test_the_digits_top_fits_the_pins_of_its_package():
     assert not {f"{port}__{name}" for port in ("ctrl", "mem") for name in ("sel", "rty", "cti", "bte")} & set(widths)
     pins = yosys_port_bits(accelerator_verilog(params), TOP_NAME)
     assert pins == io_bits(top) == 183 <= USER_IO
+
+
+def test_the_configuration_top_fits_the_pins_of_its_package():
+    """Configuration lfe5u-85f, which ``spikeforge synth`` builds for the LFE5U-85F: 3 window, 5 slot (640-bit
+    stream words) and 12 offset bits (4096 spike-memory words) on the control bus, 3 pins more than the digits
+    top."""
+    params = configuration(PART_CONFIGURATIONS["LFE5U-85F"])
+    top = Accelerator(params)
+    assert len(top.ctrl.adr) == 3 + 5 + 12 and len(top.mem.adr) == 23
+    assert io_bits(top) == 183 + 3 <= USER_IO
 
 
 def test_verilog_command_is_byte_identical_across_runs(tmp_path):

@@ -87,7 +87,7 @@ def test_the_address_register_holds_the_widths():
     params = AcceleratorParams(**DIGITS, memory_address_bits=24)
     assert regmap.register("ADDRESS").offset == 7
     assert regmap.identity_values(params)["ADDRESS"] == 10 | 4 << 8 | 3 << 16 | 24 << 24
-    assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0501
+    assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0502
 
 
 @pytest.mark.parametrize("overrides, message", [
