@@ -29,7 +29,7 @@ import functools
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
-from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
+from spikeforge.interface.bits import index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from spikeforge.interface.external import SPILL, external_bytes, spill_shape
 from spikeforge.interface.fpga import SIZED_TO_BUNDLE, configuration
