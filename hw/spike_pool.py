@@ -55,8 +55,9 @@ class SpikePool(wiring.Component):
     to ``done`` included (:func:`spikeforge.ops.pool.cycles`).
 
     For the clock, ``group_addr`` is a register: each read's address and flags are registered in the
-    cycle before the memory reads it (the start cycle issues the first), from the loop counters and the
-    groups of the nine tiles around A (``in_base ± k_base ± v_base``), derived once per pass.
+    cycle before the memory reads it (the start cycle issues the first), from the loop counters (the input
+    row among them) and the groups of the nine tiles around A (``in_base ± k_base ± v_base``) in the
+    current channel group, derived before the pass and stepped with the group: a multiplexer, no adder.
 
     Ports
     -----
@@ -107,19 +108,12 @@ class SpikePool(wiring.Component):
                      last_part.eq(reads_left + reads_right),
                      columns.eq(Cat(*(d.W > 2 * xo for xo in range(p.max_w)))),
                      window_ends.eq(Cat(*(d.W > 2 * xo + 1 for xo in range(p.max_w))))]
-        # ... and the group of each input tile a window reaches, by its tile row and column from A's
-        # (−1, 0, +1: k_base and v_base groups apart)
-        tile_groups = {}
-        for dy, row in ((-1, "above"), (0, "a"), (1, "below")):
-            for dx, column in ((-1, "left"), (0, "a"), (1, "right")):
-                group = Signal(max(1, p.group_bits), name=f"group_{row}_{column}")
-                m.d.sync += group.eq(_stepped(_stepped(d.in_base, d.k_base, dy), d.v_base, dx))
-                tile_groups[dy, dx] = group
-
         tile, t = Signal.like(d.tiles, name="tile"), Signal.like(d.T, name="t")
         y = Signal.like(d.H, name="y")                          # the output row
         pool_r = Signal(range(3))                               # the window's input row being read
         part = Signal(range(len(COLUMN_PARTS)))                 # the column part of that row being read
+        # the input row 2·y + pool_r − 1, from A's origin (−1 … 2·max_h − 1), kept as a counter beside them
+        source_y = Signal(range(-1, 2 * p.max_h), init=-1, name="source_y")
         # one read issued per cycle, from the start cycle on: its address and flags go into registers (the
         # memory reads the address the next cycle) and the counters step to the next read; the last read
         # wraps them to their first values
@@ -128,9 +122,28 @@ class SpikePool(wiring.Component):
         with m.If(issue):
             m.d.comb += finish.eq(count_nested(m, [(part, last_part), (pool_r, 2), (y, last_y), (t, last_t),
                                                    (tile, last_tile)]))
+            with m.If(part == last_part):
+                with m.If(pool_r != 2):
+                    m.d.sync += source_y.eq(source_y + 1)
+                with m.Elif(y == last_y):
+                    m.d.sync += source_y.eq(-1)
+                # (else the next output row's first input row, 2·(y + 1) − 1, is this one's last)
         m.d.sync += issuing.eq(issue & ~finish)
+        inner_wrap = (part == last_part) & (pool_r == 2) & (y == last_y) & (t == last_t)
 
-        source_y = (y << 1) + pool_r - 1                        # from A's origin: −1 … 2·max_h − 1
+        # the group of each input tile a window reaches in the current channel group, by its tile row and
+        # column from A's (−1, 0, +1: k_base and v_base groups apart): derived from the copies while no
+        # pass runs, stepped with the channel group — no adder between the counters and the address
+        tile_groups = {}
+        for dy, row in ((-1, "above"), (0, "a"), (1, "below")):
+            for dx, column in ((-1, "left"), (0, "a"), (1, "right")):
+                group = Signal(max(1, p.group_bits), name=f"group_{row}_{column}")
+                with m.If(~issuing):
+                    m.d.sync += group.eq(_stepped(_stepped(d.in_base, d.k_base, dy), d.v_base, dx))
+                with m.Elif(inner_wrap):
+                    m.d.sync += group.eq(group + 1)
+                tile_groups[dy, dx] = group
+
         above, below = source_y < 0, source_y >= p.max_h
         left, right = halo_column & (part == 0), right_tile & (part == last_part)
 
@@ -139,8 +152,7 @@ class SpikePool(wiring.Component):
 
         group = Mux(above, by_column(-1), Mux(below, by_column(1), by_column(0)))
         # the row in its tile is source_y mod max_h: row −1 is the last row of the tile above
-        m.d.sync += self.group_addr.eq(cat_fields(spike_row_layout(p), group=spike_group(p, group, tile), t=t,
-                                                  y=source_y))
+        m.d.sync += self.group_addr.eq(cat_fields(spike_row_layout(p), group=group, t=t, y=source_y))
         take = Mux(above, halo_row, source_y < d.H)             # rows outside the image contribute nothing
         in_part = {"left": left, "A": ~left & ~right, "right": right}
         out_addr = cat_fields(spike_row_layout(p), group=spike_group(p, d.out_base, tile), t=t, y=y)
