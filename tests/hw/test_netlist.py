@@ -77,16 +77,17 @@ def test_memories_loaded_at_run_time_have_no_initial_contents():
     assert runtime_verilog(_Memories(), "memories") == text        # byte-stable
 
 
-def test_the_accelerator_zeroes_only_its_accumulators():
+def test_the_accelerator_zeroes_only_its_accumulators_and_overflow_log():
     """Cycle log, Kᵀ·V scratch, stream, spike banks and occupancy, head sums, the row readers' FIFOs: filled
-    at run time (no initial block); the accumulators start at zero (the first tile adds to them). The
-    tables (program, weights, biases, thresholds) are in external memory, not on chip."""
+    at run time (no initial block); the accumulators start at zero (the first tile adds to them), and so does
+    the overflow log (its words, read-modify-written, hold no flag before the first run). The tables
+    (program, weights, biases, thresholds) are in external memory, not on chip."""
     text = accelerator_verilog(AcceleratorParams(**SMALL))
     memories = set(re.findall(MEMORY, text))
     assert {"op_cycles", "scratch", "stream", "sums", "acc"} <= memories
     assert not {"program", "weights", "bias", "threshold"} & memories
     assert {"bank0", "occupancy0"} <= memories
-    assert set(_initialized_memories(text)) == {"acc"}
+    assert set(_initialized_memories(text)) == {"acc", "words"}
 
 
 def test_the_whole_accelerator_has_no_multiplier_cells():
