@@ -1,6 +1,6 @@
 """Row writer: a table in external memory written like a block-RAM write port, through a queue."""
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -75,11 +75,7 @@ class RowWriter(wiring.Component):
         m.d.comb += [self.accepted.eq(self.en & ~self.stall), ring_write.en.eq(self.accepted),
                      address.eq(row_address(self.base, self.addr, self.row_bits)),
                      ring_write.data.eq(Cat(address, self.data))]
-        tail_next = Signal.like(tail)
-        m.d.comb += tail_next.eq(tail)
-        with m.If(self.accepted):
-            m.d.comb += tail_next.eq(ring_after(tail, self.depth))
-        m.d.sync += tail.eq(tail_next)
+        tail_next = self._stepped(m, tail, self.accepted)
 
         # the row at ``sent`` goes out: its address at the grant, then its words, lowest first, one per
         # word the arbiter takes; the last one taken moves on to the next row
@@ -94,17 +90,19 @@ class RowWriter(wiring.Component):
         # ``valid``: a register, a row not yet granted in the next cycle. The arbiter grants a burst only
         # once the previous one's words are all taken, so the row granted is the one at ``sent``; and
         # ``valid`` does not wait for the words of a burst granted, only for its grant
-        granted_next = Signal.like(granted)
-        m.d.comb += granted_next.eq(granted)
-        with m.If(burst.ready):
-            m.d.comb += granted_next.eq(ring_after(granted, self.depth))
-        m.d.sync += [granted.eq(granted_next), burst.valid.eq(granted_next != tail_next)]
+        granted_next = self._stepped(m, granted, burst.ready)
+        m.d.sync += burst.valid.eq(granted_next != tail_next)
 
         # a row has landed with its last answer; the ring is full when the tail is a lap ahead of the head
-        head_next = Signal.like(head)
-        m.d.comb += head_next.eq(head)
-        with m.If(burst.beat_last):
-            m.d.comb += head_next.eq(ring_after(head, self.depth))
-        m.d.sync += [head.eq(head_next), self.empty.eq(head_next == tail_next)]
+        head_next = self._stepped(m, head, burst.beat_last)
+        m.d.sync += self.empty.eq(head_next == tail_next)
         m.d.comb += self.waiting_next.eq(tail_next == Cat(head_next[:slot_bits], ~head_next[slot_bits]))
         return m
+
+    def _stepped(self, m, position, step):
+        """Step the ring position ``position`` to the next slot in the cycles of ``step``; returns its next
+        value (what the registers decided a cycle ahead compare)."""
+        following = Signal.like(position, name=f"{position.name}_next")
+        m.d.comb += following.eq(Mux(step, ring_after(position, self.depth), position))
+        m.d.sync += position.eq(following)
+        return following
