@@ -29,7 +29,7 @@ class BurstArbiter(wiring.Component):
     """Grants the requesters' bursts one after another — the writers' first, then the readers', lowest
     index first, among those valid in the cycle before the grant (the pick is a register: a burst is
     granted in the second cycle of ``valid`` at the earliest; ``ready`` is that register ANDed with
-    ``valid``) — and issues each on a Wishbone B4 pipelined bus as ``beats`` requests for consecutive
+    ``valid`` and the bus's free ``stb``) — and issues each on a Wishbone B4 pipelined bus as ``beats`` requests for consecutive
     words: ``cyc`` held, one ``stb`` per word (``we`` for a writer's), the next in the cycle after one is
     taken (no ``stall``). Requests run ahead of the answers: a burst is granted once the previous one's
     requests are all taken, while its answers still come in (two bursts at most await answers, so that
@@ -86,16 +86,16 @@ class BurstArbiter(wiring.Component):
         # a grant, decided a cycle ahead: ``offer`` (one-hot, a register) names the requester that wins
         # among those valid in the previous cycle — the lowest index — where the bus is free for a grant in
         # this one (no request going out, fewer than two bursts awaiting answers); the grant is its ``ready``,
-        # two registers ANDed, if it is still valid. So no grant waits on a chain of priorities, and the
+        # registers ANDed, if it is still valid. So no grant waits on a chain of priorities, and the
         # bus's registers load from a requester picked by registers
         offer, offer_index = Signal(len(requesters)), Signal(range(len(requesters)))
-        granted, stb_next = Signal(), Signal()
+        granted = Signal()
         for index, requester in enumerate(requesters):
-            m.d.comb += requester.ready.eq(offer[index] & requester.valid)
+            m.d.comb += requester.ready.eq(offer[index] & requester.valid & ~bus.stb)
         m.d.comb += granted.eq(Cat(requester.ready for requester in requesters).any())
         with m.If(granted):
-            m.d.sync += [bus.we.eq(offer_index < writers), sending.eq(offer[:writers]), left.eq(words[offer_index]),
-                         last.eq(Array(Const(count == 1) for count in beats)[offer_index]),
+            m.d.sync += [bus.stb.eq(1), bus.we.eq(offer_index < writers), sending.eq(offer[:writers]),
+                         left.eq(words[offer_index]), last.eq(Array(Const(count == 1) for count in beats)[offer_index]),
                          bus.adr.eq(Array(r.addr[WORD_OFFSET_BITS:] for r in requesters)[offer_index])]
         for writer in self.writers:
             with m.If(writer.ready):
@@ -103,17 +103,15 @@ class BurstArbiter(wiring.Component):
                 m.d.sync += bus.datwr.eq(writer.write_data)
 
         # requests: the next word in the cycle after one is taken; a write's next word from its writer
-        m.d.comb += stb_next.eq(bus.stb | granted)
         with m.If(bus.stb & ~bus.stall):
             m.d.sync += [bus.adr.eq(bus.adr + 1), left.eq(left - 1), last.eq(left == 2)]
             with m.If(last):
-                m.d.comb += stb_next.eq(0)
+                m.d.sync += bus.stb.eq(0)
             with m.Else():
                 for index, writer in enumerate(self.writers):
                     with m.If(sending[index]):
                         m.d.comb += writer.write_taken.eq(1)
                         m.d.sync += bus.datwr.eq(writer.write_data)
-        m.d.sync += bus.stb.eq(stb_next)
 
         # answers, in order: the oldest burst's last one hands its place to the next burst
         answer = bus.ack | bus.err
@@ -137,7 +135,10 @@ class BurstArbiter(wiring.Component):
         for index in reversed(range(len(requesters))):
             with m.If(requesters[index].valid):
                 m.d.comb += [first_valid.eq(index), winner.eq(1 << index)]
-        m.d.sync += [offer.eq(Mux(~stb_next & (outstanding_next != 2), winner, 0)), offer_index.eq(first_valid)]
+        # (a grant now raises ``stb`` next, which gates ``ready``: the offer need not wait for the grant)
+        requesting = bus.stb & (bus.stall | ~last)
+        m.d.sync += [offer.eq(Mux(~requesting & ~((outstanding == 2) & ~final), winner, 0)),
+                     offer_index.eq(first_valid)]
 
         # each answer goes to its requester from registers, a cycle after the bus: the bus's answers end
         # in flip-flops, and every requester's strobes (the last answer's too: a row into a reader's
