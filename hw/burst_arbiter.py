@@ -29,15 +29,16 @@ class BurstArbiter(wiring.Component):
     """Grants the requesters' bursts one after another — the writers' first, then the readers', lowest
     index first, among those valid in the cycle before the grant (the pick is a register: a burst is
     granted in the second cycle of ``valid`` at the earliest; ``ready`` is that register ANDed with
-    ``valid`` and the bus's free ``stb``) — and issues each on a Wishbone B4 pipelined bus as ``beats`` requests for consecutive
-    words: ``cyc`` held, one ``stb`` per word (``we`` for a writer's), the next in the cycle after one is
-    taken (no ``stall``). Requests run ahead of the answers: a burst is granted once the previous one's
-    requests are all taken, while its answers still come in (two bursts at most await answers, so that
-    the slave's request queue does not run dry between bursts). The slave answers in order; each answer
-    goes to its requester a cycle after the bus, from registers. An ``err`` counts as the word's
-    answer (the requester goes on: a read's data are then undefined) and sets ``error`` in the next cycle.
-    The bus's outputs are registers, loaded from the requesters' registers and the bus's
-    ``stall``/``ack``/``err`` through a few gates.
+    ``valid`` and the bus's free ``stb``) — and issues each on a Wishbone B4 pipelined bus as ``beats``
+    requests for consecutive words: ``cyc`` held, one ``stb`` per word (``we`` for a writer's), the next
+    in the cycle after one is taken (no ``stall``). Requests run ahead of the answers: a burst is
+    granted once the previous one's requests are all taken, while its answers still come in (two bursts
+    at most await answers, so that the slave's request queue does not run dry between bursts). The slave
+    answers in order; each answer goes to its requester a cycle after the bus, from registers. An
+    ``err`` counts as the word's answer (the requester goes on: a read's data are then undefined) and
+    sets ``error`` in the next cycle. The bus's outputs are registers, loaded from the requesters'
+    registers and the bus's ``stall``/``ack``/``err`` through a few gates; without ``stb``, ``adr``,
+    ``we`` and ``datwr`` follow the offer.
 
     Ports
     -----
@@ -71,6 +72,7 @@ class BurstArbiter(wiring.Component):
         requesters, beats = [*self.writers, *self.readers], [*self.write_beats, *self.read_beats]
         writers = len(self.writers)
         words = Array(Const(count, range(max(beats) + 1)) for count in beats)
+        single = Array(Const(count == 1) for count in beats)     # a burst of one word
 
         # the burst whose requests go out: its writer (one-hot, none for a reader's) and the words still to
         # request, whether the request out is the last (registers: they decide the next request and a
@@ -81,7 +83,7 @@ class BurstArbiter(wiring.Component):
         # the following one's requester
         outstanding = Signal(range(3))
         answering, following = Signal(range(len(requesters))), Signal(range(len(requesters)))
-        answers_left = Signal(range(max(beats) + 1))
+        answers_left, answers_last = Signal(range(max(beats) + 1)), Signal()    # answers_left == 1, a register
 
         # a grant, decided a cycle ahead: ``offer`` (one-hot, a register) names the requester that wins
         # among those valid in the previous cycle — the lowest index — where the bus is free for a grant in
@@ -93,14 +95,19 @@ class BurstArbiter(wiring.Component):
         for index, requester in enumerate(requesters):
             m.d.comb += requester.ready.eq(offer[index] & requester.valid & ~bus.stb)
         m.d.comb += granted.eq(Cat(requester.ready for requester in requesters).any())
+        # while no request is out, the request's registers follow the offer (a grant raises ``stb`` over
+        # them), so that they do not wait for the grant either
         with m.If(granted):
-            m.d.sync += [bus.stb.eq(1), bus.we.eq(offer_index < writers), sending.eq(offer[:writers]),
-                         left.eq(words[offer_index]), last.eq(Array(Const(count == 1) for count in beats)[offer_index]),
+            m.d.sync += bus.stb.eq(1)
+        with m.If(~bus.stb):
+            m.d.sync += [bus.we.eq(offer_index < writers), sending.eq(offer[:writers]), left.eq(words[offer_index]),
+                         last.eq(single[offer_index]),
                          bus.adr.eq(Array(r.addr[WORD_OFFSET_BITS:] for r in requesters)[offer_index])]
+            for index, writer in enumerate(self.writers):
+                with m.If(offer[index]):
+                    m.d.sync += bus.datwr.eq(writer.write_data)
         for writer in self.writers:
-            with m.If(writer.ready):
-                m.d.comb += writer.write_taken.eq(1)
-                m.d.sync += bus.datwr.eq(writer.write_data)
+            m.d.comb += writer.write_taken.eq(writer.ready)
 
         # requests: the next word in the cycle after one is taken; a write's next word from its writer
         with m.If(bus.stb & ~bus.stall):
@@ -115,18 +122,20 @@ class BurstArbiter(wiring.Component):
 
         # answers, in order: the oldest burst's last one hands its place to the next burst
         answer = bus.ack | bus.err
-        final = answer & (answers_left == 1)
+        final = answer & answers_last
         outstanding_next = Signal.like(outstanding)
         m.d.comb += outstanding_next.eq(outstanding + granted - final)
         m.d.sync += [outstanding.eq(outstanding_next), bus.cyc.eq(outstanding_next != 0)]
         with m.If(answer):
-            m.d.sync += answers_left.eq(answers_left - 1)
+            m.d.sync += [answers_left.eq(answers_left - 1), answers_last.eq(answers_left == 2)]
         with m.If(final & (outstanding == 2)):
-            m.d.sync += [answering.eq(following), answers_left.eq(words[following])]
+            m.d.sync += [answering.eq(following), answers_left.eq(words[following]),
+                         answers_last.eq(single[following])]
         with m.If(granted):
             # the grant is the oldest burst when none other awaits answers after this cycle
             with m.If(outstanding == final):
-                m.d.sync += [answering.eq(offer_index), answers_left.eq(words[offer_index])]
+                m.d.sync += [answering.eq(offer_index), answers_left.eq(words[offer_index]),
+                             answers_last.eq(single[offer_index])]
             with m.Else():
                 m.d.sync += following.eq(offer_index)
 

@@ -34,8 +34,9 @@ class ControlSlave(wiring.Component):
     ``r + 2``, the slot merged into the staged word in between — and answered with ``ack`` (``datrd`` for
     a read) or, for a write the core refuses, ``err``: a write in cycle ``r + 3``, after the core took
     it, a read in cycle ``r + 3 + read_latency``. ``stall``, ``ack``, ``err`` and ``datrd`` are
-    flip-flops (``datrd`` holds the read's slot in the cycle of its ``ack``). A master that drops ``cyc`` before the answer abandons its request: the request is carried
-    out (a write still reaches the core), the answer withheld.
+    flip-flops (``datrd`` holds the read's slot in the cycle of its ``ack``). A master that drops ``cyc``
+    before the answer abandons its request: the request is carried out (a write still reaches the core),
+    the answer withheld.
 
     Addresses have the fields of ``layout`` (:func:`~spikeforge.interface.regmap.address_layout` of the
     build parameters) without the byte field (:func:`bus_address`).
