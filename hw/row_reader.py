@@ -65,7 +65,7 @@ class RowReader(wiring.Component):
         Byte address of row 0 (aligned to ``row_stride(row_bits)``); addresses have ``addr_bits`` bits
         (the build's ``memory_address_bits``) and wrap.
     burst : Out(burst_signature(addr_bits))
-        Burst requests (``addr`` a register) and their beats.
+        Burst requests and their beats.
     """
 
     def __init__(self, row_bits, depth, tag_bits, addr_bits):
@@ -192,24 +192,18 @@ class RowReader(wiring.Component):
                                              invert=True))]
         with m.If(burst.beat_last & (stale != 0)):
             m.d.sync += stale.eq(stale - 1)
-        # the next row to ask for, and its address a register summed from it (no adder after ``fetch_tag``
-        # on the arbiter's way to the bus)
-        fetch_tag_next = Signal.like(fetch_tag)
-        m.d.comb += fetch_tag_next.eq(fetch_tag)
-        m.d.sync += [fetch_tag.eq(fetch_tag_next), burst.addr.eq(row_address(self.base, fetch_tag_next, self.row_bits))]
+        m.d.comb += burst.addr.eq(row_address(self.base, fetch_tag, self.row_bits))
         with m.If(issue):
-            m.d.comb += fetch_tag_next.eq(fetch_tag + 1)
-            m.d.sync += fetched.eq(after(fetched))
+            m.d.sync += [fetch_tag.eq(fetch_tag + 1), fetched.eq(after(fetched))]
 
         # start over: the ring emptied, the bursts in flight next (but a last beat here now) discarded
         with m.If(restart | forget):
             m.d.sync += [fetched.eq(head), stale.eq(in_flight_next)] + [t.eq(h) for t, h in zip(tails, heads)]
         with m.If(restart):
-            m.d.comb += fetch_tag_next.eq(wanted)
+            m.d.sync += fetch_tag.eq(wanted)
         # forget: as after reset (a request invalidated restarts the stream at its row in the next cycle)
         with m.If(forget):
-            m.d.comb += fetch_tag_next.eq(0)
-            m.d.sync += [served.eq(0), fetched.eq(0)] + [copy.eq(0) for copy in heads + tails]
+            m.d.sync += [served.eq(0), fetch_tag.eq(0), fetched.eq(0)] + [copy.eq(0) for copy in heads + tails]
         return m
 
 
