@@ -78,19 +78,22 @@ class BurstArbiter(wiring.Component):
         # request, whether the request out is the last (registers: they decide the next request and a
         # writer's next word, from the bus's ``stall``)
         sending = Signal(writers)
-        left, last = Signal(range(max(beats) + 1)), Signal()
+        left = Signal(range(max(beats) + 1))
+        last = Signal()
         # the bursts awaiting answers (0, 1 or 2), oldest first: the oldest's requester and answers to come,
         # the following one's requester
         outstanding = Signal(range(3))
         answering, following = Signal(range(len(requesters))), Signal(range(len(requesters)))
-        answers_left, answers_last = Signal(range(max(beats) + 1)), Signal()    # answers_left == 1, a register
+        answers_left = Signal(range(max(beats) + 1))
+        answers_last = Signal()     # answers_left == 1, a register
 
         # a grant, decided a cycle ahead: ``offer`` (one-hot, a register) names the requester that wins
         # among those valid in the previous cycle — the lowest index — where the bus is free for a grant in
         # this one (no request going out, fewer than two bursts awaiting answers); the grant is its ``ready``,
         # registers ANDed, if it is still valid. So no grant waits on a chain of priorities, and the
         # bus's registers load from a requester picked by registers
-        offer, offer_index = Signal(len(requesters)), Signal(range(len(requesters)))
+        offer = Signal(len(requesters))
+        offer_index = Signal(range(len(requesters)))
         granted = Signal()
         for index, requester in enumerate(requesters):
             m.d.comb += requester.ready.eq(offer[index] & requester.valid & ~bus.stb)
