@@ -1,6 +1,6 @@
 """Burst arbiter: the row readers' and writers' bursts on one Wishbone B4 pipelined master."""
 
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,15 +27,18 @@ def burst_signature(addr_bits, write=False):
 
 class BurstArbiter(wiring.Component):
     """Grants the requesters' bursts one after another — the writers' first, then the readers', lowest
-    index first — and issues each on a Wishbone B4 pipelined bus as ``beats`` requests for consecutive
-    words: ``cyc`` held, one ``stb`` per word (``we`` for a writer's), the next in the cycle after one is
-    taken (no ``stall``). Requests run ahead of the answers: a burst is granted once the previous one's
-    requests are all taken, while its answers still come in (two bursts at most await answers, so that
-    the slave's request queue does not run dry between bursts). The slave answers in order; each answer
-    goes to its requester a cycle after the bus, from registers. An ``err`` counts as the word's
-    answer (the requester goes on: a read's data are then undefined) and sets ``error`` in the next cycle.
-    The bus's outputs are registers, loaded from the requesters' registers and the bus's
-    ``stall``/``ack``/``err`` through a few gates.
+    index first, among those valid in the cycle before the grant (the pick is a register: a burst is
+    granted in the second cycle of ``valid`` at the earliest; ``ready`` is that register ANDed with
+    ``valid`` and the bus's free ``stb``) — and issues each on a Wishbone B4 pipelined bus as ``beats``
+    requests for consecutive words: ``cyc`` held, one ``stb`` per word (``we`` for a writer's), the next
+    in the cycle after one is taken (no ``stall``). Requests run ahead of the answers: a burst is
+    granted once the previous one's requests are all taken, while its answers still come in (two bursts
+    at most await answers, so that the slave's request queue does not run dry between bursts). The slave
+    answers in order; each answer goes to its requester a cycle after the bus, from registers. An
+    ``err`` counts as the word's answer (the requester goes on: a read's data are then undefined) and
+    sets ``error`` in the next cycle. The bus's outputs are registers, loaded from the requesters'
+    registers and the bus's ``stall``/``ack``/``err`` through a few gates; without ``stb``, ``adr``,
+    ``we`` and ``datwr`` follow the offer.
 
     Ports
     -----
@@ -69,62 +72,85 @@ class BurstArbiter(wiring.Component):
         requesters, beats = [*self.writers, *self.readers], [*self.write_beats, *self.read_beats]
         writers = len(self.writers)
         words = Array(Const(count, range(max(beats) + 1)) for count in beats)
+        single = Array(Const(count == 1) for count in beats)     # a burst of one word
 
-        # the burst whose requests go out: its requester and the words still to request
-        issuing = Signal(range(len(requesters)))
+        # the burst whose requests go out: its writer (one-hot, none for a reader's) and the words still to
+        # request, whether the request out is the last (registers: they decide the next request and a
+        # writer's next word, from the bus's ``stall``)
+        sending = Signal(writers)
         left = Signal(range(max(beats) + 1))
+        last = Signal()
         # the bursts awaiting answers (0, 1 or 2), oldest first: the oldest's requester and answers to come,
         # the following one's requester
         outstanding = Signal(range(3))
         answering, following = Signal(range(len(requesters))), Signal(range(len(requesters)))
         answers_left = Signal(range(max(beats) + 1))
+        answers_last = Signal()     # answers_left == 1, a register
 
-        # a grant: from registers only (the requests' valid, the bus's stb and the count); the lowest
-        # index wins (the last If assigned takes effect)
-        granted, grant_to = Signal(), Signal(range(len(requesters)))
-        with m.If(~bus.stb & (outstanding != 2)):
-            for index in reversed(range(len(requesters))):
-                with m.If(requesters[index].valid):
-                    m.d.comb += [granted.eq(1), grant_to.eq(index)]
+        # a grant, decided a cycle ahead: ``offer`` (one-hot, a register) names the requester that wins
+        # among those valid in the previous cycle — the lowest index — where the bus is free for a grant in
+        # this one (no request going out, fewer than two bursts awaiting answers); the grant is its ``ready``,
+        # registers ANDed, if it is still valid. So no grant waits on a chain of priorities, and the
+        # bus's registers load from a requester picked by registers
+        offer = Signal(len(requesters))
+        offer_index = Signal(range(len(requesters)))
+        granted = Signal()
+        for index, requester in enumerate(requesters):
+            m.d.comb += requester.ready.eq(offer[index] & requester.valid & ~bus.stb)
+        m.d.comb += granted.eq(Cat(requester.ready for requester in requesters).any())
+        # while no request is out, the request's registers follow the offer (a grant raises ``stb`` over
+        # them), so that they do not wait for the grant either
         with m.If(granted):
-            with m.Switch(grant_to):
-                for index, requester in enumerate(requesters):
-                    with m.Case(index):
-                        m.d.comb += requester.ready.eq(1)
-                        m.d.sync += [bus.stb.eq(1), bus.we.eq(index < writers),
-                                     bus.adr.eq(requester.addr[WORD_OFFSET_BITS:]), issuing.eq(index),
-                                     left.eq(beats[index])]
-                        if index < writers:
-                            m.d.comb += requester.write_taken.eq(1)
-                            m.d.sync += bus.datwr.eq(requester.write_data)
+            m.d.sync += bus.stb.eq(1)
+        with m.If(~bus.stb):
+            m.d.sync += [bus.we.eq(offer_index < writers), sending.eq(offer[:writers]), left.eq(words[offer_index]),
+                         last.eq(single[offer_index]),
+                         bus.adr.eq(Array(r.addr[WORD_OFFSET_BITS:] for r in requesters)[offer_index])]
+            for index, writer in enumerate(self.writers):
+                with m.If(offer[index]):
+                    m.d.sync += bus.datwr.eq(writer.write_data)
+        for writer in self.writers:
+            m.d.comb += writer.write_taken.eq(writer.ready)
 
         # requests: the next word in the cycle after one is taken; a write's next word from its writer
         with m.If(bus.stb & ~bus.stall):
-            m.d.sync += [bus.adr.eq(bus.adr + 1), left.eq(left - 1)]
-            with m.If(left == 1):
+            m.d.sync += [bus.adr.eq(bus.adr + 1), left.eq(left - 1), last.eq(left == 2)]
+            with m.If(last):
                 m.d.sync += bus.stb.eq(0)
             with m.Else():
                 for index, writer in enumerate(self.writers):
-                    with m.If(issuing == index):
+                    with m.If(sending[index]):
                         m.d.comb += writer.write_taken.eq(1)
                         m.d.sync += bus.datwr.eq(writer.write_data)
 
         # answers, in order: the oldest burst's last one hands its place to the next burst
         answer = bus.ack | bus.err
-        final = answer & (answers_left == 1)
+        final = answer & answers_last
         outstanding_next = Signal.like(outstanding)
         m.d.comb += outstanding_next.eq(outstanding + granted - final)
         m.d.sync += [outstanding.eq(outstanding_next), bus.cyc.eq(outstanding_next != 0)]
         with m.If(answer):
-            m.d.sync += answers_left.eq(answers_left - 1)
+            m.d.sync += [answers_left.eq(answers_left - 1), answers_last.eq(answers_left == 2)]
         with m.If(final & (outstanding == 2)):
-            m.d.sync += [answering.eq(following), answers_left.eq(words[following])]
+            m.d.sync += [answering.eq(following), answers_left.eq(words[following]),
+                         answers_last.eq(single[following])]
         with m.If(granted):
             # the grant is the oldest burst when none other awaits answers after this cycle
             with m.If(outstanding == final):
-                m.d.sync += [answering.eq(grant_to), answers_left.eq(words[grant_to])]
+                m.d.sync += [answering.eq(offer_index), answers_left.eq(words[offer_index]),
+                             answers_last.eq(single[offer_index])]
             with m.Else():
-                m.d.sync += following.eq(grant_to)
+                m.d.sync += following.eq(offer_index)
+
+        # the next offer: the lowest index among the valid wins (the last If assigned takes effect)
+        first_valid, winner = Signal.like(offer_index), Signal.like(offer)
+        for index in reversed(range(len(requesters))):
+            with m.If(requesters[index].valid):
+                m.d.comb += [first_valid.eq(index), winner.eq(1 << index)]
+        # (a grant now raises ``stb`` next, which gates ``ready``: the offer need not wait for the grant)
+        requesting = bus.stb & (bus.stall | ~last)
+        m.d.sync += [offer.eq(Mux(~requesting & ~((outstanding == 2) & ~final), winner, 0)),
+                     offer_index.eq(first_valid)]
 
         # each answer goes to its requester from registers, a cycle after the bus: the bus's answers end
         # in flip-flops, and every requester's strobes (the last answer's too: a row into a reader's

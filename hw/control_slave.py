@@ -8,6 +8,7 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.regmap import BUS_DATA_BITS, AddressLayout
 
 from .bus import wishbone_signature
+from .logic import registered_select
 
 __all__ = ["ControlSlave", "bus_address"]
 
@@ -23,16 +24,19 @@ class ControlSlave(wiring.Component):
 
     A write to slot ``s`` replaces those 32 bits of a staging word and stores the whole staged word
     (the bus has no ``sel``: every write carries a full slot). A read presents ``{window, offset}`` to
-    the core and answers with slot ``s`` of the word the core returns ``read_latency`` cycles later.
+    the core and answers with slot ``s`` of the word the core returns ``read_latency`` cycles later, picked
+    through two register stages (:func:`~spikeforge.hw.logic.registered_select`: a word of tens of slots is
+    too wide a multiplexer for one cycle).
 
     One request at a time: ``stall`` is high from the cycle after a request is taken until the cycle of
     its answer, in which the next request may be taken. A request taken in cycle ``r`` is presented to the
     core from registers — its window and offset from cycle ``r + 1`` on; a write's word and strobe in cycle
     ``r + 2``, the slot merged into the staged word in between — and answered with ``ack`` (``datrd`` for
     a read) or, for a write the core refuses, ``err``: a write in cycle ``r + 3``, after the core took
-    it, a read in cycle ``r + 2 + read_latency``. ``stall``, ``ack``, ``err`` and ``datrd`` are
-    flip-flops. A master that drops ``cyc`` before the answer abandons its request: the request is carried
-    out (a write still reaches the core), the answer withheld.
+    it, a read in cycle ``r + 3 + read_latency``. ``stall``, ``ack``, ``err`` and ``datrd`` are
+    flip-flops (``datrd`` holds the read's slot in the cycle of its ``ack``). A master that drops ``cyc``
+    before the answer abandons its request: the request is carried out (a write still reaches the core),
+    the answer withheld.
 
     Addresses have the fields of ``layout`` (:func:`~spikeforge.interface.regmap.address_layout` of the
     build parameters) without the byte field (:func:`bus_address`).
@@ -74,10 +78,13 @@ class ControlSlave(wiring.Component):
         slot_layout = data.ArrayLayout(BUS_DATA_BITS, n_slots)
         staged = Signal(slot_layout)
         request = data.View(bus_address(self.layout), bus.adr)
-        slot, write_data = Signal.like(request.slot), Signal(BUS_DATA_BITS)   # of the request taken
+        # of the request taken
+        slot = Signal.like(request.slot, name="slot")
+        write_data = Signal(BUS_DATA_BITS)
         merging, written = Signal(), Signal()     # a write's cycle into the staging word, its cycle at the core
         reading = Signal()
-        read_wait = Signal(range(self.read_latency + 1))   # cycles until the core's word is there
+        # cycles until the core's word is there, then one more for the first stage of the slot's select
+        read_wait = Signal(range(self.read_latency + 2))
         abandoned = Signal()      # cyc has dropped since the request was taken: no answer
         answer = Signal()
         m.d.comb += [answer.eq(bus.cyc & ~abandoned), self.we.eq(written & ~self.reject)]
@@ -86,7 +93,7 @@ class ControlSlave(wiring.Component):
         with m.If(bus.cyc & bus.stb & ~bus.stall):
             m.d.sync += [bus.stall.eq(1), abandoned.eq(0), self.window.eq(request.window),
                          self.offset.eq(request.offset), slot.eq(request.slot), write_data.eq(bus.datwr),
-                         merging.eq(bus.we), reading.eq(~bus.we), read_wait.eq(self.read_latency)]
+                         merging.eq(bus.we), reading.eq(~bus.we), read_wait.eq(self.read_latency + 1)]
         with m.Elif(~bus.cyc):
             m.d.sync += abandoned.eq(1)
 
@@ -101,19 +108,16 @@ class ControlSlave(wiring.Component):
             m.d.sync += [written.eq(0), bus.stall.eq(0), bus.ack.eq(answer & ~self.reject),
                          bus.err.eq(answer & self.reject)]
 
-        # the core's word follows its address by read_latency cycles and holds while the address does
+        # the core's word follows its address by read_latency cycles and holds while the address does, as
+        # does the slot: the select's two stages see both settled from then on (a slot beyond the word: 0)
         padded = Signal(n_slots * BUS_DATA_BITS)
         m.d.comb += padded.eq(self.rdata)
         words = data.View(slot_layout, padded)
+        m.d.comb += bus.datrd.eq(registered_select(m, {index: words[index] for index in range(n_slots)}, slot,
+                                                   "read_data", BUS_DATA_BITS))
         with m.If(reading):
             with m.If(read_wait == 0):
                 m.d.sync += [reading.eq(0), bus.stall.eq(0), bus.ack.eq(answer)]
-                with m.Switch(slot):
-                    for index in range(n_slots):
-                        with m.Case(index):
-                            m.d.sync += bus.datrd.eq(words[index])
-                    with m.Default():     # a slot beyond the word
-                        m.d.sync += bus.datrd.eq(0)
             with m.Else():
                 m.d.sync += read_wait.eq(read_wait - 1)
         return m

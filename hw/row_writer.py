@@ -1,6 +1,6 @@
 """Row writer: a table in external memory written like a block-RAM write port, through a queue."""
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,47 +57,52 @@ class RowWriter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         burst = self.burst
-        # the queued rows with their row numbers: a ring of ``depth`` (distributed RAM), read asynchronously
-        # at the row whose words go out
-        m.submodules.ring = ring = memory.Memory(shape=self.tag_bits + self.row_bits, depth=self.depth, init=[])
+        addr_bits = len(self.base)
+        # the queued rows with their byte addresses (the sum is taken as a row comes in, so that the address
+        # a grant takes is read from the ring): a ring of ``depth`` (distributed RAM), read asynchronously at
+        # the row whose words go out
+        m.submodules.ring = ring = memory.Memory(shape=addr_bits + self.row_bits, depth=self.depth, init=[])
         ring_write, ring_read = ring.write_port(), ring.read_port(domain="comb")
-        # positions in the ring (a slot and a lap bit, ``ring_after``): the rows written (``tail``), sent
-        # (their words all taken by the arbiter: ``sent``) and landed (their words all answered: ``head``)
+        # positions in the ring (a slot and a lap bit, ``ring_after``): the rows written (``tail``), granted
+        # (their bursts started: ``granted``), sent (their words all taken by the arbiter: ``sent``) and
+        # landed (their words all answered: ``head``)
         slot_bits = (self.depth - 1).bit_length()
-        head, sent, tail = (Signal(slot_bits + 1, name=name) for name in ("head", "sent", "tail"))
+        head, sent, granted, tail = (Signal(slot_bits + 1, name=name) for name in ("head", "sent", "granted", "tail"))
         m.d.comb += [ring_write.addr.eq(tail[:slot_bits]), ring_read.addr.eq(sent[:slot_bits])]
 
         # a write: into the ring's slot at the tail
+        address = Signal(addr_bits)
         m.d.comb += [self.accepted.eq(self.en & ~self.stall), ring_write.en.eq(self.accepted),
-                     ring_write.data.eq(Cat(self.addr, self.data))]
-        tail_next = Signal.like(tail)
-        m.d.comb += tail_next.eq(tail)
-        with m.If(self.accepted):
-            m.d.comb += tail_next.eq(ring_after(tail, self.depth))
-        m.d.sync += tail.eq(tail_next)
+                     address.eq(row_address(self.base, self.addr, self.row_bits)),
+                     ring_write.data.eq(Cat(address, self.data))]
+        tail_next = self._stepped(m, tail, self.accepted)
 
         # the row at ``sent`` goes out: its address at the grant, then its words, lowest first, one per
         # word the arbiter takes; the last one taken moves on to the next row
-        queued_tag = ring_read.data[:self.tag_bits]
-        queued_row = Cat(ring_read.data[self.tag_bits:], Const(0, self.beats * BEAT_BITS - self.row_bits))
+        queued_row = Cat(ring_read.data[addr_bits:], Const(0, self.beats * BEAT_BITS - self.row_bits))
         word = Signal(range(self.beats))
-        sent_next = Signal.like(sent)
-        m.d.comb += [burst.addr.eq(row_address(self.base, queued_tag, self.row_bits)),
-                     burst.write_data.eq(queued_row.word_select(word, BEAT_BITS)), sent_next.eq(sent)]
+        m.d.comb += [burst.addr.eq(ring_read.data[:addr_bits]),
+                     burst.write_data.eq(queued_row.word_select(word, BEAT_BITS))]
         with m.If(burst.write_taken):
             m.d.sync += word.eq(word + 1)
             with m.If(word == self.beats - 1):
-                m.d.sync += word.eq(0)
-                m.d.comb += sent_next.eq(ring_after(sent, self.depth))
-        # ``valid``: a register, a row not yet sent in the next cycle (the arbiter grants again only once
-        # this burst's words are all taken, when ``sent`` has moved on)
-        m.d.sync += [sent.eq(sent_next), burst.valid.eq(sent_next != tail_next)]
+                m.d.sync += [word.eq(0), sent.eq(ring_after(sent, self.depth))]
+        # ``valid``: a register, a row not yet granted in the next cycle. The arbiter grants a burst only
+        # once the previous one's words are all taken, so the row granted is the one at ``sent``; and
+        # ``valid`` does not wait for the words of a burst granted, only for its grant
+        granted_next = self._stepped(m, granted, burst.ready)
+        m.d.sync += burst.valid.eq(granted_next != tail_next)
 
         # a row has landed with its last answer; the ring is full when the tail is a lap ahead of the head
-        head_next = Signal.like(head)
-        m.d.comb += head_next.eq(head)
-        with m.If(burst.beat_last):
-            m.d.comb += head_next.eq(ring_after(head, self.depth))
-        m.d.sync += [head.eq(head_next), self.empty.eq(head_next == tail_next)]
+        head_next = self._stepped(m, head, burst.beat_last)
+        m.d.sync += self.empty.eq(head_next == tail_next)
         m.d.comb += self.waiting_next.eq(tail_next == Cat(head_next[:slot_bits], ~head_next[slot_bits]))
         return m
+
+    def _stepped(self, m, position, step):
+        """Step the ring position ``position`` to the next slot in the cycles of ``step``; returns its next
+        value (what the registers decided a cycle ahead compare)."""
+        following = Signal.like(position, name=f"{position.name}_next")
+        m.d.comb += following.eq(Mux(step, ring_after(position, self.depth), position))
+        m.d.sync += position.eq(following)
+        return following
