@@ -92,7 +92,7 @@ def overflow_case(networks, **compile_args):
     value: the accelerator computes them exactly), its images and the golden trace."""
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     widths = {key: str(value) for key, value in compile_bundle(bundle, n_pe=n_pe).params.items()
-              if key in ("acc_bits", "membrane_bits", "weight_bits")}
+              if key in ("acc_bits", "membrane_bits", "logit_bits", "weight_bits")}
     narrowed = narrowed_bundle(bundle, NARROWED)
     image = compile_bundle(narrowed, **({"n_pe": n_pe, "overrides": widths} | compile_args))
     pixels = inputs(bundle, 8)[OVERFLOW_IMAGES]
