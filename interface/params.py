@@ -23,8 +23,8 @@ class EngineParams:
     stream, the bias rows) of ``acc_bits``; membranes of ``membrane_bits``; the head's stream sums and
     logits of ``logit_bits`` (default ``acc_bits``; from ``acc_bits`` to ``2·acc_bits``: a head's bias
     takes two bias rows, :func:`~spikeforge.interface.layout.high_lanes`); capacities as powers of two:
-    ``max_T`` timesteps, ``max_cin`` input channels, ``max_tiles`` output tiles, images up to ``max_h`` × ``max_w``
-    (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: the largest
+    ``max_T`` timesteps, ``max_cin`` input channels, ``max_tiles`` output tiles, images up to ``max_h`` ×
+    ``max_w`` (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: the largest
     ``frac_bits`` F (each layer names its own, up to this) and decay ``decay_mult / 2**decay_shift`` (docs/integer-semantics.md §3).
     """
 

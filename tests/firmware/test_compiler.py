@@ -141,6 +141,16 @@ def test_the_head_is_as_wide_as_it_needs_apart_from_the_accumulators(digits):
         compile_bundle(bundle, overrides={"acc_bits": "15", "logit_bits": "31"})
 
 
+def test_a_head_wider_than_any_build_is_refused_naming_the_parameter(digits):
+    """Its 63-bit logits need a spare bit for Horner's doubling: 64, beyond RANGES["logit_bits"]."""
+    bundle, _ = digits
+    program = tuple(layer.model_copy(update={"logit_bits": 63}) if layer.kind == "head" else layer
+                    for layer in bundle.program)
+    with pytest.raises(CompileError, match="^layer 'head': needs logit_bits=64; the accelerator is built with "
+                                           "logit_bits of at most 63$"):
+        compile_bundle(replace(bundle, program=program))
+
+
 @pytest.mark.parametrize("overrides", [{}, {"hardware": "lfe5u-85f"}, {"acc_bits": "30"}])
 def test_the_head_bias_takes_two_bias_rows(digits, overrides):
     """The HEAD descriptor's bias rows hold its bias table: the low acc_bits bits of each class's bias
