@@ -452,8 +452,8 @@ def _add_hardware_args(parser, default_hardware=SIZED_TO_BUNDLE):
                         help=f"hardware=NAME: the build parameters of configuration NAME "
                              f"({', '.join(CONFIGURATIONS)}), onto which the bundle is planned, or {SIZED_TO_BUNDLE}: "
                              f"sized to the bundle (default {default_hardware}); or a hardware parameter (n_pe, "
-                             f"weight_bits, acc_bits, membrane_bits, max_T, max_h, max_w, spike_groups, stream_tiles, "
-                             f"weight_rows, bias_rows, threshold_rows, program_depth, ...); repeatable")
+                             f"weight_bits, acc_bits, membrane_bits, logit_bits, max_T, max_h, max_w, spike_groups, "
+                             f"stream_tiles, weight_rows, bias_rows, threshold_rows, program_depth, ...); repeatable")
 
 
 def build_parser():

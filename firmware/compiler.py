@@ -29,11 +29,11 @@ import functools
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
-from spikeforge.interface.bits import index_bits, next_power_of_two
+from spikeforge.interface.bits import ceil_div, index_bits, next_power_of_two
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, OPCODES, pack
 from spikeforge.interface.external import SPILL, external_bytes, spill_shape
 from spikeforge.interface.fpga import SIZED_TO_BUNDLE, configuration
-from spikeforge.interface.layout import SpatialTiles, pack_lanes
+from spikeforge.interface.layout import SpatialTiles, high_lanes, pack_lanes
 from spikeforge.interface.params import AcceleratorParams
 from spikeforge.ops import OPERATIONS, spill
 from spikeforge.ops.bundle import Bundle, load_bundle
@@ -253,6 +253,13 @@ def allocate_groups(prog, capacity=None, refusal=None):
     return max(tensor.group + tensor.groups for tensor in placed), loads
 
 
+class _HighLanes(NamedTuple):
+    """The second BIAS row of a row of values wider than ``acc_bits`` (:meth:`Program.wide_row`): the bits
+    of ``values`` above the build's ``acc_bits``, which is chosen after the program is emitted."""
+
+    values: list
+
+
 def _resident_value(value, resident):
     """A descriptor field's value naming the copy of its tensor in the spike memory now."""
     if isinstance(value, SpikeTensor):
@@ -279,8 +286,8 @@ class Program:
         self.spills = {}              # tensor name -> its _SpillCopy, once allocated
         # scratch_rows: the attention's Kᵀ·V rows (shared by every attention)
         self.needed = {"weight_bits": bundle.manifest["quant"]["weight_bits"], "acc_bits": 2, "membrane_bits": 2,
-                       "frac_bits": 0, "max_cin": 1, "max_tiles": 1, "max_h": 1, "max_w": 1, "scratch_rows": 1,
-                       "stream_tiles": 1}
+                       "logit_bits": 2, "frac_bits": 0, "max_cin": 1, "max_tiles": 1, "max_h": 1, "max_w": 1,
+                       "scratch_rows": 1, "stream_tiles": 1}
         self.needed_by = {}           # build parameter -> the first layer that needs its value in `needed`
         self.decay, self.classes = None, None
         layers = bundle.program
@@ -367,6 +374,13 @@ class Program:
     def pad(self, values, pad=0):
         return list(values) + [pad] * (self.n_pe - len(values))
 
+    def wide_row(self, values):
+        """The two BIAS rows of a per-lane list (up to ``n_pe`` values) wider than ``acc_bits``: its low bits,
+        then the bits above (:func:`~spikeforge.interface.layout.high_lanes`), split when packed, once the
+        build's ``acc_bits`` is chosen."""
+        row = self.pad(values)
+        return [row, _HighLanes(row)]
+
     def lanes(self, values, pad=0):
         """Split a per-channel list into ``n_pe``-lane rows."""
         values = list(values)
@@ -444,6 +458,7 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     needed = dict(
         n_pe=n_pe, weight_bits=need["weight_bits"], acc_bits=need["acc_bits"],
         membrane_bits=max(need["membrane_bits"], need["acc_bits"] + need["frac_bits"] + 1),
+        logit_bits=need["logit_bits"],
         max_T=next_power_of_two(prog.T), max_cin=next_power_of_two(need["max_cin"]),
         max_tiles=next_power_of_two(need["max_tiles"]), max_h=next_power_of_two(need["max_h"]),
         max_w=next_power_of_two(need["max_w"]), frac_bits=need["frac_bits"], decay_mult=decay[0],
@@ -475,7 +490,8 @@ def compile_bundle(bundle, n_pe=DEFAULT_N_PE, overrides=None):
     memories = {
         "PROGRAM": [pack(**fields) for fields in prog.descriptors],
         "WEIGHTS": [pack_lanes(row, params.weight_bits) for row in prog.weights],
-        "BIAS": [pack_lanes(row, acc_bits) for row in prog.biases],
+        "BIAS": [pack_lanes(high_lanes(row.values, acc_bits) if isinstance(row, _HighLanes) else row, acc_bits)
+                 for row in prog.biases],
         "THRESHOLD": [pack_lanes(row, membrane_bits) for row in thresholds] or [0],
     }
     word_bits = {"PROGRAM": DESCRIPTOR_BITS, "WEIGHTS": n_pe * params.weight_bits, "BIAS": n_pe * acc_bits,
@@ -554,9 +570,12 @@ def _override_int(overrides, key, default):
 def _apply_overrides(needed, overrides):
     """``needed`` build parameters with ``--set`` overrides: widths and depths may grow, never shrink
     below what the bundle needs; the LIF constants must stay; the external memory's address bits and
-    the spike groups may take any valid value (the caller checks that the tables and the tensors fit)."""
+    the spike groups may take any valid value (the caller checks that the tables and the tensors fit). The
+    widths not overridden widen to hold the others: ``acc_bits`` at least half ``logit_bits``, ``logit_bits``
+    at least ``acc_bits``, ``membrane_bits`` at least ``acc_bits + frac_bits + 1``."""
+    overrides = overrides or {}
     params = dict(needed)
-    for key, text in (overrides or {}).items():
+    for key, text in overrides.items():
         if key not in params:
             raise ValueError(f"unknown hardware parameter {key!r}; allowed: {', '.join(sorted(params))}")
         try:
@@ -568,6 +587,12 @@ def _apply_overrides(needed, overrides):
         if key not in _CHECKED_AGAINST_PROGRAM and value < params[key]:
             raise ValueError(f"--set {key}={value}: the bundle needs at least {key}={params[key]}")
         params[key] = value
-    if "membrane_bits" not in (overrides or {}):   # a wider accumulator or more fraction bits widen it
+    # the bias rows (acc_bits) hold a head's bias in two (logit_bits <= 2·acc_bits), and the head's sums (logit_bits)
+    # the stream's words (acc_bits)
+    if "acc_bits" not in overrides:
+        params["acc_bits"] = max(params["acc_bits"], ceil_div(params["logit_bits"], 2))
+    if "logit_bits" not in overrides:
+        params["logit_bits"] = max(params["logit_bits"], params["acc_bits"])
+    if "membrane_bits" not in overrides:   # a wider accumulator or more fraction bits widen it
         params["membrane_bits"] = max(params["membrane_bits"], params["acc_bits"] + params["frac_bits"] + 1)
     return AcceleratorParams(**params)

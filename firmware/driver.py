@@ -252,7 +252,7 @@ class Driver:
     async def read_logits(self):
         p = self.image.params
         word = await self.read_word("LOGITS", 0)
-        return unpack_lanes(word, p["n_pe"], p["acc_bits"])[:self.image.layout["classes"]]
+        return unpack_lanes(word, p["n_pe"], p["logit_bits"])[:self.image.layout["classes"]]
 
     async def read_layer(self, name):
         """Spikes of LIF layer ``name`` as an int64 array ``[T, C, H, W]``."""

@@ -34,7 +34,9 @@ __all__ = ["IMAGE_FORMAT", "IMAGE_VERSION", "IMAGE_MANIFEST", "MEMORY_WINDOWS", 
            "ProgramImage", "write_image", "load_image", "external_image", "external_shapes"]
 
 IMAGE_FORMAT = "spikeforge-program-image"
-IMAGE_VERSION = 4   # 4: spike groups reused by liveness; layout.spikes carry producer and breakpoint
+#: 4: spike groups reused by liveness; layout.spikes carry producer and breakpoint. 5: params.logit_bits, a
+#: head's bias in two BIAS rows.
+IMAGE_VERSION = 5
 IMAGE_MANIFEST = "image.json"
 #: The memories an image holds: its tables in external memory.
 MEMORY_WINDOWS = IMAGE_TABLES

@@ -26,9 +26,9 @@ HOST_READ_LATENCY = READ_LATENCY
 
 
 def host_data_bits(params):
-    """Width of the engine's host data: its widest memory word (threshold, bias, weight or spike rows)."""
+    """Width of the engine's host data: its widest memory word (threshold, bias, weight or spike rows, the logits)."""
     p = params
-    return p.n_pe * max(p.weight_bits, p.acc_bits, p.membrane_bits, p.max_w)
+    return p.n_pe * max(p.weight_bits, p.acc_bits, p.membrane_bits, p.max_w, p.logit_bits)
 
 
 class Engine(wiring.Component):

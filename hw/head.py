@@ -18,13 +18,15 @@ class Head(wiring.Component):
     """The logits ``bias + Σ_c s_c · w_c`` of the stream sums ``s_c = Σ_{t, y, x} stream[c, t, y, x]``,
     without a multiplier.
 
-    SUM: the stream words of ``desc.tiles`` tiles, one per cycle (``x`` innermost, then ``y``, ``t``,
-    tile), summed per lane into a sums memory of ``max_tiles`` words (a sum wider than ``sum_bits``
-    raises ``overflow``). HORNER: over the sum bits from the most significant (``sum_bits − 1``,
-    subtracted: two's complement) down, each channel ``c`` of ``desc.cin`` adds its weight row
-    ``weight_base + c`` where bit ``b`` of ``s_c`` is set, and the logits double before the next
-    lower bit. HEAD_BIAS adds the bias row ``bias_base``; HEAD_CHECK raises ``overflow`` for a logit
-    wider than ``check_bits``.
+    SUM: the stream words of ``desc.tiles`` tiles (lanes of ``acc_bits``), one per cycle (``x`` innermost,
+    then ``y``, ``t``, tile), summed per lane into a sums memory of ``max_tiles`` words of ``logit_bits``
+    lanes (a sum wider than ``sum_bits`` raises ``overflow``). HORNER: over the sum bits from the most
+    significant (``sum_bits − 1``, subtracted: two's complement) down, each channel ``c`` of ``desc.cin`` adds
+    its weight row ``weight_base + c`` where bit ``b`` of ``s_c`` is set, and the logits double before the
+    next lower bit. HEAD_BIAS adds the bias of ``logit_bits``, read as two rows of ``acc_bits`` lanes (the low
+    bits of each value at ``bias_base``, the bits above at ``bias_base + 1``: the last HORNER_SHIFT reads
+    the first, the first HORNER_FLUSH cycle the second, :func:`~spikeforge.interface.layout.high_lanes`);
+    HEAD_CHECK raises ``overflow`` for a logit wider than ``check_bits``.
 
     Every block-RAM word and weight row goes into a register before logic, and the Horner step is
     pipelined (every lane's bit of the step picked out of the word read, then the channel's bit, then
@@ -56,7 +58,7 @@ class Head(wiring.Component):
     bias_en, bias_addr : Out
         Bias row read (``range(bias_rows)``), from registers.
     bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
-    logits : Out(ArrayLayout(signed(acc_bits), n_pe))
+    logits : Out(ArrayLayout(signed(logit_bits), n_pe))
         The logits (a register; kept until the next pass).
     overflow : Out(1)
         A sum or a logit does not fit its declared width.
@@ -67,6 +69,7 @@ class Head(wiring.Component):
     def __init__(self, params):
         self.params = p = check_params(params)
         self.acc_word = data.ArrayLayout(signed(p.acc_bits), p.n_pe)
+        self.logit_word = data.ArrayLayout(signed(p.logit_bits), p.n_pe)
         stream_depth = 1 << (p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits)
         super().__init__({
             "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "done": Out(1),
@@ -74,7 +77,7 @@ class Head(wiring.Component):
             "weight_en": Out(1), "weight_addr": Out(range(p.weight_rows)),
             "weight_data": In(data.ArrayLayout(signed(p.weight_bits), p.n_pe)),
             "bias_en": Out(1), "bias_addr": Out(range(p.bias_rows)), "bias_data": In(self.acc_word),
-            "logits": Out(self.acc_word), "overflow": Out(1), "run_next": In(1, init=1),
+            "logits": Out(self.logit_word), "overflow": Out(1), "run_next": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -92,13 +95,13 @@ class Head(wiring.Component):
         # (decoded from the descriptor, then the mask)
         last_tile, last_t = Signal(range(p.max_tiles), name="last_tile"), Signal(range(p.max_T), name="last_t")
         last_y, last_x = Signal(range(p.max_h), name="last_y"), Signal(range(p.max_w), name="last_x")
-        last_ci, top_bit = Signal(range(p.max_cin), name="last_ci"), Signal(range(p.acc_bits), name="top_bit")
+        last_ci, top_bit = Signal(range(p.max_cin), name="last_ci"), Signal(range(p.logit_bits), name="top_bit")
         desc.d.sync += [last_tile.eq(d.tiles - 1), last_t.eq(d.T - 1), last_y.eq(d.H - 1), last_x.eq(d.W - 1),
                         last_ci.eq(d.cin - 1), top_bit.eq(d.sum_bits - 1)]
-        sum_high = high_bits(desc, p.acc_bits, self.desc.sum_bits, "sum_high", p.n_pe)
-        logit_high = high_bits(desc, p.acc_bits + 1, self.desc.check_bits, "logit_high", p.n_pe)
+        sum_high = high_bits(desc, p.logit_bits, self.desc.sum_bits, "sum_high", p.n_pe)
+        logit_high = high_bits(desc, p.logit_bits + 1, self.desc.check_bits, "logit_high", p.n_pe)
         logits = self.logits
-        parts["sums"].submodules.sums = sums = memory.Memory(shape=self.acc_word, depth=p.max_tiles, init=[])
+        parts["sums"].submodules.sums = sums = memory.Memory(shape=self.logit_word, depth=p.max_tiles, init=[])
         sums_write, sums_read = sums.write_port(), sums.read_port()
         m.d.comb += sums_read.en.eq(0)
 
@@ -116,24 +119,30 @@ class Head(wiring.Component):
         read_lane, pick_lane = Signal(max(1, lb), name="read_lane"), Signal(max(1, lb), name="pick_lane")
         clear_logits, add_bias = Signal(), Signal()         # the logits' steps besides the terms
         sum_overflow = Signal()
-        sum_acc = Signal(self.acc_word)
+        sum_acc = Signal(self.logit_word)
         # the range checks of the logits (unwrapped) and of the sums written, in FITS_PARTS registers per
         # lane, set with the values: their conjunction comes a cycle later
         logit_fits = Signal(p.n_pe * FITS_PARTS, name="logit_fits")
-        # the bias row, read in each HORNER_SHIFT and held, into a register before its adder (it is
-        # there since the last HORNER_SHIFT, HORNER_STAGES cycles before HEAD_BIAS)
-        bias_row = Signal(self.acc_word, name="bias_row")
-        parts["inputs"].d.sync += bias_row.eq(self.bias_data)
+        # the bias rows into registers before their adder: the low row, read in each HORNER_SHIFT, taken in
+        # the cycle after it (bias_low_ready); the high row, read once in the first HORNER_FLUSH cycle and
+        # held, taken in every cycle (there HORNER_STAGES − 1 cycles before HEAD_BIAS)
+        bias_low, bias_high = Signal(self.acc_word, name="bias_low"), Signal(self.acc_word, name="bias_high")
+        bias_low_ready = Signal()
+        with parts["inputs"].If(bias_low_ready):
+            parts["inputs"].d.sync += bias_low.eq(self.bias_data)
+        parts["inputs"].d.sync += bias_high.eq(self.bias_data)
         sum_fits = Signal(p.n_pe * FITS_PARTS, name="sum_fits")
 
         # the table reads go out of registers, set by the state before: a weight row per HORNER cycle
-        # (rows weight_base + ci, counted up), the bias row in HORNER_SHIFT
-        m.d.comb += self.bias_addr.eq(d.bias_base)
-        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0), clear_logits.eq(0), add_bias.eq(0)]
+        # (rows weight_base + ci, counted up), the low bias row in HORNER_SHIFT, the high one after the last
+        bias_high_row = Signal.like(d.bias_base, name="bias_high_row")
+        desc.d.sync += bias_high_row.eq(d.bias_base + 1)
+        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0), bias_low_ready.eq(0), clear_logits.eq(0),
+                     add_bias.eq(0)]
         # the step read in a HORNER cycle (loaded in every cycle: no term is read in others): the bit as
         # a one-hot mask (a copy per four lanes it picks from, below), the channel's lane, the bit's sign,
         # the doubling after it
-        read_mask = replicated(parts["pick"], (Const(1, p.acc_bits) << bit)[:p.acc_bits], (p.n_pe + 3) // 4,
+        read_mask = replicated(parts["pick"], (Const(1, p.logit_bits) << bit)[:p.logit_bits], (p.n_pe + 3) // 4,
                                "read_mask")
         parts["pick"].d.sync += [read_lane.eq(ci[:lb] if lb else 0), read_sign.eq(bit == top_bit),
                                  read_double.eq((ci == last_ci) & (bit != 0))]
@@ -160,20 +169,21 @@ class Head(wiring.Component):
                 m.d.comb += [sums_read.en.eq(1), sums_read.addr.eq(ci >> lb)]
                 m.d.sync += [term_read.eq(1), self.weight_addr.eq(self.weight_addr + 1)]
                 with m.If(ci == last_ci):
-                    m.d.sync += [ci.eq(0), self.bias_en.eq(1)]
+                    m.d.sync += [ci.eq(0), self.bias_en.eq(1), self.bias_addr.eq(d.bias_base)]
                     m.next = "HORNER_SHIFT"
                 with m.Else():
                     m.d.sync += [ci.eq(ci + 1), self.weight_en.eq(1)]
             with m.State("HORNER_SHIFT"):
-                m.d.sync += term_read.eq(0)
+                m.d.sync += [term_read.eq(0), bias_low_ready.eq(1)]
                 with m.If(bit == 0):
-                    m.d.sync += flush.eq(0)
+                    m.d.sync += [flush.eq(0), self.bias_en.eq(1), self.bias_addr.eq(bias_high_row)]
                     m.next = "HORNER_FLUSH"
                 with m.Else():
                     m.d.sync += [bit.eq(bit - 1), self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER_FLUSH"):
-                # the last term is read, picked, then added; the bias next
+                # the last term is read, picked, then added; the bias next (its high row, read in the first
+                # of these cycles, is in bias_high from the second: HORNER_STAGES >= 2)
                 m.d.sync += flush.eq(flush + 1)
                 with m.If(flush == HORNER_STAGES - 1):
                     m.d.sync += add_bias.eq(1)
@@ -192,7 +202,7 @@ class Head(wiring.Component):
         parts["inputs"].d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read),
                                    sum_write.eq(sum_read & sum_read_last), sum_add_tile.eq(sum_read_tile)]
         sums_part = parts["sums"]
-        sum_next = Signal(self.acc_word)
+        sum_next = Signal(self.logit_word)     # a stream word (acc_bits) sign-extended into the sum
         for lane in range(p.n_pe):
             sums_part.d.comb += sum_next[lane].eq(sum_acc[lane] + stream_word[lane])
         check_written = Signal()
@@ -213,7 +223,7 @@ class Head(wiring.Component):
         # channel's bit (its lane's parts ORed) and the row with the step's sign (two's complement: the
         # top bit subtracts); then the bit picks the term; then the logits add it
         pick = parts["pick"]
-        bit_parts = range(0, p.acc_bits, 8)
+        bit_parts = range(0, p.logit_bits, 8)
         lane_parts = Signal(data.ArrayLayout(len(bit_parts), p.n_pe), name="lane_parts")
         weight_row = Signal.like(self.weight_data)
         for lane in range(p.n_pe):
@@ -231,7 +241,7 @@ class Head(wiring.Component):
         for lane in range(p.n_pe):
             row = Mux(pick_sign, -weight_row[lane], weight_row[lane])
             pick.d.sync += signed_row[lane].eq(Mux(term_pick, row, 0))
-        term, add_double = Signal(self.acc_word), Signal()
+        term, add_double = Signal(self.logit_word), Signal()
         for lane in range(p.n_pe):
             parts["term"].d.sync += term[lane].eq(Mux(term_bit[lane // 4], signed_row[lane], 0))
         parts["term"].d.sync += add_double.eq(term_double)
@@ -243,7 +253,10 @@ class Head(wiring.Component):
         with logit_part.If(clear_logits):
             logit_part.d.sync += logits.eq(0)
         with logit_part.Elif(add_bias):
-            biased = [logits[lane] + bias_row[lane] for lane in range(p.n_pe)]
+            # each lane's bias: its low row's bits unsigned, its high row's above them, logit_bits in all
+            bias = [Cat(bias_low[lane].as_unsigned(), bias_high[lane])[:p.logit_bits].as_signed()
+                    for lane in range(p.n_pe)]
+            biased = [logits[lane] + bias[lane] for lane in range(p.n_pe)]
             logit_part.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high[lane], FITS_PARTS) for lane, value in enumerate(biased))))]
             logit_part.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
         with logit_part.Else():

@@ -54,7 +54,8 @@ FIELDS = (
     Field("out_base", 16, "spike group of the output spikes (LOAD: the first group copied back from SPILL rows)"),
     Field("weight_base", 20, "first weight row (ATTENTION: scratch rows for Kᵀ·V; STORE/LOAD: first SPILL row, "
                                "one per spike-memory row copied, in the order group, t, y, y innermost)"),
-    Field("bias_base", 16, "bias row of tile 0"),
+    Field("bias_base", 16, "bias row of tile 0 (HEAD: two rows, the low acc_bits bits of each class's bias, then "
+                           "the bits above, up to logit_bits)"),
     Field("threshold_base", 16, "threshold row of tile 0"),
     Field("frac_bits", 4, "CONV/ATTENTION: fractional bits F of the fused LIF's membrane (F = T for τ = 2)"),
     Field("head_dim", 8, "ATTENTION: channels per head d"),

@@ -76,15 +76,16 @@ SIZED_TO_BUNDLE = "bundle"
 
 #: Named configurations: build parameters that hold a family of networks, each sized to the block RAM of
 #: its part. ``lfe5u-85f`` (ULX3S-85F: LFE5U-85F, 32 MB SDRAM) holds the digits network and a
-#: cifar10-4-384 of dim 128, depth 2, heads 8 on 32 × 32 images in 8 × 8 spatial tiles: 16 lanes; 40-bit
-#: accumulators and 45-bit membranes (acc + frac + 1); 512 input channels and 8 channel tiles (the
-#: attention's and the head's 128 channels with room for wider networks); 128 groups of spike
-#: bitmaps; the stream of 128 channels; 1024 descriptors, bias and threshold rows; 64 Ki weight rows
+#: cifar10-4-384 of dim 128, depth 2, heads 8 on 32 × 32 images in 8 × 8 spatial tiles: 16 lanes; 24-bit
+#: accumulators (the stream, the bias rows: that network's convs and attentions need at most 20) and 29-bit
+#: membranes (acc + frac + 1); 40-bit head sums and logits (its head needs 37); 512 input channels and 8
+#: channel tiles (the attention's and the head's 128 channels with room for wider networks); 128 groups of
+#: spike bitmaps; the stream of 128 channels; 1024 descriptors, bias and threshold rows; 64 Ki weight rows
 #: (each table in external memory: the capacities only widen the row addresses).
 CONFIGURATIONS = {
     "lfe5u-85f": AcceleratorParams(
-        n_pe=16, weight_bits=8, acc_bits=40, membrane_bits=45, max_T=4, max_cin=512, max_tiles=8, max_h=8, max_w=8,
-        frac_bits=4, decay_mult=1, decay_shift=1, spike_groups=128, stream_tiles=8, weight_rows=65536,
+        n_pe=16, weight_bits=8, acc_bits=24, membrane_bits=29, logit_bits=40, max_T=4, max_cin=512, max_tiles=8,
+        max_h=8, max_w=8, frac_bits=4, decay_mult=1, decay_shift=1, spike_groups=128, stream_tiles=8, weight_rows=65536,
         bias_rows=1024, threshold_rows=1024, program_depth=1024, scratch_rows=128, prefetch_rows=4, spill_rows=1024,
         memory_address_bits=25),
 }

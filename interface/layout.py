@@ -11,6 +11,9 @@ derive their addresses from these layouts. Fields are listed lowest bits first.
 * Stream memory, window ``STREAM``: word ``{tile, t, y, x}`` holds ``n_pe`` signed values of ``acc_bits``
   (channel ``tile·n_pe + lane``).
 * Multi-lane words (weight, bias, threshold rows, logits): lane 0 lowest, two's complement.
+* Values wider than a lane of ``bits`` (a head's bias, up to ``2·bits``: the build's ``logit_bits``
+  against its bias rows' ``acc_bits``) take two words: :func:`pack_lanes` of the values (the low ``bits``
+  bits of each, read as unsigned), then of :func:`high_lanes` (the bits above, two's complement).
 """
 
 from typing import NamedTuple
@@ -21,7 +24,7 @@ from amaranth.lib import data
 from .bits import ceil_div
 
 __all__ = ["SpatialTiles", "spike_row_layout", "stream_word_layout", "pack_fields", "unpack_fields", "cat_fields",
-           "pack_lanes", "unpack_lanes", "pack_row", "unpack_row"]
+           "pack_lanes", "unpack_lanes", "high_lanes", "pack_row", "unpack_row"]
 
 
 class SpatialTiles(NamedTuple):
@@ -121,6 +124,12 @@ def unpack_lanes(word, lanes, bits, signed=True):
     mask = (1 << bits) - 1
     values = [(word >> (lane * bits)) & mask for lane in range(lanes)]
     return [v - (1 << bits) if signed and v >> (bits - 1) else v for v in values]
+
+
+def high_lanes(values, bits):
+    """The lanes of the second word of values wider than ``bits`` (see the module's docstring): each
+    value's bits above its low ``bits``, as a signed value."""
+    return [int(value) >> bits for value in values]
 
 
 def pack_row(bits):

@@ -9,8 +9,8 @@ from .regmap import MAX_ADDRESS_BITS, address_layout, host_word_bits
 __all__ = ["RANGES", "MEMORY_ADDRESS_RANGE", "EngineParams", "AcceleratorParams"]
 
 #: Inclusive ranges of the width parameters the hardware can be built with.
-RANGES = {"weight_bits": (2, 16), "acc_bits": (4, 48), "membrane_bits": (4, 64), "frac_bits": (0, 15),
-          "decay_shift": (0, 16)}
+RANGES = {"weight_bits": (2, 16), "acc_bits": (4, 48), "membrane_bits": (4, 64), "logit_bits": (4, 63),
+          "frac_bits": (0, 15), "decay_shift": (0, 16)}
 #: Inclusive range of ``memory_address_bits``: from one 4 KiB table region to 32-bit byte addresses.
 MEMORY_ADDRESS_RANGE = (12, 32)
 
@@ -19,10 +19,12 @@ MEMORY_ADDRESS_RANGE = (12, 32)
 class EngineParams:
     """Widths and capacities of the layer engine.
 
-    ``n_pe`` lanes (output channels per tile); weights of ``weight_bits``; accumulators of
-    ``acc_bits``; membranes of ``membrane_bits``; capacities as powers of two: ``max_T`` timesteps,
-    ``max_cin`` input channels, ``max_tiles`` output tiles, images up to ``max_h`` × ``max_w``
-    (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: the largest
+    ``n_pe`` lanes (output channels per tile); weights of ``weight_bits``; accumulators (and the residual
+    stream, the bias rows) of ``acc_bits``; membranes of ``membrane_bits``; the head's stream sums and
+    logits of ``logit_bits`` (default ``acc_bits``; from ``acc_bits`` to ``2·acc_bits``: a head's bias
+    takes two bias rows, :func:`~spikeforge.interface.layout.high_lanes`); capacities as powers of two:
+    ``max_T`` timesteps, ``max_cin`` input channels, ``max_tiles`` output tiles, images up to ``max_h`` ×
+    ``max_w`` (one spike-bitmap word holds one image row of ``max_w`` bits); LIF fixed point: the largest
     ``frac_bits`` F (each layer names its own, up to this) and decay ``decay_mult / 2**decay_shift`` (docs/integer-semantics.md §3).
     """
 
@@ -30,6 +32,8 @@ class EngineParams:
     weight_bits: int = 8
     acc_bits: int = 24
     membrane_bits: int = 32
+    #: None: as wide as the accumulators
+    logit_bits: int | None = None
     max_T: int = 4
     max_cin: int = 64
     max_tiles: int = 8
@@ -40,6 +44,8 @@ class EngineParams:
     decay_shift: int = 1
 
     def __post_init__(self):
+        if self.logit_bits is None:
+            object.__setattr__(self, "logit_bits", self.acc_bits)
         for name in ("n_pe", "max_T", "max_cin", "max_tiles", "max_h", "max_w"):
             value = getattr(self, name)
             if not is_power_of_two(value):
@@ -53,6 +59,9 @@ class EngineParams:
         if self.membrane_bits < self.acc_bits + self.frac_bits + 1:
             raise ValueError(f"membrane_bits must be at least acc_bits + frac_bits + 1 "
                              f"({self.acc_bits + self.frac_bits + 1}), not {self.membrane_bits!r}")
+        if not self.acc_bits <= self.logit_bits <= 2 * self.acc_bits:
+            raise ValueError(f"logit_bits must be in acc_bits..2·acc_bits ({self.acc_bits}..{2 * self.acc_bits}), "
+                             f"not {self.logit_bits!r}")
 
     @classmethod
     def from_overrides(cls, overrides, base=None):

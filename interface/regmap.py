@@ -43,15 +43,16 @@ MAX_ADDRESS_BITS = 32
 #: Hardware interface version, readable in ``VERSION`` (major << 8 | minor). 5.0: address fields sized
 #: by the build parameters, ``{window, slot, offset}``; register ``ADDRESS``. 5.1: register ``SPILL_BASE``,
 #: ``STATUS.MEMORY_ERROR``. 5.2: ``CTRL.CLEAR_OVERFLOW`` clears ``OVERFLOW_LOG`` (block RAM) over
-#: ``program_depth`` cycles, a ``START`` meanwhile waiting for it.
-VERSION = 0x0502
+#: ``program_depth`` cycles, a ``START`` meanwhile waiting for it. 6.0: ``LOGITS`` lanes of ``logit_bits``
+#: (``WIDTHS`` bits 24..31), a HEAD descriptor's bias in two ``BIAS`` rows (a 5.x program's head reads one).
+VERSION = 0x0600
 
 
 #: Identification registers: which build parameters each packs, ``(parameter, bit offset)``.
 #: The driver compares them with a program image's parameters before loading it.
 IDENTITY = {
     "N_PE": (("n_pe", 0),),
-    "WIDTHS": (("weight_bits", 0), ("acc_bits", 8), ("membrane_bits", 16)),
+    "WIDTHS": (("weight_bits", 0), ("acc_bits", 8), ("membrane_bits", 16), ("logit_bits", 24)),
     "SHAPE": (("max_T", 0), ("max_h", 8), ("max_w", 16)),
     # the address fields (AddressLayout) and the external memory's byte address bits
     "ADDRESS": (("offset_bits", 0), ("slot_bits", 8), ("window_bits", 16), ("memory_address_bits", 24)),
@@ -123,7 +124,8 @@ WINDOWS = (
            ("spike_groups", "max_T", "max_h")),
     Window("STREAM", 2, "r", "residual stream: word {tile, t, y, x} holds n_pe signed values of acc_bits",
            ("n_pe", "acc_bits"), ("stream_tiles", "max_T", "max_h", "max_w")),
-    Window("LOGITS", 3, "r", "one word: n_pe signed logits of acc_bits (class k in lane k)", ("n_pe", "acc_bits"), 1),
+    Window("LOGITS", 3, "r", "one word: n_pe signed logits of logit_bits (class k in lane k)", ("n_pe", "logit_bits"),
+           1),
     Window("OP_CYCLES", 4, "r", "cycles spent in each descriptor of the last run (waits for memory excluded)", 32,
            ("program_depth",)),
     Window("OVERFLOW_LOG", 5, "r", "per descriptor, sticky until CTRL.CLEAR_OVERFLOW: bit RESULT, a value of the "

@@ -95,7 +95,7 @@ def emit(layer, program):
     # Kᵀ·V counts (≤ N) live in weight rows
     program.need(layer, max_cin=C, acc_bits=layer.count_bits, weight_bits=(H * W).bit_length() + 1, scratch_rows=C)
     lif.fuse(program.lif_after(layer), program, fields, C, T, H, W)
-    require_buildable(program, layer, fields, layer.count_bits)
+    require_buildable(program, layer, fields, acc_bits=layer.count_bits)
     program.emit(layer.name, fields, scratch=True)
 
 

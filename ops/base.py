@@ -183,23 +183,25 @@ def wrap(values, bits):
     return ((values + limit) & ((limit << 1) - 1)) - limit
 
 
-#: The widest accumulator an accelerator can be built with.
-MAX_HW_ACC_BITS = RANGES["acc_bits"][1]
 _DESCRIPTOR_BITS = {f.name: f.bits for f in FIELDS}
 
 
-def require_buildable(program, layer, fields, acc_bits):
+def require_buildable(program, layer, fields, **widths):
     """The compiler's error (naming ``layer``) unless the accelerator can run ``layer``'s descriptor
-    ``fields``: an accumulator of ``acc_bits`` within :data:`MAX_HW_ACC_BITS`, and every field within
-    its bits (``interface.descriptor.FIELDS``: a fused LIF's ``frac_bits`` ≤ 15, ``T`` ≤ 31, …). The group
-    fields still hold spike tensors here (their groups are allocated once the program is emitted)."""
-    if acc_bits > MAX_HW_ACC_BITS:
-        raise program.error(layer, f"needs a {acc_bits}-bit accumulator; the accelerator is built with at most "
-                                   f"{MAX_HW_ACC_BITS} bits")
+    ``fields``: each of ``widths`` (a width build parameter, ``acc_bits=`` or ``logit_bits=``, and the
+    value the layer needs) within the widest the accelerator can be built with (``interface.params.RANGES``),
+    and every field within its bits (``interface.descriptor.FIELDS``: a fused LIF's ``frac_bits`` ≤ 15,
+    ``T`` ≤ 31, …). The group fields still hold spike tensors here (their groups are allocated once the
+    program is emitted)."""
+    for name, bits in widths.items():
+        widest = RANGES[name][1]
+        if bits > widest:
+            raise program.error(layer, f"needs {name}={bits}; the accelerator is built with {name} of at most "
+                                       f"{widest}")
     for name, value in fields.items():
         bits = _DESCRIPTOR_BITS.get(name)
         if bits is not None and isinstance(value, int) and not 0 <= value < 1 << bits:
             raise program.error(layer, f"descriptor field {name} = {value} does not fit its {bits} bits")
 
 
-__all__ += ["require_width", "require_buildable", "MAX_HW_ACC_BITS"]
+__all__ += ["require_width", "require_buildable"]

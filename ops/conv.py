@@ -135,7 +135,7 @@ def emit(layer, program):
     if source.tiled and (fields.get("residual") or fields.get("stream_write")):
         program.untiled(layer, source)    # the stream holds whole maps
     lif.fuse(program.lif_after(layer), program, fields, cout, T, H, W)
-    require_buildable(program, layer, fields, layer.acc_bits)
+    require_buildable(program, layer, fields, acc_bits=layer.acc_bits)
     if source.tiled:
         _emit_tiled(layer, program, source, fields, weight)
     else:

@@ -55,7 +55,9 @@ def golden(layer, run):
 
 
 def emit(layer, program):
-    """One HEAD descriptor: one weight row per channel (lane k holds class k's weight)."""
+    """One HEAD descriptor: one weight row per channel (lane k holds class k's weight); the bias in two rows
+    (its low bits, then the bits above: :func:`~spikeforge.interface.layout.high_lanes`), since the logits
+    may be wider than the bias rows' ``acc_bits``."""
     if layer.input != program.stream:
         raise program.error(layer, f"input {layer.input!r} is not the stream in memory")
     weight, bias = program.tables[layer.weight], program.tables[layer.bias]
@@ -66,16 +68,17 @@ def emit(layer, program):
     for c in range(C):
         program.weights.append(program.pad(weight[:, c].tolist()))
     bias_base = len(program.biases)
-    program.biases += program.lanes(bias.tolist())
+    program.biases += program.wide_row(bias.tolist())
     _, H, W = program.stream_shape
     tiles = ceil_div(C, program.n_pe)
     fields = dict(op=OPCODES[OPCODE], cin=C, tiles=tiles, T=program.T, H=H, W=W, weight_base=weight_base,
                   bias_base=bias_base, sum_bits=layer.sum_bits, check_bits=layer.logit_bits)
-    require_buildable(program, layer, fields, max(layer.sum_bits, layer.logit_bits + 1))
+    # the sums and the logits are held in the build's logit_bits; Horner doubles a partial sum before the
+    # last bit's columns are added: one spare bit
+    logit_bits = max(layer.sum_bits, layer.logit_bits + 1)
+    require_buildable(program, layer, fields, logit_bits=logit_bits)
     program.emit(layer.name, fields)
-    # Horner doubles a partial sum before the last bit's columns are added: one spare bit
-    program.need(layer, max_cin=C, max_tiles=tiles, acc_bits=max(layer.sum_bits, layer.logit_bits + 1),
-                 classes=classes)
+    program.need(layer, max_cin=C, max_tiles=tiles, logit_bits=logit_bits, classes=classes)
 
 
 #: Pipeline stages of the head's Horner step after its reads (``hw/head.py``): every lane's bit of the

@@ -75,6 +75,8 @@ def test_synth_min_fmax_gate(tmp_path, capsys, accelerator_is):
     (["--set", "n_pe=12"], "n_pe must be a power of two, not 12"),
     (["--set", "hardware=lfe5u-12f"], "--set hardware=lfe5u-12f: no such configuration; expected bundle or one of "
                                       "lfe5u-85f"),
+    (["--set", "hardware=lfe5u-85f", "--set", "logit_bits=49"], "logit_bits must be in acc_bits..2·acc_bits (24..48), "
+                                                                "not 49"),
     (["--lut-mapper", "vpr"], "--lut-mapper 'vpr': expected one of abc, abc9"),
 ])
 def test_synth_bad_input_exits_2_naming_the_value(tmp_path, capsys, monkeypatch, args, message):

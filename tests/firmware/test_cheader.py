@@ -21,9 +21,10 @@ DIGITS = AcceleratorParams(**helpers.DIGITS)
 
 def expected_macros(params):
     """Every macro the header of ``params`` must define, with its value, computed by hand from the Python tables:
-    the widest word is the stream's (n_pe · acc_bits), the deepest window the spike or the stream memory."""
+    the widest word is the logits' (n_pe · logit_bits, logit_bits >= acc_bits), the deepest window the spike or
+    the stream memory."""
     p = params
-    slot_bits = (-(-p.n_pe * p.acc_bits // 32) - 1).bit_length()
+    slot_bits = (-(-p.n_pe * p.logit_bits // 32) - 1).bit_length()
     deepest = max(p.spike_groups * p.max_T * p.max_h, p.stream_tiles * p.max_T * p.max_h * p.max_w)
     offset_bits = (deepest - 1).bit_length()
     macros = {"WINDOW_BITS": 3, "OFFSET_BITS": offset_bits, "SLOT_BITS": slot_bits, "VERSION": regmap.VERSION,
@@ -37,6 +38,7 @@ def expected_macros(params):
         macros[f"REG_{r.name}"] = r.offset * 4
     macros["ID_ADDRESS"] = offset_bits | slot_bits << 8 | 3 << 16 | params.memory_address_bits << 24
     macros["ID_N_PE"] = params.n_pe
+    macros["ID_WIDTHS"] = p.weight_bits | p.acc_bits << 8 | p.membrane_bits << 16 | p.logit_bits << 24
     macros.update({f"STATUS_{name}_BIT": bit for name, bit in regmap.STATUS_BITS.items()})
     macros.update({f"CTRL_{name}_BIT": bit for name, bit in regmap.CTRL_BITS.items()})
     macros.update({f"OVERFLOW_LOG_{name}_BIT": bit for name, bit in regmap.OVERFLOW_LOG_BITS.items()})

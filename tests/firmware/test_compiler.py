@@ -14,6 +14,7 @@ from spikeforge.firmware.image import write_image
 from spikeforge.interface.bits import ceil_div, next_power_of_two
 from spikeforge.interface.descriptor import OPCODES, unpack
 from spikeforge.interface.fpga import CONFIGURATIONS, configuration
+from spikeforge.interface.layout import unpack_lanes
 from spikeforge.ops.bundle import load_bundle
 
 
@@ -124,6 +125,48 @@ def test_a_spike_memory_too_small_is_refused_naming_the_layer(digits):
     assert (more.memories, more.layout) == (image.memories, image.layout)
 
 
+def test_the_head_is_as_wide_as_it_needs_apart_from_the_accumulators(digits):
+    """The digits head needs 30 bits, its other layers 15: the build's logits are twice as wide as its
+    accumulators; overrides widen the other widths to hold theirs (acc_bits at least half of logit_bits,
+    logit_bits at least acc_bits) and may not narrow what the bundle needs."""
+    bundle, image = digits
+    widths = ("acc_bits", "membrane_bits", "logit_bits")
+    assert [image.params[key] for key in widths] == [15, 20, 30]
+    for overrides, expected in [({"acc_bits": "20"}, [20, 25, 30]), ({"logit_bits": "40"}, [20, 25, 40]),
+                                ({"acc_bits": "32"}, [32, 37, 32])]:
+        assert [compile_bundle(bundle, overrides=overrides).params[key] for key in widths] == expected, overrides
+    with pytest.raises(ValueError, match="^--set logit_bits=29: the bundle needs at least logit_bits=30$"):
+        compile_bundle(bundle, overrides={"logit_bits": "29"})
+    with pytest.raises(ValueError, match=r"^logit_bits must be in acc_bits..2·acc_bits \(15..30\), not 31$"):
+        compile_bundle(bundle, overrides={"acc_bits": "15", "logit_bits": "31"})
+
+
+def test_a_head_wider_than_any_build_is_refused_naming_the_parameter(digits):
+    """Its 63-bit logits need a spare bit for Horner's doubling: 64, beyond RANGES["logit_bits"]."""
+    bundle, _ = digits
+    program = tuple(layer.model_copy(update={"logit_bits": 63}) if layer.kind == "head" else layer
+                    for layer in bundle.program)
+    with pytest.raises(CompileError, match="^layer 'head': needs logit_bits=64; the accelerator is built with "
+                                           "logit_bits of at most 63$"):
+        compile_bundle(replace(bundle, program=program))
+
+
+@pytest.mark.parametrize("overrides", [{}, {"hardware": "lfe5u-85f"}, {"acc_bits": "30"}])
+def test_the_head_bias_takes_two_bias_rows(digits, overrides):
+    """The HEAD descriptor's bias rows hold its bias table: the low acc_bits bits of each class's bias
+    (unsigned), then the bits above (signed); the same with logits as wide as the accumulators."""
+    bundle, _ = digits
+    image = compile_bundle(bundle, overrides=overrides)
+    p = image.params
+    head = next(unpack(word) for word in image.memories["PROGRAM"] if unpack(word)["op"] == OPCODES["HEAD"])
+    low, high = (unpack_lanes(image.memories["BIAS"][head["bias_base"] + i], p["n_pe"], p["acc_bits"], signed=bool(i))
+                 for i in range(2))
+    layer = next(layer for layer in bundle.program if layer.kind == "head")
+    classes = image.layout["classes"]
+    assert [lo + (hi << p["acc_bits"]) for lo, hi in zip(low, high)][:classes] == bundle.tables[layer.bias].tolist()
+    assert low[classes:] == high[classes:] == [0] * (p["n_pe"] - classes)
+
+
 def test_every_network_is_planned_onto_the_configuration(digits, networks):
     """The digits network and the random networks compile onto configuration lfe5u-85f: the build parameters are
     the configuration's, whatever each bundle needs, and the LIFs' declared widths stay in the descriptors."""
@@ -143,7 +186,9 @@ def test_every_network_is_planned_onto_the_configuration(digits, networks):
 @pytest.mark.parametrize("change, message", [
     (dict(max_tiles=2), "layer 'head': needs max_tiles=4; the configuration small holds 2"),
     (dict(max_cin=128), r"layer '.+': needs max_cin=256; the configuration small holds 128"),
-    (dict(acc_bits=20, membrane_bits=25), r"layer '.+': needs acc_bits=\d+; the configuration small holds 20"),
+    (dict(acc_bits=14, membrane_bits=19, logit_bits=28), r"layer '.+': needs acc_bits=15; the configuration small "
+                                                         r"holds 14"),
+    (dict(logit_bits=29), "layer 'head': needs logit_bits=30; the configuration small holds 29"),
     (dict(decay_mult=3, decay_shift=2), "layer 'patch_embed.block1_lif': needs decay_mult=1; the configuration small "
                                         "holds 3"),
     (dict(program_depth=8), r"layer '.+': needs program_depth=16; the configuration small holds 8"),

@@ -63,10 +63,18 @@ def test_capacity_errors_name_the_parameter():
     ("weight_bits", 1, "weight_bits must be an integer in 2..16, not 1"),
     ("decay_mult", 3, "decay_mult must be in 1..2\\*\\*decay_shift, not 3"),
     ("membrane_bits", 20, "membrane_bits must be at least acc_bits \\+ frac_bits \\+ 1"),
+    ("logit_bits", 64, "logit_bits must be an integer in 4..63, not 64"),
+    ("logit_bits", 23, "logit_bits must be in acc_bits..2·acc_bits \\(24..48\\), not 23"),
+    ("logit_bits", 49, "logit_bits must be in acc_bits..2·acc_bits \\(24..48\\), not 49"),
 ])
 def test_parameter_validation_messages(field, value, message):
     with pytest.raises(ValueError, match=message):
         EngineParams(**{field: value})
+
+
+def test_logits_are_as_wide_as_the_accumulators_unless_given():
+    assert EngineParams(acc_bits=20, membrane_bits=25).logit_bits == 20
+    assert EngineParams(acc_bits=20, membrane_bits=25, logit_bits=40).logit_bits == 40
 
 
 @pytest.mark.parametrize("presearched", [False, True])

@@ -30,9 +30,10 @@ class _Multiplier(wiring.Component):
 
 
 #: Small memories keep Yosys quick; every component of the accelerator is in, with widths that are
-#: not powers of two (index arithmetic on them would need a multiplier) and the τ = 1.5 decay.
-SMALL = dict(n_pe=4, weight_bits=7, acc_bits=27, membrane_bits=33, max_cin=8, max_tiles=2, max_h=8, max_w=8,
-             frac_bits=4, decay_mult=171, decay_shift=8, spike_groups=4, stream_tiles=2, weight_rows=40,
+#: not powers of two (index arithmetic on them would need a multiplier), logits wider than the accumulators and
+#: the τ = 1.5 decay.
+SMALL = dict(n_pe=4, weight_bits=7, acc_bits=27, membrane_bits=33, logit_bits=41, max_cin=8, max_tiles=2, max_h=8,
+             max_w=8, frac_bits=4, decay_mult=171, decay_shift=8, spike_groups=4, stream_tiles=2, weight_rows=40,
              bias_rows=6, threshold_rows=6, program_depth=5)
 
 
@@ -107,7 +108,7 @@ USER_IO = 197
 
 def test_the_digits_top_fits_the_pins_of_its_package():
     """Its ports are as narrow as the build needs: the control word address holds 3 window, 4 slot (480-bit
-    stream words) and 10 offset bits (1024 spike-memory words), the memory master's word address 23 bits
+    logit words) and 10 offset bits (1024 spike-memory words), the memory master's word address 23 bits
     (32 MB), both buses Wishbone with reads and writes on the same 32-bit data pins (87 and 93 pins); no
     Wishbone SEL, RTY, CTI, BTE. Yosys counts the pins as ``spikeforge synth`` does."""
     params = AcceleratorParams(**DIGITS)
@@ -124,7 +125,7 @@ def test_the_digits_top_fits_the_pins_of_its_package():
 
 def test_the_configuration_top_fits_the_pins_of_its_package():
     """Configuration lfe5u-85f, which ``spikeforge synth`` builds for the LFE5U-85F: 3 window, 5 slot (640-bit
-    stream words) and 12 offset bits (4096 spike-memory words) on the control bus, 3 pins more than the digits
+    logit words) and 12 offset bits (4096 spike-memory words) on the control bus, 3 pins more than the digits
     top."""
     params = configuration(PART_CONFIGURATIONS["LFE5U-85F"])
     top = Accelerator(params)
@@ -151,7 +152,7 @@ def test_verilog_command_sizes_the_hardware_for_a_bundle(digits_bundle, tmp_path
     result = run_cli("verilog", digits_bundle, "--set", "acc_bits=40", "--out", tmp_path / "rtl", "--json")
     assert result.code == 0, result.stderr
     image = load_image(tmp_path / "rtl" / "image")
-    assert result.json["params"] == image.params and image.params["acc_bits"] == 40
+    assert result.json["params"] == image.params and image.params["acc_bits"] == image.params["logit_bits"] == 40
     result = run_cli("verilog", digits_bundle, "--set", "acc_bits=4", "--out", tmp_path / "small")
     assert result.code == 2 and "the bundle needs at least acc_bits=" in result.stderr
     assert not (tmp_path / "small").exists()
@@ -163,4 +164,7 @@ def test_verilog_command_rejects_bad_parameters(tmp_path):
     assert not (tmp_path / "v").exists()
     result = run_cli("verilog", "--set", "memory_address_bits=33", "--out", tmp_path / "v")
     assert result.code == 2 and "memory_address_bits must be an integer in 12..32, not 33" in result.stderr
+    assert not (tmp_path / "v").exists()
+    result = run_cli("verilog", "--set", "acc_bits=16", "--set", "logit_bits=33", "--out", tmp_path / "v")
+    assert result.code == 2 and "logit_bits must be in acc_bits..2·acc_bits (16..32), not 33" in result.stderr
     assert not (tmp_path / "v").exists()

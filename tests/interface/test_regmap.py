@@ -19,8 +19,8 @@ PARAMS = [AcceleratorParams(**DIGITS), AcceleratorParams(),
 
 
 def test_the_digits_layout():
-    """Stream and logit words of 16 × 30 bits: 15 slots, 4 bits; the spike memory's 32 × 4 × 8 = 1024 words,
-    10 bits; six windows, 3 bits: 19 address bits instead of 32."""
+    """Logit words of 16 × 30 bits: 15 slots, 4 bits (stream words of 16 × 15 bits, 8 slots); the spike
+    memory's 32 × 4 × 8 = 1024 words, 10 bits; six windows, 3 bits: 19 address bits instead of 32."""
     layout = regmap.address_layout(AcceleratorParams(**DIGITS))
     assert layout == regmap.AddressLayout(window_bits=3, slot_bits=4, offset_bits=10)
     assert layout.address_bits == regmap.control_address_bits(AcceleratorParams(**DIGITS)) == 19
@@ -75,8 +75,10 @@ def test_addresses_outside_a_window_are_refused():
         regmap.address(params, "SPIKES", 1024)
     with pytest.raises(ValueError, match=r"offset in window OP_CYCLES must lie in \[0, 16\), not 16"):
         regmap.address(params, "OP_CYCLES", 16)
-    with pytest.raises(ValueError, match=r"slot of a STREAM word must lie in \[0, 15\), not 15"):
-        regmap.address(params, "STREAM", 0, 15)
+    with pytest.raises(ValueError, match=r"slot of a LOGITS word must lie in \[0, 15\), not 15"):
+        regmap.address(params, "LOGITS", 0, 15)
+    with pytest.raises(ValueError, match=r"slot of a STREAM word must lie in \[0, 8\), not 8"):
+        regmap.address(params, "STREAM", 0, 8)
     with pytest.raises(ValueError, match=r"slot of a CSR word must lie in \[0, 1\), not 1"):
         regmap.address(params, "CSR", 0, 1)
     with pytest.raises(KeyError, match="no window 'PROGRAM'"):
@@ -87,7 +89,13 @@ def test_the_address_register_holds_the_widths():
     params = AcceleratorParams(**DIGITS, memory_address_bits=24)
     assert regmap.register("ADDRESS").offset == 7
     assert regmap.identity_values(params)["ADDRESS"] == 10 | 4 << 8 | 3 << 16 | 24 << 24
-    assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0502
+    assert regmap.identity_values(params)["VERSION"] == regmap.VERSION == 0x0600
+
+
+def test_the_widths_register_holds_the_logits_width():
+    params = AcceleratorParams(**DIGITS)
+    assert regmap.identity_values(params)["WIDTHS"] == 8 | 15 << 8 | 20 << 16 | 30 << 24
+    assert regmap.word_bits("LOGITS", params) == 16 * 30 and regmap.word_bits("STREAM", params) == 16 * 15
 
 
 @pytest.mark.parametrize("overrides, message", [

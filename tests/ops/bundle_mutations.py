@@ -41,6 +41,7 @@ from spikeforge.interface.descriptor import OPCODES, unpack
 from spikeforge.interface.files import sha256_bytes, sha256_file
 from spikeforge.ops import OPERATIONS
 from spikeforge.ops import bundle as bundle_module
+from spikeforge.ops.base import wrap
 from spikeforge.ops.bundle import MANIFEST, BundleError, load_bundle, manifest_digest
 from spikeforge.ops.lif import decay_fixed_point
 
@@ -952,11 +953,14 @@ def check_compiled(bundle, image):
             padded = np.zeros((C, n_pe), dtype=np.int64)
             padded[:, :classes] = weight.T
             rows("WEIGHTS", d["weight_base"], padded, f"{what} weights")
-            rows("BIAS", d["bias_base"], _lane_rows(bias, n_pe, 0), f"{what} bias")
+            # the bias in two rows of acc_bits lanes: its low bits (read back signed), then the bits above
+            padded_bias = _lane_rows(bias, n_pe, 0)
+            rows("BIAS", d["bias_base"], np.concatenate([wrap(padded_bias, acc_bits), padded_bias >> acc_bits]),
+                 f"{what} bias")
             for key, value in (("cin", C), ("sum_bits", layer.sum_bits), ("check_bits", layer.logit_bits)):
                 if d[key] != value:
                     problems.append(f"{what}: descriptor {key} {d[key]} != {value}")
-            at_least("acc_bits", max(layer.sum_bits, layer.logit_bits + 1), f"{what} sum/logit bits")
+            at_least("logit_bits", max(layer.sum_bits, layer.logit_bits + 1), f"{what} sum/logit bits")
             at_least("max_cin", C, what)
             at_least("max_tiles", -(-C // n_pe), what)
         if lif is not None:

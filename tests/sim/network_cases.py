@@ -79,12 +79,15 @@ OVERFLOW_LISTS = [["patch_embed.block3_lif", "patch_embed.block4_conv", "block.0
                   ["block.0.attn.attention", "head"]]
 
 
-def narrowed_bundle(bundle, widths):
-    """``bundle`` with the declared widths ``{layer: {field: bits}}``, past the bundle checker (which
-    refuses a width that does not hold the worst case): the detection itself is what is tested."""
+def edited_bundle(bundle, widths, tables=None):
+    """``bundle`` with the declared widths ``{layer: {field: bits}}`` and the tables ``{name: array}``, past the
+    bundle checker (which refuses a width that does not hold the worst case: the detection itself is what
+    is tested); its ``seed`` kept (:func:`inputs`)."""
     program = tuple(layer.model_copy(update=widths[layer.name]) if layer.name in widths else layer
                     for layer in bundle.program)
-    return dataclasses.replace(bundle, program=program)
+    edited = dataclasses.replace(bundle, program=program, tables={**bundle.tables, **(tables or {})})
+    edited.seed = bundle.seed
+    return edited
 
 
 def overflow_case(networks, **compile_args):
@@ -92,8 +95,8 @@ def overflow_case(networks, **compile_args):
     value: the accelerator computes them exactly), its images and the golden trace."""
     bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
     widths = {key: str(value) for key, value in compile_bundle(bundle, n_pe=n_pe).params.items()
-              if key in ("acc_bits", "membrane_bits", "weight_bits")}
-    narrowed = narrowed_bundle(bundle, NARROWED)
+              if key in ("acc_bits", "membrane_bits", "logit_bits", "weight_bits")}
+    narrowed = edited_bundle(bundle, NARROWED)
     image = compile_bundle(narrowed, **({"n_pe": n_pe, "overrides": widths} | compile_args))
     pixels = inputs(bundle, 8)[OVERFLOW_IMAGES]
     trace = GoldenModel(narrowed).run(pixels)

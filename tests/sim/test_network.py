@@ -18,13 +18,28 @@ from spikeforge.ops.base import fits
 from spikeforge.quant import GoldenModel
 from spikeforge.sim.network import first_difference, run_network
 from spikeforge.tests.helpers import run_cli
-from spikeforge.tests.sim.network_cases import AMARANTH_NETWORKS, OVERFLOW_LISTS, check_network, inputs, overflow_case
+from spikeforge.tests.sim.network_cases import (AMARANTH_NETWORKS, OVERFLOW_LISTS, check_network, edited_bundle, inputs,
+                                                overflow_case)
 
 
 @pytest.mark.parametrize("name", AMARANTH_NETWORKS)
 def test_random_network_is_bit_exact_in_the_amaranth_simulator(networks, name):
     bundle, n_pe = networks[name]
     check_network(compile_bundle(bundle, n_pe=n_pe), bundle, "amaranth", n=1)
+
+
+def test_a_head_wider_than_the_accumulators_is_bit_exact(networks):
+    """The cifar-d1 network with a head bias beyond the build's acc_bits (the random network's is 0), declared
+    6 bits wider than the accumulators: its two bias rows carry bits above acc_bits, the logits need them."""
+    bundle, n_pe = networks["cifar-d1-dim16-h1-T1"]
+    acc_bits = compile_bundle(bundle, n_pe=n_pe).params["acc_bits"]
+    head = next(layer for layer in bundle.program if layer.kind == "head")
+    bias = np.random.default_rng(0).integers(-1 << (acc_bits + 4), 1 << (acc_bits + 4), bundle.tables[head.bias].shape)
+    wide = edited_bundle(bundle, {head.name: {"logit_bits": max(head.logit_bits, acc_bits + 6)}}, {head.bias: bias})
+    image = compile_bundle(wide, n_pe=n_pe)
+    assert image.params["acc_bits"] == acc_bits < image.params["logit_bits"] and not fits(bias, acc_bits)
+    results = check_network(image, wide, "amaranth", n=1)
+    assert not fits(results["logits"], acc_bits) and not results["overflow"][0]
 
 
 def test_maps_larger_than_the_spike_memory_run_in_spatial_tiles(networks):

@@ -114,8 +114,9 @@ def test_op_cycles_of_every_descriptor_equal_the_model(tmp_path, name, preset, o
 
 # ---- descriptors the compiler does not emit: odd and cropped sizes, static input stored over T ----------
 
-#: A small accelerator (4 lanes) for hand-made programs; its weight, bias and threshold memories stay zero.
-SMALL = dict(n_pe=4, weight_bits=8, acc_bits=16, membrane_bits=20, max_T=4, max_cin=16, max_tiles=4, max_h=8,
+#: A small accelerator (4 lanes) for hand-made programs; its weight, bias and threshold memories stay zero. Every
+#: width is given: the register map's addresses follow from them (the LOGITS words from logit_bits).
+SMALL = dict(n_pe=4, weight_bits=8, acc_bits=16, membrane_bits=20, logit_bits=16, max_T=4, max_cin=16, max_tiles=4, max_h=8,
              max_w=8, frac_bits=2, decay_mult=1, decay_shift=1, spike_groups=16, stream_tiles=4, weight_rows=256,
              bias_rows=8, threshold_rows=8, program_depth=8)
 #: Spike tensors the host writes: name -> (first group, channels); each [4, C, 8, 8], read cropped.

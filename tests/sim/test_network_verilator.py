@@ -27,7 +27,11 @@ def shared_overrides(networks, digits_bundle):
     build runs them all (the LIF's fractional bits are a descriptor field, so any T shares it)."""
     bundles = [bundle for bundle, _ in networks.values()] + [load_bundle(digits_bundle)]
     needed = [compile_bundle(bundle, n_pe=SHARED_N_PE).params for bundle in bundles]
-    return {key: str(max(p[key] for p in needed)) for key in needed[0] if key not in ("decay_mult", "decay_shift")}
+    shared = {key: max(p[key] for p in needed) for key in needed[0] if key not in ("decay_mult", "decay_shift")}
+    # the widest accumulators (a random network's) and the most fraction bits (another's, T = 4) take a membrane
+    # wider than either network's own
+    shared["membrane_bits"] = max(shared["membrane_bits"], shared["acc_bits"] + shared["frac_bits"] + 1)
+    return {key: str(value) for key, value in shared.items()}
 
 
 @pytest.fixture(scope="module")
