@@ -8,10 +8,21 @@ from spikeforge.ops.conv import SPIKE_READ_LATENCY
 
 from .logic import delayed, replicated
 
-__all__ = ["SpikeMemory", "READ_LATENCY"]
+__all__ = ["SpikeMemory", "READ_LATENCY", "row_access"]
 
 #: Cycles from a read's address to its data on ``scan_data``, ``occ_data`` and ``group_data``.
 READ_LATENCY = SPIKE_READ_LATENCY
+
+
+def row_access(params, user=True):
+    """The members through which a unit reads a row ``{group, t, y}`` of every bank (``group_addr``, then
+    ``group_data`` :data:`READ_LATENCY` cycles later) and writes one (``word_valid``, ``word_addr``,
+    ``word_data``): as the unit declares them (``user``), or as the memory does."""
+    p = params
+    word, addr = data.ArrayLayout(p.max_w, p.n_pe), max(1, p.group_bits + p.t_bits + p.h_bits)
+    drive, take = (Out, In) if user else (In, Out)
+    return {"group_addr": drive(addr), "group_data": take(word),
+            "word_valid": drive(1), "word_addr": drive(addr), "word_data": drive(word)}
 
 
 class SpikeMemory(wiring.Component):
@@ -64,8 +75,7 @@ class SpikeMemory(wiring.Component):
             "scan_data": Out(p.max_w),
             "occ_en": In(1), "occ_group": In(max(1, p.group_bits)), "occ_lane": In(max(1, p.lane_bits)),
             "occ_data": Out(self.rows_bits),
-            "group_addr": In(addr), "group_data": Out(self.group_word),
-            "word_valid": In(1), "word_addr": In(addr), "word_data": In(self.group_word),
+            **row_access(p, user=False),
         })
 
     def elaborate(self, platform):

@@ -9,7 +9,7 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 
 from .logic import check_params, count_nested, delayed, descriptor_copy, spike_group
-from .spike_memory import READ_LATENCY
+from .spike_memory import READ_LATENCY, row_access
 
 __all__ = ["SpikePool"]
 
@@ -82,11 +82,8 @@ class SpikePool(wiring.Component):
     def __init__(self, params):
         self.params = p = check_params(params)
         self.group_word = data.ArrayLayout(p.max_w, p.n_pe)
-        addr = max(1, p.group_bits + p.t_bits + p.h_bits)
         super().__init__({
-            "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "done": Out(1),
-            "group_addr": Out(addr), "group_data": In(self.group_word),
-            "word_valid": Out(1), "word_addr": Out(addr), "word_data": Out(self.group_word),
+            "desc": In(DESCRIPTOR_LAYOUT), "start": In(1), "done": Out(1), **row_access(p),
         })
 
     def elaborate(self, platform):
