@@ -55,10 +55,11 @@ class Drain(wiring.Component):
     bias_en, bias_addr : Out
         Bias row read (``range(bias_rows)``), from registers.
     bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
-        Held while ``bias_en`` is low.
+        The row read in the start cycle, from the cycle after it, held while ``bias_en`` is low.
     threshold_en, threshold_addr : Out
         Threshold row read (``range(threshold_rows)``), from registers.
     threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
+        As ``bias_data``.
     acc_valid, acc_addr, acc_keep : Out
         Accumulator drain request (:class:`AccumulatorArray` ``drain_*``).
     acc_data : In(ArrayLayout(signed(acc_bits), n_pe))
@@ -172,6 +173,12 @@ class Drain(wiring.Component):
         read = delayed(parts["read"], (self.acc_valid, t, y, x), "read")
         stream_word = Signal(self.acc_word)
         parts["read"].d.sync += stream_word.eq(self.stream_data)
+        # the bias and threshold rows into registers of their own, loaded every cycle (they come a cycle
+        # after the start cycle's reads and are held; the sum needs the bias a cycle later, the LIF the
+        # threshold three): the readers' rows, loaded under their hit logic, then stay beside it, and
+        # these registers, without an enable from it, beside the lanes
+        bias, threshold = Signal(self.acc_word, name="bias"), Signal(self.membrane_word, name="threshold")
+        parts["read"].d.sync += [bias.eq(self.bias_data), threshold.eq(self.threshold_data)]
 
         # stage 2, the sum: accumulator, bias and residual (whose flag, derived from the descriptor's, has
         # a copy per four lanes)
@@ -179,7 +186,7 @@ class Drain(wiring.Component):
         residual = replicated(desc, d.residual, (p.n_pe + 3) // 4, "residual")
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
-            terms = [self.acc_data[lane], self.bias_data[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
+            terms = [self.acc_data[lane], bias[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
             parts["sum"].d.sync += total[lane].eq(carry_save_sum(parts["sum"], terms, sum_width, name=f"sum{lane}"))
 
         # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input
@@ -204,7 +211,7 @@ class Drain(wiring.Component):
         # the membrane is 0 before a position's first timestep: cleared after its last one (a
         # synchronous reset of the register, rather than a select on the loop's path)
         membrane, last_timestep = Signal(self.membrane_word), Signal()
-        m.d.comb += [lif.scaled.eq(scaled), lif.threshold.eq(self.threshold_data), lif.v.eq(membrane)]
+        m.d.comb += [lif.scaled.eq(scaled), lif.threshold.eq(threshold), lif.v.eq(membrane)]
         parts["membrane"].d.sync += last_timestep.eq(scaled_at[1] == last_t)
         with parts["membrane"].If(lif_at[0]):
             parts["membrane"].d.sync += membrane.eq(Mux(last_timestep, 0, lif.v_next))

@@ -39,11 +39,12 @@ class SpikeMemory(wiring.Component):
     thus see every write made before them). The occupancy
     read port serves the scan when no write is under way (the engine never scans while it writes).
 
-    Reads take :data:`READ_LATENCY` cycles: each bank's block-RAM output (5.6 ns from the clock on an
-    ECP5 without its output register) goes straight into a flip-flop, then the 16-to-1 multiplexer of
-    the scan and occupancy words (and the group word, to keep one latency) ends in another, so no
-    logic follows a block RAM, and no bank's word crosses the chip to the multiplexer, in the same
-    cycle as a consumer's logic.
+    Reads take :data:`READ_LATENCY` cycles: every input is registered first (the addresses in a copy
+    per bank), each bank's block-RAM output (5.6 ns from the clock on an ECP5 without its output
+    register) goes straight into a flip-flop, then the 16-to-1 multiplexer of the scan and occupancy
+    words (and the group word, to keep one latency) ends in another, so no logic precedes or follows a
+    block RAM, and no address or bank's word crosses the chip, in the same cycle as a unit's logic.
+    Writes land a cycle after they are presented, as the reads are taken: the order stays.
 
     Ports
     -----
@@ -89,13 +90,25 @@ class SpikeMemory(wiring.Component):
             group = addr[row_bits:] if p.group_bits else Const(0, 1)
             return row, group
 
+        # every input registered first, the block RAMs' addresses and enables in a copy per bank: the
+        # units compute and multiplex their addresses, and the banks lie all over the chip (one net from
+        # that logic to every bank took most of a cycle in routing); all inputs alike, so that reads and
+        # writes keep their order
+        scan_en, scan_lane, occ_en, occ_group, occ_lane, word_valid, word_addr, word_data = delayed(
+            m, [self.scan_en, self.scan_lane, self.occ_en, self.occ_group, self.occ_lane, self.word_valid,
+                self.word_addr, self.word_data], "input")
+        bank_inputs = {name: replicated(m, value, p.n_pe, f"bank_{name}")
+                       for name, value in (("scan_en", self.scan_en), ("scan_addr", self.scan_addr),
+                                           ("group_addr", self.group_addr), ("word_valid", self.word_valid),
+                                           ("word_addr", self.word_addr))}
+
         # occupancy update, two cycles behind the word write: the group's occupancy word is read with the
         # write and registered before it is modified
-        row_index, write_group = split(self.word_addr)
-        occ_addr = Mux(self.word_valid, write_group, self.occ_group)
-        set_lanes = Cat(*(self.word_data[lane] != 0 for lane in range(p.n_pe)))
+        row_index, write_group = split(word_addr)
+        occ_addr = Mux(word_valid, write_group, occ_group)
+        set_lanes = Cat(*(word_data[lane] != 0 for lane in range(p.n_pe)))
         *write_, read_group = delayed(
-            m, [self.word_valid, write_group, Const(1, self.rows_bits) << row_index, set_lanes, occ_addr], "write")
+            m, [word_valid, write_group, Const(1, self.rows_bits) << row_index, set_lanes, occ_addr], "write")
         update, update_group, update_row, update_set = delayed(m, write_, "update")
         # a word read two cycles ago has not seen the two updates since (the last one lands now): they are
         # forwarded into it, for the update under way and for the scan's occupancy reads alike; whether
@@ -115,10 +128,11 @@ class SpikeMemory(wiring.Component):
             m.submodules[f"occupancy{lane}"] = occupancy
             write, scan, grouped = bank.write_port(), bank.read_port(), bank.read_port()
             occ_write, occ_read = occupancy.write_port(), occupancy.read_port()
-            m.d.comb += [write.addr.eq(self.word_addr), write.data.eq(self.word_data[lane]),
-                         write.en.eq(self.word_valid),
-                         scan.addr.eq(self.scan_addr), scan.en.eq(self.scan_en),
-                         grouped.addr.eq(self.group_addr),
+            copy = {name: copies[lane] for name, copies in bank_inputs.items()}
+            m.d.comb += [write.addr.eq(copy["word_addr"]), write.data.eq(word_data[lane]),
+                         write.en.eq(copy["word_valid"]),
+                         scan.addr.eq(copy["scan_addr"]), scan.en.eq(copy["scan_en"]),
+                         grouped.addr.eq(copy["group_addr"]),
                          occ_read.addr.eq(occ_addr)]
             # every block-RAM output straight into a register (the banks lie apart on the chip: routing
             # their words to one multiplexer takes most of a cycle by itself)
@@ -136,12 +150,12 @@ class SpikeMemory(wiring.Component):
         # the bank selection follows the read by two cycles, like the banks' registered words, and the
         # selected word is registered (a mux per bank: a variable word_select would multiply the index by
         # the width)
-        scan_lane, occ_lane = Signal.like(self.scan_lane), Signal.like(self.occ_lane)
-        with m.If(self.scan_en):
-            m.d.sync += scan_lane.eq(self.scan_lane)
-        with m.If(self.occ_en):
-            m.d.sync += occ_lane.eq(self.occ_lane)
-        scan_lane, occ_lane = delayed(m, [scan_lane, occ_lane], "lane")
+        scan_lane_held, occ_lane_held = Signal.like(self.scan_lane), Signal.like(self.occ_lane)
+        with m.If(scan_en):
+            m.d.sync += scan_lane_held.eq(scan_lane)
+        with m.If(occ_en):
+            m.d.sync += occ_lane_held.eq(occ_lane)
+        scan_lane, occ_lane = delayed(m, [scan_lane_held, occ_lane_held], "lane")
         m.d.sync += [self.scan_data.eq(Array(scan_words)[scan_lane]),
                      self.occ_data.eq(Array(occ_words)[occ_lane])]
         return m

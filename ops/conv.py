@@ -241,9 +241,9 @@ def _signed_shift(field):
     return field - 4 if field & 2 else field
 
 
-#: Cycles from a spike-memory read to its word (``hw/spike_memory.py``): the block RAM's output, each
-#: bank's registered word and the bank multiplexer each end in a register.
-SPIKE_READ_LATENCY = 3
+#: Cycles from a spike-memory read to its word (``hw/spike_memory.py``): the registered address, the
+#: block RAM's output, each bank's registered word and the bank multiplexer each end in a register.
+SPIKE_READ_LATENCY = 4
 #: Row reads in flight or queued in the spike scanner at most (``hw/spike_scanner.py`` ROW_QUEUE): the
 #: read latency, the queue's cycle and the row taken a cycle ahead keep the events fed.
 SCAN_ROW_QUEUE = SPIKE_READ_LATENCY + 2

@@ -10,7 +10,7 @@ import pytest
 
 from amaranth.lib import memory
 
-from spikeforge.hw.spike_memory import SpikeMemory
+from spikeforge.hw.spike_memory import READ_LATENCY, SpikeMemory
 from spikeforge.hw.spill_mover import SpillMover
 from spikeforge.interface.descriptor import OPCODES, pack, unpack
 from spikeforge.interface.params import EngineParams
@@ -45,7 +45,7 @@ async def _occupancy(ctx, spikes, group, lane):
     ctx.set(spikes.occ_lane, lane)
     await ctx.tick()
     ctx.set(spikes.occ_en, 0)
-    await ctx.tick().repeat(2)
+    await ctx.tick().repeat(READ_LATENCY - 1)
     return ctx.get(spikes.occ_data)
 
 
@@ -84,7 +84,7 @@ def test_load_after_store_restores_every_row_and_occupancy_bit(groups, T, H):
 
     cycles, table, loaded, occupancy = simulate(dut, bench)
     assert cycles == [spill.cycles(unpack(pack(**store))), spill.cycles(unpack(pack(**load)))]
-    assert cycles == [groups * T * H + 3, groups * T * H + 1]
+    assert cycles == [groups * T * H + READ_LATENCY, groups * T * H + 1]
     # the SPILL rows: the source's rows in order (y innermost, then t, then the group), lane 0 lowest
     order = sorted(rows, key=lambda key: (key[0], key[1], key[2]))
     stored = [sum(row << (lane * p.max_w) for lane, row in enumerate(rows[key])) for key in order]
