@@ -197,18 +197,22 @@ class Accelerator(wiring.Component):
                                         "MEMORY_ERROR": memory_error}[name])
         csr_values = {"STATUS": status, "PC": seq.pc, "CYCLES": cycles, "STALL_CYCLES": stall_cycles,
                       "ERROR_PC": error_pc, **writable, **identity_values(p)}
-        # the host reads registers two cycles after their offset, within the window's HOST_READ_LATENCY
-        assert HOST_READ_LATENCY >= 2
+        # the host reads registers two cycles after their offset, the logs three, within the window's
+        # HOST_READ_LATENCY
+        assert HOST_READ_LATENCY >= 3
         csr_data = registered_select(m, {csr[name]: value for name, value in csr_values.items()}, offset, "csr_data")
 
+        # the logs' block-RAM words into registers first, like the engine's windows
         read_window = Signal.like(win)
-        m.d.sync += [read_window.eq(win), slave.rdata.eq(engine.host_rdata)]
+        log_word, overflow_word = Signal.like(log_host.data), Signal.like(overflow_log.host_data)
+        m.d.sync += [read_window.eq(win), slave.rdata.eq(engine.host_rdata),
+                     log_word.eq(log_host.data), overflow_word.eq(overflow_log.host_data)]
         with m.Switch(read_window):
             with m.Case(window("CSR").index):
                 m.d.sync += slave.rdata.eq(csr_data)
             with m.Case(window("OP_CYCLES").index):
-                m.d.sync += slave.rdata.eq(log_host.data)
+                m.d.sync += slave.rdata.eq(log_word)
             with m.Case(window("OVERFLOW_LOG").index):
-                m.d.sync += slave.rdata.eq(overflow_log.host_data)
+                m.d.sync += slave.rdata.eq(overflow_word)
         return m
 

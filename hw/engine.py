@@ -21,8 +21,9 @@ from .spill_mover import SpillMover
 __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 
 #: Cycles from the host's window and offset to ``host_rdata``: the spike memory's read latency, the
-#: longest of the windows' (the stream's block RAM answers a cycle earlier, into a register).
-HOST_READ_LATENCY = READ_LATENCY
+#: longest of the windows' (the stream's block RAM answers earlier, into a register), and the window's
+#: multiplexer into a register (the words come from memories spread over the chip).
+HOST_READ_LATENCY = READ_LATENCY + 1
 
 
 def host_data_bits(params):
@@ -306,7 +307,7 @@ class Engine(wiring.Component):
             for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_word),
                                 ("LOGITS", head.logits)):
                 with m.Case(host[name]):
-                    m.d.comb += self.host_rdata.eq(value)
+                    m.d.sync += self.host_rdata.eq(value)
 
         # ---- each part under its own copy of the enable ---------------------------------------
         top = Module()
