@@ -80,10 +80,9 @@ def test_memories_loaded_at_run_time_have_no_initial_contents():
 
 def test_the_accelerator_zeroes_only_its_accumulators_and_overflow_log():
     """Cycle log, Kᵀ·V scratch, stream (in memories of a few lanes), spike banks and occupancy, head sums,
-    the row readers' FIFOs: filled at run time (no initial block); the accumulators start at zero (the
-    first tile adds to them), and so does the overflow log (its words, read-modify-written, hold no flag
-    before the first run). The tables (program, weights, biases, thresholds) are in external memory, not
-    on chip."""
+    the row readers' FIFOs: filled at run time (no initial block); the accumulators start at zero (the first tile adds to them), and so does
+    the overflow log (its words, read-modify-written, hold no flag before the first run). The tables
+    (program, weights, biases, thresholds) are in external memory, not on chip."""
     text = accelerator_verilog(AcceleratorParams(**SMALL))
     memories = set(re.findall(MEMORY, text))
     assert {"op_cycles", "scratch", "lanes0", "sums", "acc"} <= memories
