@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_word_layout
-from spikeforge.ops.conv import DRAIN_STAGES, STREAM_READ_LATENCY
+from spikeforge.ops.conv import DRAIN_STAGES
 
 from .lif_unit import LIFUnit
 from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, enabled_parts,
@@ -21,17 +21,16 @@ class Drain(wiring.Component):
     """Reads the tile's accumulators position by position, timestep innermost (``{t, y, x}``, one per
     cycle), adds the tile's bias and, for a ``residual`` CONV, the stream word read in step; checks
     the sum against ``check_bits``; writes it back to the stream memory (``stream_write``; each word
-    is read, then written four cycles later) and runs the LIF (threshold of the tile,
+    is read, then written three cycles later) and runs the LIF (threshold of the tile,
     ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``) and whose membrane H is
     checked against ``membrane_bits``. The membrane stays in a register across the timesteps of one
     position. A ``static`` input's accumulators hold ``t = 0`` only: they are read, and kept, at
     every timestep.
 
-    Seven pipeline stages follow the reads (:data:`~spikeforge.ops.conv.DRAIN_STAGES`), so that every
-    path is short: the stream's word into a register (through the stream memory's address registers
-    and block RAM, :data:`~spikeforge.ops.conv.STREAM_READ_LATENCY`), the sum, the check with the
-    stream write and the scaling, the LIF (the membrane's loop), the outputs with the membrane check
-    and the row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 7``
+    Six pipeline stages follow the reads (:data:`~spikeforge.ops.conv.DRAIN_STAGES`), so that every
+    path is short: the stream's word into a register, the sum, the check with the stream write
+    and the scaling, the LIF (the membrane's loop), the outputs with the membrane check and the
+    row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 6``
     cycles (:func:`spikeforge.ops.conv.drain_cycles`) from the one after ``start`` to ``done``
     included: a start cycle reading the bias and threshold rows, one per position, and the flush of
     the six stages. The drain advances only in the cycles after ``run_next``: its control and each
@@ -66,8 +65,7 @@ class Drain(wiring.Component):
     acc_data : In(ArrayLayout(signed(acc_bits), n_pe))
         The word requested two cycles earlier (from registers: :class:`AccumulatorArray`).
     stream_addr : Out
-        Stream word ``{tile, t, y, x}`` read (:class:`~spikeforge.hw.stream_memory.StreamMemory`: data
-        two cycles later).
+        Stream word ``{tile, t, y, x}`` read (data one cycle later).
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
     stream_we, stream_waddr, stream_wdata : Out
         Stream write of the result.
@@ -170,13 +168,11 @@ class Drain(wiring.Component):
                     m.next = "IDLE"
 
         # the pipeline: the position (valid, t, y, x) travels with its data through the stages
-        # stage 1, the reads: the stream's word goes straight into a register, STREAM_READ_LATENCY cycles
-        # after its address; the accumulators' word (registered by the array, two cycles after its
-        # address) is held in step
-        read = delayed(parts["read"], (self.acc_valid, t, y, x), "read", STREAM_READ_LATENCY - 1)
+        # stage 1, the reads: the stream's word goes straight into a register (the accumulator array
+        # registers its own)
+        read = delayed(parts["read"], (self.acc_valid, t, y, x), "read")
         stream_word = Signal(self.acc_word)
         parts["read"].d.sync += stream_word.eq(self.stream_data)
-        acc_word, = delayed(parts["read"], [self.acc_data], "acc_word", STREAM_READ_LATENCY - 2)
         # the bias and threshold rows into registers of their own, loaded every cycle (they come a cycle
         # after the start cycle's reads and are held; the sum needs the bias a cycle later, the LIF the
         # threshold three): the readers' rows, loaded under their hit logic, then stay beside it, and
@@ -190,7 +186,7 @@ class Drain(wiring.Component):
         residual = replicated(desc, d.residual, (p.n_pe + 3) // 4, "residual")
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
-            terms = [acc_word[lane], bias[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
+            terms = [self.acc_data[lane], bias[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
             parts["sum"].d.sync += total[lane].eq(carry_save_sum(parts["sum"], terms, sum_width, name=f"sum{lane}"))
 
         # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input

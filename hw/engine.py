@@ -7,7 +7,6 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
 from spikeforge.interface.regmap import address_layout, window
-from spikeforge.ops.conv import STREAM_READ_LATENCY
 
 from .accumulator_array import AccumulatorArray
 from .drain import Drain
@@ -18,14 +17,13 @@ from .spike_memory import READ_LATENCY, SpikeMemory
 from .spike_pool import SpikePool
 from .spike_scanner import SpikeScanner
 from .spill_mover import SpillMover
-from .stream_memory import StreamMemory
 
 __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 
-#: Cycles from the host's window and offset to ``host_rdata``: the longer of the spike memory's and the
-#: stream's read latencies, and the window's multiplexer into a register (the words come from memories
-#: spread over the chip).
-HOST_READ_LATENCY = max(READ_LATENCY, STREAM_READ_LATENCY) + 1
+#: Cycles from the host's window and offset to ``host_rdata``: the spike memory's read latency, the
+#: longest of the windows' (the stream's block RAM answers earlier, into a register), and the window's
+#: multiplexer into a register (the words come from memories spread over the chip).
+HOST_READ_LATENCY = READ_LATENCY + 1
 
 
 def host_data_bits(params):
@@ -147,13 +145,17 @@ class Engine(wiring.Component):
         spikes, array = SpikeMemory(p), AccumulatorArray(p)
         # the Kᵀ·V rows of the attention: written by KEY_VALUE, read by the scan like weight rows
         # (no word of these is read in the cycle it is written: KEY_VALUE writes the scratch rows the scan
-        # reads later; Yosys need not emulate read-during-write with address comparators before the read
-        # word's register)
+        # reads later, the drain reads a position's stream word before it writes it back; Yosys need
+        # not emulate read-during-write with address comparators before the read word's register)
+        no_rw_check = {"no_rw_check": 1}
         m.submodules.scratch = scratch = memory.Memory(shape=self.row, depth=p.scratch_rows, init=[],
-                                                       attrs={"no_rw_check": 1})
-        m.submodules.stream = stream = StreamMemory(p)
+                                                       attrs=no_rw_check)
+        stream_addr_bits = p.stream_tile_bits + p.t_bits + p.h_bits + p.w_bits
+        m.submodules.stream = stream = memory.Memory(shape=self.acc_word, depth=1 << stream_addr_bits, init=[],
+                                                     attrs=no_rw_check)
         # one read port per memory (block RAM has two ports): the host reads the stream through it while idle
         scratch_write, scratch_read = scratch.write_port(), scratch.read_port()
+        stream_write, stream_read = stream.write_port(), stream.read_port()
 
         # ---- datapaths -----------------------------------------------------------------------
         scanner, drain, pool, key_value, head = SpikeScanner(p), Drain(p), SpikePool(p), KeyValueProduct(p), Head(p)
@@ -176,7 +178,7 @@ class Engine(wiring.Component):
                      head.weight_data.eq(self.weight_data),
                      drain.bias_data.eq(self.bias_data), head.bias_data.eq(self.bias_data),
                      drain.threshold_data.eq(self.threshold_data),
-                     drain.stream_data.eq(stream.read_data), head.stream_data.eq(stream.read_data),
+                     drain.stream_data.eq(stream_read.data), head.stream_data.eq(stream_read.data),
                      drain.acc_data.eq(array.drain_data),
                      scanner.occ_data.eq(spikes.occ_data),
                      scanner.scan_data.eq(spikes.scan_data), key_value.scan_data.eq(spikes.scan_data),
@@ -196,8 +198,8 @@ class Engine(wiring.Component):
                      self.bias_addr.eq(Mux(drain.bias_en, drain.bias_addr, head.bias_addr)),
                      scratch_write.en.eq(key_value.weight_en), scratch_write.addr.eq(key_value.weight_addr),
                      scratch_write.data.eq(key_value.weight_data),
-                     stream.write_en.eq(drain.stream_we), stream.write_addr.eq(drain.stream_waddr),
-                     stream.write_data.eq(drain.stream_wdata),
+                     stream_write.en.eq(drain.stream_we), stream_write.addr.eq(drain.stream_waddr),
+                     stream_write.data.eq(drain.stream_wdata),
                      self.overflow.eq(drain.overflow | head.overflow | key_value.overflow),
                      self.membrane_overflow.eq(drain.membrane_overflow)]
         m.d.comb += [self.drain_valid.eq(drain.out_valid), self.drain_tile.eq(tile), self.drain_t.eq(drain.out_t),
@@ -294,13 +296,13 @@ class Engine(wiring.Component):
         m.d.comb += [spikes.word_valid.eq(word_valid), spikes.word_addr.eq(word_addr),
                      spikes.word_data.eq(word_data)]
         # stream reads: the drain's, the head's, or the host's while idle
-        m.d.comb += stream.read_addr.eq(Mux(phase["drain"], drain.stream_addr,
+        m.d.comb += stream_read.addr.eq(Mux(phase["drain"], drain.stream_addr,
                                             Mux(phase["head"], head.stream_addr, self.host_offset)))
 
         # ---- host reads (idle only); the stream's word from a register, as the spike memory's is: no
         # block-RAM output crosses the chip to the host's multiplexers in the cycle it appears
-        read_window, stream_word = Signal.like(self.host_window), Signal.like(stream.read_data)
-        m.d.sync += [read_window.eq(self.host_window), stream_word.eq(stream.read_data)]
+        read_window, stream_word = Signal.like(self.host_window), Signal.like(stream_read.data)
+        m.d.sync += [read_window.eq(self.host_window), stream_word.eq(stream_read.data)]
         with m.Switch(read_window):
             for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_word),
                                 ("LOGITS", head.logits)):

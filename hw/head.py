@@ -6,10 +6,9 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, stream_word_layout
-from spikeforge.ops.conv import STREAM_READ_LATENCY
 from spikeforge.ops.head import HORNER_STAGES
 
-from .logic import (FITS_PARTS, check_params, count_nested, delayed, descriptor_copy, enabled_parts, fits_parts, high_bits,
+from .logic import (FITS_PARTS, check_params, count_nested, descriptor_copy, enabled_parts, fits_parts, high_bits,
                     replicated)
 
 __all__ = ["Head"]
@@ -34,7 +33,7 @@ class Head(wiring.Component):
     the term; the logits add it), so that the loop of the logits is one adder. The head advances only in the cycles after
     ``run_next``: its control and each bank of its registers run under their own registered copy of it
     (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
-    registers. The pass takes ``tiles·T·H·W + STREAM_READ_LATENCY + sum_bits·(cin + 1)
+    registers. The pass takes ``tiles·T·H·W + 2 + sum_bits·(cin + 1)
     + HORNER_STAGES + 2`` cycles from the one after ``start`` to ``done`` included
     (:func:`spikeforge.ops.head.cycles`).
 
@@ -52,7 +51,7 @@ class Head(wiring.Component):
     stream_addr : Out
         Stream word ``{tile, t, y, x}`` read.
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
-        The word requested two cycles earlier (:class:`~spikeforge.hw.stream_memory.StreamMemory`).
+        The word requested one cycle earlier.
     weight_en, weight_addr : Out
         Weight row read (``range(weight_rows)``), from registers.
     weight_data : In(ArrayLayout(signed(weight_bits), n_pe))
@@ -109,7 +108,7 @@ class Head(wiring.Component):
         tile, t = Signal.like(last_tile, name="tile"), Signal.like(last_t, name="t")
         y, x = Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
         ci, bit = Signal.like(last_ci, name="ci"), Signal.like(top_bit, name="bit")
-        flush = Signal(range(max(HORNER_STAGES, STREAM_READ_LATENCY)))
+        flush = Signal(range(HORNER_STAGES))
         # each stage's (valid, flags...) registers, set by the stage before
         sum_read, sum_add = Signal(), Signal()
         sum_read_last, sum_write = Signal(), Signal()       # the tile's last word: its sums written
@@ -160,10 +159,10 @@ class Head(wiring.Component):
                 m.d.sync += [sum_read.eq(1), sum_read_last.eq(last), sum_read_tile.eq(tile), flush.eq(0)]
                 count_nested(m, [(x, last_x), (y, last_y), (t, last_t), (tile, last_tile)], "SUM_FLUSH")
             with m.State("SUM_FLUSH"):
-                # the last word is added in the last flush cycle; the logits clear after these cycles,
+                # the last word is added in the second flush cycle; the logits clear after these cycles,
                 # before the first term
-                m.d.sync += [sum_read.eq(0), ci.eq(0), clear_logits.eq(1), flush.eq(flush + 1)]
-                with m.If(flush == STREAM_READ_LATENCY - 1):
+                m.d.sync += [sum_read.eq(0), ci.eq(0), clear_logits.eq(1), flush.eq(1)]
+                with m.If(flush == 1):
                     m.d.sync += [self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER"):
@@ -200,9 +199,6 @@ class Head(wiring.Component):
         # SUM: the block RAM's word into a register, then added; the tile's last word writes its sums,
         # checked against sum_bits
         stream_word = Signal(self.acc_word)
-        # (the flags follow the word through the stream's registered address and block RAM)
-        sum_read, sum_read_last, sum_read_tile = delayed(parts["inputs"], [sum_read, sum_read_last, sum_read_tile],
-                                                         "stream_read", STREAM_READ_LATENCY - 2)
         parts["inputs"].d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read),
                                    sum_write.eq(sum_read & sum_read_last), sum_add_tile.eq(sum_read_tile)]
         sums_part = parts["sums"]

@@ -15,8 +15,7 @@ from pydantic import Field
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows",
-           "drain_cycles", "scan_pass_cycles", "DRAIN_STAGES", "SPIKE_READ_LATENCY", "SCAN_ROW_QUEUE",
-           "STREAM_READ_LATENCY"]
+           "drain_cycles", "scan_pass_cycles", "DRAIN_STAGES", "SPIKE_READ_LATENCY", "SCAN_ROW_QUEUE"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -286,14 +285,9 @@ def scan_pass_cycles(slots):
     return max(reads_end, end + 1)
 
 
-#: Cycles from a stream-memory read's address to its word in the reader's register (``hw/engine.py``,
-#: ``hw/drain.py``, ``hw/head.py``): the address registered (a copy per memory), the block RAM's output,
-#: the word registered.
-STREAM_READ_LATENCY = 3
-#: Pipeline stages of the drain after its reads (``hw/drain.py``): the stream's word (its
-#: :data:`STREAM_READ_LATENCY` cycles, the accumulators' word held in step), the sum, the check and
-#: scaling, the LIF, the outputs, the spike-row write.
-DRAIN_STAGES = STREAM_READ_LATENCY + 4
+#: Pipeline stages of the drain after its reads (``hw/drain.py``): the read words registered, the
+#: sum, the check and scaling, the LIF, the outputs, the spike-row write.
+DRAIN_STAGES = 6
 
 
 def drain_cycles(T, H, W):

@@ -121,23 +121,6 @@ async def run_pass(ctx, unit, observe=None, limit=10_000, **start_inputs):
     raise AssertionError(f"no done after {limit} cycles")
 
 
-def connect_stream(m, stream, unit):
-    """Wire ``unit``'s (a drain's or a head's) stream ports to ``stream``, a plain memory that tests preload
-    and read back, with the registers of :class:`~spikeforge.hw.stream_memory.StreamMemory` before its
-    ports: the address and the write a cycle late, the word :data:`STREAM_READ_LATENCY` − 1 cycles after
-    its address."""
-    read = stream.read_port()
-    m.d.comb += unit.stream_data.eq(read.data)
-    registers = [read.addr]
-    if hasattr(unit, "stream_we"):
-        write = stream.write_port()
-        registers += [write.en, write.addr, write.data]
-        values = [unit.stream_addr, unit.stream_we, unit.stream_waddr, unit.stream_wdata]
-    else:
-        values = [unit.stream_addr]
-    m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
-
-
 def spike_addr(params, group, t, y):
     """Spike-memory word address ``{group, t, y}``."""
     return pack_fields(spike_row_layout(params), group=group, t=t, y=y)

@@ -15,7 +15,7 @@ from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.layout import pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
 from spikeforge.ops.conv import drain_cycles
-from spikeforge.tests.hw.bench import Harness, SpikeHost, connect_stream, read_spike_rows, run_pass, set_desc, simulate, small_params, \
+from spikeforge.tests.hw.bench import Harness, SpikeHost, read_spike_rows, run_pass, set_desc, simulate, small_params, \
     spike_addr
 
 P = small_params(decay_mult=171, decay_shift=8)
@@ -42,12 +42,15 @@ def _harness(contents):
     def connect(m, h):
         dr = h.drain
         acc, bias, threshold = h.acc.read_port(), h.bias.read_port(), h.threshold.read_port()
+        stream_read, stream_write = h.stream.read_port(), h.stream.write_port()
         m.d.sync += dr.acc_data.eq(acc.data)     # two cycles, like the accumulator array
         m.d.comb += [acc.addr.eq(dr.acc_addr),
                      bias.en.eq(dr.bias_en), bias.addr.eq(dr.bias_addr), dr.bias_data.eq(bias.data),
                      threshold.en.eq(dr.threshold_en), threshold.addr.eq(dr.threshold_addr),
-                     dr.threshold_data.eq(threshold.data)]
-        connect_stream(m, h.stream, dr)
+                     dr.threshold_data.eq(threshold.data),
+                     stream_read.addr.eq(dr.stream_addr), dr.stream_data.eq(stream_read.data),
+                     stream_write.en.eq(dr.stream_we), stream_write.addr.eq(dr.stream_waddr),
+                     stream_write.data.eq(dr.stream_wdata)]
         h.host.connect(m, h.spikes, dr.word_valid, dr.word_addr, dr.word_data, 0)
 
     spikes = SpikeMemory(P)

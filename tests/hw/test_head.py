@@ -15,8 +15,7 @@ from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.layout import high_lanes, pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
 from spikeforge.ops.base import wrap
-from spikeforge.ops.conv import STREAM_READ_LATENCY
-from spikeforge.tests.hw.bench import Harness, connect_stream, run_pass, set_desc, simulate, small_params
+from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params
 
 #: Logits as wide as the accumulators, and wider (sums and logits of 24 bits from stream words and bias
 #: rows of 12).
@@ -33,9 +32,9 @@ def _harness(P, stream, weights, bias):
 
     def connect(m, h):
         head = h.head
-        weight_read, bias_read = h.weights.read_port(), h.bias.read_port()
-        connect_stream(m, h.stream, head)
-        m.d.comb += [weight_read.en.eq(head.weight_en), weight_read.addr.eq(head.weight_addr),
+        stream_read, weight_read, bias_read = h.stream.read_port(), h.weights.read_port(), h.bias.read_port()
+        m.d.comb += [stream_read.addr.eq(head.stream_addr), head.stream_data.eq(stream_read.data),
+                     weight_read.en.eq(head.weight_en), weight_read.addr.eq(head.weight_addr),
                      head.weight_data.eq(weight_read.data),
                      bias_read.en.eq(head.bias_en), bias_read.addr.eq(head.bias_addr), head.bias_data.eq(bias_read.data)]
 
@@ -73,9 +72,8 @@ def _case(P, seed, tiles=2, T=2, H=2, W=3, cin=7, stream_range=60, bias_range=10
 
 
 def _cycles(desc):
-    # SUM, its flush (the last word's read), Horner per bit (cin + shift), its flush (3 stages), bias, check
-    return (desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + STREAM_READ_LATENCY
-            + desc["sum_bits"] * (desc["cin"] + 1) + 3 + 2)
+    # SUM, its flush (2), Horner per bit (cin + shift), its flush (3 stages), bias, check
+    return desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 2 + desc["sum_bits"] * (desc["cin"] + 1) + 3 + 2
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 2, 3), (2, 1, 1, 1), (2, 3, 1, 2), (1, 1, 1, 1)])
@@ -115,8 +113,8 @@ def test_sums_wider_than_sum_bits_overflow():
     assert not all(fits_signed(s, desc["sum_bits"]) for s in sums)
     cycles, result, overflows = _run(P, desc, stream, weights, bias)
     assert cycles == _cycles(desc)
-    # the last word is added STREAM_READ_LATENCY cycles after its read, its sums checked the cycle after
-    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + STREAM_READ_LATENCY + 1
+    # the last word is added two cycles after its read, its sums checked the cycle after
+    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 3
     assert any(overflows[:sum_stage]) and not any(overflows[sum_stage:])
     # the logits take the sums as held in sum_bits bits, as the golden model (ops/head.py) does
     held = [int(s) for s in wrap(sums, desc["sum_bits"])]

@@ -79,13 +79,13 @@ def test_memories_loaded_at_run_time_have_no_initial_contents():
 
 
 def test_the_accelerator_zeroes_only_its_accumulators_and_overflow_log():
-    """Cycle log, Kᵀ·V scratch, stream (in memories of a few lanes), spike banks and occupancy, head sums,
-    the row readers' FIFOs: filled at run time (no initial block); the accumulators start at zero (the first tile adds to them), and so does
+    """Cycle log, Kᵀ·V scratch, stream, spike banks and occupancy, head sums, the row readers' FIFOs: filled
+    at run time (no initial block); the accumulators start at zero (the first tile adds to them), and so does
     the overflow log (its words, read-modify-written, hold no flag before the first run). The tables
     (program, weights, biases, thresholds) are in external memory, not on chip."""
     text = accelerator_verilog(AcceleratorParams(**SMALL))
     memories = set(re.findall(MEMORY, text))
-    assert {"op_cycles", "scratch", "lanes0", "sums", "acc"} <= memories
+    assert {"op_cycles", "scratch", "stream", "sums", "acc"} <= memories
     assert not {"program", "weights", "bias", "threshold"} & memories
     assert {"bank0", "occupancy0"} <= memories
     assert set(_initialized_memories(text)) == {"acc", "words"}
