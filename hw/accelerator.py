@@ -115,7 +115,7 @@ class Accelerator(wiring.Component):
             if name in writers:
                 # a table also written: its reader forgets its rows at each write and waits for them to land
                 m.d.comb += [reader.invalidate.eq(writers[name].accepted),
-                             reader.active.eq(seq.busy & writers[name].empty)]
+                             reader.active.eq(seq.busy & writers[name].empty_next)]
             else:
                 m.d.comb += reader.active.eq(seq.busy)
         m.submodules.arbiter = arbiter = BurstArbiter([reader.beats for reader in readers.values()],

@@ -8,6 +8,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
+from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_word_layout
 from spikeforge.ops.conv import DRAIN_STAGES
 
@@ -32,8 +33,8 @@ class Drain(wiring.Component):
     and the scaling, the LIF (the membrane's loop), the outputs with the membrane check and the
     row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 6``
     cycles (:func:`spikeforge.ops.conv.drain_cycles`) from the one after ``start`` to ``done``
-    included: a start cycle reading the bias and threshold rows, one per position, and the flush of
-    the six stages. The drain advances only in the cycles after ``run_next``: its control and each
+    included: a start cycle (the bias and threshold rows on their way), one per position, and the flush
+    of the six stages. The drain advances only in the cycles after ``run_next``: its control and each
     bank of its pipeline's registers run under their own registered copy of it
     (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
     registers.
@@ -49,15 +50,16 @@ class Drain(wiring.Component):
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
         The output tile (``n_pe`` channels), from ``start`` to ``done``.
     start : In(1)
-        Begin the pass (while idle; the bias and threshold reads are next cycle).
+        Begin the pass (while idle; the bias and threshold rows are requested in this cycle).
     done : Out(1)
         The last cycle of the pass.
     bias_en, bias_addr : Out
-        Bias row read (``range(bias_rows)``), from registers.
+        Bias row request (``range(bias_rows)``): ``start``, and the tile's row from a register.
     bias_data : In(ArrayLayout(signed(acc_bits), n_pe))
-        The row read in the start cycle, from the cycle after it, held while ``bias_en`` is low.
+        The row requested, :data:`~spikeforge.interface.external.ROW_READ_LATENCY` cycles after ``start``
+        (from the cycle after the start cycle), held while ``bias_en`` is low.
     threshold_en, threshold_addr : Out
-        Threshold row read (``range(threshold_rows)``), from registers.
+        Threshold row request (``range(threshold_rows)``), as the bias row's.
     threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
         As ``bias_data``.
     acc_valid, acc_addr, acc_keep : Out
@@ -142,14 +144,17 @@ class Drain(wiring.Component):
 
         flush = Signal(range(DRAIN_STAGES))
         out_group = Signal(max(1, p.group_bits))
-        # start (which comes while idle, out of the engine's logic) only loads registers: the table reads,
-        # out of registers for the start cycle, and starting, which the state then follows (the start
-        # cycle, DRAIN_START of the cycle model, is IDLE's with starting); the tile's rows and spike
-        # group follow the tile (stable during the pass), not start
+        # start (which comes while idle, out of the engine's logic) requests the tile's bias and threshold
+        # rows (the readers register the requests: the rows come ROW_READ_LATENCY cycles later, in the
+        # first cycle of the drain) and loads starting, which the state then follows (the start cycle,
+        # DRAIN_START of the cycle model, is IDLE's with starting); the tile's rows and spike group follow
+        # the tile (stable during the pass), not start
+        assert ROW_READ_LATENCY <= 2, "the bias and threshold rows must come by the drain's first cycle"
         starting = Signal()
         desc.d.sync += [self.bias_addr.eq(d.bias_base + tile), self.threshold_addr.eq(d.threshold_base + tile),
                         out_group.eq(spike_group(p, d.out_base, tile))]
-        m.d.sync += [starting.eq(self.start), self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
+        m.d.sync += starting.eq(self.start)
+        m.d.comb += [self.bias_en.eq(self.start), self.threshold_en.eq(self.start)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(starting):
@@ -173,8 +178,8 @@ class Drain(wiring.Component):
         read = delayed(parts["read"], (self.acc_valid, t, y, x), "read")
         stream_word = Signal(self.acc_word)
         parts["read"].d.sync += stream_word.eq(self.stream_data)
-        # the bias and threshold rows into registers of their own, loaded every cycle (they come a cycle
-        # after the start cycle's reads and are held; the sum needs the bias a cycle later, the LIF the
+        # the bias and threshold rows into registers of their own, loaded every cycle (they come in the
+        # cycle after the start cycle and are held; the sum needs the bias a cycle later, the LIF the
         # threshold three): the readers' rows, loaded under their hit logic, then stay beside it, and
         # these registers, without an enable from it, beside the lanes
         bias, threshold = Signal(self.acc_word, name="bias"), Signal(self.membrane_word, name="threshold")

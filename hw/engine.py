@@ -82,7 +82,8 @@ class Engine(wiring.Component):
     threshold_en, threshold_addr : Out
     threshold_data : In(ArrayLayout(signed(membrane_bits), n_pe))
         Read ports of the weight, bias and threshold tables (:class:`~spikeforge.hw.row_reader.RowReader`
-        or a memory): data the cycle after ``en``, held while ``en`` is low.
+        or a memory read like one, :func:`~spikeforge.hw.logic.table_read`): data
+        :data:`~spikeforge.interface.external.ROW_READ_LATENCY` cycles after ``en``, held while ``en`` is low.
     spill_read_en, spill_read_addr : Out
     spill_read_data : In(ArrayLayout(max_w, n_pe))
     spill_write_en, spill_write_addr : Out
@@ -193,9 +194,8 @@ class Engine(wiring.Component):
                      self.spill_read_en.eq(mover.spill_read_en), self.spill_read_addr.eq(mover.spill_read_addr),
                      self.spill_write_en.eq(mover.spill_write_en), self.spill_write_addr.eq(mover.spill_write_addr),
                      self.spill_write_data.eq(mover.spill_write_data),
-                     # two users, each reading from registers in its own phase only: no state decode
+                     # two users, each requesting in its own phase only: no state decode
                      self.bias_en.eq(drain.bias_en | head.bias_en),
-                     self.bias_addr.eq(Mux(drain.bias_en, drain.bias_addr, head.bias_addr)),
                      scratch_write.en.eq(key_value.weight_en), scratch_write.addr.eq(key_value.weight_addr),
                      scratch_write.data.eq(key_value.weight_data),
                      stream_write.en.eq(drain.stream_we), stream_write.addr.eq(drain.stream_waddr),
@@ -264,7 +264,8 @@ class Engine(wiring.Component):
         # selects, no state is decoded); requests (enables, valids) are ORed: a unit drives them only
         # in its own pass
         # weights: the scan's (CONV) or the head's; the scan of an ATTENTION reads the Kᵀ·V rows
-        m.d.comb += [self.weight_en.eq(Mux(is_op["HEAD"], head.weight_en, scanner.weight_en & ~is_attention)),
+        m.d.comb += [self.bias_addr.eq(Mux(is_op["HEAD"], head.bias_addr, drain.bias_addr)),
+                     self.weight_en.eq(Mux(is_op["HEAD"], head.weight_en, scanner.weight_en & ~is_attention)),
                      self.weight_addr.eq(Mux(is_op["HEAD"], head.weight_addr, scanner.weight_addr)),
                      scratch_read.en.eq(scanner.weight_en & is_attention),
                      scratch_read.addr.eq(scanner.weight_addr)]

@@ -5,11 +5,12 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
+from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import cat_fields, stream_word_layout
 from spikeforge.ops.head import HORNER_STAGES
 
-from .logic import (FITS_PARTS, check_params, count_nested, descriptor_copy, enabled_parts, fits_parts, high_bits,
-                    replicated)
+from .logic import (FITS_PARTS, check_params, count_nested, delayed, descriptor_copy, enabled_parts, fits_parts,
+                    high_bits, replicated)
 
 __all__ = ["Head"]
 
@@ -29,8 +30,9 @@ class Head(wiring.Component):
     HEAD_CHECK raises ``overflow`` for a logit wider than ``check_bits``.
 
     Every block-RAM word and weight row goes into a register before logic, and the Horner step is
-    pipelined (every lane's bit of the step picked out of the word read, then the channel's bit, then
-    the term; the logits add it), so that the loop of the logits is one adder. The head advances only in the cycles after
+    pipelined (the weight row comes :data:`~spikeforge.interface.external.ROW_READ_LATENCY` cycles after
+    its request, the sums word is read that much later; every lane's bit of the step picked out of the
+    word read, then the channel's bit, then the term; the logits add it), so that the loop of the logits is one adder. The head advances only in the cycles after
     ``run_next``: its control and each bank of its registers run under their own registered copy of it
     (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
     registers. The pass takes ``tiles·T·H·W + 2 + sum_bits·(cin + 1)
@@ -103,7 +105,6 @@ class Head(wiring.Component):
         logits = self.logits
         parts["sums"].submodules.sums = sums = memory.Memory(shape=self.logit_word, depth=p.max_tiles, init=[])
         sums_write, sums_read = sums.write_port(), sums.read_port()
-        m.d.comb += sums_read.en.eq(0)
 
         tile, t = Signal.like(last_tile, name="tile"), Signal.like(last_t, name="t")
         y, x = Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
@@ -123,11 +124,14 @@ class Head(wiring.Component):
         # the range checks of the logits (unwrapped) and of the sums written, in FITS_PARTS registers per
         # lane, set with the values: their conjunction comes a cycle later
         logit_fits = Signal(p.n_pe * FITS_PARTS, name="logit_fits")
-        # the bias rows into registers before their adder: the low row, read in each HORNER_SHIFT, taken in
-        # the cycle after it (bias_low_ready); the high row, read once in the first HORNER_FLUSH cycle and
-        # held, taken in every cycle (there HORNER_STAGES − 1 cycles before HEAD_BIAS)
+        # the bias rows into registers before their adder: the low row, requested in each HORNER_SHIFT, taken
+        # when it comes (bias_low_ready, ROW_READ_LATENCY cycles later); the high row, requested once in the
+        # first HORNER_FLUSH cycle and held, taken in every cycle (there from ROW_READ_LATENCY + 1 cycles
+        # later, by HEAD_BIAS)
+        assert HORNER_STAGES >= ROW_READ_LATENCY + 1
         bias_low, bias_high = Signal(self.acc_word, name="bias_low"), Signal(self.acc_word, name="bias_high")
-        bias_low_ready = Signal()
+        bias_low_requested = Signal()
+        bias_low_ready, = delayed(m, [bias_low_requested], "bias_low_ready", ROW_READ_LATENCY - 1)
         with parts["inputs"].If(bias_low_ready):
             parts["inputs"].d.sync += bias_low.eq(self.bias_data)
         parts["inputs"].d.sync += bias_high.eq(self.bias_data)
@@ -137,15 +141,20 @@ class Head(wiring.Component):
         # (rows weight_base + ci, counted up), the low bias row in HORNER_SHIFT, the high one after the last
         bias_high_row = Signal.like(d.bias_base, name="bias_high_row")
         desc.d.sync += bias_high_row.eq(d.bias_base + 1)
-        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0), bias_low_ready.eq(0), clear_logits.eq(0),
+        m.d.sync += [self.weight_en.eq(0), self.bias_en.eq(0), bias_low_requested.eq(0), clear_logits.eq(0),
                      add_bias.eq(0)]
-        # the step read in a HORNER cycle (loaded in every cycle: no term is read in others): the bit as
-        # a one-hot mask (a copy per four lanes it picks from, below), the channel's lane, the bit's sign,
-        # the doubling after it
-        read_mask = replicated(parts["pick"], (Const(1, p.logit_bits) << bit)[:p.logit_bits], (p.n_pe + 3) // 4,
-                               "read_mask")
-        parts["pick"].d.sync += [read_lane.eq(ci[:lb] if lb else 0), read_sign.eq(bit == top_bit),
-                                 read_double.eq((ci == last_ci) & (bit != 0))]
+        # the step of a HORNER cycle, carried along while its weight row comes (ROW_READ_LATENCY cycles): the
+        # sums word is read, and the step's picks are registered, in the last of those cycles (loaded in
+        # every cycle: no term is read in others): the bit as a one-hot mask (a copy per four lanes it picks
+        # from, below), the channel's lane, the bit's sign, the doubling after it
+        horner, step_ci, step_bit = Signal(), Signal.like(ci), Signal.like(bit)
+        m.d.comb += [step_ci.eq(ci), step_bit.eq(bit)]
+        read_en, read_ci, read_bit = delayed(parts["pick"], [horner, step_ci, step_bit], "step", ROW_READ_LATENCY - 1)
+        m.d.comb += [sums_read.en.eq(read_en), sums_read.addr.eq(read_ci >> lb)]
+        read_mask = replicated(parts["pick"], (Const(1, p.logit_bits) << read_bit)[:p.logit_bits],
+                               (p.n_pe + 3) // 4, "read_mask")
+        parts["pick"].d.sync += [term_read.eq(read_en), read_lane.eq(read_ci[:lb] if lb else 0),
+                                 read_sign.eq(read_bit == top_bit), read_double.eq((read_ci == last_ci) & (read_bit != 0))]
         with m.FSM():
             with m.State("IDLE"):
                 # the counters start over while idle, rather than at start (a register enable fewer on
@@ -166,15 +175,15 @@ class Head(wiring.Component):
                     m.d.sync += [self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER"):
-                m.d.comb += [sums_read.en.eq(1), sums_read.addr.eq(ci >> lb)]
-                m.d.sync += [term_read.eq(1), self.weight_addr.eq(self.weight_addr + 1)]
+                m.d.comb += horner.eq(1)
+                m.d.sync += self.weight_addr.eq(self.weight_addr + 1)
                 with m.If(ci == last_ci):
                     m.d.sync += [ci.eq(0), self.bias_en.eq(1), self.bias_addr.eq(d.bias_base)]
                     m.next = "HORNER_SHIFT"
                 with m.Else():
                     m.d.sync += [ci.eq(ci + 1), self.weight_en.eq(1)]
             with m.State("HORNER_SHIFT"):
-                m.d.sync += [term_read.eq(0), bias_low_ready.eq(1)]
+                m.d.sync += bias_low_requested.eq(1)
                 with m.If(bit == 0):
                     m.d.sync += [flush.eq(0), self.bias_en.eq(1), self.bias_addr.eq(bias_high_row)]
                     m.next = "HORNER_FLUSH"

@@ -12,6 +12,7 @@ from spikeforge.interface.bits import index_bits
 from spikeforge.interface.regmap import address_layout, window
 
 from .engine import Engine, host_data_bits
+from .logic import table_read
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["LayerEngine", "LOAD_WEIGHTS", "LOAD_BIAS", "LOAD_THRESHOLD", "LOAD_SPIKES", "layer_params"]
@@ -81,16 +82,18 @@ class LayerEngine(wiring.Component):
         m.submodules.engine = engine = Engine(p)
         desc = engine.desc
         input_groups = -(-self.params.max_cin // self.params.n_pe)
-        # the layer's tables on chip, loaded through the load port (the accelerator reads them from
-        # external memory)
+        # the layer's tables on chip, loaded through the load port, answering as the accelerator's readers
+        # of external memory do
         tables = {LOAD_WEIGHTS: ("weight", engine.row, p.weight_rows), LOAD_BIAS: ("bias", engine.acc_word, p.bias_rows),
                   LOAD_THRESHOLD: ("threshold", engine.membrane_word, p.threshold_rows)}
         for target, (name, shape, depth) in tables.items():
             m.submodules[name] = table = memory.Memory(shape=shape, depth=depth, init=[])
             write, read = table.write_port(), table.read_port()
             m.d.comb += [write.en.eq(self.load_valid & (self.load_target == target)), write.addr.eq(self.load_addr),
-                         write.data.eq(self.load_data), read.en.eq(getattr(engine, f"{name}_en")),
-                         read.addr.eq(getattr(engine, f"{name}_addr")), getattr(engine, f"{name}_data").eq(read.data)]
+                         write.data.eq(self.load_data),
+                         getattr(engine, f"{name}_data").eq(table_read(m, read, getattr(engine, f"{name}_en"),
+                                                                       getattr(engine, f"{name}_addr"),
+                                                                       f"{name}_request"))]
         m.d.comb += [
             engine.host_we.eq(self.load_valid & (self.load_target == LOAD_SPIKES)),
             engine.host_window.eq(window("SPIKES").index),

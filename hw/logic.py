@@ -1,7 +1,7 @@
 """Small pieces of logic shared by the engine's components: nested loop counters, the two's complement
 range check, popcount, a many-term sum with one carry chain, a unit's registered copy of the descriptor,
-the parts of a unit that stall apart, the check of the build parameters they take, and the rings and row
-addresses of the external-memory tables' readers and writers."""
+the parts of a unit that stall apart, the check of the build parameters they take, the rings and row
+addresses of the external-memory tables' readers and writers, and on-chip tables read like them."""
 
 from types import SimpleNamespace
 
@@ -9,12 +9,12 @@ from amaranth import Cat, Const, Mux, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 
 from spikeforge.interface.bits import ceil_div
-from spikeforge.interface.external import BEAT_BITS, row_stride
+from spikeforge.interface.external import BEAT_BITS, ROW_READ_LATENCY, row_stride
 from spikeforge.interface.params import AcceleratorParams
 
 __all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
            "enabled_parts", "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "ring_after",
-           "row_address", "sign_extended", "spike_group", "table_rows"]
+           "row_address", "sign_extended", "spike_group", "table_read", "table_rows"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
@@ -170,6 +170,16 @@ def delayed(m, values, name, cycles=1):
         m.d.sync += [register.eq(value) for register, value in zip(registers, values)]
         values = registers
     return list(values)
+
+
+def table_read(m, port, en, addr, name):
+    """Connect the block-RAM read port ``port`` to a unit's table requests ``en``, ``addr`` so that it
+    answers as the row readers of external memory do, :data:`~spikeforge.interface.external.ROW_READ_LATENCY`
+    cycles later (the request registered first); returns the read data. For tables kept on chip (the
+    layer engine's, the units' testbenches), where the core never stalls."""
+    en_at, addr_at = delayed(m, [en, addr], name, ROW_READ_LATENCY - 1)
+    m.d.comb += [port.en.eq(en_at), port.addr.eq(addr_at)]
+    return port.data
 
 
 def registered_select(m, words, index, name, width=32):

@@ -27,27 +27,34 @@ class RowReader(wiring.Component):
     The engine reads rows mostly in sequence (a layer's weight rows, a tile's bias and threshold
     rows, descriptors), so the reader keeps fetching the rows after the last one asked for into a
     ring of ``depth`` rows while the engine computes, :data:`BURSTS_IN_FLIGHT` bursts at a time; a
-    request for the row served last, or for the ring's head, is a hit. A request that is not a hit
-    sets ``waiting`` from the next cycle until the row is in ``data``: the accelerator stalls its core
-    (``stall``) meanwhile. A row off the stream starts it over there in the next cycle (the ring
-    emptied, the bursts in flight discarded). ``waiting_next`` is its value in the next cycle, from
-    which the accelerator registers the core's enables (one copy per unit, so that no single net
-    reaches every flip-flop of the core); the request's address meets two carry chains before it (its
+    request for the row served last, or for the ring's head, is a hit. A request goes into a register
+    first (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`: its row is in ``data`` two cycles
+    of the core later), and is decided from there in the next cycle the core runs: the requesting unit
+    may lie across the chip, and the decision fans out to the whole core. A request that is not a hit
+    sets ``waiting`` from the cycle after its decision until the row is in ``data``: the accelerator
+    stalls its core (``stall``) meanwhile. A row off the stream starts it over there in the next cycle
+    (the ring emptied, the bursts in flight discarded). ``waiting_next`` is its value in the next cycle,
+    from which the accelerator registers the core's enables (one copy per unit, so that no single net
+    reaches every flip-flop of the core); the registered address meets two carry chains before it (its
     difference to the row served last, and the decision). Prefetching runs while ``active``.
 
     A table the accelerator also writes (SPILL, :class:`~spikeforge.hw.row_writer.RowWriter`) never
-    serves a row older than a write to it: every write taken makes the reader forget every row
-    (``invalidate``: the ring, the row served last, the bursts in flight), a request in the same cycle
-    misses, and no burst starts until the writes have landed (``active`` low while the writer is not
-    ``empty``). So a read sees every write taken before it or in its cycle, and the prefetch never
-    holds a row across a write.
+    serves a row older than a write to it: every write the writer takes makes the reader forget every row
+    (``invalidate``: the ring, the row served last, the bursts in flight), a request decided in the same
+    cycle misses, and no burst starts until the writes have landed (``active`` low while the writer is not
+    ``empty`` in the next cycle). Writes and reads are registered alike, so the core's read in the cycle
+    of its write is decided in the cycle the write is taken: a read sees every write the core made before
+    it or in its cycle, and the prefetch never holds a row across a write. The core must not write the
+    table in the cycle after a read (while that read is decided, a write could reach memory before its
+    row is fetched): the accelerator reads SPILL in LOAD descriptors and writes it in STORE descriptors.
 
     Ports
     -----
     en : In(1)
     addr : In(tag_bits)
         Request row ``addr`` (taken only in a cycle without ``stall``); its data are in ``data`` at
-        the next cycle without stall, like a read port of a memory (held while nothing is served).
+        the second cycle without stall after it, like a read port of a memory with its address
+        registered (held while nothing is served).
     data : Out(row_bits)
     waiting : Out(1)
         A request missed and its row is not in ``data`` yet.
@@ -56,11 +63,13 @@ class RowReader(wiring.Component):
     stall : In(1)
         The core stands still this cycle (because some reader is ``waiting``): requests are ignored.
     flush : In(1)
-        Forget every row (a new run: the memory may have been rewritten); a request in this cycle is dropped.
+        Forget every row (a new run: the memory may have been rewritten); a request in this cycle, or
+        registered, is dropped.
     invalidate : In(1)
-        Forget every row (a row of the table is written in this cycle); a request in this cycle misses.
+        Forget every row (a row of the table is written in this cycle); a request decided in this cycle
+        misses.
     active : In(1)
-        Bursts allowed.
+        Bursts may start from the next cycle on (a burst request is a register, decided a cycle ahead).
     base : In(addr_bits)
         Byte address of row 0 (aligned to ``row_stride(row_bits)``); addresses have ``addr_bits`` bits
         (the build's ``memory_address_bits``) and wrap.
@@ -107,6 +116,11 @@ class RowReader(wiring.Component):
         push = burst.beat_last & (stale == 0)     # a row of the stream arrives
 
         forget = self.flush | self.invalidate
+        # the request, registered in the core's cycles: everything below decides from these flip-flops
+        # (held while the core stands still, so that a request taken before a stall is decided after it)
+        en, addr = Signal(name="request_en"), Signal(self.tag_bits, name="request_addr")
+        with m.If(~self.stall | self.flush):
+            m.d.sync += [en.eq(self.en & ~self.flush), addr.eq(self.addr)]
         # Hits. A request hits the row served last (tag s) or the ring's head (s + 1): the rows are a
         # stream, and a wait ends by serving the head. So the address is not compared with two tags:
         # s is subtracted from it once, on a carry chain (s is kept negated, so that this is a sum), and
@@ -125,12 +139,12 @@ class RowReader(wiring.Component):
             minus_served = Signal(self.tag_bits, init=1, name=f"minus_served{FANOUT_SUFFIX}{index}")
             # (a bit wider, and kept: Yosys maps a sum of at most 4 bits to LUTs, not to a carry chain)
             difference = Signal(self.tag_bits + 1, name=f"difference{index}", attrs={"keep": 1})
-            m.d.comb += difference.eq(self.addr + minus_served)
+            m.d.comb += difference.eq(addr + minus_served)
             far = [("|", bit) for bit in difference[1:self.tag_bits]]    # the difference is neither 0 nor 1
-            odd = self.addr[0] ^ minus_served[0]                         # its bit 0, from a LUT
+            odd = addr[0] ^ minus_served[0]                         # its bit 0, from a LUT
             # a request for the head (difference 1) while in the ring, or the awaited row at the head
             serve = Signal(name=f"serve{index}")
-            m.d.comb += serve.eq(_chained(empty + far + [("|", ~(self.en & odd)), ("|", self.stall),
+            m.d.comb += serve.eq(_chained(empty + far + [("|", ~(en & odd)), ("|", self.stall),
                                                          ("|", self.invalidate), ("&", ~serve_waiting)], invert=True))
             with m.If(serve):
                 # the awaited row is ``wanted``
@@ -146,20 +160,20 @@ class RowReader(wiring.Component):
         with m.If(serve):
             m.d.sync += [served.eq(1)] + [copy.eq(after(copy)) for copy in heads]
         with m.If(~self.stall):
-            m.d.sync += wanted.eq(self.addr)
+            m.d.sync += wanted.eq(addr)
         # A miss: a request neither for the served row (difference 0) nor for the head while in the ring
         # (1), or any request while the rows are invalidated; it restarts the stream unless it asked for
         # the head (of a ring not invalidated). Bit 0 of the difference comes from
         # the sum here, from a LUT above: a signal has one polarity, and an inverter is a level.
         head_missing = [("|", difference[0])] + [("&", bit) for _, bit in empty]   # 1 or more, ring empty
         # 0, with nothing served: then s is -1, and the difference's bit 0 the address's complement
-        nothing_served = self.addr[0] & ~served
+        nothing_served = addr[0] & ~served
         # a miss and the serving of a waiting request exclude each other (requests wait with the core)
         m.d.comb += self.waiting_next.eq(_chained(head_missing + far + [
-            ("|", nothing_served), ("|", self.invalidate), ("&", self.en), ("&", ~self.stall),
+            ("|", nothing_served), ("|", self.invalidate), ("&", en), ("&", ~self.stall),
             ("|", self.waiting & ~serve_waiting), ("&", ~self.flush)]))
         m.d.sync += self.waiting.eq(self.waiting_next)
-        restarting = [("|", nothing_served)] + far + [("|", self.invalidate), ("&", self.en), ("&", ~self.stall),
+        restarting = [("|", nothing_served)] + far + [("|", self.invalidate), ("&", en), ("&", ~self.stall),
                                                       ("&", ~self.flush)]
         m.d.sync += restart.eq(_chained(restarting))
         # the awaited row is the head (the miss asked for it, or restarted the stream there): it is

@@ -17,12 +17,15 @@ class RowWriter(wiring.Component):
     as one burst of ``⌈row_bits / 32⌉`` words (rows ``row_stride(row_bits)`` bytes apart from ``base``,
     :mod:`spikeforge.interface.external`), the mirror of :class:`~spikeforge.hw.row_reader.RowReader`.
 
-    A row written waits in a ring of ``depth`` rows (distributed RAM) until its burst's words are all
-    answered (it has landed); rows go out in the order they were written. While the ring is full the core
-    must not write: ``waiting_next`` says that it is full in the next cycle, and the accelerator stalls
-    the core then, as for a reader's miss. ``empty`` tells the table's reader that no write is pending
-    (it starts no burst before; ``accepted`` makes it forget its rows) and the accelerator that the
-    run's writes have all landed.
+    A write goes into a register first, and into the ring in the next cycle (``accepted``), as a reader
+    registers its requests: the writing unit may lie across the chip. A row waits in the ring of
+    ``depth`` rows (distributed RAM) until its burst's words are all answered (it has landed); rows go
+    out in the order they were written. The core must not write while the ring has no room for its
+    write: ``waiting_next`` says, from registers, that the next cycle may not write — the ring, with the
+    write registered now, holds ``depth − 1`` rows or more (a write in this cycle may still come, and
+    takes the last slot) — and the accelerator stalls the core then, as for a reader's miss. ``empty``
+    tells the table's reader that no write is pending (it starts no burst before; ``accepted`` makes it
+    forget its rows) and the accelerator that the run's writes have all landed.
 
     Ports
     -----
@@ -31,14 +34,16 @@ class RowWriter(wiring.Component):
     data : In(row_bits)
         Write ``data`` to row ``addr`` (taken only in a cycle without ``stall``).
     accepted : Out(1)
-        A write is taken in this cycle (``en`` without ``stall``).
+        A write enters the ring in this cycle (the one registered in the cycle before).
     waiting_next : Out(1)
-        The ring is full in the next cycle: no write may come then.
+        No write may come in the next cycle.
     stall : In(1)
         The core stands still this cycle: ``en`` is ignored.
     empty : Out(1)
-        No row queued or in flight (a register: low from the cycle after a write is taken until its
+        No row registered, queued or in flight (a register: low from the cycle after a write until its
         last word is answered).
+    empty_next : Out(1)
+        ``empty`` in the next cycle (for the reader's burst requests, registers decided a cycle ahead).
     base : In(addr_bits)
         Byte address of row 0 (aligned to ``row_stride(row_bits)``); addresses have ``addr_bits`` bits
         (the build's ``memory_address_bits``) and wrap.
@@ -50,7 +55,7 @@ class RowWriter(wiring.Component):
         table_rows(self, row_bits, depth, tag_bits)
         super().__init__({
             "en": In(1), "addr": In(tag_bits), "data": In(row_bits), "accepted": Out(1), "waiting_next": Out(1),
-            "stall": In(1), "empty": Out(1, init=1), "base": In(addr_bits),
+            "stall": In(1), "empty": Out(1, init=1), "empty_next": Out(1), "base": In(addr_bits),
             "burst": Out(burst_signature(addr_bits, write=True)),
         })
 
@@ -70,11 +75,16 @@ class RowWriter(wiring.Component):
         head, sent, granted, tail = (Signal(slot_bits + 1, name=name) for name in ("head", "sent", "granted", "tail"))
         m.d.comb += [ring_write.addr.eq(tail[:slot_bits]), ring_read.addr.eq(sent[:slot_bits])]
 
-        # a write: into the ring's slot at the tail
+        # a write: into a register, then into the ring's slot at the tail
+        written = self.en & ~self.stall
+        request_addr, request_data = Signal.like(self.addr, name="request_addr"), Signal.like(self.data, name="request_data")
+        m.d.sync += self.accepted.eq(written)
+        with m.If(written):
+            m.d.sync += [request_addr.eq(self.addr), request_data.eq(self.data)]
         address = Signal(addr_bits)
-        m.d.comb += [self.accepted.eq(self.en & ~self.stall), ring_write.en.eq(self.accepted),
-                     address.eq(row_address(self.base, self.addr, self.row_bits)),
-                     ring_write.data.eq(Cat(address, self.data))]
+        m.d.comb += [ring_write.en.eq(self.accepted),
+                     address.eq(row_address(self.base, request_addr, self.row_bits)),
+                     ring_write.data.eq(Cat(address, request_data))]
         tail_next = self._stepped(m, tail, self.accepted)
 
         # the row at ``sent`` goes out: its address at the grant, then its words, lowest first, one per
@@ -93,10 +103,13 @@ class RowWriter(wiring.Component):
         granted_next = self._stepped(m, granted, burst.ready)
         m.d.sync += burst.valid.eq(granted_next != tail_next)
 
-        # a row has landed with its last answer; the ring is full when the tail is a lap ahead of the head
+        # a row has landed with its last answer. The next cycle may write when, after this one, the ring
+        # has room for two more rows: the one a write now registers, and its own
         head_next = self._stepped(m, head, burst.beat_last)
-        m.d.sync += self.empty.eq(head_next == tail_next)
-        m.d.comb += self.waiting_next.eq(tail_next == Cat(head_next[:slot_bits], ~head_next[slot_bits]))
+        m.d.comb += self.empty_next.eq((head_next == tail_next) & ~written)
+        m.d.sync += self.empty.eq(self.empty_next)
+        lapped = Cat(head_next[:slot_bits], ~head_next[slot_bits])       # the tail of a full ring
+        m.d.comb += self.waiting_next.eq((tail_next == lapped) | (ring_after(tail_next, self.depth) == lapped))
         return m
 
     def _stepped(self, m, position, step):

@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_BITS, DESCRIPTOR_LAYOUT, DESCRIPTOR_SETTLE_CYCLES, OPCODES
+from spikeforge.interface.external import ROW_READ_LATENCY
 
 __all__ = ["Sequencer"]
 
@@ -13,7 +14,8 @@ class Sequencer(wiring.Component):
     """Executes descriptors from ``start_pc`` until an END descriptor or the breakpoint ``stop_pc``
     (0: none), one at a time; logs each descriptor's cycles.
 
-    Per descriptor: FETCH (the program read), DECODE (``desc`` loaded),
+    Per descriptor: FETCH (the program read), ROW_READ_LATENCY − 1 READ cycles (the row on its way,
+    :data:`~spikeforge.interface.external.ROW_READ_LATENCY`), DECODE (``desc`` loaded),
     :data:`~spikeforge.interface.descriptor.DESCRIPTOR_SETTLE_CYCLES` SETTLE cycles, in which the
     engine's units register the fields they use and what they derive from them, then RUN
     (``engine_start``) and WAIT until ``engine_done``.
@@ -31,8 +33,8 @@ class Sequencer(wiring.Component):
         Descriptor being executed, or where the run stopped.
     prog_en, prog_addr : Out
     prog_data : In(DESCRIPTOR_BITS)
-        Program read port (data the cycle after ``prog_en``, held while it is low); both from
-        registers (``prog_addr`` is ``pc``).
+        Program read port (data ROW_READ_LATENCY cycles after ``prog_en``, held while it is low); both
+        from registers (``prog_addr`` is ``pc``).
     desc : Out(DESCRIPTOR_LAYOUT)
         The descriptor being executed, for the engine: loaded ``DESCRIPTOR_SETTLE_CYCLES`` cycles
         before ``engine_start``, held until ``engine_done``.
@@ -59,6 +61,7 @@ class Sequencer(wiring.Component):
         m.d.sync += op_cycles.eq(op_cycles + 1)
         fetched = self.prog_data
         settle = Signal(range(max(1, DESCRIPTOR_SETTLE_CYCLES)))
+        reading = Signal(range(max(1, ROW_READ_LATENCY - 1)))
         opcode = fetched[:len(self.desc.op)]
         # the program read goes out of registers: the address is pc, the enable is loaded with pc in the
         # cycle before FETCH, false at the breakpoint (the comparison with the next pc is registered
@@ -73,10 +76,14 @@ class Sequencer(wiring.Component):
                                  prog_en.eq((self.stop_pc == 0) | (self.start_pc != self.stop_pc))]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.sync += op_cycles.eq(1)
+                m.d.sync += [op_cycles.eq(1), reading.eq(0)]
                 with m.If(~prog_en):
                     m.next = "FINISH"
                 with m.Else():
+                    m.next = "READ" if ROW_READ_LATENCY > 1 else "DECODE"
+            with m.State("READ"):
+                m.d.sync += reading.eq(reading + 1)
+                with m.If(reading == ROW_READ_LATENCY - 2):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += self.desc.eq(fetched)

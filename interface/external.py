@@ -18,13 +18,17 @@ spill region from their base must lie below ``2**memory_address_bits``.
 from .bits import ceil_div, index_bits
 from .regmap import word_bits
 
-__all__ = ["BEAT_BITS", "WORD_OFFSET_BITS", "REGION_ALIGN", "IMAGE_TABLES", "SPILL", "TABLE_ORDER", "row_stride",
+__all__ = ["BEAT_BITS", "WORD_OFFSET_BITS", "ROW_READ_LATENCY", "REGION_ALIGN", "IMAGE_TABLES", "SPILL", "TABLE_ORDER", "row_stride",
            "spill_shape", "table_offsets", "external_bytes", "external_words"]
 
 #: Data bits of one beat of the external memory bus.
 BEAT_BITS = 32
 #: Low bits of a byte address that select a byte in a beat: a word address leaves them out.
 WORD_OFFSET_BITS = (BEAT_BITS // 8).bit_length() - 1
+#: Cycles the core runs from a table row's request to the row in hand: the request is registered beside
+#: the table's reader, whose hit logic (and the stall it decides) starts from those flip-flops rather than
+#: from the requesting unit across the chip, and the row is loaded in the cycle after.
+ROW_READ_LATENCY = 2
 #: Alignment of each table in bytes.
 REGION_ALIGN = 4096
 #: The tables of a program image, in the order they lie in external memory.

@@ -7,6 +7,7 @@ import numpy as np
 
 from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.descriptor import OPCODES
+from spikeforge.interface.external import ROW_READ_LATENCY
 
 from pydantic import Field
 
@@ -81,9 +82,11 @@ def emit(layer, program):
     program.need(layer, max_cin=C, max_tiles=tiles, logit_bits=logit_bits, classes=classes)
 
 
-#: Pipeline stages of the head's Horner step after its reads (``hw/head.py``): every lane's bit of the
-#: step (in parts) and the weight row registered; the channel's bit and the signed row; the term.
-HORNER_STAGES = 3
+#: Pipeline stages of the head's Horner step after its requests (``hw/head.py``): the weight row's
+#: latency (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`), the last cycle of which reads the
+#: sums word; every lane's bit of the step (in parts) and the weight row registered; the channel's bit and
+#: the signed row; the term.
+HORNER_STAGES = ROW_READ_LATENCY + 2
 
 
 def cycles(fields, spikes):

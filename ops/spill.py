@@ -9,6 +9,7 @@ write (``hw/spill_mover.py``).
 """
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
+from spikeforge.interface.external import ROW_READ_LATENCY
 
 from .conv import SPIKE_READ_LATENCY
 
@@ -17,8 +18,8 @@ __all__ = ["OPCODES_MOVED", "LOAD_LATENCY", "MAX_GROUPS", "rows", "emit", "cycle
 #: The opcodes of this module, by the direction they copy.
 OPCODES_MOVED = {"STORE": OPCODES["STORE"], "LOAD": OPCODES["LOAD"]}
 #: Cycles from a LOAD's last SPILL request to its row in hand: the request leaves a register, and the
-#: SPILL reader answers like a memory read port in the next cycle the core runs.
-LOAD_LATENCY = 1
+#: SPILL reader answers like the other tables' (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`).
+LOAD_LATENCY = ROW_READ_LATENCY
 #: Groups one descriptor copies at most (its ``tiles`` field); a larger tensor takes several.
 MAX_GROUPS = (1 << DESCRIPTOR_LAYOUT["tiles"].width) - 1
 

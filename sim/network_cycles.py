@@ -12,6 +12,7 @@ import numpy as np
 
 from spikeforge.interface.descriptor import DESCRIPTOR_SETTLE_CYCLES, OPCODES, unpack
 from spikeforge.interface.encoding import bit_planes
+from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import SpatialTiles
 from spikeforge.ops import BY_OPCODE
 from spikeforge.ops.pool import maxpool_spikes
@@ -20,13 +21,13 @@ __all__ = ["SEQUENCER_CYCLES", "DONE_CYCLES", "END_CYCLES", "BREAKPOINT_CYCLES",
            "descriptor_cycles", "network_cycles", "run_cycles", "spikes_at", "trace_tensors"]
 
 #: Cycles of a descriptor in OP_CYCLES before the engine's first state: the sequencer's FETCH (the
-#: counter restarts at 1 there), DECODE, the descriptor's settle cycles and RUN (engine_start; the
-#: engine leaves IDLE).
-SEQUENCER_CYCLES = 3 + DESCRIPTOR_SETTLE_CYCLES
+#: counter restarts at 1 there) and READ (the program row's latency, ROW_READ_LATENCY in all), DECODE,
+#: the descriptor's settle cycles and RUN (engine_start; the engine leaves IDLE).
+SEQUENCER_CYCLES = ROW_READ_LATENCY + 2 + DESCRIPTOR_SETTLE_CYCLES
 #: The engine's DONE cycle: the sequencer logs OP_CYCLES in it, so it is not in the log, but CYCLES counts it.
 DONE_CYCLES = 1
-#: The END descriptor (never logged): FETCH, DECODE and FINISH.
-END_CYCLES = 3
+#: The END descriptor (never logged): FETCH, READ, DECODE and FINISH.
+END_CYCLES = ROW_READ_LATENCY + 2
 #: The opcodes whose cycles depend on the spikes they read at ``in_base``.
 _READ_SPIKES = {OPCODES[name] for name in ("CONV", "POOL", "ATTENTION")}
 #: A run stopped at a breakpoint (``stop_pc``): FETCH of that descriptor and FINISH.

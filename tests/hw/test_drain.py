@@ -9,6 +9,7 @@ from amaranth import signed
 from amaranth.lib import data, memory
 
 from spikeforge.hw.drain import Drain
+from spikeforge.hw.logic import table_read
 from spikeforge.hw.spike_memory import SpikeMemory
 from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
@@ -45,9 +46,9 @@ def _harness(contents):
         stream_read, stream_write = h.stream.read_port(), h.stream.write_port()
         m.d.sync += dr.acc_data.eq(acc.data)     # two cycles, like the accumulator array
         m.d.comb += [acc.addr.eq(dr.acc_addr),
-                     bias.en.eq(dr.bias_en), bias.addr.eq(dr.bias_addr), dr.bias_data.eq(bias.data),
-                     threshold.en.eq(dr.threshold_en), threshold.addr.eq(dr.threshold_addr),
-                     dr.threshold_data.eq(threshold.data),
+                     dr.bias_data.eq(table_read(m, bias, dr.bias_en, dr.bias_addr, "bias_request")),
+                     dr.threshold_data.eq(table_read(m, threshold, dr.threshold_en, dr.threshold_addr,
+                                                     "threshold_request")),
                      stream_read.addr.eq(dr.stream_addr), dr.stream_data.eq(stream_read.data),
                      stream_write.en.eq(dr.stream_we), stream_write.addr.eq(dr.stream_waddr),
                      stream_write.data.eq(dr.stream_wdata)]

@@ -10,8 +10,10 @@ from amaranth import signed
 from amaranth.lib import data, memory
 
 from spikeforge.hw.head import Head
+from spikeforge.hw.logic import table_read
 from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
+from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import high_lanes, pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
 from spikeforge.ops.base import wrap
@@ -34,9 +36,9 @@ def _harness(P, stream, weights, bias):
         head = h.head
         stream_read, weight_read, bias_read = h.stream.read_port(), h.weights.read_port(), h.bias.read_port()
         m.d.comb += [stream_read.addr.eq(head.stream_addr), head.stream_data.eq(stream_read.data),
-                     weight_read.en.eq(head.weight_en), weight_read.addr.eq(head.weight_addr),
-                     head.weight_data.eq(weight_read.data),
-                     bias_read.en.eq(head.bias_en), bias_read.addr.eq(head.bias_addr), head.bias_data.eq(bias_read.data)]
+                     head.weight_data.eq(table_read(m, weight_read, head.weight_en, head.weight_addr,
+                                                    "weight_request")),
+                     head.bias_data.eq(table_read(m, bias_read, head.bias_en, head.bias_addr, "bias_request"))]
 
     return Harness(connect, head=Head(P), **memories)
 
@@ -72,8 +74,10 @@ def _case(P, seed, tiles=2, T=2, H=2, W=3, cin=7, stream_range=60, bias_range=10
 
 
 def _cycles(desc):
-    # SUM, its flush (2), Horner per bit (cin + shift), its flush (3 stages), bias, check
-    return desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 2 + desc["sum_bits"] * (desc["cin"] + 1) + 3 + 2
+    # SUM, its flush (2), Horner per bit (cin + shift), its flush (the weight row's latency, the pick, the
+    # term), bias, check
+    return (desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 2 + desc["sum_bits"] * (desc["cin"] + 1)
+            + ROW_READ_LATENCY + 2 + 2)
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 2, 3), (2, 1, 1, 1), (2, 3, 1, 2), (1, 1, 1, 1)])

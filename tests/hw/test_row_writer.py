@@ -17,7 +17,7 @@ from spikeforge.hw.burst_arbiter import BurstArbiter
 from spikeforge.hw.row_reader import RowReader
 from spikeforge.hw.row_writer import RowWriter
 from spikeforge.interface.descriptor import OPCODES, pack, unpack
-from spikeforge.interface.external import external_bytes, row_stride
+from spikeforge.interface.external import ROW_READ_LATENCY, external_bytes, row_stride
 from spikeforge.interface.regmap import CTRL_BITS
 from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.sim.memory_model import MemoryModel
@@ -51,7 +51,7 @@ def _table(latency, bytes_per_cycle):
         m.d.sync += h.run.eq(~(h.reader.waiting_next | h.writer.waiting_next))
         m.d.comb += [h.reader.stall.eq(~h.run), h.writer.stall.eq(~h.run), h.reader.base.eq(BASE),
                      h.writer.base.eq(BASE), h.reader.invalidate.eq(h.writer.accepted),
-                     h.reader.active.eq(h.writer.empty)]
+                     h.reader.active.eq(h.writer.empty_next)]
         wiring.connect(m, h.writer.burst, h.arbiter.writers[0])
         wiring.connect(m, h.reader.burst, h.arbiter.readers[0])
         wiring.connect(m, h.arbiter.bus, h.model.bus)
@@ -72,17 +72,18 @@ def _stored(ctx, dut, tag):
 
 async def _core(ctx, dut, program, limit=20_000):
     """Run ``program`` as the core would: per cycle in which the core runs, ``(row to read or None, (row,
-    data) to write or None)``; a stalled cycle presents nothing. Checks each read's data (in the next
-    cycle the core runs) against every write before it or in its cycle; that ``empty`` is low from the
+    data) to write or None)``; a stalled cycle presents nothing. Checks each read's data
+    (:data:`ROW_READ_LATENCY` cycles of the core later) against every write before it or in its cycle; that ``empty`` is low from the
     cycle after a write until its row is in memory; that the reader starts no burst while a write is
     pending. Returns the cycles stalled, the cycles the ring was full next, and each row's grants to the
     reader."""
     memory = {tag: _initial(tag) for tag in range(1 << TAG_BITS)}
     pending = []                   # rows written that must be in memory once ``empty``
-    awaited, wrote, stalled, full, fetched = None, False, 0, 0, []
+    awaited, wrote, stalled, full, fetched = [], False, 0, 0, []     # awaited: [core cycles to go, row, data]
+    just_read = False
     steps = list(program)
     for cycle in range(limit):
-        if not steps and awaited is None and not pending and ctx.get(dut.writer.empty):
+        if not steps and not awaited and not pending and ctx.get(dut.writer.empty):
             return stalled, full, fetched
         empty = ctx.get(dut.writer.empty)
         assert not (wrote and empty), f"empty in the cycle after a write, cycle {cycle}"
@@ -99,11 +100,15 @@ async def _core(ctx, dut, program, limit=20_000):
         ctx.set(dut.writer.en, 0)
         wrote = False
         if not stall:
-            if awaited is not None:
-                assert ctx.get(dut.reader.data) == awaited[1], f"row {awaited[0]} at cycle {cycle}"
-                awaited = None
+            for entry in awaited:
+                entry[0] -= 1
+            if awaited and awaited[0][0] == 0:
+                _, row, value = awaited.pop(0)
+                assert ctx.get(dut.reader.data) == value, f"row {row} at cycle {cycle}"
             if steps:
                 read, write = steps.pop(0)
+                assert write is None or not just_read, "a write in the cycle after a read: RowReader excludes it"
+                just_read = read is not None
                 if write is not None:
                     ctx.set(dut.writer.en, 1)
                     ctx.set(dut.writer.addr, write[0])
@@ -114,7 +119,7 @@ async def _core(ctx, dut, program, limit=20_000):
                 if read is not None:
                     ctx.set(dut.reader.en, 1)
                     ctx.set(dut.reader.addr, read)
-                    awaited = (read, memory[read])
+                    awaited.append([ROW_READ_LATENCY, read, memory[read]])
         await ctx.tick()
     raise AssertionError("the table stopped serving")
 
@@ -151,6 +156,8 @@ def _mixed_program(rng, n):
         write = None
         if rng.random() < 0.3:
             write = ((tag + rng.choice((-1, 0, 1, 2, 3))) % (1 << TAG_BITS), rng.getrandbits(ROW_BITS))
+        if write is not None and program and program[-1][0] is not None:
+            program.append((None, None))    # no write in the cycle after a read (RowReader)
         program.append((read, write))
         program += [(None, None)] * rng.choice((0, 0, 1, 6))
     return program
@@ -175,7 +182,7 @@ def test_a_prefetched_row_is_read_again_after_a_write_to_it():
     row served last and a row written in the cycle it is read."""
     new2, new3, new5 = (random.Random(tag).getrandbits(ROW_BITS) for tag in (2, 3, 5))
     program = ([(0, None)] + [(None, None)] * 60 + [(None, (2, new2)), (1, None), (2, None)]
-               + [(3, None), (None, (3, new3)), (3, None)] + [(5, (5, new5))])
+               + [(3, None), (None, None), (None, (3, new3)), (3, None)] + [(None, None), (5, (5, new5))])
     dut = _table(8, 2)
 
     async def bench(ctx):

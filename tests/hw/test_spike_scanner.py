@@ -8,6 +8,7 @@ import pytest
 from amaranth import signed
 from amaranth.lib import data, memory
 
+from spikeforge.hw.logic import table_read
 from spikeforge.hw.spike_memory import READ_LATENCY, SpikeMemory
 from spikeforge.hw.spike_scanner import ROW_QUEUE, SpikeScanner
 from spikeforge.interface.descriptor import OPCODES
@@ -22,7 +23,7 @@ def _harness(p, weight_rows):
 
     def connect(m, h):
         s, spikes, read = h.scanner, h.spikes, h.weights.read_port()
-        m.d.comb += [read.en.eq(s.weight_en), read.addr.eq(s.weight_addr), s.weight_data.eq(read.data),
+        m.d.comb += [s.weight_data.eq(table_read(m, read, s.weight_en, s.weight_addr, "weight_request")),
                      spikes.occ_en.eq(s.occ_en), spikes.occ_group.eq(s.occ_group), spikes.occ_lane.eq(s.occ_lane),
                      s.occ_data.eq(spikes.occ_data),
                      spikes.scan_en.eq(s.scan_en), spikes.scan_addr.eq(s.scan_addr),

@@ -10,9 +10,11 @@ import pytest
 
 from amaranth.lib import memory
 
+from spikeforge.hw.logic import table_read
 from spikeforge.hw.spike_memory import READ_LATENCY, SpikeMemory
 from spikeforge.hw.spill_mover import SpillMover
 from spikeforge.interface.descriptor import OPCODES, pack, unpack
+from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.params import EngineParams
 from spikeforge.ops import spill
 from spikeforge.tests.hw.bench import Harness, SpikeHost, read_spike_rows, run_pass, set_desc, simulate, \
@@ -21,7 +23,7 @@ from spikeforge.tests.hw.bench import Harness, SpikeHost, read_spike_rows, run_p
 
 def _harness(p):
     """The mover on a spike memory (shared with the testbench) and a SPILL table of block RAM, read like the
-    SPILL reader (its row the cycle after the request)."""
+    SPILL reader (:func:`~spikeforge.hw.logic.table_read`)."""
     def connect(m, h):
         mover = h.mover
         h.host.connect(m, h.spikes, mover.word_valid, mover.word_addr, mover.word_data, mover.group_addr)
@@ -29,8 +31,8 @@ def _harness(p):
         m.d.comb += [mover.group_data.eq(h.spikes.group_data),
                      write.en.eq(mover.spill_write_en), write.addr.eq(mover.spill_write_addr),
                      write.data.eq(mover.spill_write_data),
-                     read.en.eq(mover.spill_read_en), read.addr.eq(mover.spill_read_addr),
-                     mover.spill_read_data.eq(read.data)]
+                     mover.spill_read_data.eq(table_read(m, read, mover.spill_read_en, mover.spill_read_addr,
+                                                         "spill_request"))]
 
     spikes = SpikeMemory(p)
     table = memory.Memory(shape=p.n_pe * p.max_w, depth=p.spill_rows, init=[])
@@ -84,7 +86,7 @@ def test_load_after_store_restores_every_row_and_occupancy_bit(groups, T, H):
 
     cycles, table, loaded, occupancy = simulate(dut, bench)
     assert cycles == [spill.cycles(unpack(pack(**store))), spill.cycles(unpack(pack(**load)))]
-    assert cycles == [groups * T * H + READ_LATENCY, groups * T * H + 1]
+    assert cycles == [groups * T * H + READ_LATENCY, groups * T * H + ROW_READ_LATENCY]
     # the SPILL rows: the source's rows in order (y innermost, then t, then the group), lane 0 lowest
     order = sorted(rows, key=lambda key: (key[0], key[1], key[2]))
     stored = [sum(row << (lane * p.max_w) for lane, row in enumerate(rows[key])) for key in order]
