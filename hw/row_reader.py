@@ -4,7 +4,6 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.external import BEAT_BITS
 
 from .burst_arbiter import burst_signature
@@ -12,8 +11,8 @@ from .logic import FANOUT_SUFFIX, ring_after, row_address, table_rows
 
 __all__ = ["SERVE_FANOUT", "BURSTS_IN_FLIGHT", "RowReader"]
 
-#: Bits of ``data`` whose clock enables one copy of a reader's hit logic drives.
-SERVE_FANOUT = 128
+#: Bits of ``data`` whose clock enables one copy of a reader's hit logic drives, and of a slice of its ring.
+SERVE_FANOUT = 64
 #: Bursts a reader has in flight at most: the arbiter sends the next one's requests while the answers
 #: to the previous one come, so that the rows of a stream follow one another at the memory's pace.
 BURSTS_IN_FLIGHT = 2
@@ -88,18 +87,26 @@ class RowReader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         burst = self.burst
-        # the prefetched rows: a ring of ``depth`` rows (distributed RAM), read asynchronously at its head
-        m.submodules.ring = ring = memory.Memory(shape=self.row_bits, depth=self.depth, init=[])
-        ring_write, ring_read = ring.write_port(), ring.read_port(domain="comb")
         # positions in the ring, each a slot and a lap bit (a full ring differs from an empty one): the
         # rows served (``head``), arrived (``tail``) and asked of memory (``fetched``); the counts are
-        # their differences, so that serving a row only steps ``head``. The ring's ports, a load on every
-        # one of its cells, have copies of ``head`` and ``tail`` of their own
+        # their differences, so that serving a row only steps ``head``
         slot_bits = (self.depth - 1).bit_length()
-        heads, tails = ([Signal(slot_bits + 1, name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(2)]
+        slices = [slice(start, min(start + SERVE_FANOUT, self.row_bits))
+                  for start in range(0, self.row_bits, SERVE_FANOUT)]
+        heads, tails = ([Signal(slot_bits + 1, name=f"{name}{FANOUT_SUFFIX}{i}") for i in range(len(slices) + 1)]
                         for name in ("head", "tail"))
-        (head, read_at), (tail, write_at), fetched = heads, tails, Signal(slot_bits + 1)
-        m.d.comb += [ring_read.addr.eq(read_at[:slot_bits]), ring_write.addr.eq(write_at[:slot_bits])]
+        head, tail, fetched = heads[-1], tails[-1], Signal(slot_bits + 1)
+        # the prefetched rows: a ring of ``depth`` rows (distributed RAM), read asynchronously at its head,
+        # in slices of ``SERVE_FANOUT`` bits, each with its own copies of ``head`` and ``tail`` (a load on
+        # every one of its cells: a wide ring spreads over the chip)
+        ring_writes, ring_reads = [], []
+        for index, bits in enumerate(slices):
+            m.submodules[f"ring{index}"] = ring = memory.Memory(shape=bits.stop - bits.start, depth=self.depth,
+                                                                init=[])
+            ring_write, ring_read = ring.write_port(), ring.read_port(domain="comb")
+            m.d.comb += [ring_read.addr.eq(heads[index][:slot_bits]), ring_write.addr.eq(tails[index][:slot_bits])]
+            ring_writes.append(ring_write)
+            ring_reads.append(ring_read)
 
         def after(position):
             return ring_after(position, self.depth)
@@ -128,12 +135,11 @@ class RowReader(wiring.Component):
         # carry chain (``_chained``), whose inputs are the difference's bits and single LUTs of
         # registers. A hit on the head steps ``head`` and loads ``data``; a miss (any request in a cycle
         # that invalidates the rows, too) only sets ``waiting``; starting the stream over waits for the
-        # next cycle. ``data`` is loaded in slices of
-        # ``SERVE_FANOUT`` bits, each under its own copy of -s and of the serving chain, which steps its
-        # copy (one copy would drive every bit's clock enable); one more copy steps ``head`` and decides
-        # the misses.
+        # next cycle. ``data`` is loaded in the ring's slices, each under its own copy of -s and of the
+        # serving chain, which steps its copy (one copy would drive every bit's clock enable); one more
+        # copy steps ``head`` and decides the misses.
         empty = [("&" if i else "|", ~(head[i] ^ tail[i])) for i in range(slot_bits + 1)]   # head == tail
-        copies, hits = ceil_div(self.row_bits, SERVE_FANOUT) + 1, []
+        copies, hits = len(slices) + 1, []
         for index in range(copies):
             # -s, the row before row 0 after a flush (-1)
             minus_served = Signal(self.tag_bits, init=1, name=f"minus_served{FANOUT_SUFFIX}{index}")
@@ -151,10 +157,9 @@ class RowReader(wiring.Component):
                 m.d.sync += minus_served.eq(Mux(serve_waiting, -wanted, minus_served - 1))
             with m.If(forget):
                 m.d.sync += minus_served.eq(1)
-            if index < copies - 1:
-                bits = slice(index * SERVE_FANOUT, (index + 1) * SERVE_FANOUT)
+            if index < len(slices):
                 with m.If(serve):
-                    m.d.sync += self.data[bits].eq(ring_read.data[bits])
+                    m.d.sync += self.data[slices[index]].eq(ring_reads[index].data)
             hits.append((serve, difference, far))
         serve, difference, far = hits[-1]
         with m.If(serve):
@@ -186,7 +191,8 @@ class RowReader(wiring.Component):
         row = Cat(assembled[BEAT_BITS:], burst.beat_data)
         with m.If(burst.beat_valid):
             m.d.sync += assembled.eq(row)
-        m.d.comb += [ring_write.en.eq(burst.beat_last), ring_write.data.eq(row[:self.row_bits])]
+        m.d.comb += [ring_write.en.eq(burst.beat_last) for ring_write in ring_writes]
+        m.d.comb += [ring_write.data.eq(row[bits]) for ring_write, bits in zip(ring_writes, slices)]
         with m.If(push):
             m.d.sync += [copy.eq(after(copy)) for copy in tails]
 
