@@ -13,12 +13,15 @@ __all__ = ["AccumulatorArray"]
 class AccumulatorArray(wiring.Component):
     """Accumulator memory of ``2**(t_bits + h_bits + w_bits)`` words × ``n_pe`` lanes.
 
-    An event at cycle c reads the word at ``event_addr``; the block RAM's word goes into a register
-    at c+1 (no logic after the RAM's slow output), and at c+2 every lane adds its weight of
-    ``event_row`` (shifted at c+1) and writes the sum back. The two events before it may have
-    written the same word after it was read: their sums are forwarded (compared one cycle ahead),
-    so events may hit any word in any cycle. A drain at cycle c returns the word at ``drain_addr``
-    on ``drain_data`` at c+2 — forwarded too, so a drain may follow the last event at once — and
+    An event at cycle c goes into registers (the block RAM's address from a flip-flop: the memory
+    spans a dozen block RAMs, the scanner's and the drain's address logic lies elsewhere), reads the
+    word at ``event_addr`` at c+1; the block RAM's word goes into a register at c+2 (no logic after the
+    RAM's slow output), and at c+3 every lane adds its weight of ``event_row`` (shifted at c+2) and
+    writes the sum back. The two events before it may have written the same word after it was read:
+    their sums are forwarded (compared one cycle ahead), so events may hit any word in any cycle. A
+    drain at cycle c returns the word at ``drain_addr`` on ``drain_data`` at c+3
+    (:data:`~spikeforge.ops.conv.ACC_READ_LATENCY`) — forwarded too, so a drain may follow the last
+    event at once — and
     clears it to 0, ready for the next tile. Events and drains never overlap (the engine runs them
     in separate phases). No multiplier: adds only. The first tile after configuration adds to the
     memory's initial contents: it starts at zero
@@ -38,7 +41,7 @@ class AccumulatorArray(wiring.Component):
     drain_keep : In(1)
         Leave the drained word in place (a static input's result read at every timestep).
     drain_data : Out(ArrayLayout(signed(acc_bits), n_pe))
-        The drained word, two cycles after the request.
+        The drained word, ACC_READ_LATENCY cycles after the request.
     """
 
     def __init__(self, params):
@@ -60,14 +63,20 @@ class AccumulatorArray(wiring.Component):
                                                attrs={"no_rw_check": 1})
         write, read = acc.write_port(), acc.read_port()
 
+        # stage 0: the request in registers
+        request_add, request_clear, request_addr = Signal(), Signal(), Signal.like(self.event_addr)
+        request_row, request_shift = Signal.like(self.event_row), Signal.like(self.event_shift)
+        m.d.sync += [request_add.eq(self.event_valid), request_clear.eq(self.drain_valid & ~self.drain_keep),
+                     request_addr.eq(Mux(self.drain_valid, self.drain_addr, self.event_addr)),
+                     request_row.eq(self.event_row), request_shift.eq(self.event_shift)]
+
         # stage 1: the word is being read; the row is shifted by its plane
         read_add, read_clear, read_addr = Signal(), Signal(), Signal.like(self.event_addr)
         shifted = Signal(self.word)
-        m.d.comb += read.addr.eq(Mux(self.drain_valid, self.drain_addr, self.event_addr))
-        m.d.sync += [read_add.eq(self.event_valid), read_clear.eq(self.drain_valid & ~self.drain_keep),
-                     read_addr.eq(read.addr)]
+        m.d.comb += read.addr.eq(request_addr)
+        m.d.sync += [read_add.eq(request_add), read_clear.eq(request_clear), read_addr.eq(request_addr)]
         for lane in range(p.n_pe):
-            m.d.sync += shifted[lane].eq(self.event_row[lane] << self.event_shift)
+            m.d.sync += shifted[lane].eq(request_row[lane] << request_shift)
 
         # stage 2: the word in a register, the sum (or the clear's 0) written back
         add, clear, addr = Signal(), Signal(), Signal.like(self.event_addr)

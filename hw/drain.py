@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_word_layout
-from spikeforge.ops.conv import DRAIN_STAGES
+from spikeforge.ops.conv import ACC_READ_LATENCY, DRAIN_STAGES, STREAM_READ_LATENCY
 
 from .lif_unit import LIFUnit
 from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, enabled_parts,
@@ -22,19 +22,20 @@ class Drain(wiring.Component):
     """Reads the tile's accumulators position by position, timestep innermost (``{t, y, x}``, one per
     cycle), adds the tile's bias and, for a ``residual`` CONV, the stream word read in step; checks
     the sum against ``check_bits``; writes it back to the stream memory (``stream_write``; each word
-    is read, then written three cycles later) and runs the LIF (threshold of the tile,
+    is read, then written ``ACC_READ_LATENCY + 1`` cycles later) and runs the LIF (threshold of the tile,
     ``frac_bits``), whose spikes go to group ``out_base + tile`` (``lif``) and whose membrane H is
     checked against ``membrane_bits``. The membrane stays in a register across the timesteps of one
     position. A ``static`` input's accumulators hold ``t = 0`` only: they are read, and kept, at
     every timestep.
 
-    Six pipeline stages follow the reads (:data:`~spikeforge.ops.conv.DRAIN_STAGES`), so that every
-    path is short: the stream's word into a register, the sum, the check with the stream write
+    Seven pipeline stages follow the reads (:data:`~spikeforge.ops.conv.DRAIN_STAGES`), so that every
+    path is short: the accumulator's read (:data:`~spikeforge.ops.conv.ACC_READ_LATENCY`, 3; the
+    stream's, :data:`~spikeforge.ops.conv.STREAM_READ_LATENCY`, 2, and its word's register), the sum, the check with the stream write
     and the scaling, the LIF (the membrane's loop), the outputs with the membrane check and the
-    row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 6``
+    row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 7``
     cycles (:func:`spikeforge.ops.conv.drain_cycles`) from the one after ``start`` to ``done``
     included: a start cycle (the bias and threshold rows on their way), one per position, and the flush
-    of the six stages. The drain advances only in the cycles after ``run_next``: its control and each
+    of the seven stages. The drain advances only in the cycles after ``run_next``: its control and each
     bank of its pipeline's registers run under their own registered copy of it
     (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
     registers.
@@ -65,9 +66,9 @@ class Drain(wiring.Component):
     acc_valid, acc_addr, acc_keep : Out
         Accumulator drain request (:class:`AccumulatorArray` ``drain_*``).
     acc_data : In(ArrayLayout(signed(acc_bits), n_pe))
-        The word requested two cycles earlier (from registers: :class:`AccumulatorArray`).
+        The word requested ACC_READ_LATENCY cycles earlier (from registers: :class:`AccumulatorArray`).
     stream_addr : Out
-        Stream word ``{tile, t, y, x}`` read (data one cycle later).
+        Stream word ``{tile, t, y, x}`` read (data STREAM_READ_LATENCY cycles later).
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
     stream_we, stream_waddr, stream_wdata : Out
         Stream write of the result.
@@ -173,19 +174,20 @@ class Drain(wiring.Component):
                     m.next = "IDLE"
 
         # the pipeline: the position (valid, t, y, x) travels with its data through the stages
-        # stage 1, the reads: the stream's word goes straight into a register (the accumulator array
-        # registers its own)
-        read = delayed(parts["read"], (self.acc_valid, t, y, x), "read")
+        # stages 1 and 2, the reads: the stream's word goes straight into a register, in step with the
+        # accumulator's word (the array registers its own)
+        assert STREAM_READ_LATENCY + 1 == ACC_READ_LATENCY
+        read = delayed(parts["read"], (self.acc_valid, t, y, x), "read", ACC_READ_LATENCY - 1)
         stream_word = Signal(self.acc_word)
         parts["read"].d.sync += stream_word.eq(self.stream_data)
         # the bias and threshold rows into registers of their own, loaded every cycle (they come in the
-        # cycle after the start cycle and are held; the sum needs the bias a cycle later, the LIF the
-        # threshold three): the readers' rows, loaded under their hit logic, then stay beside it, and
+        # cycle after the start cycle and are held; the sum needs the bias ACC_READ_LATENCY − 1 cycles
+        # later, the LIF the threshold two more): the readers' rows, loaded under their hit logic, then stay beside it, and
         # these registers, without an enable from it, beside the lanes
         bias, threshold = Signal(self.acc_word, name="bias"), Signal(self.membrane_word, name="threshold")
         parts["read"].d.sync += [bias.eq(self.bias_data), threshold.eq(self.threshold_data)]
 
-        # stage 2, the sum: accumulator, bias and residual (whose flag, derived from the descriptor's, has
+        # stage 3, the sum: accumulator, bias and residual (whose flag, derived from the descriptor's, has
         # a copy per four lanes)
         summed = delayed(parts["sum"], read, "sum")
         residual = replicated(desc, d.residual, (p.n_pe + 3) // 4, "residual")
@@ -194,7 +196,7 @@ class Drain(wiring.Component):
             terms = [self.acc_data[lane], bias[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
             parts["sum"].d.sync += total[lane].eq(carry_save_sum(parts["sum"], terms, sum_width, name=f"sum{lane}"))
 
-        # stage 3, the check, the stream write and the scaling X·2^F of the LIF's input
+        # stage 4, the check, the stream write and the scaling X·2^F of the LIF's input
         scale = parts["scale"]
         scaled_at = delayed(scale, summed, "scale")
         result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
@@ -211,7 +213,7 @@ class Drain(wiring.Component):
             shifts = [Mux(frac_at[lane][f], result[lane] << f, 0) for f in range(p.frac_bits + 1)]
             scale.d.sync += scaled[lane].eq(reduce(operator.or_, shifts))
 
-        # stage 4, the LIF: the membrane stays in a register across the timesteps of a position
+        # stage 5, the LIF: the membrane stays in a register across the timesteps of a position
         lif_at = delayed(parts["lif"], scaled_at, "lif")
         # the membrane is 0 before a position's first timestep: cleared after its last one (a
         # synchronous reset of the register, rather than a select on the loop's path)
@@ -223,7 +225,7 @@ class Drain(wiring.Component):
         h, spikes = Signal(self.membrane_word), Signal(p.n_pe)
         parts["lif"].d.sync += [h.eq(lif.h), spikes.eq(lif.spike)]
 
-        # stage 5, the outputs: spikes and membranes, their checks; the spike rows' writes decided
+        # stage 6, the outputs: spikes and membranes, their checks; the spike rows' writes decided
         out_part = parts["out"]
         out = delayed(out_part, lif_at, "out")
         out_valid, out_t, out_y, out_x = out
@@ -240,14 +242,14 @@ class Drain(wiring.Component):
         row_t = replicated(out_part, lif_at[1], (p.n_pe + 3) // 4, "row_t")
         x_bit = replicated(out_part, Const(1, p.max_w) << lif_at[3], (p.n_pe + 3) // 4, "x_bit")
 
-        # stage 6: the position reported, a stage after its outputs' registers (with its checks)
+        # stage 7: the position reported, a stage after its outputs' registers (with its checks)
         report = delayed(parts["report"], out, "report")
         reported_spikes, reported_h = Signal.like(spikes), Signal.like(h)
         parts["report"].d.sync += [reported_spikes.eq(spikes), reported_h.eq(h)]
         m.d.comb += [self.out_valid.eq(report[0]), self.out_t.eq(report[1]), self.out_y.eq(report[2]),
                      self.out_x.eq(report[3]), self.out_spikes.eq(reported_spikes), self.out_membrane.eq(reported_h),
                      self.membrane_overflow.eq(report[0] & d.lif & ~membrane_fits.all())]
-        # stage 6, the row write: one row register per timestep (positions go timestep innermost, so T
+        # stage 7, the row write: one row register per timestep (positions go timestep innermost, so T
         # rows fill at once), whose bits count from the row's first position on; a finished row goes out
         # from registers (the word follows every position, the spike memory takes it with word_valid)
         row_part = parts["row"]

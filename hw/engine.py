@@ -7,12 +7,13 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
 from spikeforge.interface.regmap import address_layout, window
+from spikeforge.ops.conv import STREAM_READ_LATENCY
 
 from .accumulator_array import AccumulatorArray
 from .drain import Drain
 from .head import Head
 from .key_value_product import KeyValueProduct
-from .logic import check_params, enabled_parts
+from .logic import check_params, delayed, enabled_parts
 from .spike_memory import READ_LATENCY, SpikeMemory
 from .spike_pool import SpikePool
 from .spike_scanner import SpikeScanner
@@ -24,6 +25,7 @@ __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 #: longest of the windows' (the stream's block RAM answers earlier, into a register), and the window's
 #: multiplexer into a register (the words come from memories spread over the chip).
 HOST_READ_LATENCY = READ_LATENCY + 1
+assert STREAM_READ_LATENCY + 1 <= READ_LATENCY
 
 
 def host_data_bits(params):
@@ -296,9 +298,12 @@ class Engine(wiring.Component):
                                           Mux(phase["spill"], mover.word_data, self.host_wdata))))]
         m.d.comb += [spikes.word_valid.eq(word_valid), spikes.word_addr.eq(word_addr),
                      spikes.word_data.eq(word_data)]
-        # stream reads: the drain's, the head's, or the host's while idle
-        m.d.comb += stream_read.addr.eq(Mux(phase["drain"], drain.stream_addr,
-                                            Mux(phase["head"], head.stream_addr, self.host_offset)))
+        # stream reads: the drain's, the head's, or the host's while idle, the address registered
+        # (STREAM_READ_LATENCY: the stream's block RAMs lie across the chip)
+        stream_read_addr, = delayed(m, [Mux(phase["drain"], drain.stream_addr,
+                                            Mux(phase["head"], head.stream_addr, self.host_offset))],
+                                    "stream_read_addr", STREAM_READ_LATENCY - 1)
+        m.d.comb += stream_read.addr.eq(stream_read_addr)
 
         # ---- host reads (idle only); the stream's word from a register, as the spike memory's is: no
         # block-RAM output crosses the chip to the host's multiplexers in the cycle it appears

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import cat_fields, stream_word_layout
+from spikeforge.ops.conv import STREAM_READ_LATENCY
 from spikeforge.ops.head import HORNER_STAGES
 
 from .logic import (FITS_PARTS, check_params, count_nested, delayed, descriptor_copy, enabled_parts, fits_parts,
@@ -35,7 +36,7 @@ class Head(wiring.Component):
     word read, then the channel's bit, then the term; the logits add it), so that the loop of the logits is one adder. The head advances only in the cycles after
     ``run_next``: its control and each bank of its registers run under their own registered copy of it
     (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
-    registers. The pass takes ``tiles·T·H·W + 2 + sum_bits·(cin + 1)
+    registers. The pass takes ``tiles·T·H·W + STREAM_READ_LATENCY + 1 + sum_bits·(cin + 1)
     + HORNER_STAGES + 2`` cycles from the one after ``start`` to ``done`` included
     (:func:`spikeforge.ops.head.cycles`).
 
@@ -53,7 +54,7 @@ class Head(wiring.Component):
     stream_addr : Out
         Stream word ``{tile, t, y, x}`` read.
     stream_data : In(ArrayLayout(signed(acc_bits), n_pe))
-        The word requested one cycle earlier.
+        The word requested :data:`~spikeforge.ops.conv.STREAM_READ_LATENCY` cycles earlier.
     weight_en, weight_addr : Out
         Weight row read (``range(weight_rows)``), from registers.
     weight_data : In(ArrayLayout(signed(weight_bits), n_pe))
@@ -109,7 +110,7 @@ class Head(wiring.Component):
         tile, t = Signal.like(last_tile, name="tile"), Signal.like(last_t, name="t")
         y, x = Signal.like(last_y, name="y"), Signal.like(last_x, name="x")
         ci, bit = Signal.like(last_ci, name="ci"), Signal.like(top_bit, name="bit")
-        flush = Signal(range(HORNER_STAGES))
+        flush = Signal(range(max(HORNER_STAGES, STREAM_READ_LATENCY + 1)))
         # each stage's (valid, flags...) registers, set by the stage before
         sum_read, sum_add = Signal(), Signal()
         sum_read_last, sum_write = Signal(), Signal()       # the tile's last word: its sums written
@@ -168,10 +169,10 @@ class Head(wiring.Component):
                 m.d.sync += [sum_read.eq(1), sum_read_last.eq(last), sum_read_tile.eq(tile), flush.eq(0)]
                 count_nested(m, [(x, last_x), (y, last_y), (t, last_t), (tile, last_tile)], "SUM_FLUSH")
             with m.State("SUM_FLUSH"):
-                # the last word is added in the second flush cycle; the logits clear after these cycles,
-                # before the first term
-                m.d.sync += [sum_read.eq(0), ci.eq(0), clear_logits.eq(1), flush.eq(1)]
-                with m.If(flush == 1):
+                # the last word comes STREAM_READ_LATENCY cycles after its read, and is added in the last
+                # flush cycle; the logits clear after these cycles, before the first term
+                m.d.sync += [sum_read.eq(0), ci.eq(0), clear_logits.eq(1), flush.eq(flush + 1)]
+                with m.If(flush == STREAM_READ_LATENCY):
                     m.d.sync += [self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER"):
@@ -205,11 +206,13 @@ class Head(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
 
-        # SUM: the block RAM's word into a register, then added; the tile's last word writes its sums,
-        # checked against sum_bits
+        # SUM: the block RAM's word into a register when it comes, then added; the tile's last word writes
+        # its sums, checked against sum_bits
         stream_word = Signal(self.acc_word)
-        parts["inputs"].d.sync += [stream_word.eq(self.stream_data), sum_add.eq(sum_read),
-                                   sum_write.eq(sum_read & sum_read_last), sum_add_tile.eq(sum_read_tile)]
+        word_read, word_last, word_tile = delayed(parts["inputs"], [sum_read, sum_read_last, sum_read_tile], "sum_wait",
+                                                  STREAM_READ_LATENCY - 1)
+        parts["inputs"].d.sync += [stream_word.eq(self.stream_data), sum_add.eq(word_read),
+                                   sum_write.eq(word_read & word_last), sum_add_tile.eq(word_tile)]
         sums_part = parts["sums"]
         sum_next = Signal(self.logit_word)     # a stream word (acc_bits) sign-extended into the sum
         for lane in range(p.n_pe):

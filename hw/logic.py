@@ -172,12 +172,12 @@ def delayed(m, values, name, cycles=1):
     return list(values)
 
 
-def table_read(m, port, en, addr, name):
-    """Connect the block-RAM read port ``port`` to a unit's table requests ``en``, ``addr`` so that it
-    answers as the row readers of external memory do, :data:`~spikeforge.interface.external.ROW_READ_LATENCY`
-    cycles later (the request registered first); returns the read data. For tables kept on chip (the
-    layer engine's, the units' testbenches), where the core never stalls."""
-    en_at, addr_at = delayed(m, [en, addr], name, ROW_READ_LATENCY - 1)
+def table_read(m, port, en, addr, name, latency=ROW_READ_LATENCY):
+    """Connect the block-RAM read port ``port`` to a unit's requests ``en``, ``addr`` so that it answers
+    ``latency`` cycles later (the request registered ``latency − 1`` times first); returns the read data.
+    By default as the row readers of external memory do (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`):
+    for tables kept on chip (the layer engine's, the units' testbenches), where the core never stalls."""
+    en_at, addr_at = delayed(m, [en, addr], name, latency - 1)
     m.d.comb += [port.en.eq(en_at), port.addr.eq(addr_at)]
     return port.data
 

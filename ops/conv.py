@@ -15,7 +15,8 @@ from pydantic import Field
 from .base import LayerFields, Name, RuleError, Tensor, Width, require_buildable, require_width
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles", "conv_integer", "weight_rows", "tap_windows",
-           "drain_cycles", "scan_pass_cycles", "DRAIN_STAGES", "SPIKE_READ_LATENCY", "SCAN_ROW_QUEUE"]
+           "drain_cycles", "scan_pass_cycles", "ACC_READ_LATENCY", "STREAM_READ_LATENCY", "DRAIN_STAGES",
+           "SPIKE_READ_LATENCY", "SCAN_ROW_QUEUE"]
 
 KIND = "conv"
 OPCODE = "CONV"
@@ -285,9 +286,16 @@ def scan_pass_cycles(slots):
     return max(reads_end, end + 1)
 
 
-#: Pipeline stages of the drain after its reads (``hw/drain.py``): the read words registered, the
-#: sum, the check and scaling, the LIF, the outputs, the spike-row write.
-DRAIN_STAGES = 6
+#: Cycles from an accumulator read to its word (``hw/accumulator_array.py``): the request registered,
+#: the block RAM's read, its word registered.
+ACC_READ_LATENCY = 3
+#: Cycles from a stream read to its word (``hw/engine.py``): the address registered (the stream's block
+#: RAMs, some forty of them, lie across the chip), the block RAM's read.
+STREAM_READ_LATENCY = 2
+#: Pipeline stages of the drain after its reads (``hw/drain.py``): the accumulator's read
+#: (:data:`ACC_READ_LATENCY`; the stream's word, :data:`STREAM_READ_LATENCY`, registered meanwhile), the sum, the
+#: check and scaling, the LIF, the outputs, the spike-row write.
+DRAIN_STAGES = ACC_READ_LATENCY + 4
 
 
 def drain_cycles(T, H, W):

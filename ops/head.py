@@ -12,6 +12,7 @@ from spikeforge.interface.external import ROW_READ_LATENCY
 from pydantic import Field
 
 from .base import LayerFields, Name, RuleError, Width, require_buildable, require_width, wrap
+from .conv import STREAM_READ_LATENCY
 
 __all__ = ["KIND", "OPCODE", "Fields", "check", "golden", "emit", "cycles"]
 
@@ -91,9 +92,10 @@ HORNER_STAGES = ROW_READ_LATENCY + 2
 
 def cycles(fields, spikes):
     """Engine cycles (from leaving IDLE to DONE) of a HEAD descriptor: SUM ``tiles·T·H·W`` (one stream
-    word per cycle), SUM_FLUSH 2 (the word registered, then added), then per bit of the sums
+    word per cycle), SUM_FLUSH ``STREAM_READ_LATENCY + 1`` (the last word read, registered, then
+    added; :data:`~spikeforge.ops.conv.STREAM_READ_LATENCY`), then per bit of the sums
     (``sum_bits``, Horner from the sign bit down) ``cin`` HORNER cycles (one weight row each) and one
     HORNER_SHIFT, HORNER_FLUSH :data:`HORNER_STAGES` (the last term read, picked, added), HEAD_BIAS 1
     and HEAD_CHECK 1; independent of the spikes."""
-    return (fields["tiles"] * fields["T"] * fields["H"] * fields["W"] + 2
+    return (fields["tiles"] * fields["T"] * fields["H"] * fields["W"] + STREAM_READ_LATENCY + 1
             + fields["sum_bits"] * (fields["cin"] + 1) + HORNER_STAGES + 2)

@@ -32,7 +32,7 @@ def layer_cycles(case, params):
 
 def overhead_bound(case, params):
     """Cycles beyond one per event, at most: ``tiles × (3 + (L + 3)·Cin·taps + L·R + drain) + 1`` with
-    the drain pass ``drain = 1 + T·H·W + 6`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
+    the drain pass ``drain = 1 + T·H·W + 7`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
     counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: the pass's
     setup, its fetch and its registered last event, then a slot's registered occupancy word, search and
     reads take ``max(L + 1, 1 + its rows)`` cycles (the next slot's fetch overlaps them), and a row

@@ -5,17 +5,17 @@ and membranes, the overflow check and the accumulator reads of one tile, against
 import random
 
 import pytest
-from amaranth import signed
+from amaranth import Const, signed
 from amaranth.lib import data, memory
 
 from spikeforge.hw.drain import Drain
-from spikeforge.hw.logic import table_read
+from spikeforge.hw.logic import delayed, table_read
 from spikeforge.hw.spike_memory import SpikeMemory
 from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
 from spikeforge.interface.layout import pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
-from spikeforge.ops.conv import drain_cycles
+from spikeforge.ops.conv import ACC_READ_LATENCY, STREAM_READ_LATENCY, drain_cycles
 from spikeforge.tests.hw.bench import Harness, SpikeHost, read_spike_rows, run_pass, set_desc, simulate, small_params, \
     spike_addr
 
@@ -44,12 +44,15 @@ def _harness(contents):
         dr = h.drain
         acc, bias, threshold = h.acc.read_port(), h.bias.read_port(), h.threshold.read_port()
         stream_read, stream_write = h.stream.read_port(), h.stream.write_port()
-        m.d.sync += dr.acc_data.eq(acc.data)     # two cycles, like the accumulator array
-        m.d.comb += [acc.addr.eq(dr.acc_addr),
+        # the word ACC_READ_LATENCY cycles after its address, like the accumulator array's
+        acc_addr, = delayed(m, [dr.acc_addr], "acc_request", ACC_READ_LATENCY - 2)
+        m.d.sync += dr.acc_data.eq(acc.data)
+        m.d.comb += [acc.addr.eq(acc_addr),
                      dr.bias_data.eq(table_read(m, bias, dr.bias_en, dr.bias_addr, "bias_request")),
                      dr.threshold_data.eq(table_read(m, threshold, dr.threshold_en, dr.threshold_addr,
                                                      "threshold_request")),
-                     stream_read.addr.eq(dr.stream_addr), dr.stream_data.eq(stream_read.data),
+                     dr.stream_data.eq(table_read(m, stream_read, Const(1), dr.stream_addr, "stream_request",
+                                                  STREAM_READ_LATENCY)),
                      stream_write.en.eq(dr.stream_we), stream_write.addr.eq(dr.stream_waddr),
                      stream_write.data.eq(dr.stream_wdata)]
         h.host.connect(m, h.spikes, dr.word_valid, dr.word_addr, dr.word_data, 0)

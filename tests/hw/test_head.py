@@ -6,7 +6,7 @@ their bias, in two rows) as wide as the accumulators and twice as wide."""
 import random
 
 import pytest
-from amaranth import signed
+from amaranth import Const, signed
 from amaranth.lib import data, memory
 
 from spikeforge.hw.head import Head
@@ -17,6 +17,7 @@ from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import high_lanes, pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
 from spikeforge.ops.base import wrap
+from spikeforge.ops.conv import STREAM_READ_LATENCY
 from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params
 
 #: Logits as wide as the accumulators, and wider (sums and logits of 24 bits from stream words and bias
@@ -35,7 +36,8 @@ def _harness(P, stream, weights, bias):
     def connect(m, h):
         head = h.head
         stream_read, weight_read, bias_read = h.stream.read_port(), h.weights.read_port(), h.bias.read_port()
-        m.d.comb += [stream_read.addr.eq(head.stream_addr), head.stream_data.eq(stream_read.data),
+        m.d.comb += [head.stream_data.eq(table_read(m, stream_read, Const(1), head.stream_addr, "stream_request",
+                                                    STREAM_READ_LATENCY)),
                      head.weight_data.eq(table_read(m, weight_read, head.weight_en, head.weight_addr,
                                                     "weight_request")),
                      head.bias_data.eq(table_read(m, bias_read, head.bias_en, head.bias_addr, "bias_request"))]
@@ -74,10 +76,10 @@ def _case(P, seed, tiles=2, T=2, H=2, W=3, cin=7, stream_range=60, bias_range=10
 
 
 def _cycles(desc):
-    # SUM, its flush (2), Horner per bit (cin + shift), its flush (the weight row's latency, the pick, the
-    # term), bias, check
-    return (desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 2 + desc["sum_bits"] * (desc["cin"] + 1)
-            + ROW_READ_LATENCY + 2 + 2)
+    # SUM, its flush (the last word's read, its register, its sum), Horner per bit (cin + shift), its flush
+    # (the weight row's latency, the pick, the term), bias, check
+    return (desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + STREAM_READ_LATENCY + 1
+            + desc["sum_bits"] * (desc["cin"] + 1) + ROW_READ_LATENCY + 2 + 2)
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 2, 3), (2, 1, 1, 1), (2, 3, 1, 2), (1, 1, 1, 1)])
@@ -117,8 +119,9 @@ def test_sums_wider_than_sum_bits_overflow():
     assert not all(fits_signed(s, desc["sum_bits"]) for s in sums)
     cycles, result, overflows = _run(P, desc, stream, weights, bias)
     assert cycles == _cycles(desc)
-    # the last word is added two cycles after its read, its sums checked the cycle after
-    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + 3
+    # the last word is added the cycle after it comes (STREAM_READ_LATENCY after its read), its sums
+    # checked the cycle after
+    sum_stage = desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + STREAM_READ_LATENCY + 2
     assert any(overflows[:sum_stage]) and not any(overflows[sum_stage:])
     # the logits take the sums as held in sum_bits bits, as the golden model (ops/head.py) does
     held = [int(s) for s in wrap(sums, desc["sum_bits"])]
