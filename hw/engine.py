@@ -1,6 +1,9 @@
 """Engine: executes one layer descriptor (CONV, POOL, ATTENTION, HEAD, STORE, LOAD) on the accelerator's
 memories."""
 
+import operator
+from functools import reduce
+
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -22,9 +25,10 @@ from .spill_mover import SpillMover
 __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 
 #: Cycles from the host's window and offset to ``host_rdata``: the spike memory's read latency, the
-#: longest of the windows' (the stream's block RAM answers earlier, into a register), and the window's
-#: multiplexer into a register (the words come from memories spread over the chip).
-HOST_READ_LATENCY = READ_LATENCY + 1
+#: longest of the windows' (the stream's block RAM answers earlier, into a register), then each window's
+#: word, or 0 unless it is the window read, into registers of its own, and their OR into ``host_rdata``
+#: (the words come from memories and registers spread over the chip, ``host_rdata`` is 640 bits wide).
+HOST_READ_LATENCY = READ_LATENCY + 2
 assert STREAM_READ_LATENCY + 1 <= READ_LATENCY
 
 
@@ -58,8 +62,8 @@ class Engine(wiring.Component):
 
     Each pass starts in the cycle its predecessor signals ``done``, so the phases follow one another
     without a gap. The engine advances only in cycles after ``run_next``: each unit (and the engine's
-    own control) runs under its own registered copy of it, the drain and the head under one per part
-    of theirs (:func:`~spikeforge.hw.logic.enabled_parts`), so that a stall reaches the core's
+    own control) runs under its own registered copy of it, the drain, the head and the key-value product
+    under one per part of theirs (:func:`~spikeforge.hw.logic.enabled_parts`), so that a stall reaches the core's
     flip-flops through one net per part rather than one net to all of them.
 
     Ports
@@ -306,20 +310,30 @@ class Engine(wiring.Component):
         m.d.comb += stream_read.addr.eq(stream_read_addr)
 
         # ---- host reads (idle only); the stream's word from a register, as the spike memory's is: no
-        # block-RAM output crosses the chip to the host's multiplexers in the cycle it appears
-        read_window, stream_word = Signal.like(self.host_window), Signal.like(stream_read.data)
-        m.d.sync += [read_window.eq(self.host_window), stream_word.eq(stream_read.data)]
-        with m.Switch(read_window):
-            for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_word),
-                                ("LOGITS", head.logits)):
-                with m.Case(host[name]):
-                    m.d.sync += self.host_rdata.eq(value)
+        # block-RAM output crosses the chip to the host's multiplexers in the cycle it appears. Each
+        # window's word goes into registers of its own (0 unless the window is read: its flag is
+        # decoded into a register), whose OR loads host_rdata: no hold, no wide multiplexer. These registers
+        # load in every cycle, under no enable: the host reads only while the core is idle, never stalled
+        reading_host = Module()
+        stream_word = Signal.like(stream_read.data)
+        reading_host.d.sync += stream_word.eq(stream_read.data)
+        chosen = []
+        for name, value in (("SPIKES", spikes.group_data), ("STREAM", stream_word), ("LOGITS", head.logits)):
+            reading, word = Signal(name=f"host_reads_{name.lower()}"), Signal(self.host_data_bits,
+                                                                            name=f"host_{name.lower()}")
+            reading_host.d.sync += [reading.eq(self.host_window == host[name]),
+                                    word.eq(Mux(reading, value.as_value(), 0))]
+            chosen.append(word)
+        reading_host.d.sync += self.host_rdata.eq(reduce(operator.or_, chosen))
 
         # ---- each part under its own copy of the enable ---------------------------------------
         top = Module()
+        top.submodules.host_reads = reading_host
         enabled_parts(top, self.run_next, {"control": m, "spikes": spikes, "array": array, "scanner": scanner,
-                                           "pool": pool, "key_value": key_value, "mover": mover})
-        # the drain and the head, thousands of flip-flops each, split themselves into parts that way
-        top.submodules.drain, top.submodules.head = drain, head
-        top.d.comb += [drain.run_next.eq(self.run_next), head.run_next.eq(self.run_next)]
+                                           "pool": pool, "mover": mover})
+        # the drain, the head and the key-value product, thousands of flip-flops each, split themselves into
+        # parts that way
+        for name, unit in (("drain", drain), ("head", head), ("key_value", key_value)):
+            top.submodules[name] = unit
+            top.d.comb += unit.run_next.eq(self.run_next)
         return top

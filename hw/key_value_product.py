@@ -8,7 +8,8 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
-from .logic import FITS_PARTS, check_params, delayed, descriptor_copy, fits_parts, high_bits, popcount, spike_group
+from .logic import (FITS_PARTS, check_params, delayed, descriptor_copy, enabled_parts, fits_parts, high_bits, popcount,
+                    replicated, spike_group)
 from .spike_memory import READ_LATENCY
 
 __all__ = ["KeyValueProduct"]
@@ -55,11 +56,13 @@ class KeyValueProduct(wiring.Component):
         A count of the row written this cycle does not fit ``check_bits`` (the attention's
         ``count_bits``, which holds every count of the attention; the row itself is exact in the
         build's ``weight_bits``).
+    run_next : In(1, init=1)
+        The product advances in the next cycle (low: it stands still then): its control and each part of
+        four lanes run under their own registered copy of it (:func:`~spikeforge.hw.logic.enabled_parts`).
     """
 
     def __init__(self, params):
         self.params = p = check_params(params)
-        self.acc_word = data.ArrayLayout(signed(p.acc_bits), p.n_pe)
         addr = max(1, p.group_bits + p.t_bits + p.h_bits)
         super().__init__({
             "desc": In(DESCRIPTOR_LAYOUT), "tile": In(DESCRIPTOR_LAYOUT["tiles"].shape),
@@ -69,7 +72,7 @@ class KeyValueProduct(wiring.Component):
             "group_addr": Out(addr), "group_data": In(data.ArrayLayout(p.max_w, p.n_pe)),
             "weight_en": Out(1), "weight_addr": Out(range(p.scratch_rows)),
             "weight_data": Out(data.ArrayLayout(signed(p.weight_bits), p.n_pe)),
-            "overflow": Out(1),
+            "overflow": Out(1), "run_next": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -137,38 +140,54 @@ class KeyValueProduct(wiring.Component):
         # head, their bounds checked apart a stage earlier, ANDed into the first of them
         read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, above & below], "read",
                                                               READ_LATENCY - 1)
+        # the lanes' registers in parts of four lanes, each under its own enable (one net to them all,
+        # across the chip, took most of a cycle), with its own copies of the flags below; a signal per lane
+        lane_parts = [Module() for _ in range(0, p.n_pe, 4)]
+
+        def per_lane(name, shape):
+            return [Signal(shape, name=f"{name}{lane}") for lane in range(p.n_pe)]
+
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
-        both = Signal(data.ArrayLayout(p.max_w, p.n_pe))
+        both = per_lane("both", p.max_w)
         for lane in range(p.n_pe):
-            m.d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
+            lane_parts[lane // 4].d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
         both_valid, both_last, both_addr, both_mask = delayed(m, [read_valid, read_last, read_addr, read_mask],
                                                               "both")
         # stage 2: the positions where both spike, per lane
-        ones = Signal(data.ArrayLayout(range(p.max_w + 1), p.n_pe))
+        ones = per_lane("ones", range(p.max_w + 1))
         for lane in range(p.n_pe):
-            m.d.sync += ones[lane].eq(popcount(both[lane]))
-        ones_valid, ones_last, ones_addr, ones_mask = delayed(m, [both_valid, both_last, both_addr, both_mask], "ones")
+            lane_parts[lane // 4].d.sync += ones[lane].eq(popcount(both[lane]))
+        ones_valid, ones_last, ones_addr = delayed(m, [both_valid, both_last, both_addr], "ones")
+        # (and a copy of the flags per lane: each drives the clock enables and selects of a lane's count
+        # and row)
+        lane_valid, lane_last = ([flag for i, part in enumerate(lane_parts)
+                                  for flag in replicated(part, value, min(4, p.n_pe - 4 * i), f"ones_{name}")]
+                                 for name, value in (("valid", both_valid), ("last", both_last)))
         # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head) and
         # its range check, in FITS_PARTS registers per lane (their conjunction comes with the write)
-        counts, total = Signal(self.acc_word), Signal(self.acc_word)
-        row = Signal(self.acc_word)
+        counts, total, row = (per_lane(name, signed(p.acc_bits)) for name in ("count", "total", "row"))
+        lane_mask, row_fits = per_lane("ones_mask", 1), per_lane("row_fits", FITS_PARTS)
         row_valid, row_to = Signal(), Signal.like(row_addr)
-        row_fits = Signal(p.n_pe * FITS_PARTS, name="row_fits")
-        for lane in range(p.n_pe):
-            m.d.comb += total[lane].eq(counts[lane] + ones[lane])
         m.d.sync += row_valid.eq(ones_valid & ones_last)
-        with m.If(ones_valid):
-            m.d.sync += counts.eq(total)
-            with m.If(ones_last):
-                m.d.sync += [counts.eq(0), row_to.eq(ones_addr)]
-                masked = [Mux(ones_mask[lane], total[lane], 0) for lane in range(p.n_pe)]
-                m.d.sync += [row[lane].eq(value) for lane, value in enumerate(masked)]
-                # 0 outside the head fits: the check of the sum, not of the selected value
-                m.d.sync += row_fits.eq(Cat(*(Mux(ones_mask[lane], part, 1) for lane in range(p.n_pe)
-                                              for part in fits_parts(total[lane], count_high[lane], FITS_PARTS))))
+        with m.If(ones_valid & ones_last):
+            m.d.sync += row_to.eq(ones_addr)
+        for lane in range(p.n_pe):
+            part = lane_parts[lane // 4]
+            part.d.sync += lane_mask[lane].eq(both_mask[lane])
+            part.d.comb += total[lane].eq(counts[lane] + ones[lane])
+            with part.If(lane_valid[lane]):
+                part.d.sync += counts[lane].eq(total[lane])
+                with part.If(lane_last[lane]):
+                    # 0 outside the head fits: the check of the sum, not of the selected value
+                    part.d.sync += [counts[lane].eq(0), row[lane].eq(Mux(lane_mask[lane], total[lane], 0)),
+                                    row_fits[lane].eq(Cat(*(Mux(lane_mask[lane], bit, 1)
+                                                            for bit in fits_parts(total[lane], count_high[lane],
+                                                                                  FITS_PARTS))))]
         # stage 4: the row written, and checked
         m.d.comb += [self.weight_en.eq(row_valid), self.weight_addr.eq(row_to),
-                     self.overflow.eq(row_valid & ~row_fits.all())]
+                     self.overflow.eq(row_valid & ~Cat(*row_fits).all())]
         for lane in range(p.n_pe):
             m.d.comb += self.weight_data[lane].eq(row[lane])
-        return m
+        top = Module()
+        enabled_parts(top, self.run_next, {"control": m, **{f"lanes{i}": part for i, part in enumerate(lane_parts)}})
+        return top
