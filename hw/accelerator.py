@@ -29,11 +29,11 @@ class Accelerator(wiring.Component):
     a :class:`~spikeforge.hw.row_reader.RowReader` per table serves the engine's and sequencer's row
     reads, prefetching, and a :class:`~spikeforge.hw.row_writer.RowWriter` takes the engine's writes of
     spilled tensors (SPILL, which has a reader too: it waits for the writes, see ``RowReader``), all over
-    one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read misses, or the writer's queue is
-    full, the core (sequencer and engine) stands still from the next cycle until the row is there —
-    its logic runs under enables registered from the readers' and the writer's ``waiting_next``, one
-    copy per unit — and ``STALL_CYCLES`` counts those cycles; ``DONE`` rises once the writes of the run
-    have landed in external memory (the cycles after the sequencer's end count as stalls).
+    one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read misses, or the writer has no room
+    for the next write, the core (sequencer and engine) stands still from the next cycle until the row (the
+    room) is there — its logic runs under enables registered from the readers' and the writer's
+    ``waiting_next``, one copy per unit — and ``STALL_CYCLES`` counts those cycles; ``DONE`` rises once the
+    writes of the run have landed in external memory (the cycles after the sequencer's end count as stalls).
     ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the core's own. A word that external memory
     answers with ``err`` sets ``STATUS.MEMORY_ERROR`` until the next start (the run goes on to ``DONE``;
     a read's word is then undefined). ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its

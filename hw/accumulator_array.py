@@ -4,6 +4,8 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.ops.conv import ACC_READ_LATENCY
+
 from .initial_contents import zeroed_memory
 from .logic import replicated
 
@@ -55,6 +57,8 @@ class AccumulatorArray(wiring.Component):
                           "drain_data": Out(self.word)})
 
     def elaborate(self, platform):
+        # the stages below: the request registered, the block RAM's read, its word registered
+        assert ACC_READ_LATENCY == 3, "a drained word comes three cycles after its request"
         m = Module()
         p = self.params
         # (a word written in the cycle it is read is forwarded, below: Yosys need not emulate

@@ -13,8 +13,8 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout, stream_wor
 from spikeforge.ops.conv import ACC_READ_LATENCY, DRAIN_STAGES, STREAM_READ_LATENCY
 
 from .lif_unit import LIFUnit
-from .logic import (FITS_PARTS, carry_save_sum, check_params, count_nested, delayed, descriptor_copy, enabled_parts,
-                    fits_parts, high_bits, replicated, spike_group)
+from .logic import (FITS_PARTS, LANES_PER_COPY, carry_save_sum, check_params, count_nested, delayed, descriptor_copy,
+                    enabled_parts, fits_parts, high_bits, lane_copies, replicated, spike_group)
 
 __all__ = ["Drain"]
 
@@ -29,16 +29,17 @@ class Drain(wiring.Component):
     every timestep.
 
     Seven pipeline stages follow the reads (:data:`~spikeforge.ops.conv.DRAIN_STAGES`), so that every
-    path is short: the accumulator's read (:data:`~spikeforge.ops.conv.ACC_READ_LATENCY`, 3; the
-    stream's, :data:`~spikeforge.ops.conv.STREAM_READ_LATENCY`, 2, and its word's register), the sum, the check with the stream write
-    and the scaling, the LIF (the membrane's loop), the outputs with the membrane check and the
-    row gathering, the spike-row write. The pass takes ``drain_cycles(T, H, W) = 1 + T·H·W + 7``
-    cycles (:func:`spikeforge.ops.conv.drain_cycles`) from the one after ``start`` to ``done``
-    included: a start cycle (the bias and threshold rows on their way), one per position, and the flush
-    of the seven stages. The drain advances only in the cycles after ``run_next``: its control and each
-    bank of its pipeline's registers run under their own registered copy of it
-    (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
-    registers.
+    path is short: the accumulator read's further cycles (:data:`~spikeforge.ops.conv.ACC_READ_LATENCY`
+    − 1, 2: its word arrives in the sum's cycle; the stream's word,
+    :data:`~spikeforge.ops.conv.STREAM_READ_LATENCY` cycles after its read, goes into a register
+    meanwhile), the sum, the check with the stream write and the scaling, the LIF (the membrane's loop),
+    the outputs with the membrane check and the row gathering, the spike-row write. The pass takes
+    ``drain_cycles(T, H, W) = 1 + T·H·W + DRAIN_STAGES`` cycles (:func:`spikeforge.ops.conv.drain_cycles`)
+    from the one after ``start`` to ``done`` included: a start cycle (the bias and threshold rows on
+    their way), one per position, and the flush of the seven stages. The drain advances only in the
+    cycles after ``run_next``: its control and each bank of its pipeline's registers run under their own
+    registered copy of it (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet
+    those enables are registers.
 
     Ports
     -----
@@ -49,7 +50,8 @@ class Drain(wiring.Component):
         to ``done``: the drain copies these fields into registers, and derives its loop bounds and
         range-check masks from the copies a cycle later.
     tile : In(DESCRIPTOR_LAYOUT["tiles"].shape)
-        The output tile (``n_pe`` channels), from ``start`` to ``done``.
+        The output tile (``n_pe`` channels), from the cycle before ``start`` to ``done``: the bias and
+        threshold rows requested with ``start`` are addressed from registers of it.
     start : In(1)
         Begin the pass (while idle; the bias and threshold rows are requested in this cycle).
     done : Out(1)
@@ -146,11 +148,13 @@ class Drain(wiring.Component):
         flush = Signal(range(DRAIN_STAGES))
         out_group = Signal(max(1, p.group_bits))
         # start (which comes while idle, out of the engine's logic) requests the tile's bias and threshold
-        # rows (the readers register the requests: the rows come ROW_READ_LATENCY cycles later, in the
-        # first cycle of the drain) and loads starting, which the state then follows (the start cycle,
-        # DRAIN_START of the cycle model, is IDLE's with starting); the tile's rows and spike group follow
-        # the tile (stable during the pass), not start
-        assert ROW_READ_LATENCY <= 2, "the bias and threshold rows must come by the drain's first cycle"
+        # rows (the readers register the requests: the rows come ROW_READ_LATENCY cycles later and are
+        # held) and loads starting, which the state then follows (the start cycle, DRAIN_START of the cycle
+        # model, is IDLE's with starting); the tile's rows and spike group follow the tile (stable from the
+        # cycle before start to the end of the pass), not start.
+        # The first position is read two cycles after start (the start cycle, then DRAIN) and summed
+        # ACC_READ_LATENCY cycles after its read, with the bias from its register, loaded as the row comes
+        assert ROW_READ_LATENCY + 1 <= 2 + ACC_READ_LATENCY, "the bias row must be in its register by the first sum"
         starting = Signal()
         desc.d.sync += [self.bias_addr.eq(d.bias_base + tile), self.threshold_addr.eq(d.threshold_base + tile),
                         out_group.eq(spike_group(p, d.out_base, tile))]
@@ -180,21 +184,23 @@ class Drain(wiring.Component):
         read = delayed(parts["read"], (self.acc_valid, t, y, x), "read", ACC_READ_LATENCY - 1)
         stream_word = Signal(self.acc_word)
         parts["read"].d.sync += stream_word.eq(self.stream_data)
-        # the bias and threshold rows into registers of their own, loaded every cycle (they come in the
-        # cycle after the start cycle and are held; the sum needs the bias ACC_READ_LATENCY − 1 cycles
-        # later, the LIF the threshold two more): the readers' rows, loaded under their hit logic, then stay beside it, and
-        # these registers, without an enable from it, beside the lanes
+        # the bias and threshold rows into registers of their own, loaded every cycle (they come
+        # ROW_READ_LATENCY cycles after start and are held; the first sum needs the bias, the LIF the
+        # threshold two cycles later): the readers' rows, loaded under their hit logic, then stay beside
+        # it, and these registers, without an enable from it, beside the lanes
         bias, threshold = Signal(self.acc_word, name="bias"), Signal(self.membrane_word, name="threshold")
         parts["read"].d.sync += [bias.eq(self.bias_data), threshold.eq(self.threshold_data)]
 
         # stage 3, the sum: accumulator, bias and residual (whose flag, derived from the descriptor's, has
-        # a copy per four lanes)
+        # a copy per LANES_PER_COPY lanes)
         summed = delayed(parts["sum"], read, "sum")
-        residual = replicated(desc, d.residual, (p.n_pe + 3) // 4, "residual")
+        residual = replicated(desc, d.residual, lane_copies(p.n_pe), "residual")
         total = Signal(data.ArrayLayout(signed(sum_width), p.n_pe))
         for lane in range(p.n_pe):
-            terms = [self.acc_data[lane], bias[lane], Mux(residual[lane // 4], stream_word[lane], 0)]
-            parts["sum"].d.sync += total[lane].eq(carry_save_sum(parts["sum"], terms, sum_width, name=f"sum{lane}"))
+            terms = [self.acc_data[lane], bias[lane],
+                     Mux(residual[lane // LANES_PER_COPY], stream_word[lane], 0)]
+            parts["sum"].d.sync += total[lane].eq(carry_save_sum(parts["sum"], terms, sum_width,
+                                                                 name=f"sum{lane}"))
 
         # stage 4, the check, the stream write and the scaling X·2^F of the LIF's input
         scale = parts["scale"]
@@ -202,7 +208,8 @@ class Drain(wiring.Component):
         result = [total[lane][:p.acc_bits].as_signed() for lane in range(p.n_pe)]
         # the range checks, in FITS_PARTS registers per lane: their conjunction comes a stage later
         sum_fits = Signal(p.n_pe * FITS_PARTS)
-        scale.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high[lane], FITS_PARTS) for lane in range(p.n_pe))))
+        scale.d.sync += sum_fits.eq(Cat(*(fits_parts(total[lane], sum_high[lane], FITS_PARTS)
+                                          for lane in range(p.n_pe))))
         scale.d.comb += [self.stream_we.eq(scaled_at[0] & d.stream_write),
                          self.stream_waddr.eq(stream_address(*scaled_at[1:])),
                          self.stream_wdata.eq(Cat(*result))]
@@ -235,12 +242,12 @@ class Drain(wiring.Component):
                                                    for lane in range(p.n_pe))))]
         # the row of each timestep this position writes, whether it starts or finishes it; the row's
         # timestep (which selects the row register) and the position's column as a one-hot word, a copy
-        # of each per four lanes
+        # of each per LANES_PER_COPY lanes
         row_write, row_start, row_done = Signal(p.max_T), Signal(), Signal()
         out_part.d.sync += [row_write.eq(Cat(*(lif_at[0] & (lif_at[1] == t_) for t_ in range(p.max_T)))),
                             row_start.eq(lif_at[3] == 0), row_done.eq(lif_at[3] == last_x)]
-        row_t = replicated(out_part, lif_at[1], (p.n_pe + 3) // 4, "row_t")
-        x_bit = replicated(out_part, Const(1, p.max_w) << lif_at[3], (p.n_pe + 3) // 4, "x_bit")
+        row_t = replicated(out_part, lif_at[1], lane_copies(p.n_pe), "row_t")
+        x_bit = replicated(out_part, Const(1, p.max_w) << lif_at[3], lane_copies(p.n_pe), "x_bit")
 
         # stage 7: the position reported, a stage after its outputs' registers (with its checks)
         report = delayed(parts["report"], out, "report")
@@ -256,8 +263,9 @@ class Drain(wiring.Component):
         rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
         row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
         for lane in range(p.n_pe):
-            current = Array(rows)[row_t[lane // 4]][lane]
-            m.d.comb += row[lane].eq(Mux(row_start, 0, current) | Mux(spikes[lane], x_bit[lane // 4], 0))
+            current = Array(rows)[row_t[lane // LANES_PER_COPY]][lane]
+            m.d.comb += row[lane].eq(Mux(row_start, 0, current)
+                                     | Mux(spikes[lane], x_bit[lane // LANES_PER_COPY], 0))
         row_part.d.sync += [self.word_valid.eq(out_valid & d.lif & row_done),
                             self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t, y=out_y)),
                             self.word_data.eq(row)]

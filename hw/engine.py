@@ -27,9 +27,11 @@ __all__ = ["Engine", "host_data_bits", "HOST_READ_LATENCY"]
 #: Cycles from the host's window and offset to ``host_rdata``: the spike memory's read latency, the
 #: longest of the windows' (the stream's block RAM answers earlier, into a register), then each window's
 #: word, or 0 unless it is the window read, into registers of its own, and their OR into ``host_rdata``
-#: (the words come from memories and registers spread over the chip, ``host_rdata`` is 640 bits wide).
+#: (the words come from memories and registers spread over the chip, and ``host_rdata`` is as wide as the
+#: widest of them, :func:`host_data_bits`).
 HOST_READ_LATENCY = READ_LATENCY + 2
-assert STREAM_READ_LATENCY + 1 <= READ_LATENCY
+assert STREAM_READ_LATENCY + 1 <= READ_LATENCY, \
+    "a host read of the stream: its registered word must be there with the spike memory's (HOST_READ_LATENCY)"
 
 
 def host_data_bits(params):

@@ -10,8 +10,8 @@ from spikeforge.interface.layout import cat_fields, stream_word_layout
 from spikeforge.ops.conv import STREAM_READ_LATENCY
 from spikeforge.ops.head import HORNER_STAGES
 
-from .logic import (FITS_PARTS, check_params, count_nested, delayed, descriptor_copy, enabled_parts, fits_parts,
-                    high_bits, replicated)
+from .logic import (FITS_PARTS, LANES_PER_COPY, check_params, count_nested, delayed, descriptor_copy, enabled_parts,
+                    fits_parts, high_bits, lane_copies, replicated)
 
 __all__ = ["Head"]
 
@@ -32,10 +32,11 @@ class Head(wiring.Component):
 
     Every block-RAM word and weight row goes into a register before logic, and the Horner step is
     pipelined (the weight row comes :data:`~spikeforge.interface.external.ROW_READ_LATENCY` cycles after
-    its request, the sums word is read that much later; every lane's bit of the step picked out of the
-    word read, then the channel's bit, then the term; the logits add it), so that the loop of the logits is one adder. The head advances only in the cycles after
-    ``run_next``: its control and each bank of its registers run under their own registered copy of it
-    (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
+    its request, and the sums word, read ``ROW_READ_LATENCY − 1`` cycles after it, arrives with the row;
+    every lane's bit of the step picked out of the word read, then the channel's bit, then the term; the
+    logits add it), so that the loop of the logits is one adder. The head advances only in the cycles
+    after ``run_next``: its control and each bank of its registers run under their own registered copy
+    of it (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are
     registers. The pass takes ``tiles·T·H·W + STREAM_READ_LATENCY + 1 + sum_bits·(cin + 1)
     + HORNER_STAGES + 2`` cycles from the one after ``start`` to ``done`` included
     (:func:`spikeforge.ops.head.cycles`).
@@ -128,8 +129,9 @@ class Head(wiring.Component):
         # the bias rows into registers before their adder: the low row, requested in each HORNER_SHIFT, taken
         # when it comes (bias_low_ready, ROW_READ_LATENCY cycles later); the high row, requested once in the
         # first HORNER_FLUSH cycle and held, taken in every cycle (there from ROW_READ_LATENCY + 1 cycles
-        # later, by HEAD_BIAS)
-        assert HORNER_STAGES >= ROW_READ_LATENCY + 1
+        # later, by HEAD_BIAS). HORNER_FLUSH ends with the last term's add, the cycle model's HORNER_STAGES
+        assert HORNER_STAGES == ROW_READ_LATENCY + 2, \
+            "HORNER_FLUSH: the rest of the last weight row's latency after HORNER_SHIFT, the pick, the term, its add"
         bias_low, bias_high = Signal(self.acc_word, name="bias_low"), Signal(self.acc_word, name="bias_high")
         bias_low_requested = Signal()
         bias_low_ready, = delayed(m, [bias_low_requested], "bias_low_ready", ROW_READ_LATENCY - 1)
@@ -146,16 +148,18 @@ class Head(wiring.Component):
                      add_bias.eq(0)]
         # the step of a HORNER cycle, carried along while its weight row comes (ROW_READ_LATENCY cycles): the
         # sums word is read, and the step's picks are registered, in the last of those cycles (loaded in
-        # every cycle: no term is read in others): the bit as a one-hot mask (a copy per four lanes it picks
-        # from, below), the channel's lane, the bit's sign, the doubling after it
+        # every cycle: no term is read in others): the bit as a one-hot mask (a copy per LANES_PER_COPY lanes
+        # it picks from, below), the channel's lane, the bit's sign, the doubling after it
         horner, step_ci, step_bit = Signal(), Signal.like(ci), Signal.like(bit)
         m.d.comb += [step_ci.eq(ci), step_bit.eq(bit)]
-        read_en, read_ci, read_bit = delayed(parts["pick"], [horner, step_ci, step_bit], "step", ROW_READ_LATENCY - 1)
+        read_en, read_ci, read_bit = delayed(parts["pick"], [horner, step_ci, step_bit], "step",
+                                             ROW_READ_LATENCY - 1)
         m.d.comb += [sums_read.en.eq(read_en), sums_read.addr.eq(read_ci >> lb)]
         read_mask = replicated(parts["pick"], (Const(1, p.logit_bits) << read_bit)[:p.logit_bits],
-                               (p.n_pe + 3) // 4, "read_mask")
+                               lane_copies(p.n_pe), "read_mask")
         parts["pick"].d.sync += [term_read.eq(read_en), read_lane.eq(read_ci[:lb] if lb else 0),
-                                 read_sign.eq(read_bit == top_bit), read_double.eq((read_ci == last_ci) & (read_bit != 0))]
+                                 read_sign.eq(read_bit == top_bit),
+                                 read_double.eq((read_ci == last_ci) & (read_bit != 0))]
         with m.FSM():
             with m.State("IDLE"):
                 # the counters start over while idle, rather than at start (a register enable fewer on
@@ -192,8 +196,8 @@ class Head(wiring.Component):
                     m.d.sync += [bit.eq(bit - 1), self.weight_en.eq(1), self.weight_addr.eq(d.weight_base)]
                     m.next = "HORNER"
             with m.State("HORNER_FLUSH"):
-                # the last term is read, picked, then added; the bias next (its high row, read in the first
-                # of these cycles, is in bias_high from the second: HORNER_STAGES >= 2)
+                # the last term is read, picked, then added; the bias next (its high row, requested in the
+                # first of these cycles, is in bias_high from ROW_READ_LATENCY + 1 cycles later, by HEAD_BIAS)
                 m.d.sync += flush.eq(flush + 1)
                 with m.If(flush == HORNER_STAGES - 1):
                     m.d.sync += add_bias.eq(1)
@@ -239,13 +243,13 @@ class Head(wiring.Component):
         lane_parts = Signal(data.ArrayLayout(len(bit_parts), p.n_pe), name="lane_parts")
         weight_row = Signal.like(self.weight_data)
         for lane in range(p.n_pe):
-            word, mask = sums_read.data[lane].as_unsigned(), read_mask[lane // 4]
+            word, mask = sums_read.data[lane].as_unsigned(), read_mask[lane // LANES_PER_COPY]
             pick.d.sync += lane_parts[lane].eq(Cat(*((word[i:i + 8] & mask[i:i + 8]).any() for i in bit_parts)))
         pick.d.sync += [weight_row.eq(self.weight_data), term_pick.eq(term_read), pick_lane.eq(read_lane),
                         pick_sign.eq(read_sign), pick_double.eq(read_double)]
-        # the channel's bit drives a select per lane: a copy per four lanes
+        # the channel's bit drives a select per lane: a copy per LANES_PER_COPY lanes
         channel_bit = Array(lane_parts[lane].any() for lane in range(p.n_pe))[pick_lane]
-        term_bit = replicated(pick, channel_bit, (p.n_pe + 3) // 4, "term_bit")
+        term_bit = replicated(pick, channel_bit, lane_copies(p.n_pe), "term_bit")
         # the row is 0 without a term: the logits add the term in every cycle
         signed_row = Signal(data.ArrayLayout(signed(p.weight_bits + 1), p.n_pe), name="signed_row")
         term_double = Signal(name="term_double")
@@ -255,7 +259,7 @@ class Head(wiring.Component):
             pick.d.sync += signed_row[lane].eq(Mux(term_pick, row, 0))
         term, add_double = Signal(self.logit_word), Signal()
         for lane in range(p.n_pe):
-            parts["term"].d.sync += term[lane].eq(Mux(term_bit[lane // 4], signed_row[lane], 0))
+            parts["term"].d.sync += term[lane].eq(Mux(term_bit[lane // LANES_PER_COPY], signed_row[lane], 0))
         parts["term"].d.sync += add_double.eq(term_double)
 
         # the logits, loaded in every cycle (their enable meets no condition): cleared before the first
@@ -269,7 +273,8 @@ class Head(wiring.Component):
             bias = [Cat(bias_low[lane].as_unsigned(), bias_high[lane])[:p.logit_bits].as_signed()
                     for lane in range(p.n_pe)]
             biased = [logits[lane] + bias[lane] for lane in range(p.n_pe)]
-            logit_part.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high[lane], FITS_PARTS) for lane, value in enumerate(biased))))]
+            logit_part.d.sync += [logit_fits.eq(Cat(*(fits_parts(value, logit_high[lane], FITS_PARTS)
+                                                      for lane, value in enumerate(biased))))]
             logit_part.d.sync += [logits[lane].eq(value) for lane, value in enumerate(biased)]
         with logit_part.Else():
             for lane in range(p.n_pe):

@@ -8,8 +8,8 @@ from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
-from .logic import (FITS_PARTS, check_params, delayed, descriptor_copy, enabled_parts, fits_parts, high_bits, popcount,
-                    replicated, spike_group)
+from .logic import (FITS_PARTS, LANES_PER_COPY, check_params, delayed, descriptor_copy, enabled_parts, fits_parts,
+                    high_bits, lane_copies, popcount, replicated, spike_group)
 from .spike_memory import READ_LATENCY
 
 __all__ = ["KeyValueProduct"]
@@ -24,10 +24,11 @@ class KeyValueProduct(wiring.Component):
     (:class:`SpikeScanner`).
 
     K channel ``i`` lives in group ``k_base + i / n_pe``, bank ``i mod n_pe``; the V rows of a tile are
-    one group read. One row ``y`` of one ``i`` per cycle, through :data:`~spikeforge.ops.attention.KEY_VALUE_STAGES`
-    pipeline stages after the read (the read's further cycles, the ANDed rows registered straight from the
-    spike memory, their popcounts, the counts, the row write and its check). The pass takes ``cin · H + KEY_VALUE_STAGES``
-    cycles from the one after ``start`` to ``done`` included.
+    one group read. One row ``y`` of one ``i`` per cycle, through
+    :data:`~spikeforge.ops.attention.KEY_VALUE_STAGES` pipeline stages after the read (the read's further
+    cycles, the ANDed rows registered straight from the spike memory, their popcounts, the counts, the row
+    write and its check). The pass takes ``cin · H + KEY_VALUE_STAGES`` cycles from the one after ``start``
+    to ``done`` included.
 
     Ports
     -----
@@ -58,7 +59,8 @@ class KeyValueProduct(wiring.Component):
         build's ``weight_bits``).
     run_next : In(1, init=1)
         The product advances in the next cycle (low: it stands still then): its control and each part of
-        four lanes run under their own registered copy of it (:func:`~spikeforge.hw.logic.enabled_parts`).
+        :data:`~spikeforge.hw.logic.LANES_PER_COPY` lanes run under their own registered copy of it
+        (:func:`~spikeforge.hw.logic.enabled_parts`).
     """
 
     def __init__(self, params):
@@ -140,9 +142,9 @@ class KeyValueProduct(wiring.Component):
         # head, their bounds checked apart a stage earlier, ANDed into the first of them
         read_valid, read_last, read_addr, read_mask = delayed(m, [pending, last, row_addr, above & below], "read",
                                                               READ_LATENCY - 1)
-        # the lanes' registers in parts of four lanes, each under its own enable (one net to them all,
+        # the lanes' registers in parts of LANES_PER_COPY lanes, each under its own enable (one net to them all,
         # across the chip, took most of a cycle), with its own copies of the flags below; a signal per lane
-        lane_parts = [Module() for _ in range(0, p.n_pe, 4)]
+        lane_parts = [Module() for _ in range(lane_copies(p.n_pe))]
 
         def per_lane(name, shape):
             return [Signal(shape, name=f"{name}{lane}") for lane in range(p.n_pe)]
@@ -150,18 +152,19 @@ class KeyValueProduct(wiring.Component):
         # stage 1: the K row AND each lane's V row, into registers straight from the spike memory
         both = per_lane("both", p.max_w)
         for lane in range(p.n_pe):
-            lane_parts[lane // 4].d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
+            lane_parts[lane // LANES_PER_COPY].d.sync += both[lane].eq(self.scan_data & self.group_data[lane])
         both_valid, both_last, both_addr, both_mask = delayed(m, [read_valid, read_last, read_addr, read_mask],
                                                               "both")
         # stage 2: the positions where both spike, per lane
         ones = per_lane("ones", range(p.max_w + 1))
         for lane in range(p.n_pe):
-            lane_parts[lane // 4].d.sync += ones[lane].eq(popcount(both[lane]))
+            lane_parts[lane // LANES_PER_COPY].d.sync += ones[lane].eq(popcount(both[lane]))
         ones_valid, ones_last, ones_addr = delayed(m, [both_valid, both_last, both_addr], "ones")
         # (and a copy of the flags per lane: each drives the clock enables and selects of a lane's count
         # and row)
         lane_valid, lane_last = ([flag for i, part in enumerate(lane_parts)
-                                  for flag in replicated(part, value, min(4, p.n_pe - 4 * i), f"ones_{name}")]
+                                  for flag in replicated(part, value, min(LANES_PER_COPY, p.n_pe - LANES_PER_COPY * i),
+                                                         f"ones_{name}")]
                                  for name, value in (("valid", both_valid), ("last", both_last)))
         # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head) and
         # its range check, in FITS_PARTS registers per lane (their conjunction comes with the write)
@@ -172,7 +175,7 @@ class KeyValueProduct(wiring.Component):
         with m.If(ones_valid & ones_last):
             m.d.sync += row_to.eq(ones_addr)
         for lane in range(p.n_pe):
-            part = lane_parts[lane // 4]
+            part = lane_parts[lane // LANES_PER_COPY]
             part.d.sync += lane_mask[lane].eq(both_mask[lane])
             part.d.comb += total[lane].eq(counts[lane] + ones[lane])
             with part.If(lane_valid[lane]):

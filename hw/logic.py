@@ -12,13 +12,23 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.external import BEAT_BITS, ROW_READ_LATENCY, row_stride
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "carry_save_sum", "check_params", "count_nested", "delayed", "descriptor_copy",
-           "enabled_parts", "fits_parts", "high_bits", "popcount", "registered_select", "replicated", "ring_after",
-           "row_address", "sign_extended", "spike_group", "table_read", "table_rows"]
+__all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "LANES_PER_COPY", "carry_save_sum", "check_params", "count_nested",
+           "delayed", "descriptor_copy", "enabled_parts", "fits_parts", "high_bits", "lane_copies", "popcount",
+           "registered_select", "replicated", "ring_after", "row_address", "sign_extended", "spike_group",
+           "table_read", "table_rows"]
 
 #: Registers whose names hold this are copies of one another that synthesis must keep apart
 #: (``flow/synth.py`` marks them ``keep``; Yosys would merge them back into one).
 FANOUT_SUFFIX = "_fanout"
+#: Lanes served by one copy of a flag, select or enable that drives every lane (:func:`replicated`): the
+#: lanes spread over the chip with their memories, and one register reaching all of them is a long route.
+LANES_PER_COPY = 4
+
+
+def lane_copies(lanes):
+    """Copies of a register that drives ``lanes`` lanes, one per :data:`LANES_PER_COPY` of them (lane ``i``
+    takes copy ``i // LANES_PER_COPY``)."""
+    return ceil_div(lanes, LANES_PER_COPY)
 
 
 def check_params(params):
@@ -52,8 +62,7 @@ def count_nested(m, counters, finished=None):
 def high_bits(m, width, bits, name, lanes=1):
     """Registers of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
     a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits_parts` checks against it:
-    a list of ``lanes`` entries, a copy per four lanes (lanes spread over the chip with their memories,
-    and one register reaching all of them is a long route).
+    a list of ``lanes`` entries, a copy per :data:`LANES_PER_COPY` lanes.
     Bit ``i`` is set where ``0 < bits <= i + 1``: the first stage decodes the high and the low three
     bits of ``bits`` apart, the second takes each mask bit from three of the decoded bits — a LUT
     per bit in each stage, where a comparator or a shifter over all of ``bits`` takes several."""
@@ -72,8 +81,8 @@ def high_bits(m, width, bits, name, lanes=1):
         top, rest = (i + 1) >> low, (i + 1) & ((1 << low) - 1)
         below = high_below[top] | (high_at[top] & low_upto[rest]) if top < high_values else 1
         mask.append(nonzero & below)
-    copies = replicated(m, Cat(*mask), (lanes + 3) // 4, name)
-    return [copies[lane // 4] for lane in range(lanes)]
+    copies = replicated(m, Cat(*mask), lane_copies(lanes), name)
+    return [copies[lane // LANES_PER_COPY] for lane in range(lanes)]
 
 
 def fits_parts(value, high, parts):

@@ -4,7 +4,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.interface.external import BEAT_BITS
+from spikeforge.interface.external import BEAT_BITS, ROW_READ_LATENCY
 
 from .burst_arbiter import burst_signature
 from .logic import FANOUT_SUFFIX, ring_after, row_address, table_rows
@@ -85,6 +85,8 @@ class RowReader(wiring.Component):
         })
 
     def elaborate(self, platform):
+        # the structure below answers in two cycles: the request registered, then decided and ``data`` loaded
+        assert ROW_READ_LATENCY == 2, "the row reader answers a request in two cycles of the core"
         m = Module()
         burst = self.burst
         # positions in the ring, each a slot and a lap bit (a full ring differs from an empty one): the

@@ -77,7 +77,8 @@ class RowWriter(wiring.Component):
 
         # a write: into a register, then into the ring's slot at the tail
         written = self.en & ~self.stall
-        request_addr, request_data = Signal.like(self.addr, name="request_addr"), Signal.like(self.data, name="request_data")
+        request_addr = Signal.like(self.addr, name="request_addr")
+        request_data = Signal.like(self.data, name="request_data")
         m.d.sync += self.accepted.eq(written)
         with m.If(written):
             m.d.sync += [request_addr.eq(self.addr), request_data.eq(self.data)]

@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.interface.descriptor import DESCRIPTOR_LAYOUT, OPCODES
+from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.conv import SCAN_ROW_QUEUE
 
@@ -71,7 +72,9 @@ class SpikeScanner(wiring.Component):
     weight_en, weight_addr : Out
         Weight-row read (``weight_addr`` of ``range(weight_rows)``).
     weight_data : In(ArrayLayout(signed(weight_bits), n_pe))
-        The row read one cycle earlier (held while ``weight_en`` is low).
+        The row requested :data:`~spikeforge.interface.external.ROW_READ_LATENCY` cycles earlier (the
+        weight table's; ATTENTION's scratch rows, a block RAM, one cycle), held while ``weight_en`` is low;
+        taken at the slot's load, ``READ_LATENCY + 1`` cycles after its fetch at the earliest.
     occ_en, occ_group, occ_lane : Out
         Occupancy read of a spike channel (:class:`SpikeMemory`).
     occ_data : In(max_T * max_h)
@@ -265,6 +268,7 @@ class SpikeScanner(wiring.Component):
             m.d.sync += running.eq(1)
         # the slot's row reads use these only while a row is to be read: they follow the fetched slot while
         # none is (the last time at its load), so their enable is a flip-flop, not the load's decision
+        assert ROW_READ_LATENCY <= READ_LATENCY + 1, "a slot's weight row must be there by its load"
         with m.If(~cand_valid):
             m.d.sync += [issue_row.eq(self.weight_data), issue_group.eq(fetched_group), issue_lane.eq(fetched_lane),
                          issue_plane.eq(fetched_plane), issue_dy.eq(fetched_dy), issue_dx.eq(fetched_dx)]
@@ -293,7 +297,8 @@ class SpikeScanner(wiring.Component):
         m.submodules.queue = queue = SyncFIFO(width=entry.size, depth=ROW_QUEUE)
         masked = self.scan_data & by_tap(col_masks, arriving_dx)
         stored = Signal(entry)
-        m.d.comb += [stored.eq(arriving_entry), stored.word.eq(by_tap([masked.rotate_left(1), masked, masked.rotate_right(1)], arriving_dx)),
+        m.d.comb += [stored.eq(arriving_entry),
+                     stored.word.eq(by_tap([masked.rotate_left(1), masked, masked.rotate_right(1)], arriving_dx)),
                      queue.w_en.eq(arriving), queue.w_data.eq(stored)]
 
         # ---- the events: one row after another, each taken from the queue a cycle before it starts; an

@@ -48,7 +48,8 @@ class SpillMover(wiring.Component):
     spill_read_en, spill_read_addr : Out
         Request of a SPILL row (registers).
     spill_read_data : In(ArrayLayout(max_w, n_pe))
-        The row requested, in the next cycle the core runs.
+        The row requested, :data:`~spikeforge.ops.spill.LOAD_LATENCY` cycles the core runs after its
+        request.
     spill_write_en, spill_write_addr, spill_write_data : Out
         Write of a SPILL row (taken in a cycle the core runs).
     """

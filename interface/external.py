@@ -12,14 +12,16 @@ another in :data:`TABLE_ORDER`, each starting on a :data:`REGION_ALIGN` boundary
 accelerator writes while it runs (spilled tensors, rows of one spike-memory group word) and reads back.
 The accelerator's byte addresses of external memory have ``memory_address_bits`` bits
 (:class:`~spikeforge.interface.params.AcceleratorParams`): the :func:`external_bytes` of the image and its
-spill region from their base must lie below ``2**memory_address_bits``.
+spill region from their base must lie below ``2**memory_address_bits``. The core reads a table's row
+:data:`ROW_READ_LATENCY` cycles after its request, as the row readers serve it, and the cycle model
+counts with it.
 """
 
 from .bits import ceil_div, index_bits
 from .regmap import word_bits
 
-__all__ = ["BEAT_BITS", "WORD_OFFSET_BITS", "ROW_READ_LATENCY", "REGION_ALIGN", "IMAGE_TABLES", "SPILL", "TABLE_ORDER", "row_stride",
-           "spill_shape", "table_offsets", "external_bytes", "external_words"]
+__all__ = ["BEAT_BITS", "WORD_OFFSET_BITS", "ROW_READ_LATENCY", "REGION_ALIGN", "IMAGE_TABLES", "SPILL", "TABLE_ORDER",
+           "row_stride", "spill_shape", "table_offsets", "external_bytes", "external_words"]
 
 #: Data bits of one beat of the external memory bus.
 BEAT_BITS = 32

@@ -292,13 +292,15 @@ ACC_READ_LATENCY = 3
 #: Cycles from a stream read to its word (``hw/engine.py``): the address registered (the stream's block
 #: RAMs, some forty of them, lie across the chip), the block RAM's read.
 STREAM_READ_LATENCY = 2
-#: Pipeline stages of the drain after its reads (``hw/drain.py``): the accumulator's read
-#: (:data:`ACC_READ_LATENCY`; the stream's word, :data:`STREAM_READ_LATENCY`, registered meanwhile), the sum, the
-#: check and scaling, the LIF, the outputs, the spike-row write.
+#: Pipeline stages of the drain after its reads (``hw/drain.py``): the accumulator read's further cycles
+#: (:data:`ACC_READ_LATENCY` − 1: its word arrives in the sum's cycle; the stream's word,
+#: :data:`STREAM_READ_LATENCY`, registered meanwhile), the sum, the check and scaling, the LIF, the outputs,
+#: the spike-row write.
 DRAIN_STAGES = ACC_READ_LATENCY + 4
 
 
 def drain_cycles(T, H, W):
-    """Cycles of one tile's drain pass (CONV and ATTENTION): DRAIN_START (bias and threshold reads) 1,
-    DRAIN ``T·H·W`` (one position each), and the flush of its :data:`DRAIN_STAGES` stages."""
+    """Cycles of one tile's drain pass (CONV and ATTENTION): DRAIN_START 1 (the bias and threshold rows,
+    requested with ``start``, on their way), DRAIN ``T·H·W`` (one position each), and the flush of its
+    :data:`DRAIN_STAGES` stages."""
     return 1 + T * H * W + DRAIN_STAGES

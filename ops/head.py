@@ -83,10 +83,10 @@ def emit(layer, program):
     program.need(layer, max_cin=C, max_tiles=tiles, logit_bits=logit_bits, classes=classes)
 
 
-#: Pipeline stages of the head's Horner step after its requests (``hw/head.py``): the weight row's
-#: latency (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`), the last cycle of which reads the
-#: sums word; every lane's bit of the step (in parts) and the weight row registered; the channel's bit and
-#: the signed row; the term.
+#: Cycles of the head's HORNER_FLUSH (``hw/head.py``), after the HORNER_SHIFT that follows the last weight
+#: row's request: the rest of that row's latency (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`
+#: − 1), in the last of which the sums word arrives with the row and both are registered (every lane's bit
+#: of the step, in parts); the channel's bit and the signed row; the term; the logits add it.
 HORNER_STAGES = ROW_READ_LATENCY + 2
 
 

@@ -32,11 +32,12 @@ def layer_cycles(case, params):
 
 def overhead_bound(case, params):
     """Cycles beyond one per event, at most: ``tiles × (3 + (L + 3)·Cin·taps + L·R + drain) + 1`` with
-    the drain pass ``drain = 1 + T·H·W + 7`` (:func:`~spikeforge.ops.conv.drain_cycles`), where ``R``
-    counts the occupied rows the taps reach and ``L`` is the spike memory's read latency: the pass's
-    setup, its fetch and its registered last event, then a slot's registered occupancy word, search and
-    reads take ``max(L + 1, 1 + its rows)`` cycles (the next slot's fetch overlaps them), and a row
-    waits at most ``L`` cycles beyond its events (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
+    the drain pass ``drain = 1 + T·H·W + DRAIN_STAGES`` (:func:`~spikeforge.ops.conv.drain_cycles`,
+    :data:`~spikeforge.ops.conv.DRAIN_STAGES`), where ``R`` counts the occupied rows the taps reach and
+    ``L`` is the spike memory's read latency: the pass's setup, its fetch and its registered last event,
+    then a slot's registered occupancy word, search and reads take ``max(L + 1, 1 + its rows)`` cycles
+    (the next slot's fetch overlaps them), and a row waits at most ``L`` cycles beyond its events
+    (:func:`~spikeforge.ops.conv.scan_pass_cycles`)."""
     T, cin, cout, H, W = case.shape
     tiles = -(-cout // params.n_pe)
     k = case.weight.shape[-1]

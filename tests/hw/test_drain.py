@@ -44,7 +44,8 @@ def _harness(contents):
         dr = h.drain
         acc, bias, threshold = h.acc.read_port(), h.bias.read_port(), h.threshold.read_port()
         stream_read, stream_write = h.stream.read_port(), h.stream.write_port()
-        # the word ACC_READ_LATENCY cycles after its address, like the accumulator array's
+        # the word ACC_READ_LATENCY cycles after its address, like the accumulator array's: the address
+        # delayed, then two cycles, the block RAM's read and its word's register
         acc_addr, = delayed(m, [dr.acc_addr], "acc_request", ACC_READ_LATENCY - 2)
         m.d.sync += dr.acc_data.eq(acc.data)
         m.d.comb += [acc.addr.eq(acc_addr),

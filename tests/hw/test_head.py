@@ -13,11 +13,11 @@ from spikeforge.hw.head import Head
 from spikeforge.hw.logic import table_read
 from spikeforge.interface.bits import fits_signed
 from spikeforge.interface.descriptor import OPCODES
-from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import high_lanes, pack_fields, stream_word_layout
 from spikeforge.interface.params import EngineParams
 from spikeforge.ops.base import wrap
 from spikeforge.ops.conv import STREAM_READ_LATENCY
+from spikeforge.ops.head import HORNER_STAGES
 from spikeforge.tests.hw.bench import Harness, run_pass, set_desc, simulate, small_params
 
 #: Logits as wide as the accumulators, and wider (sums and logits of 24 bits from stream words and bias
@@ -77,9 +77,9 @@ def _case(P, seed, tiles=2, T=2, H=2, W=3, cin=7, stream_range=60, bias_range=10
 
 def _cycles(desc):
     # SUM, its flush (the last word's read, its register, its sum), Horner per bit (cin + shift), its flush
-    # (the weight row's latency, the pick, the term), bias, check
+    # (the rest of the last weight row's latency, the pick, the term, its add), bias, check
     return (desc["tiles"] * desc["T"] * desc["H"] * desc["W"] + STREAM_READ_LATENCY + 1
-            + desc["sum_bits"] * (desc["cin"] + 1) + ROW_READ_LATENCY + 2 + 2)
+            + desc["sum_bits"] * (desc["cin"] + 1) + HORNER_STAGES + 2)
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 2, 3), (2, 1, 1, 1), (2, 3, 1, 2), (1, 1, 1, 1)])
