@@ -150,10 +150,8 @@ class Head(wiring.Component):
         # sums word is read, and the step's picks are registered, in the last of those cycles (loaded in
         # every cycle: no term is read in others): the bit as a one-hot mask (a copy per LANES_PER_COPY lanes
         # it picks from, below), the channel's lane, the bit's sign, the doubling after it
-        horner, step_ci, step_bit = Signal(), Signal.like(ci), Signal.like(bit)
-        m.d.comb += [step_ci.eq(ci), step_bit.eq(bit)]
-        read_en, read_ci, read_bit = delayed(parts["pick"], [horner, step_ci, step_bit], "step",
-                                             ROW_READ_LATENCY - 1)
+        horner = Signal()
+        read_en, read_ci, read_bit = delayed(parts["pick"], [horner, ci, bit], "step", ROW_READ_LATENCY - 1)
         m.d.comb += [sums_read.en.eq(read_en), sums_read.addr.eq(read_ci >> lb)]
         read_mask = replicated(parts["pick"], (Const(1, p.logit_bits) << read_bit)[:p.logit_bits],
                                lane_copies(p.n_pe), "read_mask")
