@@ -10,7 +10,13 @@ from spikeforge.interface.regmap import BUS_DATA_BITS, AddressLayout
 from .bus import wishbone_signature
 from .logic import registered_select
 
-__all__ = ["ControlSlave", "bus_address"]
+__all__ = ["ControlSlave", "bus_address", "READ_ANSWER_CYCLES"]
+
+#: Cycles from a read's being taken to its answer, beyond the core's ``read_latency``: its window and offset
+#: registered, the slot picked in two register stages, and the answer registered once more. The bus's
+#: pins lie all around the chip, so ``datrd`` is a plain copy of the picked slot (no reset, no enable) that
+#: the placer can put beside each pin.
+READ_ANSWER_CYCLES = 4
 
 
 def bus_address(layout):
@@ -26,14 +32,14 @@ class ControlSlave(wiring.Component):
     (the bus has no ``sel``: every write carries a full slot). A read presents ``{window, offset}`` to
     the core and answers with slot ``s`` of the word the core returns ``read_latency`` cycles later, picked
     through two register stages (:func:`~spikeforge.hw.logic.registered_select`: a word of tens of slots is
-    too wide a multiplexer for one cycle).
+    too wide a multiplexer for one cycle) and registered again (:data:`READ_ANSWER_CYCLES`).
 
     One request at a time: ``stall`` is high from the cycle after a request is taken until the cycle of
     its answer, in which the next request may be taken. A request taken in cycle ``r`` is presented to the
     core from registers — its window and offset from cycle ``r + 1`` on; a write's word and strobe in cycle
     ``r + 2``, the slot merged into the staged word in between — and answered with ``ack`` (``datrd`` for
     a read) or, for a write the core refuses, ``err``: a write in cycle ``r + 3``, after the core took
-    it, a read in cycle ``r + 3 + read_latency``. ``stall``, ``ack``, ``err`` and ``datrd`` are
+    it, a read in cycle ``r + READ_ANSWER_CYCLES + read_latency``. ``stall``, ``ack``, ``err`` and ``datrd`` are
     flip-flops (``datrd`` holds the read's slot in the cycle of its ``ack``). A master that drops ``cyc``
     before the answer abandons its request: the request is carried out (a write still reaches the core),
     the answer withheld.
@@ -83,8 +89,8 @@ class ControlSlave(wiring.Component):
         write_data = Signal(BUS_DATA_BITS)
         merging, written = Signal(), Signal()     # a write's cycle into the staging word, its cycle at the core
         reading = Signal()
-        # cycles until the core's word is there, then one more for the first stage of the slot's select
-        read_wait = Signal(range(self.read_latency + 2))
+        # cycles until the core's word is there, then one for each stage of the slot's select but the last
+        read_wait = Signal(range(self.read_latency + READ_ANSWER_CYCLES - 1))
         abandoned = Signal()      # cyc has dropped since the request was taken: no answer
         answer = Signal()
         m.d.comb += [answer.eq(bus.cyc & ~abandoned), self.we.eq(written & ~self.reject)]
@@ -93,7 +99,8 @@ class ControlSlave(wiring.Component):
         with m.If(bus.cyc & bus.stb & ~bus.stall):
             m.d.sync += [bus.stall.eq(1), abandoned.eq(0), self.window.eq(request.window),
                          self.offset.eq(request.offset), slot.eq(request.slot), write_data.eq(bus.datwr),
-                         merging.eq(bus.we), reading.eq(~bus.we), read_wait.eq(self.read_latency + 1)]
+                         merging.eq(bus.we), reading.eq(~bus.we),
+                         read_wait.eq(self.read_latency + READ_ANSWER_CYCLES - 2)]
         with m.Elif(~bus.cyc):
             m.d.sync += abandoned.eq(1)
 
@@ -113,7 +120,7 @@ class ControlSlave(wiring.Component):
         padded = Signal(n_slots * BUS_DATA_BITS)
         m.d.comb += padded.eq(self.rdata)
         words = data.View(slot_layout, padded)
-        m.d.comb += bus.datrd.eq(registered_select(m, {index: words[index] for index in range(n_slots)}, slot,
+        m.d.sync += bus.datrd.eq(registered_select(m, {index: words[index] for index in range(n_slots)}, slot,
                                                    "read_data", BUS_DATA_BITS))
         with m.If(reading):
             with m.If(read_wait == 0):

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.firmware.driver import DriverError, PortsBus
 from spikeforge.hw.bus import wishbone_signature
-from spikeforge.hw.control_slave import ControlSlave
+from spikeforge.hw.control_slave import READ_ANSWER_CYCLES, ControlSlave
 from spikeforge.interface.regmap import AddressLayout
 from spikeforge.sim.amaranth_runner import run_amaranth
 from spikeforge.tests.hw.bench import SMALL
@@ -140,8 +140,8 @@ def test_every_request_gets_one_answer_in_order_at_its_cycle(read_latency):
     """Back-to-back requests: each is taken in the cycle of the previous answer, ``stall`` holds the next off
     until then; a write reaches the core two cycles after it is taken, slot merged into the staged word, and
     is answered the cycle after (``err`` where the core refused it, which then saw no write); a read is
-    answered ``read_latency + 3`` cycles after it is taken (its slot picked in two stages), with its slot of
-    the word."""
+    answered ``read_latency + READ_ANSWER_CYCLES`` cycles after it is taken (its slot picked in two stages,
+    then registered again), with its slot of the word."""
     requests = [_write(1, 2, 0, 0x89ABCDEF), _write(1, 2, 1, 0x01234567), _write(1, 2, 2, 0x3F), _read(1, 2, 1),
                 _write(REFUSED_WINDOW, 0, 0, 5), _read(1, 2, 2), _read(1, 2, 0), _read(1, 2, 3),
                 _write(2, 3, 1, 7), _read(2, 3, 0)]
@@ -161,7 +161,8 @@ def test_every_request_gets_one_answer_in_order_at_its_cycle(read_latency):
                 writes.append((take + 2, (window, offset, staged)))
                 expected.append((take + 3, "ack"))
         else:
-            expected.append((take + read_latency + 3, "ack", core.get((window, offset), 0) >> 32 * slot & slot_mask))
+            expected.append((take + read_latency + READ_ANSWER_CYCLES, "ack",
+                             core.get((window, offset), 0) >> 32 * slot & slot_mask))
     assert [answer[:len(want)] for answer, want in zip(answers, expected)] == expected
     assert [(cycle, step["written"]) for cycle, step in enumerate(trace) if step["written"] is not None] == writes
     # the next request is taken in the cycle of the answer; stall is high exactly in between
@@ -179,7 +180,7 @@ def test_a_request_abandoned_with_cyc_is_not_answered(read_latency):
     takes = [cycle for cycle, step in enumerate(trace) if step["taken"] is not None]
     assert takes == [0, 3]      # presented from cycle 2 on, stalled in cycle 2
     assert trace[2]["stall"] and trace[1]["written"] is None and trace[2]["written"] == (0, 1, 0x1234)
-    assert _answers(trace) == [(3 + read_latency + 3, "ack", 0x1234)]
+    assert _answers(trace) == [(3 + read_latency + READ_ANSWER_CYCLES, "ack", 0x1234)]
 
 
 def test_a_start_write_is_acknowledged_with_done_low():
