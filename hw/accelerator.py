@@ -30,10 +30,11 @@ class Accelerator(wiring.Component):
     reads, prefetching, and a :class:`~spikeforge.hw.row_writer.RowWriter` takes the engine's writes of
     spilled tensors (SPILL, which has a reader too: it waits for the writes, see ``RowReader``), all over
     one :class:`~spikeforge.hw.burst_arbiter.BurstArbiter`. While a read misses, or the writer has no room
-    for the next write, the core (sequencer and engine) stands still from the next cycle until the row (the
-    room) is there — its logic runs under enables registered from the readers' and the writer's
-    ``waiting_next``, one copy per unit — and ``STALL_CYCLES`` counts those cycles; ``DONE`` rises once the
-    writes of the run have landed in external memory (the cycles after the sequencer's end count as stalls).
+    for the next write, the core (sequencer and engine) stands still from the cycle after the next until the
+    row (the room) is there — its logic runs under enables registered from the OR of the readers' and the
+    writer's ``waiting`` registers, one copy per unit — and ``STALL_CYCLES`` counts those cycles; ``DONE``
+    rises once the writes of the run have landed in external memory (the cycles after the sequencer's end
+    count as stalls).
     ``CYCLES`` counts every cycle of the run, ``OP_CYCLES`` the core's own. A word that external memory
     answers with ``err`` sets ``STATUS.MEMORY_ERROR`` until the next start (the run goes on to ``DONE``;
     a read's word is then undefined). ``OVERFLOW_LOG`` (per descriptor: a value of its layer, or of its
@@ -126,7 +127,8 @@ class Accelerator(wiring.Component):
         for index, reader in enumerate(readers.values()):
             wiring.connect(m, reader.burst, arbiter.readers[index])
         wiring.connect(m, arbiter.bus, wiring.flipped(self.mem))
-        waits = [unit.waiting_next for unit in (*readers.values(), *writers.values())]
+        # from registers: a miss stalls the core two cycles after its decision (see RowReader)
+        waits = [unit.waiting for unit in (*readers.values(), *writers.values())]
         m.d.comb += [run_next.eq(~Cat(*waits).any()), engine.run_next.eq(run_next)]
         writes_landed = Cat(*(writer.empty for writer in writers.values())).all()
 

@@ -230,12 +230,12 @@ def descriptor_copy(m, desc, fields):
 
 
 
-def table_rows(port, row_bits, depth, tag_bits):
+def table_rows(port, row_bits, depth, tag_bits, least=2):
     """Set on ``port`` (a reader or writer of a table in external memory) its rows of ``row_bits``, its
-    ring of ``depth`` rows (at least 2: one on its way while another is used), the ``tag_bits`` of a row
-    number and the ``beats`` of a row (32-bit words)."""
-    if depth < 2:
-        raise ValueError(f"depth must be at least 2, not {depth!r}")
+    ring of ``depth`` rows (at least ``least``: for a reader 2, one on its way while another is used),
+    the ``tag_bits`` of a row number and the ``beats`` of a row (32-bit words)."""
+    if depth < least:
+        raise ValueError(f"depth must be at least {least}, not {depth!r}")
     port.row_bits, port.depth, port.tag_bits = row_bits, depth, tag_bits
     port.beats = ceil_div(row_bits, BEAT_BITS)
 

@@ -27,15 +27,16 @@ class RowReader(wiring.Component):
     rows, descriptors), so the reader keeps fetching the rows after the last one asked for into a
     ring of ``depth`` rows while the engine computes, :data:`BURSTS_IN_FLIGHT` bursts at a time; a
     request for the row served last, or for the ring's head, is a hit. A request goes into a register
-    first (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`: its row is in ``data`` two cycles
-    of the core later), and is decided from there in the next cycle the core runs: the requesting unit
-    may lie across the chip, and the decision fans out to the whole core. A request that is not a hit
-    sets ``waiting`` from the cycle after its decision until the row is in ``data``: the accelerator
-    stalls its core (``stall``) meanwhile. A row off the stream starts it over there in the next cycle
-    (the ring emptied, the bursts in flight discarded). ``waiting_next`` is its value in the next cycle,
-    from which the accelerator registers the core's enables (one copy per unit, so that no single net
-    reaches every flip-flop of the core); the registered address meets two carry chains before it (its
-    difference to the row served last, and the decision). Prefetching runs while ``active``.
+    first, is decided from there in the next cycle the core runs (the requesting unit may lie across
+    the chip), and its row reaches ``data`` in the cycle after
+    (:data:`~spikeforge.interface.external.ROW_READ_LATENCY`, 3, in the core's cycles). A request that
+    is not a hit sets ``waiting``, a register, until its row is on its way to ``data``: the accelerator
+    stalls its core from the cycle after (``stall``), through enables registered from the OR of every
+    reader's ``waiting`` (one copy per unit, so that no single net reaches every flip-flop of the core).
+    The core thus runs once more after a miss is decided; its request then waits behind the undecided
+    one, which is decided once the missed row is served (and may miss in turn). A row off the stream
+    starts it over there in the next cycle (the ring emptied, the bursts in flight discarded).
+    Prefetching runs while ``active``.
 
     A table the accelerator also writes (SPILL, :class:`~spikeforge.hw.row_writer.RowWriter`) never
     serves a row older than a write to it: every write the writer takes makes the reader forget every row
@@ -44,23 +45,23 @@ class RowReader(wiring.Component):
     ``empty`` in the next cycle). Writes and reads are registered alike, so the core's read in the cycle
     of its write is decided in the cycle the write is taken: a read sees every write the core made before
     it or in its cycle, and the prefetch never holds a row across a write. The core must not write the
-    table in the cycle after a read (while that read is decided, a write could reach memory before its
-    row is fetched): the accelerator reads SPILL in LOAD descriptors and writes it in STORE descriptors.
+    table in the two cycles after a read (while that read is decided, a write could reach memory before
+    its row is fetched): the accelerator reads SPILL in LOAD descriptors and writes it in STORE descriptors.
 
     Ports
     -----
     en : In(1)
     addr : In(tag_bits)
         Request row ``addr`` (taken only in a cycle without ``stall``); its data are in ``data`` at
-        the second cycle without stall after it, like a read port of a memory with its address
-        registered (held while nothing is served).
+        the third cycle without stall after it, like a read port of a memory with its address and its
+        data registered (held while nothing is served).
     data : Out(row_bits)
     waiting : Out(1)
-        A request missed and its row is not in ``data`` yet.
-    waiting_next : Out(1)
-        ``waiting`` in the next cycle.
+        A register: a request missed and its row is not on its way to ``data`` yet (the core must stand
+        still from the next cycle on).
     stall : In(1)
-        The core stands still this cycle (because some reader is ``waiting``): requests are ignored.
+        The core stands still this cycle (because some reader was ``waiting`` in the cycle before):
+        requests are ignored.
     flush : In(1)
         Forget every row (a new run: the memory may have been rewritten); a request in this cycle, or
         registered, is dropped.
@@ -79,14 +80,15 @@ class RowReader(wiring.Component):
     def __init__(self, row_bits, depth, tag_bits, addr_bits):
         table_rows(self, row_bits, depth, tag_bits)
         super().__init__({
-            "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1), "waiting_next": Out(1),
+            "en": In(1), "addr": In(tag_bits), "data": Out(row_bits), "waiting": Out(1),
             "stall": In(1), "flush": In(1), "invalidate": In(1), "active": In(1), "base": In(addr_bits),
             "burst": Out(burst_signature(addr_bits)),
         })
 
     def elaborate(self, platform):
-        # the structure below answers in two cycles: the request registered, then decided and ``data`` loaded
-        assert ROW_READ_LATENCY == 2, "the row reader answers a request in two cycles of the core"
+        # the structure below answers in three cycles: the request registered, then decided and the row
+        # loaded, then ``data``
+        assert ROW_READ_LATENCY == 3, "the row reader answers a request in three cycles of the core"
         m = Module()
         burst = self.burst
         # positions in the ring, each a slot and a lap bit (a full ring differs from an empty one): the
@@ -125,19 +127,35 @@ class RowReader(wiring.Component):
         push = burst.beat_last & (stale == 0)     # a row of the stream arrives
 
         forget = self.flush | self.invalidate
-        # the request, registered in the core's cycles: everything below decides from these flip-flops
-        # (held while the core stands still, so that a request taken before a stall is decided after it)
+        run = ~self.stall
+        # The requests, registered in the core's cycles: everything below decides from these flip-flops.
+        # A request is decided in the cycle after it (``decide``: the core runs, no miss is waited for), its
+        # row loaded into ``row`` then and into ``data`` in the next cycle the core runs. A miss stalls the
+        # core only two cycles later (``waiting`` is a register, and the core's enables are registered from
+        # the OR of every reader's), so the core may run once more: its request then waits in a second
+        # register (``skid``) behind the undecided one, and the core's next cycle needs the missed row in
+        # ``data`` rather than in ``row``. Such a wait (``ahead``) serves the missed row into both, then
+        # decides the request held (``redecide``, a miss of which waits again) before it ends.
         en, addr = Signal(name="request_en"), Signal(self.tag_bits, name="request_addr")
-        with m.If(~self.stall | self.flush):
-            m.d.sync += [en.eq(self.en & ~self.flush), addr.eq(self.addr)]
+        skid_en, skid_addr = Signal(name="skid_en"), Signal(self.tag_bits, name="skid_addr")
+        ahead, redecide = Signal(), Signal()
+        decide = Signal()
+        m.d.comb += decide.eq(run & ~self.waiting | redecide)
+        with m.If(self.flush):
+            m.d.sync += [en.eq(0), skid_en.eq(0)]
+        with m.Elif(decide):
+            m.d.sync += [en.eq(Mux(run, self.en, skid_en)), addr.eq(Mux(run, self.addr, skid_addr))]
+        with m.Elif(run):
+            m.d.sync += [skid_en.eq(self.en), skid_addr.eq(self.addr)]
+        row = Signal(self.row_bits)          # the row served last; ``data`` follows it in the core's cycles
         # Hits. A request hits the row served last (tag s) or the ring's head (s + 1): the rows are a
         # stream, and a wait ends by serving the head. So the address is not compared with two tags:
         # s is subtracted from it once, on a carry chain (s is kept negated, so that this is a sum), and
         # a hit leaves 0 or 1. Each decision on that difference is folded with its flags into one more
         # carry chain (``_chained``), whose inputs are the difference's bits and single LUTs of
-        # registers. A hit on the head steps ``head`` and loads ``data``; a miss (any request in a cycle
+        # registers. A hit on the head steps ``head`` and loads ``row``; a miss (any request in a cycle
         # that invalidates the rows, too) only sets ``waiting``; starting the stream over waits for the
-        # next cycle. ``data`` is loaded in the ring's slices, each under its own copy of -s and of the
+        # next cycle. ``row`` is loaded in the ring's slices, each under its own copy of -s and of the
         # serving chain, which steps its copy (one copy would drive every bit's clock enable); one more
         # copy steps ``head`` and decides the misses.
         empty = [("&" if i else "|", ~(head[i] ^ tail[i])) for i in range(slot_bits + 1)]   # head == tail
@@ -152,21 +170,27 @@ class RowReader(wiring.Component):
             odd = addr[0] ^ minus_served[0]                         # its bit 0, from a LUT
             # a request for the head (difference 1) while in the ring, or the awaited row at the head
             serve = Signal(name=f"serve{index}")
-            m.d.comb += serve.eq(_chained(empty + far + [("|", ~(en & odd)), ("|", self.stall),
-                                                         ("|", self.invalidate), ("&", ~serve_waiting)], invert=True))
+            m.d.comb += serve.eq(_chained(empty + far + [("|", ~(en & odd & decide)), ("|", self.invalidate),
+                                                         ("&", ~serve_waiting)], invert=True))
             with m.If(serve):
                 # the awaited row is ``wanted``
                 m.d.sync += minus_served.eq(Mux(serve_waiting, -wanted, minus_served - 1))
             with m.If(forget):
                 m.d.sync += minus_served.eq(1)
             if index < len(slices):
+                bits = slices[index]
                 with m.If(serve):
-                    m.d.sync += self.data[slices[index]].eq(ring_reads[index].data)
+                    m.d.sync += row[bits].eq(ring_reads[index].data)
+                # ``data`` in the core's cycles, or the missed row at once when the core ran past the miss
+                with m.If(serve_waiting & ahead):
+                    m.d.sync += self.data[bits].eq(ring_reads[index].data)
+                with m.Elif(run):
+                    m.d.sync += self.data[bits].eq(row[bits])
             hits.append((serve, difference, far))
         serve, difference, far = hits[-1]
         with m.If(serve):
             m.d.sync += [served.eq(1)] + [copy.eq(after(copy)) for copy in heads]
-        with m.If(~self.stall):
+        with m.If(decide):
             m.d.sync += wanted.eq(addr)
         # A miss: a request neither for the served row (difference 0) nor for the head while in the ring
         # (1), or any request while the rows are invalidated; it restarts the stream unless it asked for
@@ -175,17 +199,27 @@ class RowReader(wiring.Component):
         head_missing = [("|", difference[0])] + [("&", bit) for _, bit in empty]   # 1 or more, ring empty
         # 0, with nothing served: then s is -1, and the difference's bit 0 the address's complement
         nothing_served = addr[0] & ~served
-        # a miss and the serving of a waiting request exclude each other (requests wait with the core)
-        m.d.comb += self.waiting_next.eq(_chained(head_missing + far + [
-            ("|", nothing_served), ("|", self.invalidate), ("&", en), ("&", ~self.stall),
-            ("|", self.waiting & ~serve_waiting), ("&", ~self.flush)]))
-        m.d.sync += self.waiting.eq(self.waiting_next)
-        restarting = [("|", nothing_served)] + far + [("|", self.invalidate), ("&", en), ("&", ~self.stall),
+        # the wait goes on unless its row is served (and no request is held for a redecision) or a
+        # redecision hits; a miss and the serving of a waiting request exclude each other
+        going_on = Signal()
+        m.d.comb += going_on.eq(self.waiting & ~(serve_waiting & ~ahead) & ~redecide)
+        m.d.sync += self.waiting.eq(_chained(head_missing + far + [
+            ("|", nothing_served), ("|", self.invalidate), ("&", en), ("&", decide), ("|", going_on),
+            ("&", ~self.flush)]))
+        restarting = [("|", nothing_served)] + far + [("|", self.invalidate), ("&", en), ("&", decide),
                                                       ("&", ~self.flush)]
         m.d.sync += restart.eq(_chained(restarting))
+        # the core ran in the first cycle of a wait (its stall comes a cycle after the miss): the request
+        # it made waits in ``skid``, and the one undecided is decided once the missed row is served
+        with m.If(run & self.waiting):
+            m.d.sync += ahead.eq(1)
+        with m.If(redecide | self.flush):
+            m.d.sync += ahead.eq(0)
+        m.d.sync += redecide.eq(serve_waiting & ahead & ~self.flush)
         # the awaited row is the head (the miss asked for it, or restarted the stream there): it is
         # served once in the ring, decided a cycle ahead from registers, from the second cycle of the wait
-        m.d.sync += serve_waiting.eq(self.waiting & ~serve_waiting & ~restart & ~self.flush & (push | (head != tail)))
+        m.d.sync += serve_waiting.eq(self.waiting & ~serve_waiting & ~redecide & ~restart & ~self.flush
+                                     & (push | (head != tail)))
 
         # a row arrives: into the ring's slot at the tail, which it takes unless it belongs to a stream
         # given up (then the ring is empty and the slot stays free): the write enable is the arbiter's

@@ -21,9 +21,10 @@ class RowWriter(wiring.Component):
     registers its requests: the writing unit may lie across the chip. A row waits in the ring of
     ``depth`` rows (distributed RAM) until its burst's words are all answered (it has landed); rows go
     out in the order they were written. The core must not write while the ring has no room for its
-    write: ``waiting_next`` says, from registers, that the next cycle may not write — the ring, with the
-    write registered now, holds ``depth − 1`` rows or more (a write in this cycle may still come, and
-    takes the last slot) — and the accelerator stalls the core then, as for a reader's miss. ``empty``
+    write: ``waiting`` (a register) says that the cycle after the next may not write — the ring holds
+    ``depth − 2`` rows or more besides the write registered now (writes may still come in this cycle and
+    the next, before the stall the accelerator registers from it) — and the accelerator stalls the core
+    then, as for a reader's miss. ``empty``
     tells the table's reader that no write is pending (it starts no burst before; ``accepted`` makes it
     forget its rows) and the accelerator that the run's writes have all landed.
 
@@ -35,8 +36,9 @@ class RowWriter(wiring.Component):
         Write ``data`` to row ``addr`` (taken only in a cycle without ``stall``).
     accepted : Out(1)
         A write enters the ring in this cycle (the one registered in the cycle before).
-    waiting_next : Out(1)
-        No write may come in the next cycle.
+    waiting : Out(1)
+        A register: no write may come in the next cycle but one (the core must stand still from the next
+        cycle on).
     stall : In(1)
         The core stands still this cycle: ``en`` is ignored.
     empty : Out(1)
@@ -52,9 +54,10 @@ class RowWriter(wiring.Component):
     """
 
     def __init__(self, row_bits, depth, tag_bits, addr_bits):
-        table_rows(self, row_bits, depth, tag_bits)
+        # room for the rows written until the stall comes, and one more
+        table_rows(self, row_bits, depth, tag_bits, least=3)
         super().__init__({
-            "en": In(1), "addr": In(tag_bits), "data": In(row_bits), "accepted": Out(1), "waiting_next": Out(1),
+            "en": In(1), "addr": In(tag_bits), "data": In(row_bits), "accepted": Out(1), "waiting": Out(1),
             "stall": In(1), "empty": Out(1, init=1), "empty_next": Out(1), "base": In(addr_bits),
             "burst": Out(burst_signature(addr_bits, write=True)),
         })
@@ -79,9 +82,9 @@ class RowWriter(wiring.Component):
         written = self.en & ~self.stall
         request_addr = Signal.like(self.addr, name="request_addr")
         request_data = Signal.like(self.data, name="request_data")
-        m.d.sync += self.accepted.eq(written)
-        with m.If(written):
-            m.d.sync += [request_addr.eq(self.addr), request_data.eq(self.data)]
+        # (the row and its address load in every cycle, used only when ``accepted``: no clock enable
+        # from the writing unit's ``en`` across the chip to every bit of the row)
+        m.d.sync += [self.accepted.eq(written), request_addr.eq(self.addr), request_data.eq(self.data)]
         address = Signal(addr_bits)
         m.d.comb += [ring_write.en.eq(self.accepted),
                      address.eq(row_address(self.base, request_addr, self.row_bits)),
@@ -104,13 +107,15 @@ class RowWriter(wiring.Component):
         granted_next = self._stepped(m, granted, burst.ready)
         m.d.sync += burst.valid.eq(granted_next != tail_next)
 
-        # a row has landed with its last answer. The next cycle may write when, after this one, the ring
-        # has room for two more rows: the one a write now registers, and its own
+        # a row has landed with its last answer. The cycle after the next may write when, after this one,
+        # the ring has room for three more rows: the one a write now registers, the next cycle's, and its own
         head_next = self._stepped(m, head, burst.beat_last)
         m.d.comb += self.empty_next.eq((head_next == tail_next) & ~written)
         m.d.sync += self.empty.eq(self.empty_next)
         lapped = Cat(head_next[:slot_bits], ~head_next[slot_bits])       # the tail of a full ring
-        m.d.comb += self.waiting_next.eq((tail_next == lapped) | (ring_after(tail_next, self.depth) == lapped))
+        second = ring_after(tail_next, self.depth)
+        m.d.sync += self.waiting.eq((tail_next == lapped) | (second == lapped)
+                                    | (ring_after(second, self.depth) == lapped))
         return m
 
     def _stepped(self, m, position, step):

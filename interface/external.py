@@ -28,9 +28,11 @@ BEAT_BITS = 32
 #: Low bits of a byte address that select a byte in a beat: a word address leaves them out.
 WORD_OFFSET_BITS = (BEAT_BITS // 8).bit_length() - 1
 #: Cycles the core runs from a table row's request to the row in hand: the request is registered beside
-#: the table's reader, whose hit logic (and the stall it decides) starts from those flip-flops rather than
-#: from the requesting unit across the chip, and the row is loaded in the cycle after.
-ROW_READ_LATENCY = 2
+#: the table's reader, whose hit logic starts from those flip-flops rather than from the requesting unit
+#: across the chip; the row is loaded in the cycle after, and into the reader's output register in the
+#: next, so that a miss can stall the core through two levels of registers (the reader's decision, the
+#: core's enables).
+ROW_READ_LATENCY = 3
 #: Alignment of each table in bytes.
 REGION_ALIGN = 4096
 #: The tables of a program image, in the order they lie in external memory.

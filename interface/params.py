@@ -145,8 +145,8 @@ class AcceleratorParams(EngineParams):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(self.prefetch_rows, int) or self.prefetch_rows < 2:
-            raise ValueError(f"prefetch_rows must be an integer of at least 2, not {self.prefetch_rows!r}")
+        if not isinstance(self.prefetch_rows, int) or self.prefetch_rows < 3:
+            raise ValueError(f"prefetch_rows must be an integer of at least 3, not {self.prefetch_rows!r}")
         lo, hi = MEMORY_ADDRESS_RANGE
         if not isinstance(self.memory_address_bits, int) or not lo <= self.memory_address_bits <= hi:
             raise ValueError(f"memory_address_bits must be an integer in {lo}..{hi}, not {self.memory_address_bits!r}")

@@ -30,10 +30,11 @@ def _requests(rng, n):
     return out
 
 
-@pytest.mark.parametrize("seed,latency,depth", [(1, 1, 2), (2, 5, 4), (3, 0, 4), (4, 9, 3)])
-def test_every_request_gets_its_row_at_the_second_cycle_without_stall(seed, latency, depth):
+@pytest.mark.parametrize("seed,latency,depth,other_stalls", [(1, 1, 2, 0), (2, 5, 4, 0), (3, 0, 4, 0.2), (4, 9, 3, 0.3),
+                                                            (5, 2, 2, 0.5)])
+def test_every_request_gets_its_row_at_the_third_cycle_without_stall(seed, latency, depth, other_stalls):
     rng = random.Random(seed)
-    served, stalled, most_in_flight = _serve(rng, _requests(rng, 300), latency, depth)
+    served, stalled, most_in_flight = _serve(rng, _requests(rng, 300), latency, depth, other_stalls=other_stalls)
     assert stalled > 0      # the memory is slow enough for misses: the stall path ran
     assert most_in_flight == BURSTS_IN_FLIGHT
 
@@ -56,11 +57,13 @@ def test_the_first_request_after_a_flush_gets_its_own_row(first):
     assert (stalled == 0) == (first == 0)
 
 
-def _serve(rng, requests, latency, depth, spacing=1):
+def _serve(rng, requests, latency, depth, spacing=1, other_stalls=0):
     """Run ``requests`` (row numbers, None for a cycle without one; each followed by ``spacing - 1``
-    idle cycles) against a memory that answers bursts after ``latency`` cycles; checks every row
-    served :data:`ROW_READ_LATENCY` cycles without stall after its request. Returns (rows served, cycles
-    stalled, most bursts in flight at once)."""
+    idle cycles) against a memory that answers bursts after ``latency`` cycles, the core's enable
+    registered from ``waiting`` as in the accelerator (and, with probability ``other_stalls`` a cycle,
+    stalled as if by another reader: a miss then comes with or without a cycle of the core after it);
+    checks every row served :data:`ROW_READ_LATENCY` cycles without stall after its request. Returns
+    (rows served, cycles stalled, most bursts in flight at once)."""
     requests = [tag if i == 0 else None for tag in requests for i in range(spacing)]
     dut = RowReader(ROW_BITS, depth, TAG_BITS, ADDR_BITS)
     stride = row_stride(ROW_BITS)
@@ -75,9 +78,10 @@ def _serve(rng, requests, latency, depth, spacing=1):
         most_in_flight = 0
         expected, served, stalled_cycles, cycle = [], 0, 0, 0     # expected: [cycles to go, row]
         pending = list(requests)
+        run = True
         while pending or expected:
             cycle += 1
-            stall = ctx.get(dut.waiting)
+            stall = not run
             ctx.set(dut.stall, stall)
             if not stall:
                 for entry in expected:
@@ -114,6 +118,8 @@ def _serve(rng, requests, latency, depth, spacing=1):
                 ctx.set(dut.burst.beat_valid, 1)
                 ctx.set(dut.burst.beat_data, word)
                 ctx.set(dut.burst.beat_last, last)
+            # the next cycle's enable, registered from this cycle's ``waiting``
+            run = not ctx.get(dut.waiting) and rng.random() >= other_stalls
             await ctx.tick()
             assert cycle < 100 * len(requests), "the reader stopped serving"
         return served, stalled_cycles, most_in_flight

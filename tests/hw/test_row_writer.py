@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """RowWriter in the Amaranth simulator against the memory model, wired as the accelerator wires the SPILL
 table (its reader forgets its rows at each write and starts no burst while writes are pending, the core
-stalls on either's ``waiting_next``): rows land at their addresses, a full ring stalls the core, a read
+stalls on either's ``waiting``): rows land at their addresses, a full ring stalls the core, a read
 sees every write before it, and the writes have landed when ``empty`` rises."""
 
 import random
@@ -46,9 +46,9 @@ def _model_words():
 
 def _table(latency, bytes_per_cycle):
     """A reader and a writer of one table on an arbiter and the memory model, the core's enable ``run``
-    registered from their ``waiting_next`` (as in the accelerator)."""
+    registered from their ``waiting`` (as in the accelerator)."""
     def connect(m, h):
-        m.d.sync += h.run.eq(~(h.reader.waiting_next | h.writer.waiting_next))
+        m.d.sync += h.run.eq(~(h.reader.waiting | h.writer.waiting))
         m.d.comb += [h.reader.stall.eq(~h.run), h.writer.stall.eq(~h.run), h.reader.base.eq(BASE),
                      h.writer.base.eq(BASE), h.reader.invalidate.eq(h.writer.accepted),
                      h.reader.active.eq(h.writer.empty_next)]
@@ -80,7 +80,7 @@ async def _core(ctx, dut, program, limit=20_000):
     memory = {tag: _initial(tag) for tag in range(1 << TAG_BITS)}
     pending = []                   # rows written that must be in memory once ``empty``
     awaited, wrote, stalled, full, fetched = [], False, 0, 0, []     # awaited: [core cycles to go, row, data]
-    just_read = False
+    reads = [False, False]         # whether the core read in each of its last two cycles
     steps = list(program)
     for cycle in range(limit):
         if not steps and not awaited and not pending and ctx.get(dut.writer.empty):
@@ -95,7 +95,7 @@ async def _core(ctx, dut, program, limit=20_000):
             fetched.append((ctx.get(dut.reader.burst.addr) - BASE) // row_stride(ROW_BITS))
         stall = not ctx.get(dut.run)
         stalled += stall
-        full += ctx.get(dut.writer.waiting_next)
+        full += ctx.get(dut.writer.waiting)
         ctx.set(dut.reader.en, 0)
         ctx.set(dut.writer.en, 0)
         wrote = False
@@ -107,8 +107,8 @@ async def _core(ctx, dut, program, limit=20_000):
                 assert ctx.get(dut.reader.data) == value, f"row {row} at cycle {cycle}"
             if steps:
                 read, write = steps.pop(0)
-                assert write is None or not just_read, "a write in the cycle after a read: RowReader excludes it"
-                just_read = read is not None
+                assert write is None or not any(reads), "a write in the two cycles after a read: RowReader excludes it"
+                reads = [reads[1], read is not None]
                 if write is not None:
                     ctx.set(dut.writer.en, 1)
                     ctx.set(dut.writer.addr, write[0])
@@ -156,8 +156,10 @@ def _mixed_program(rng, n):
         write = None
         if rng.random() < 0.3:
             write = ((tag + rng.choice((-1, 0, 1, 2, 3))) % (1 << TAG_BITS), rng.getrandbits(ROW_BITS))
-        if write is not None and program and program[-1][0] is not None:
-            program.append((None, None))    # no write in the cycle after a read (RowReader)
+        if write is not None:
+            # no write in the two cycles after a read (RowReader)
+            while any(read is not None for read, _ in program[-2:]):
+                program.append((None, None))
         program.append((read, write))
         program += [(None, None)] * rng.choice((0, 0, 1, 6))
     return program
@@ -182,7 +184,8 @@ def test_a_prefetched_row_is_read_again_after_a_write_to_it():
     row served last and a row written in the cycle it is read."""
     new2, new3, new5 = (random.Random(tag).getrandbits(ROW_BITS) for tag in (2, 3, 5))
     program = ([(0, None)] + [(None, None)] * 60 + [(None, (2, new2)), (1, None), (2, None)]
-               + [(3, None), (None, None), (None, (3, new3)), (3, None)] + [(None, None), (5, (5, new5))])
+               + [(3, None), (None, None), (None, None), (None, (3, new3)), (3, None)]
+               + [(None, None), (None, None), (5, (5, new5))])
     dut = _table(8, 2)
 
     async def bench(ctx):
@@ -255,8 +258,10 @@ def test_done_rises_once_the_runs_writes_have_landed():
     assert cycles - stalls == run_cycles([SEQUENCER_CYCLES + spill.cycles(unpack(pack(**store)))])
 
 
-@pytest.mark.parametrize("make", [lambda: RowWriter(ROW_BITS, 1, TAG_BITS, ADDR_BITS),
-                                  lambda: RowReader(ROW_BITS, 1, TAG_BITS, ADDR_BITS)])
-def test_a_ring_of_one_row_is_refused(make):
-    with pytest.raises(ValueError, match="^depth must be at least 2, not 1$"):
+@pytest.mark.parametrize("make,least", [(lambda: RowWriter(ROW_BITS, 2, TAG_BITS, ADDR_BITS), 3),
+                                        (lambda: RowReader(ROW_BITS, 1, TAG_BITS, ADDR_BITS), 2)])
+def test_a_ring_too_small_is_refused(make, least):
+    """A reader needs a row on its way while another is used; a writer room for the rows the core writes
+    until its stall comes."""
+    with pytest.raises(ValueError, match=f"^depth must be at least {least}, not {least - 1}$"):
         make()
