@@ -122,9 +122,21 @@ class RowReader(wiring.Component):
         in_flight, stale = Signal(range(BURSTS_IN_FLIGHT + 1)), Signal(range(BURSTS_IN_FLIGHT + 1))
         wanted = Signal(self.tag_bits)       # the row asked for in the core's last cycle
         restart = Signal()                   # the cycle after a miss off the stream: start over at ``wanted``
-        serve_waiting = Signal()             # the row a request waits for is at the head: serve it
+        # the row a request waits for is at the head: serve it (a copy per slice of the ring, whose
+        # registers it loads, and one for the rest)
+        serve_waitings = [Signal(name=f"serve_waiting{FANOUT_SUFFIX}{i}") for i in range(len(slices) + 1)]
+        serve_waiting = serve_waitings[-1]
+        # the arbiter's beats, registered beside the ring, their flags copied per slice of the ring (they
+        # enable every bit of a row); the reader sees a beat a cycle after the arbiter
+        beat_data = Signal(BEAT_BITS)
+        beat_valids, beat_lasts = ([Signal(name=f"beat_{name}{FANOUT_SUFFIX}{i}") for i in range(len(slices) + 1)]
+                                   for name in ("valid", "last"))
+        m.d.sync += ([beat_data.eq(burst.beat_data)] + [valid.eq(burst.beat_valid) for valid in beat_valids]
+                     + [last.eq(burst.beat_last) for last in beat_lasts])
+        beat_last = beat_lasts[-1]
         assembled = Signal(self.beats * BEAT_BITS)
-        push = burst.beat_last & (stale == 0)     # a row of the stream arrives
+        pushes = [last & (stale == 0) for last in beat_lasts]     # a row of the stream arrives
+        push = pushes[-1]
 
         forget = self.flush | self.invalidate
         run = ~self.stall
@@ -147,7 +159,7 @@ class RowReader(wiring.Component):
             m.d.sync += [en.eq(Mux(run, self.en, skid_en)), addr.eq(Mux(run, self.addr, skid_addr))]
         with m.Elif(run):
             m.d.sync += [skid_en.eq(self.en), skid_addr.eq(self.addr)]
-        row = Signal(self.row_bits)          # the row served last; ``data`` follows it in the core's cycles
+        served_row = Signal(self.row_bits)   # the row served last; ``data`` follows it in the core's cycles
         # Hits. A request hits the row served last (tag s) or the ring's head (s + 1): the rows are a
         # stream, and a wait ends by serving the head. So the address is not compared with two tags:
         # s is subtracted from it once, on a carry chain (s is kept negated, so that this is a sum), and
@@ -171,21 +183,21 @@ class RowReader(wiring.Component):
             # a request for the head (difference 1) while in the ring, or the awaited row at the head
             serve = Signal(name=f"serve{index}")
             m.d.comb += serve.eq(_chained(empty + far + [("|", ~(en & odd & decide)), ("|", self.invalidate),
-                                                         ("&", ~serve_waiting)], invert=True))
+                                                         ("&", ~serve_waitings[index])], invert=True))
             with m.If(serve):
                 # the awaited row is ``wanted``
-                m.d.sync += minus_served.eq(Mux(serve_waiting, -wanted, minus_served - 1))
+                m.d.sync += minus_served.eq(Mux(serve_waitings[index], -wanted, minus_served - 1))
             with m.If(forget):
                 m.d.sync += minus_served.eq(1)
             if index < len(slices):
                 bits = slices[index]
                 with m.If(serve):
-                    m.d.sync += row[bits].eq(ring_reads[index].data)
+                    m.d.sync += served_row[bits].eq(ring_reads[index].data)
                 # ``data`` in the core's cycles, or the missed row at once when the core ran past the miss
-                with m.If(serve_waiting & ahead):
+                with m.If(serve_waitings[index] & ahead):
                     m.d.sync += self.data[bits].eq(ring_reads[index].data)
                 with m.Elif(run):
-                    m.d.sync += self.data[bits].eq(row[bits])
+                    m.d.sync += self.data[bits].eq(served_row[bits])
             hits.append((serve, difference, far))
         serve, difference, far = hits[-1]
         with m.If(serve):
@@ -218,19 +230,21 @@ class RowReader(wiring.Component):
         m.d.sync += redecide.eq(serve_waiting & ahead & ~self.flush)
         # the awaited row is the head (the miss asked for it, or restarted the stream there): it is
         # served once in the ring, decided a cycle ahead from registers, from the second cycle of the wait
-        m.d.sync += serve_waiting.eq(self.waiting & ~serve_waiting & ~redecide & ~restart & ~self.flush
-                                     & (push | (head != tail)))
+        m.d.sync += [copy.eq(self.waiting & ~serve_waiting & ~redecide & ~restart & ~self.flush
+                             & (push | (head != tail))) for copy in serve_waitings]
 
         # a row arrives: into the ring's slot at the tail, which it takes unless it belongs to a stream
-        # given up (then the ring is empty and the slot stays free): the write enable is the arbiter's
-        # register
-        row = Cat(assembled[BEAT_BITS:], burst.beat_data)
-        with m.If(burst.beat_valid):
-            m.d.sync += assembled.eq(row)
-        m.d.comb += [ring_write.en.eq(burst.beat_last) for ring_write in ring_writes]
-        m.d.comb += [ring_write.data.eq(row[bits]) for ring_write, bits in zip(ring_writes, slices)]
-        with m.If(push):
-            m.d.sync += [copy.eq(after(copy)) for copy in tails]
+        # given up (then the ring is empty and the slot stays free); each slice of the row assembles, and
+        # is written, under its own copy of the beat's flags
+        row = Cat(assembled[BEAT_BITS:], beat_data)
+        ends = [bits.start for bits in slices[1:]] + [len(assembled)]
+        for index, (bits, end) in enumerate(zip(slices, ends)):
+            with m.If(beat_valids[index]):
+                m.d.sync += assembled[bits.start:end].eq(row[bits.start:end])
+            m.d.comb += [ring_writes[index].en.eq(beat_lasts[index]), ring_writes[index].data.eq(row[bits])]
+        for copy, step in zip(tails, pushes):
+            with m.If(step):
+                m.d.sync += copy.eq(after(copy))
 
         # prefetch: two bursts in flight at most (the arbiter sends a burst's requests while the previous
         # one's answers come), the ring's free slots reserved for the rows asked for. ``valid`` is a
@@ -239,14 +253,14 @@ class RowReader(wiring.Component):
         # drops only in the next cycle), so that the arbiter's grant starts at registers
         issue = burst.valid & burst.ready
         in_flight_next = Signal.like(in_flight)
-        m.d.comb += in_flight_next.eq(in_flight + issue - burst.beat_last)
+        m.d.comb += in_flight_next.eq(in_flight + issue - beat_last)
         room = fetched != Cat(head[:slot_bits], ~head[slot_bits])     # ``fetched`` not a lap ahead
         # fewer than two bursts in flight next, but for an issue now
-        idle = self.active & room & ~((in_flight == BURSTS_IN_FLIGHT) & ~burst.beat_last)
+        idle = self.active & room & ~((in_flight == BURSTS_IN_FLIGHT) & ~beat_last)
         m.d.sync += [in_flight.eq(in_flight_next),
                      burst.valid.eq(_chained(restarting + [("|", self.invalidate), ("|", ~idle), ("|", issue)],
                                              invert=True))]
-        with m.If(burst.beat_last & (stale != 0)):
+        with m.If(beat_last & (stale != 0)):
             m.d.sync += stale.eq(stale - 1)
         m.d.comb += burst.addr.eq(row_address(self.base, fetch_tag, self.row_bits))
         with m.If(issue):
