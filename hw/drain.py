@@ -37,9 +37,10 @@ class Drain(wiring.Component):
     ``drain_cycles(T, H, W) = 1 + T·H·W + DRAIN_STAGES`` cycles (:func:`spikeforge.ops.conv.drain_cycles`)
     from the one after ``start`` to ``done`` included: a start cycle (the bias and threshold rows on
     their way), one per position, and the flush of the seven stages. The drain advances only in the
-    cycles after ``run_next``: its control and each bank of its pipeline's registers run under their own
-    registered copy of it (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet
-    those enables are registers.
+    cycles after ``run_next``: its control and each bank of its pipeline's registers (the spike rows' in
+    parts of :data:`~spikeforge.hw.logic.LANES_PER_COPY` lanes) run under their own registered copy of it
+    (:func:`~spikeforge.hw.logic.enabled_parts`), and the conditions that meet those enables are registers
+    (the spike rows' copied per part).
 
     Ports
     -----
@@ -122,9 +123,9 @@ class Drain(wiring.Component):
         tile = self.tile
         # the parts of the drain, each under its own enable: the descriptor's fields and what derives
         # from them (loaded every cycle, apart from the control's conditions), then a part per bank of
-        # the pipeline's registers (a stage, or half of one)
+        # the pipeline's registers (a stage, or half of one; the spike rows' a part per LANES_PER_COPY lanes)
         parts = {name: Module() for name in ("desc", "read", "sum", "scale", "membrane", "lif", "out", "report",
-                                             "row")}
+                                             "word")}
         desc = parts["desc"]
         d = descriptor_copy(desc, self.desc, ("T", "H", "W", "static", "residual", "stream_write", "lif", "bias_base",
                                            "threshold_base", "out_base", "frac_bits"))
@@ -241,11 +242,13 @@ class Drain(wiring.Component):
                             membrane_fits.eq(Cat(*(fits_parts(h[lane], membrane_high[lane], FITS_PARTS)
                                                    for lane in range(p.n_pe))))]
         # the row of each timestep this position writes, whether it starts or finishes it; the row's
-        # timestep (which selects the row register) and the position's column as a one-hot word, a copy
-        # of each per LANES_PER_COPY lanes
-        row_write, row_start, row_done = Signal(p.max_T), Signal(), Signal()
-        out_part.d.sync += [row_write.eq(Cat(*(lif_at[0] & (lif_at[1] == t_) for t_ in range(p.max_T)))),
-                            row_start.eq(lif_at[3] == 0), row_done.eq(lif_at[3] == last_x)]
+        # timestep (which selects the row register) and the position's column as a one-hot word: but for
+        # the row's end, a copy of each per LANES_PER_COPY lanes
+        row_done = Signal()
+        out_part.d.sync += row_done.eq(lif_at[3] == last_x)
+        row_write = replicated(out_part, Cat(*(lif_at[0] & (lif_at[1] == t_) for t_ in range(p.max_T))),
+                               lane_copies(p.n_pe), "row_write")
+        row_start = replicated(out_part, lif_at[3] == 0, lane_copies(p.n_pe), "row_start")
         row_t = replicated(out_part, lif_at[1], lane_copies(p.n_pe), "row_t")
         x_bit = replicated(out_part, Const(1, p.max_w) << lif_at[3], lane_copies(p.n_pe), "x_bit")
 
@@ -258,20 +261,28 @@ class Drain(wiring.Component):
                      self.membrane_overflow.eq(report[0] & d.lif & ~membrane_fits.all())]
         # stage 7, the row write: one row register per timestep (positions go timestep innermost, so T
         # rows fill at once), whose bits count from the row's first position on; a finished row goes out
-        # from registers (the word follows every position, the spike memory takes it with word_valid)
-        row_part = parts["row"]
-        rows = [Signal(data.ArrayLayout(p.max_w, p.n_pe), name=f"row{t_}") for t_ in range(p.max_T)]
-        row = Signal(data.ArrayLayout(p.max_w, p.n_pe))
-        for lane in range(p.n_pe):
-            current = Array(rows)[row_t[lane // LANES_PER_COPY]][lane]
-            m.d.comb += row[lane].eq(Mux(row_start, 0, current)
-                                     | Mux(spikes[lane], x_bit[lane // LANES_PER_COPY], 0))
-        row_part.d.sync += [self.word_valid.eq(out_valid & d.lif & row_done),
-                            self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t, y=out_y)),
-                            self.word_data.eq(row)]
-        for t_, register in enumerate(rows):
-            with row_part.If(row_write[t_]):
-                row_part.d.sync += register.eq(row)
+        # from registers (the word follows every position, the spike memory takes it with word_valid).
+        # The rows in parts of LANES_PER_COPY lanes, each under its own enable with its own copies of the
+        # flags above (one load condition of a row into every lane took 15 ns of routing): a signal per part
+        parts["word"].d.sync += [self.word_valid.eq(out_valid & d.lif & row_done),
+                                 self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t,
+                                                              y=out_y))]
+        words = []
+        for group in range(lane_copies(p.n_pe)):
+            part = parts[f"row{group}"] = Module()
+            lanes = range(group * LANES_PER_COPY, min(p.n_pe, (group + 1) * LANES_PER_COPY))
+            row_layout = data.ArrayLayout(p.max_w, len(lanes))
+            rows = [Signal(row_layout, name=f"row{t_}") for t_ in range(p.max_T)]
+            row, word = Signal(row_layout, name="row"), Signal(row_layout, name="word")
+            for i, lane in enumerate(lanes):
+                part.d.comb += row[i].eq(Mux(row_start[group], 0, Array(rows)[row_t[group]][i])
+                                         | Mux(spikes[lane], x_bit[group], 0))
+            part.d.sync += word.eq(row)
+            for t_, register in enumerate(rows):
+                with part.If(row_write[group][t_]):
+                    part.d.sync += register.eq(row)
+            words.append(word)
+        m.d.comb += self.word_data.eq(Cat(*words))
 
         top = Module()
         enabled_parts(top, self.run_next, {"control": m, **parts})

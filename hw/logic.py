@@ -59,10 +59,11 @@ def count_nested(m, counters, finished=None):
     return wraps
 
 
-def high_bits(m, width, bits, name, lanes=1):
+def high_bits(m, width, bits, name, lanes=1, parts=None):
     """Registers of ``m`` holding, two cycles after ``bits`` (a value; 0: none), the mask of the bits of
     a ``width``-bit word from ``bits − 1`` up, for every lane that :func:`fits_parts` checks against it:
-    a list of ``lanes`` entries, a copy per :data:`LANES_PER_COPY` lanes.
+    a list of ``lanes`` entries, a copy per :data:`LANES_PER_COPY` lanes (in ``parts``, a module per copy,
+    where given: the parts of those lanes, under enables of their own).
     Bit ``i`` is set where ``0 < bits <= i + 1``: the first stage decodes the high and the low three
     bits of ``bits`` apart, the second takes each mask bit from three of the decoded bits — a LUT
     per bit in each stage, where a comparator or a shifter over all of ``bits`` takes several."""
@@ -81,7 +82,11 @@ def high_bits(m, width, bits, name, lanes=1):
         top, rest = (i + 1) >> low, (i + 1) & ((1 << low) - 1)
         below = high_below[top] | (high_at[top] & low_upto[rest]) if top < high_values else 1
         mask.append(nonzero & below)
-    copies = replicated(m, Cat(*mask), lane_copies(lanes), name)
+    if parts is None:
+        copies = replicated(m, Cat(*mask), lane_copies(lanes), name)
+    else:
+        assert len(parts) == lane_copies(lanes), "a part per copy"
+        copies = [replicated(part, Cat(*mask), 1, name)[0] for part in parts]
     return [copies[lane // LANES_PER_COPY] for lane in range(lanes)]
 
 

@@ -1,7 +1,8 @@
 """Shared pieces of logic (hw/logic.py) in the Amaranth simulator, against Python."""
 
 import pytest
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Const, Module, Signal, signed
+from amaranth.hdl import EnableInserter
 
 from spikeforge.hw.logic import fits_parts, high_bits
 from spikeforge.interface.bits import fits_signed
@@ -44,5 +45,24 @@ def test_high_bits_masks_every_declared_width_in_a_copy_per_four_lanes():
             await ctx.tick().repeat(2)
             expected = sum(1 << i for i in range(width) if 0 < value <= i + 1)
             assert [ctx.get(mask) for mask in masks] == [expected] * 6, value
+
+    simulate(m, bench)
+
+
+def test_high_bits_puts_each_copy_in_its_part():
+    """With ``parts``, the copy of each four lanes is a register of its part: a part held still keeps its
+    copy at 0 while the other's follows ``bits``."""
+    width, m = 12, Module()
+    bits = Signal(5)
+    parts = [Module(), Module()]
+    masks = high_bits(m, width, bits, "high", lanes=6, parts=parts)
+    m.submodules.running = parts[0]
+    m.submodules.still = EnableInserter(Const(0))(parts[1])
+
+    async def bench(ctx):
+        ctx.set(bits, 3)
+        await ctx.tick().repeat(2)
+        expected = sum(1 << i for i in range(width) if 3 <= i + 1)
+        assert [ctx.get(mask) for mask in masks] == [expected] * 4 + [0] * 2
 
     simulate(m, bench)
