@@ -64,9 +64,9 @@ class Engine(wiring.Component):
 
     Each pass starts in the cycle its predecessor signals ``done``, so the phases follow one another
     without a gap. The engine advances only in cycles after ``run_next``: each unit (and the engine's
-    own control) runs under its own registered copy of it, the drain, the head and the key-value product
-    under one per part of theirs (:func:`~spikeforge.hw.logic.enabled_parts`), so that a stall reaches the core's
-    flip-flops through one net per part rather than one net to all of them.
+    own control) runs under its own registered copy of it, the accumulator array, the drain, the head and
+    the key-value product under one per part of theirs (:func:`~spikeforge.hw.logic.enabled_parts`), so
+    that a stall reaches the core's flip-flops through one net per part rather than one net to all of them.
 
     Ports
     -----
@@ -331,11 +331,11 @@ class Engine(wiring.Component):
         # ---- each part under its own copy of the enable ---------------------------------------
         top = Module()
         top.submodules.host_reads = reading_host
-        enabled_parts(top, self.run_next, {"control": m, "spikes": spikes, "array": array, "scanner": scanner,
-                                           "pool": pool, "mover": mover})
-        # the drain, the head and the key-value product, thousands of flip-flops each, split themselves into
-        # parts that way
-        for name, unit in (("drain", drain), ("head", head), ("key_value", key_value)):
+        enabled_parts(top, self.run_next, {"control": m, "spikes": spikes, "scanner": scanner, "pool": pool,
+                                           "mover": mover})
+        # the accumulator array, the drain, the head and the key-value product, thousands of flip-flops each,
+        # split themselves into parts that way
+        for name, unit in (("array", array), ("drain", drain), ("head", head), ("key_value", key_value)):
             top.submodules[name] = unit
             top.d.comb += unit.run_next.eq(self.run_next)
         return top
