@@ -10,7 +10,7 @@ from spikeforge.interface.external import ROW_READ_LATENCY
 from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.conv import SCAN_ROW_QUEUE
 
-from .logic import check_params, delayed, replicated, spike_group
+from .logic import LANES_PER_COPY, check_params, delayed, replicated, spike_group
 from .spike_memory import READ_LATENCY
 from .spike_to_event import SpikeToEvent, search, searched_layout
 
@@ -53,7 +53,10 @@ class SpikeScanner(wiring.Component):
     For the clock, every output is a flip-flop or one gate of flip-flops: the fetch address, group and
     lane, the next slot's counters and its "last" decisions are registered a cycle after each fetch
     (fetches are at least READ_LATENCY + 1 cycles apart); the desc fields are taken into registers
-    while idle (desc is stable from ``start`` to ``done``); the next row to read waits in a register.
+    while idle (desc is stable from ``start`` to ``done``); the next row to read waits in a register. The
+    row queue and the rows taken from it come in slices (the fields before the weight row, then the row per
+    :data:`~spikeforge.hw.logic.LANES_PER_COPY` lanes), each slice a queue of its own, with its own copies
+    of the write enable and of the rows' load conditions.
 
     Ports
     -----
@@ -291,37 +294,52 @@ class SpikeScanner(wiring.Component):
         # ---- the words: READ_LATENCY cycles after their reads, into the row queue, masked to the tap's
         # columns and rotated by it, so that a spike's bit is its target column x − dx + 1 (modulo max_w:
         # the edge column of a neighbouring tile lands on the output tile's edge; within a tile the mask
-        # leaves no bit that would wrap)
-        arriving, arriving_entry, arriving_dx = delayed(m, [self.scan_en, issued.as_value(), issue_dx], "arriving",
-                                                        READ_LATENCY)
-        m.submodules.queue = queue = SyncFIFO(width=entry.size, depth=ROW_QUEUE)
+        # leaves no bit that would wrap).
+        # The queue, and the registers that take rows from it, come in slices of the entry: the fields before
+        # the weight row, then the row per LANES_PER_COPY lanes. Each slice is a queue of its own, written with
+        # its own copy of the read's valid bit, and loads its registers under its own copies of the flags (one
+        # write enable, or one load condition, reached some 140 bits across the chip in 13–14 ns). The queues
+        # are written and read together: the first one's r_rdy stands for all.
+        row_at, row_slice = entry["row"].offset, LANES_PER_COPY * p.weight_bits
+        slices = [(0, row_at)] + [(begin, min(begin + row_slice, entry.size))
+                                  for begin in range(row_at, entry.size, row_slice)]
+        reading, reading_entry, reading_dx = delayed(m, [self.scan_en, issued.as_value(), issue_dx], "reading",
+                                                     READ_LATENCY - 1)
+        arriving_entry, arriving_dx = delayed(m, [reading_entry, reading_dx], "arriving")
+        arriving = replicated(m, reading, len(slices), "arriving")
+        queues = [SyncFIFO(width=end - begin, depth=ROW_QUEUE) for begin, end in slices]
         masked = self.scan_data & by_tap(col_masks, arriving_dx)
         stored = Signal(entry)
         m.d.comb += [stored.eq(arriving_entry),
-                     stored.word.eq(by_tap([masked.rotate_left(1), masked, masked.rotate_right(1)], arriving_dx)),
-                     queue.w_en.eq(arriving), queue.w_data.eq(stored)]
+                     stored.word.eq(by_tap([masked.rotate_left(1), masked, masked.rotate_right(1)], arriving_dx))]
+        for i, ((begin, end), queue, write) in enumerate(zip(slices, queues, arriving)):
+            m.submodules[f"queue{i}"] = queue
+            m.d.comb += [queue.w_en.eq(write), queue.w_data.eq(stored.as_value()[begin:end]), queue.r_en.eq(pop)]
 
         # ---- the events: one row after another, each taken from the queue a cycle before it starts; an
         # event is registered (ev_*) with its row (current), so the array's inputs are flip-flops
-        held, held_valid = Signal(entry), Signal()   # the next row, taken from the queue
+        held = Signal(entry)                         # the next row, taken from the queue
         current = Signal(entry)                      # the row being scanned
-        # whether the row goes on next cycle: a copy for the logic, one for the row registers' enables
-        active_next = Signal()
-        active, active_rows = replicated(m, active_next, 2, "active")
+        # whether held holds a row and whether the row goes on next cycle: a copy of each for the logic, one
+        # per slice for its registers' enables
+        held_valid_next, active_next = Signal(), Signal()
+        held_valid, *held_valid_rows = replicated(m, held_valid_next, 1 + len(slices), "held_valid")
+        active, *active_rows = replicated(m, active_next, 1 + len(slices), "active")
         starting = Signal()                          # held starts: registered, from the next values
         taking = Signal()                            # held is free or starts: it takes the queue's head
-        m.d.comb += [taking.eq(~(held_valid & active)), pop.eq(queue.r_rdy & taking), queue.r_en.eq(pop)]
-        held_valid_next = Mux(taking, queue.r_rdy, held_valid)
+        m.d.comb += [taking.eq(~(held_valid & active)), pop.eq(queues[0].r_rdy & taking),
+                     held_valid_next.eq(Mux(taking, queues[0].r_rdy, held_valid))]
         # (the rows' registers load whenever they may, valid or not: their enables are one gate of the
-        # copy of active, apart from the logic's)
-        with m.If(~(held_valid & active_rows)):
-            m.d.sync += held.eq(queue.r_data)
+        # slice's copies, apart from the logic's)
+        for (begin, end), queue, held_valid_row, active_row in zip(slices, queues, held_valid_rows, active_rows):
+            with m.If(~(held_valid_row & active_row)):
+                m.d.sync += held.as_value()[begin:end].eq(queue.r_data)
+            with m.If(~active_row):
+                m.d.sync += current.as_value()[begin:end].eq(held.as_value()[begin:end])
         m.d.comb += [scanner.word.eq(held.word), scanner.load.eq(starting), scanner.advance.eq(scanner.valid)]
         in_row = starting | active
-        with m.If(~active_rows):
-            m.d.sync += current.eq(held)
         m.d.comb += active_next.eq(in_row & ~scanner.last)
-        m.d.sync += [held_valid.eq(held_valid_next), starting.eq(held_valid_next & ~active_next)]
+        m.d.sync += starting.eq(held_valid_next & ~active_next)
         ev_x = Signal.like(scanner.index)
         m.d.sync += [self.event_valid.eq(in_row & scanner.valid), ev_x.eq(scanner.index)]
         m.d.comb += [self.event_row.eq(current.row), self.event_shift.eq(current.shift),
