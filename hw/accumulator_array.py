@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from spikeforge.ops.conv import ACC_READ_LATENCY
 
 from .initial_contents import zeroed_memory
-from .logic import LANES_PER_COPY, enabled_parts, lane_copies, replicated
+from .logic import enabled_parts, lane_groups, replicated
 
 __all__ = ["AccumulatorArray"]
 
@@ -70,8 +70,7 @@ class AccumulatorArray(wiring.Component):
         m = Module()
         p = self.params
         parts, words = {}, []
-        for part in range(lane_copies(p.n_pe)):
-            lanes = range(part * LANES_PER_COPY, min((part + 1) * LANES_PER_COPY, p.n_pe))
+        for part, lanes in enumerate(lane_groups(p.n_pe)):
             parts[f"lanes{part}"], word = self._lanes(lanes)
             words.append(word)
         m.d.comb += self.drain_data.eq(Cat(*words))

@@ -14,7 +14,7 @@ from spikeforge.ops.conv import ACC_READ_LATENCY, DRAIN_STAGES, STREAM_READ_LATE
 
 from .lif_unit import LIFUnit
 from .logic import (FITS_PARTS, LANES_PER_COPY, carry_save_sum, check_params, count_nested, delayed, descriptor_copy,
-                    enabled_parts, fits_parts, high_bits, lane_copies, replicated, spike_group)
+                    enabled_parts, fits_parts, high_bits, lane_copies, lane_groups, replicated, spike_group)
 
 __all__ = ["Drain"]
 
@@ -268,9 +268,8 @@ class Drain(wiring.Component):
                                  self.word_addr.eq(cat_fields(spike_row_layout(p), group=out_group, t=out_t,
                                                               y=out_y))]
         words = []
-        for group in range(lane_copies(p.n_pe)):
+        for group, lanes in enumerate(lane_groups(p.n_pe)):
             part = parts[f"row{group}"] = Module()
-            lanes = range(group * LANES_PER_COPY, min(p.n_pe, (group + 1) * LANES_PER_COPY))
             row_layout = data.ArrayLayout(p.max_w, len(lanes))
             rows = [Signal(row_layout, name=f"row{t_}") for t_ in range(p.max_T)]
             row, word = Signal(row_layout, name="row"), Signal(row_layout, name="word")

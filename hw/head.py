@@ -11,7 +11,7 @@ from spikeforge.ops.conv import STREAM_READ_LATENCY
 from spikeforge.ops.head import HORNER_STAGES
 
 from .logic import (FITS_PARTS, LANES_PER_COPY, check_params, count_nested, delayed, descriptor_copy, enabled_parts,
-                    fits_parts, high_bits, lane_copies, replicated)
+                    fits_parts, high_bits, lane_copies, lane_groups, replicated)
 
 __all__ = ["Head"]
 
@@ -95,7 +95,7 @@ class Head(wiring.Component):
         # with its own copies of the conditions that load them (one condition into every lane, across the
         # chip, took 13 ns of routing): a signal per lane
         parts = {name: Module() for name in ("desc", "inputs", "pick", "term", "weight")}
-        group_lanes = [range(first, min(p.n_pe, first + LANES_PER_COPY)) for first in range(0, p.n_pe, LANES_PER_COPY)]
+        group_lanes = lane_groups(p.n_pe)
         bias_parts, sum_parts, logit_parts = ([Module() for _ in group_lanes] for _ in range(3))
 
         def per_lane(name, shape):
@@ -315,8 +315,8 @@ class Head(wiring.Component):
         m.d.comb += self.logits.eq(Cat(*logits))
 
         top = Module()
-        lane_groups = {f"{kind}{i}": part for kind, kind_parts in (("bias", bias_parts), ("sums", sum_parts),
-                                                                    ("logits", logit_parts))
+        lane_parts = {f"{kind}{i}": part for kind, kind_parts in (("bias", bias_parts), ("sums", sum_parts),
+                                                                  ("logits", logit_parts))
                        for i, part in enumerate(kind_parts)}
-        enabled_parts(top, self.run_next, {"control": m, **parts, **lane_groups})
+        enabled_parts(top, self.run_next, {"control": m, **parts, **lane_parts})
         return top

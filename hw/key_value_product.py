@@ -9,7 +9,7 @@ from spikeforge.interface.layout import cat_fields, spike_row_layout
 from spikeforge.ops.attention import KEY_VALUE_STAGES
 
 from .logic import (FITS_PARTS, LANES_PER_COPY, check_params, delayed, descriptor_copy, enabled_parts, fits_parts,
-                    high_bits, lane_copies, popcount, replicated, spike_group)
+                    high_bits, lane_copies, lane_groups, popcount, replicated, spike_group)
 from .spike_memory import READ_LATENCY
 
 __all__ = ["KeyValueProduct"]
@@ -162,9 +162,8 @@ class KeyValueProduct(wiring.Component):
         ones_valid, ones_last, ones_addr = delayed(m, [both_valid, both_last, both_addr], "ones")
         # (and a copy of the flags per lane: each drives the clock enables and selects of a lane's count
         # and row)
-        lane_valid, lane_last = ([flag for i, part in enumerate(lane_parts)
-                                  for flag in replicated(part, value, min(LANES_PER_COPY, p.n_pe - LANES_PER_COPY * i),
-                                                         f"ones_{name}")]
+        lane_valid, lane_last = ([flag for part, lanes in zip(lane_parts, lane_groups(p.n_pe))
+                                  for flag in replicated(part, value, len(lanes), f"ones_{name}")]
                                  for name, value in (("valid", both_valid), ("last", both_last)))
         # stage 3: the counts over the rows; the last row of i gives the Kᵀ·V row (0 outside the head) and
         # its range check, in FITS_PARTS registers per lane (their conjunction comes with the write)

@@ -12,7 +12,7 @@ from spikeforge.interface.bits import ceil_div
 from spikeforge.interface.external import BEAT_BITS, ROW_READ_LATENCY, row_stride
 from spikeforge.interface.params import AcceleratorParams
 
-__all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "LANES_PER_COPY", "carry_save_sum", "check_params", "count_nested",
+__all__ = ["FANOUT_SUFFIX", "FITS_PARTS", "LANES_PER_COPY", "lane_groups", "carry_save_sum", "check_params", "count_nested",
            "delayed", "descriptor_copy", "enabled_parts", "fits_parts", "high_bits", "lane_copies", "popcount",
            "registered_select", "replicated", "ring_after", "row_address", "sign_extended", "spike_group",
            "table_read", "table_rows"]
@@ -29,6 +29,11 @@ def lane_copies(lanes):
     """Copies of a register that drives ``lanes`` lanes, one per :data:`LANES_PER_COPY` of them (lane ``i``
     takes copy ``i // LANES_PER_COPY``)."""
     return ceil_div(lanes, LANES_PER_COPY)
+
+
+def lane_groups(lanes):
+    """The lanes of each copy (:func:`lane_copies`), as ranges: a part of a unit per group."""
+    return [range(first, min(lanes, first + LANES_PER_COPY)) for first in range(0, lanes, LANES_PER_COPY)]
 
 
 def check_params(params):
